@@ -1,0 +1,229 @@
+// Package app is Aurora's module runtime: roles and shared infrastructure
+// register themselves as modules with their dependencies; App builds the
+// closure of the chosen roles, starts it in dependency order behind one HTTP
+// listener, and on a signal turns /readyz to 503, waits the shutdown delay and
+// stops everything in reverse within the drain deadline.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/rueidis"
+
+	"github.com/auroradev/aurora/app/store"
+	"github.com/auroradev/aurora/app/token"
+	"github.com/auroradev/aurora/config"
+)
+
+// Host is what modules are given: the configuration, shared clients and the
+// HTTP mux. Infrastructure modules fill in their client before the modules
+// that depend on them are built.
+type Host struct {
+	Config  *config.Config
+	Log     *slog.Logger
+	Mux     *http.ServeMux
+	Metrics *prometheus.Registry
+
+	// Redis is set by the redis module; RedisEmbedded tells that it is the
+	// in-process Redis, which keeps nothing across restarts.
+	Redis         rueidis.Client
+	RedisEmbedded bool
+	// Store is set by the store module.
+	Store store.Store
+	// Tokens is set by the tokens module.
+	Tokens *token.Issuer
+	// WebSocket, when the chat role runs here, also serves upgrade
+	// requests on "/" (where AuroraChat clients connect).
+	WebSocket http.Handler
+
+	fatal chan error
+}
+
+// Fail stops the whole process with err: for a background loop that cannot go on.
+func (h *Host) Fail(err error) {
+	select {
+	case h.fatal <- err:
+	default:
+	}
+}
+
+// App runs a set of roles in one process.
+type App struct {
+	host     *Host
+	listener net.Listener
+	started  []started
+	ready    atomic.Bool
+	draining atomic.Bool
+	mu       sync.Mutex
+}
+
+type started struct {
+	name string
+	mod  Module
+}
+
+// New prepares an App for cfg.Roles; it does not start anything yet.
+func New(cfg *config.Config, log *slog.Logger) *App {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return &App{host: &Host{
+		Config:  cfg,
+		Log:     log,
+		Mux:     http.NewServeMux(),
+		Metrics: reg,
+		fatal:   make(chan error, 1),
+	}}
+}
+
+// Host returns the shared host (for tests and commands that reuse clients).
+func (a *App) Host() *Host { return a.host }
+
+// Addr is the address the HTTP listener is bound to, once Run has bound it.
+func (a *App) Addr() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.listener == nil {
+		return ""
+	}
+	return a.listener.Addr().String()
+}
+
+// Run binds the listener, starts the modules and serves until ctx is done or
+// a module fails, then drains. It returns the first error that stopped it.
+func (a *App) Run(ctx context.Context) error {
+	h := a.host
+	cfg := h.Config
+	regs, err := plan(cfg.Roles)
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.HTTP.Addr, err)
+	}
+	a.mu.Lock()
+	a.listener = ln
+	a.mu.Unlock()
+
+	a.routes()
+	srv := &http.Server{
+		Handler:           a.middleware(h.Mux),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(h.Log.Handler(), slog.LevelDebug),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	startErr := a.start(ctx, regs)
+	if startErr == nil {
+		a.ready.Store(true)
+		h.Log.Info("aurora started", "roles", cfg.Roles, "addr", ln.Addr().String())
+		select {
+		case <-ctx.Done():
+			h.Log.Info("shutdown requested", "drain_timeout", cfg.HTTP.DrainTimeout)
+		case err := <-h.fatal:
+			startErr = err
+			h.Log.Error("module failed, stopping", "err", err)
+		case err := <-serveErr:
+			startErr = fmt.Errorf("http server: %w", err)
+		}
+	}
+
+	// Drain: readiness off first so load balancers stop routing here.
+	a.draining.Store(true)
+	a.ready.Store(false)
+	if d := cfg.HTTP.ShutdownDelay; d > 0 && startErr == nil {
+		time.Sleep(d)
+	}
+	dctx, cancel := context.WithTimeout(context.Background(), cfg.HTTP.DrainTimeout)
+	defer cancel()
+	var errs []error
+	if startErr != nil {
+		errs = append(errs, startErr)
+	}
+	if err := srv.Shutdown(dctx); err != nil {
+		errs = append(errs, fmt.Errorf("stop http server: %w", err))
+	}
+	errs = append(errs, a.stopAll(dctx)...)
+	if len(errs) == 0 {
+		h.Log.Info("aurora stopped")
+	}
+	return errors.Join(errs...)
+}
+
+func (a *App) start(ctx context.Context, regs []Registration) error {
+	for _, r := range regs {
+		if err := ctx.Err(); err != nil {
+			return nil // interrupted while starting: drain what started
+		}
+		m, err := r.New(ctx, a.host)
+		if err != nil {
+			return fmt.Errorf("module %s: %w", r.Name, err)
+		}
+		if err := m.Start(ctx); err != nil {
+			return fmt.Errorf("module %s: start: %w", r.Name, err)
+		}
+		a.mu.Lock()
+		a.started = append(a.started, started{r.Name, m})
+		a.mu.Unlock()
+		a.host.Log.Debug("module started", "module", r.Name)
+	}
+	return nil
+}
+
+// stopAll stops the started modules in reverse order of start.
+func (a *App) stopAll(ctx context.Context) []error {
+	a.mu.Lock()
+	mods := a.started
+	a.started = nil
+	a.mu.Unlock()
+	var errs []error
+	for i := len(mods) - 1; i >= 0; i-- {
+		if err := mods[i].mod.Stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("module %s: stop: %w", mods[i].name, err))
+		}
+		a.host.Log.Debug("module stopped", "module", mods[i].name)
+	}
+	return errs
+}
+
+// checks runs every started module's readiness check.
+func (a *App) checks(ctx context.Context) (map[string]string, bool) {
+	a.mu.Lock()
+	mods := append([]started(nil), a.started...)
+	a.mu.Unlock()
+	out := map[string]string{}
+	ok := a.ready.Load()
+	for _, s := range mods {
+		c, isChecker := s.mod.(Checker)
+		if !isChecker {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := c.Check(cctx)
+		cancel()
+		if err != nil {
+			out[s.name] = err.Error()
+			ok = false
+		} else {
+			out[s.name] = "ok"
+		}
+	}
+	if a.draining.Load() {
+		out["shutdown"] = "draining"
+	} else if !a.ready.Load() {
+		out["startup"] = "starting"
+	}
+	return out, ok
+}

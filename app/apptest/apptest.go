@@ -1,0 +1,165 @@
+// Package apptest starts real Aurora servers and the stores they need for
+// tests: an in-process Redis by default, or the real Redis named by
+// AURORA_TEST_REDIS_URL (then a test that needs Redis fails, never skips,
+// when it is unreachable).
+package apptest
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/auroradev/aurora/app"
+	"github.com/auroradev/aurora/config"
+)
+
+// RedisEnv names the real Redis the tests use when set. Tests that use it
+// flush it first, so it must be a Redis for tests only; the packages that use
+// it must not run their Redis tests in parallel (.ci/run uses -p 1).
+const RedisEnv = "AURORA_TEST_REDIS_URL"
+
+// RealRedis reports whether tests run against a real Redis.
+func RealRedis() bool { return os.Getenv(RedisEnv) != "" }
+
+// RedisURL returns the URL of a Redis for this test: the real one from
+// AURORA_TEST_REDIS_URL (flushed), or a fresh in-process one on loopback
+// (with ?protocol=2, which Aurora reads as "RESP2 only, single node").
+func RedisURL(t testing.TB) string {
+	t.Helper()
+	if u := os.Getenv(RedisEnv); u != "" {
+		c := RedisClient(t, u)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := c.Do(ctx, c.B().Flushall().Build()).Error(); err != nil {
+			t.Fatalf("%s=%s: flush real redis: %v", RedisEnv, u, err)
+		}
+		return u
+	}
+	m, err := app.StartEmbeddedRedis("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	return "redis://" + m.Addr() + "?protocol=2"
+}
+
+// RedisClient connects to url for the test's own checks; it fails the test
+// when Redis does not answer.
+func RedisClient(t testing.TB, url string) rueidis.Client {
+	t.Helper()
+	opt, err := app.RedisOptions(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := rueidis.NewClient(opt)
+	if err != nil {
+		t.Fatalf("connect to redis %s: %v", url, err)
+	}
+	t.Cleanup(c.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.Do(ctx, c.B().Ping().Build()).Error(); err != nil {
+		t.Fatalf("redis %s does not answer: %v", url, err)
+	}
+	return c
+}
+
+// Config returns a configuration for a test server: a free loopback port,
+// a temp data dir, the test Redis, fast bcrypt, quiet logs.
+func Config(t testing.TB) *config.Config {
+	t.Helper()
+	c := config.Default()
+	c.DataDir = t.TempDir()
+	c.HTTP.Addr = "127.0.0.1:0"
+	c.HTTP.DrainTimeout = 10 * time.Second
+	c.Redis.URL = RedisURL(t)
+	c.Auth.BcryptCost = 4
+	c.Auth.JWTSecret = "test-secret-0123456789abcdef0123456789"
+	return &c
+}
+
+// Server is a running Aurora in this process.
+type Server struct {
+	App  *app.App
+	URL  string // http://127.0.0.1:port
+	stop context.CancelFunc
+	done chan error
+}
+
+// Start runs cfg in-process and waits until /readyz answers 200. The server
+// stops when the test ends (or with Stop).
+func Start(t testing.TB, cfg *config.Config) *Server {
+	t.Helper()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	a := app.New(cfg, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{App: a, stop: cancel, done: make(chan error, 1)}
+	go func() { s.done <- a.Run(ctx) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for a.Addr() == "" {
+		select {
+		case err := <-s.done:
+			t.Fatalf("server did not start: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("server did not bind in 30s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	s.URL = "http://" + a.Addr()
+	for {
+		resp, err := http.Get(s.URL + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		select {
+		case err := <-s.done:
+			t.Fatalf("server stopped while starting: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("server not ready in 30s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Cleanup(func() {
+		if err := s.Stop(); err != nil && !errors.Is(err, errStopped) {
+			t.Errorf("server stop: %v", err)
+		}
+	})
+	return s
+}
+
+var errStopped = errors.New("already stopped")
+
+// Stop drains the server and returns Run's error; later calls return errStopped.
+func (s *Server) Stop() error {
+	s.stop()
+	select {
+	case err, ok := <-s.done:
+		if !ok {
+			return errStopped
+		}
+		close(s.done)
+		return err
+	case <-time.After(60 * time.Second):
+		return errors.New("server did not stop in 60s")
+	}
+}

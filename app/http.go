@@ -1,0 +1,139 @@
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/auroradev/aurora/web"
+)
+
+// ContentSecurityPolicy is sent with every response: the UI loads only its
+// own scripts and styles (no inline script), and talks only to this origin.
+const ContentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+	"connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+
+func (a *App) routes() {
+	h := a.host
+	h.Mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	h.Mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		checks, ok := a.checks(r.Context())
+		status, code := "ok", http.StatusOK
+		if !ok {
+			status, code = "unavailable", http.StatusServiceUnavailable
+		}
+		WriteJSON(w, code, map[string]any{"status": status, "checks": checks})
+	})
+	h.Mux.Handle("GET /metrics", promhttp.HandlerFor(h.Metrics, promhttp.HandlerOpts{Registry: h.Metrics}))
+	static := http.FileServerFS(web.Files)
+	h.Mux.HandleFunc("GET /", func(w http.ResponseWriter, r *http.Request) {
+		// AuroraChat clients open their WebSocket on "/": hand those to the
+		// chat role when it runs here.
+		if h.WebSocket != nil && strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+			h.WebSocket.ServeHTTP(w, r)
+			return
+		}
+		static.ServeHTTP(w, r)
+	})
+}
+
+// middleware adds security headers, CORS and a request id to every request.
+func (a *App) middleware(next http.Handler) http.Handler {
+	cfg := a.host.Config
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hd := w.Header()
+		hd.Set("X-Content-Type-Options", "nosniff")
+		hd.Set("Referrer-Policy", "no-referrer")
+		hd.Set("X-Frame-Options", "DENY")
+		hd.Set("Content-Security-Policy", ContentSecurityPolicy)
+
+		id := r.Header.Get("X-Request-Id")
+		if id == "" || len(id) > 64 {
+			id = NewID()
+		}
+		hd.Set("X-Request-Id", id)
+		r = r.WithContext(context.WithValue(r.Context(), logKey{}, a.host.Log.With("req", id)))
+
+		if origin := r.Header.Get("Origin"); origin != "" && strings.HasPrefix(r.URL.Path, "/api/") {
+			if OriginAllowed(r, cfg.HTTP.CORSOrigins) {
+				hd.Set("Access-Control-Allow-Origin", origin)
+				hd.Add("Vary", "Origin")
+				if r.Method == http.MethodOptions {
+					hd.Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
+					hd.Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
+					hd.Set("Access-Control-Max-Age", "600")
+					w.WriteHeader(http.StatusNoContent)
+					return
+				}
+			} else if r.Method == http.MethodOptions {
+				WriteError(w, http.StatusForbidden, "origin not allowed")
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// OriginAllowed reports whether a browser Origin may talk to this server: it
+// is the server's own origin (same host as the request), or on allow, or
+// allow holds "*". A request without Origin (not a browser) is allowed.
+func OriginAllowed(r *http.Request, allow []string) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	for _, a := range allow {
+		if a == "*" || strings.EqualFold(strings.TrimSuffix(a, "/"), origin) {
+			return true
+		}
+	}
+	return false
+}
+
+type logKey struct{}
+
+// Logger returns the request-scoped logger (with its request id) from ctx,
+// or fallback when there is none.
+func Logger(ctx context.Context, fallback *slog.Logger) *slog.Logger {
+	if l, ok := ctx.Value(logKey{}).(*slog.Logger); ok {
+		return l
+	}
+	return fallback
+}
+
+// NewID returns a random 16-hex id for requests and connections.
+func NewID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// WriteJSON writes v as a JSON response with status code.
+func WriteJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// WriteError writes {"error": msg} with status code: the one error shape of
+// every HTTP API in Aurora.
+func WriteError(w http.ResponseWriter, code int, msg string) {
+	WriteJSON(w, code, map[string]string{"error": msg})
+}

@@ -1,0 +1,245 @@
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/rueidis"
+
+	"github.com/auroradev/aurora/app/store"
+	"github.com/auroradev/aurora/app/store/mongostore"
+	"github.com/auroradev/aurora/app/store/sqlitestore"
+	"github.com/auroradev/aurora/app/token"
+)
+
+// The shared infrastructure modules. Roles list them in Deps.
+const (
+	ModRedis  = "redis"
+	ModStore  = "store"
+	ModTokens = "tokens"
+)
+
+func init() {
+	Register(Registration{Name: ModRedis, New: newRedisModule})
+	Register(Registration{Name: ModStore, New: newStoreModule})
+	Register(Registration{Name: ModTokens, New: newTokensModule})
+}
+
+// funcModule adapts start/stop/check functions to Module and Checker.
+type funcModule struct {
+	start func(context.Context) error
+	stop  func(context.Context) error
+	check func(context.Context) error
+}
+
+func (m funcModule) Start(ctx context.Context) error {
+	if m.start == nil {
+		return nil
+	}
+	return m.start(ctx)
+}
+
+func (m funcModule) Stop(ctx context.Context) error {
+	if m.stop == nil {
+		return nil
+	}
+	return m.stop(ctx)
+}
+
+func (m funcModule) Check(ctx context.Context) error {
+	if m.check == nil {
+		return nil
+	}
+	return m.check(ctx)
+}
+
+func newRedisModule(ctx context.Context, h *Host) (Module, error) {
+	var embedded *miniredis.Miniredis
+	url := h.Config.Redis.URL
+	var opt rueidis.ClientOption
+	if url == "" {
+		var err error
+		embedded, err = StartEmbeddedRedis("127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		opt = EmbeddedRedisOptions(embedded.Addr())
+		h.RedisEmbedded = true
+		h.Log.Warn("using embedded Redis: it keeps nothing across restarts; set redis.url (AURORA_REDIS_URL) for production",
+			"addr", embedded.Addr())
+	} else {
+		var err error
+		opt, err = RedisOptions(url)
+		if err != nil {
+			return nil, err
+		}
+	}
+	client, err := rueidis.NewClient(opt)
+	if err != nil {
+		if embedded != nil {
+			embedded.Close()
+		}
+		return nil, fmt.Errorf("connect to redis: %w", err)
+	}
+	h.Redis = client
+	return funcModule{
+		stop: func(context.Context) error {
+			client.Close()
+			if embedded != nil {
+				embedded.Close()
+			}
+			return nil
+		},
+		check: func(ctx context.Context) error {
+			return client.Do(ctx, client.B().Ping().Build()).Error()
+		},
+	}, nil
+}
+
+// RedisOptions returns client options for a Redis URL. Client-side caching is
+// off: Aurora reads nothing that it would cache.
+func RedisOptions(url string) (rueidis.ClientOption, error) {
+	opt, err := rueidis.ParseURL(url)
+	if err != nil {
+		return opt, fmt.Errorf("config key redis.url: %w", err)
+	}
+	opt.DisableCache = true
+	if opt.AlwaysRESP2 {
+		// ?protocol=2 marks a RESP2-only server such as `aurora dev redis`,
+		// which is never a cluster either.
+		opt.ForceSingleClient = true
+	}
+	return opt, nil
+}
+
+// EmbeddedRedisOptions returns client options for the in-process Redis,
+// which speaks RESP2 only and has no client-side caching.
+func EmbeddedRedisOptions(addr string) rueidis.ClientOption {
+	return rueidis.ClientOption{
+		InitAddress:       []string{addr},
+		DisableCache:      true,
+		ForceSingleClient: true,
+		AlwaysRESP2:       true,
+	}
+}
+
+// StartEmbeddedRedis starts an in-process Redis (miniredis) on addr.
+func StartEmbeddedRedis(addr string) (*miniredis.Miniredis, error) {
+	m := miniredis.NewMiniRedis()
+	if err := m.StartAddr(addr); err != nil {
+		return nil, fmt.Errorf("start embedded redis on %s: %w", addr, err)
+	}
+	return m, nil
+}
+
+// OpenStore opens the configured store: MongoDB when mongo.url is set, else
+// the SQLite file in the data dir. It does not migrate.
+func OpenStore(ctx context.Context, h *Host) (store.Store, error) {
+	cfg := h.Config
+	if cfg.Mongo.URL != "" {
+		s, err := mongostore.Open(ctx, cfg.Mongo.URL, cfg.MongoDatabase())
+		if err != nil {
+			return nil, fmt.Errorf("open mongodb: %w", err)
+		}
+		return s, nil
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("create data dir %s: %w", cfg.DataDir, err)
+	}
+	s, err := sqlitestore.Open(ctx, cfg.SQLitePath())
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite store %s: %w", cfg.SQLitePath(), err)
+	}
+	h.Log.Warn("using embedded SQLite store; set mongo.url (AURORA_MONGO_URL or MONGO_URL) for production", "path", cfg.SQLitePath())
+	return s, nil
+}
+
+func newStoreModule(ctx context.Context, h *Host) (Module, error) {
+	s, err := OpenStore(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	h.Store = s
+	return funcModule{
+		start: func(ctx context.Context) error {
+			if err := s.Migrate(ctx); err != nil {
+				return fmt.Errorf("migrate %s store: %w", s.Kind(), err)
+			}
+			return nil
+		},
+		stop:  s.Close,
+		check: s.Ping,
+	}, nil
+}
+
+// DevSecret is AuroraChat's default secret; accepted only with a loud warning.
+const DevSecret = "dev-secret"
+
+func newTokensModule(_ context.Context, h *Host) (Module, error) {
+	secret, err := JWTSecret(h.Config.Auth.JWTSecret, h.Config.DataDir, h.Log)
+	if err != nil {
+		return nil, err
+	}
+	h.Tokens = token.NewIssuer(secret, h.Config.Auth.TokenTTL)
+	return funcModule{}, nil
+}
+
+// JWTSecret returns the configured secret, or the one kept in
+// <dataDir>/jwt-secret, generating a random 256-bit one there (mode 0600) on
+// first use so tokens survive restarts.
+func JWTSecret(configured, dataDir string, log *slog.Logger) ([]byte, error) {
+	if configured != "" {
+		if configured == DevSecret || strings.HasPrefix(configured, "dev-secret") {
+			log.Warn("!!! JWT secret is AuroraChat's public default 'dev-secret': anyone can forge tokens. Set auth.jwt_secret (AURORA_AUTH_JWT_SECRET or JWT_SECRET) to a random value !!!")
+		}
+		return []byte(configured), nil
+	}
+	path := filepath.Join(dataDir, "jwt-secret")
+	b, err := os.ReadFile(path)
+	if err == nil {
+		s := strings.TrimSpace(string(b))
+		if len(s) < 32 {
+			return nil, fmt.Errorf("jwt secret file %s is too short (want at least 32 characters)", path)
+		}
+		return []byte(s), nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("read jwt secret %s: %w", path, err)
+	}
+	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("create data dir %s: %w", dataDir, err)
+	}
+	var raw [32]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return nil, fmt.Errorf("generate jwt secret: %w", err)
+	}
+	s := hex.EncodeToString(raw[:])
+	// O_EXCL: when two processes race on first start, one wins and the
+	// other reads the winner's secret.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		time.Sleep(50 * time.Millisecond)
+		return JWTSecret("", dataDir, log)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("write jwt secret %s: %w", path, err)
+	}
+	if _, err := f.WriteString(s + "\n"); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("write jwt secret %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("write jwt secret %s: %w", path, err)
+	}
+	log.Info("generated a JWT secret", "path", path)
+	return []byte(s), nil
+}

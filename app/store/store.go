@@ -1,0 +1,112 @@
+// Package store is Aurora's persistence: the narrow set of user, message and
+// room operations the roles need, behind one interface with two
+// implementations, MongoDB (mongostore) and an embedded SQLite file
+// (sqlitestore). Collections and tables share names (users, messages, rooms)
+// and fields/columns share names, so operators query either the same way.
+// One contract suite (storetest) runs against both.
+package store
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/auroradev/aurora/app/bus"
+)
+
+// Errors every implementation returns (wrapped or not) so callers can use errors.Is.
+var (
+	ErrNotFound   = errors.New("not found")
+	ErrUserExists = errors.New("user exists")
+	ErrRoomExists = errors.New("room exists")
+)
+
+// User is a row of users. ID is a 24-hex ObjectId on both backends.
+type User struct {
+	ID           string
+	Username     string // as registered (case kept)
+	PasswordHash string // bcrypt
+	Disabled     bool
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+}
+
+// UsernameKey is the case-folded form under which usernames are unique and
+// looked up (the usernameKey field / column).
+func UsernameKey(username string) string { return strings.ToLower(username) }
+
+// Message is a row of messages. ID is the chat contract's message id (the
+// Redis stream entry id, field msgId); CreatedAt is its millisecond part.
+type Message struct {
+	ID        bus.ID
+	RoomID    string
+	UserID    string
+	Username  string
+	Text      string
+	ClientID  string
+	Status    string // "sent"
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Room is a row of rooms (created explicitly by operators or users; rooms
+// that only exist because someone joined them need no row).
+type Room struct {
+	Name      string
+	CreatedBy string
+	CreatedAt time.Time
+}
+
+// Page selects messages of one room. At most one of Before and After is set;
+// both bounds are exclusive. Before (or neither) returns newest first, After
+// returns oldest first.
+type Page struct {
+	Before *bus.ID
+	After  *bus.ID
+	Limit  int
+}
+
+// InsertResult counts what InsertMessages did.
+type InsertResult struct {
+	Inserted   int
+	Duplicates int // already stored (same room and msgId): not an error
+	// Rejected maps the index in the batch of each message the store refused
+	// (validation) to the reason; the others were stored or were duplicates.
+	Rejected map[int]string
+}
+
+// Store is the persistence the roles use.
+type Store interface {
+	// Kind names the backend ("mongodb" or "sqlite") for logs and checks.
+	Kind() string
+	// Ping checks the store answers.
+	Ping(ctx context.Context) error
+	// Migrate creates tables, collections and indexes idempotently.
+	Migrate(ctx context.Context) error
+	Close(ctx context.Context) error
+
+	// CreateUser stores a new user and returns it with ID and timestamps set.
+	// A username equal case-insensitively to an existing one: ErrUserExists.
+	CreateUser(ctx context.Context, u User) (User, error)
+	// UserByName finds a user by username, case-insensitively; ErrNotFound.
+	UserByName(ctx context.Context, username string) (User, error)
+	// UserByID finds a user by id; ErrNotFound.
+	UserByID(ctx context.Context, id string) (User, error)
+	ListUsers(ctx context.Context) ([]User, error)
+	// UpdateUser sets PasswordHash and Disabled of the user with u.ID; ErrNotFound.
+	UpdateUser(ctx context.Context, u User) error
+
+	// InsertMessages stores a batch, skipping messages already stored (same
+	// RoomID and ID) so a redelivered batch is stored exactly once. An error
+	// means nothing can be assumed stored; retrying the batch is safe.
+	InsertMessages(ctx context.Context, msgs []Message) (InsertResult, error)
+	// Messages returns one page of a room and whether more lie beyond it.
+	Messages(ctx context.Context, room string, p Page) ([]Message, bool, error)
+	// LatestMessage returns the newest stored message of a room; ErrNotFound.
+	LatestMessage(ctx context.Context, room string) (Message, error)
+
+	CreateRoom(ctx context.Context, r Room) (Room, error) // ErrRoomExists
+	ListRooms(ctx context.Context) ([]Room, error)
+	DeleteRoom(ctx context.Context, name string) error // ErrNotFound
+}

@@ -1,0 +1,30 @@
+package cmd
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/auroradev/aurora/app"
+)
+
+func newServeCmd(o *options) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "serve",
+		Short: "Run Aurora's roles (default: all of them)",
+		Example: `  aurora serve                       # every role, embedded stores
+  aurora serve --roles=chat          # one role, e.g. one Kubernetes replica set
+  aurora serve --redis-url redis://localhost:6379 --mongo-url mongodb://localhost:27017/aurorachat`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, log, err := o.load(cmd)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := signalContext(cmd.Context())
+			defer cancel()
+			return app.New(cfg, log).Run(ctx)
+		},
+	}
+	c.Flags().StringSlice("roles", nil, "roles to run: auth, chat, ingest (comma separated; default all)")
+	c.Flags().String("http-addr", "", "HTTP listen address (default :8080, or :$PORT)")
+	return c
+}

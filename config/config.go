@@ -1,0 +1,444 @@
+// Package config holds Aurora's one typed configuration and loads it from, in
+// rising priority: built-in defaults, a YAML config file, AURORA_* environment
+// variables (plus AuroraChat's PORT, JWT_SECRET, REDIS_HOST, REDIS_PORT and
+// MONGO_URL, so an existing deployment's environment works unchanged), and
+// command-line flags.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+)
+
+// Config is the whole configuration of one aurora process. Every role reads
+// the part it needs; the mapstructure tags are the keys of the config file and,
+// upper-cased with dots as underscores and an AURORA_ prefix, of the environment.
+type Config struct {
+	// DataDir holds the embedded SQLite store and the generated JWT secret.
+	DataDir string   `mapstructure:"data_dir"`
+	Roles   []string `mapstructure:"roles"`
+	HTTP    HTTP     `mapstructure:"http"`
+	Log     Log      `mapstructure:"log"`
+	Redis   Redis    `mapstructure:"redis"`
+	Mongo   Mongo    `mapstructure:"mongo"`
+	Auth    Auth     `mapstructure:"auth"`
+	Chat    Chat     `mapstructure:"chat"`
+	Ingest  Ingest   `mapstructure:"ingest"`
+}
+
+// HTTP configures the one listener of the process.
+type HTTP struct {
+	Addr string `mapstructure:"addr"`
+	// CORSOrigins lists browser origins allowed besides the server's own
+	// ("*" allows any). It also serves as the WebSocket Origin allow-list.
+	CORSOrigins []string `mapstructure:"cors_origins"`
+	// DrainTimeout bounds a graceful stop: every module must be stopped by then.
+	DrainTimeout time.Duration `mapstructure:"drain_timeout"`
+	// ShutdownDelay is how long /readyz reports 503 before the drain starts,
+	// so load balancers stop routing new connections here first.
+	ShutdownDelay time.Duration `mapstructure:"shutdown_delay"`
+}
+
+// Log configures slog.
+type Log struct {
+	Level  string `mapstructure:"level"`  // debug, info, warn, error
+	Format string `mapstructure:"format"` // auto, json, text
+}
+
+// Redis points at the Redis server; empty URL means an embedded in-process
+// Redis that keeps nothing across restarts.
+type Redis struct {
+	URL string `mapstructure:"url" secret:"url"`
+}
+
+// Mongo points at MongoDB; an empty URL means the embedded SQLite store.
+type Mongo struct {
+	URL string `mapstructure:"url" secret:"url"`
+	// Database defaults to the URL's path, else "aurorachat" as in AuroraChat.
+	Database string `mapstructure:"database"`
+}
+
+// Auth configures users, passwords and tokens.
+type Auth struct {
+	// JWTSecret signs tokens (HS256). Empty: a random secret is generated
+	// once and kept in <data_dir>/jwt-secret.
+	JWTSecret        string        `mapstructure:"jwt_secret" secret:"true"`
+	TokenTTL         time.Duration `mapstructure:"token_ttl"`
+	BcryptCost       int           `mapstructure:"bcrypt_cost"`
+	LoginMaxFailures int           `mapstructure:"login_max_failures"`
+	LoginWindow      time.Duration `mapstructure:"login_window"`
+}
+
+// Chat configures the WebSocket gateway.
+type Chat struct {
+	MaxTextLength      int           `mapstructure:"max_text_length"`
+	RoomRate           int           `mapstructure:"room_rate"` // messages per second per user per room
+	UserRate           int           `mapstructure:"user_rate"` // messages per second per user, all rooms
+	MaxConnsPerUser    int           `mapstructure:"max_conns_per_user"`
+	MaxRoomsPerConn    int           `mapstructure:"max_rooms_per_conn"`
+	PingInterval       time.Duration `mapstructure:"ping_interval"`
+	SendQueue          int           `mapstructure:"send_queue"` // frames queued per connection
+	SlowTimeout        time.Duration `mapstructure:"slow_timeout"`
+	PresenceInterval   time.Duration `mapstructure:"presence_interval"`
+	PresenceMaxMembers int           `mapstructure:"presence_max_members"`
+	DedupeWindow       time.Duration `mapstructure:"dedupe_window"`
+}
+
+// Ingest configures the stream-to-store pipeline.
+type Ingest struct {
+	BatchSize     int           `mapstructure:"batch_size"`
+	FlushInterval time.Duration `mapstructure:"flush_interval"`
+	ClaimIdle     time.Duration `mapstructure:"claim_idle"`
+	MaxDeliveries int           `mapstructure:"max_deliveries"`
+	// KeepRecent is how many acknowledged entries the stream keeps for
+	// reconnect recovery before they are trimmed.
+	KeepRecent int `mapstructure:"keep_recent"`
+}
+
+// ValidRoles are the roles `serve --roles` accepts.
+var ValidRoles = []string{"auth", "chat", "ingest"}
+
+// Default returns the built-in defaults.
+func Default() Config {
+	return Config{
+		DataDir: "./data",
+		Roles:   append([]string(nil), ValidRoles...),
+		HTTP: HTTP{
+			Addr:          ":8080",
+			DrainTimeout:  25 * time.Second,
+			ShutdownDelay: 0,
+		},
+		Log:   Log{Level: "info", Format: "auto"},
+		Mongo: Mongo{},
+		Auth: Auth{
+			TokenTTL:         24 * time.Hour,
+			BcryptCost:       10,
+			LoginMaxFailures: 5,
+			LoginWindow:      15 * time.Minute,
+		},
+		Chat: Chat{
+			MaxTextLength:      4000,
+			RoomRate:           3,
+			UserRate:           10,
+			MaxConnsPerUser:    10,
+			MaxRoomsPerConn:    50,
+			PingInterval:       30 * time.Second,
+			SendQueue:          256,
+			SlowTimeout:        5 * time.Second,
+			PresenceInterval:   250 * time.Millisecond,
+			PresenceMaxMembers: 1000,
+			DedupeWindow:       15 * time.Minute,
+		},
+		Ingest: Ingest{
+			BatchSize:     50,
+			FlushInterval: time.Second,
+			ClaimIdle:     30 * time.Second,
+			MaxDeliveries: 5,
+			KeepRecent:    10000,
+		},
+	}
+}
+
+// legacyEnv maps AuroraChat's environment variables onto keys. They rank
+// below AURORA_* variables, which name the same keys explicitly.
+func legacyEnv(v *viper.Viper, getenv func(string) string) error {
+	if p := getenv("PORT"); p != "" && getenv("AURORA_HTTP_ADDR") == "" {
+		if _, err := strconv.ParseUint(p, 10, 16); err != nil {
+			return fmt.Errorf("PORT: %q is not a port number", p)
+		}
+		v.Set("http.addr", ":"+p)
+	}
+	if s := getenv("JWT_SECRET"); s != "" && getenv("AURORA_AUTH_JWT_SECRET") == "" {
+		v.Set("auth.jwt_secret", s)
+	}
+	if h := getenv("REDIS_HOST"); h != "" && getenv("AURORA_REDIS_URL") == "" {
+		port := getenv("REDIS_PORT")
+		if port == "" {
+			port = "6379"
+		}
+		v.Set("redis.url", "redis://"+net.JoinHostPort(h, port))
+	}
+	if m := getenv("MONGO_URL"); m != "" && getenv("AURORA_MONGO_URL") == "" {
+		v.Set("mongo.url", m)
+	}
+	return nil
+}
+
+// FlagKeys maps the command-line flags that override config keys to those
+// keys. A flag overrides everything else only when the user set it.
+var FlagKeys = map[string]string{
+	"roles":     "roles",
+	"http-addr": "http.addr",
+	"log-level": "log.level",
+	"data-dir":  "data_dir",
+	"redis-url": "redis.url",
+	"mongo-url": "mongo.url",
+}
+
+// Load builds the configuration. file may be empty; flags may be nil.
+func Load(file string, flags *pflag.FlagSet) (*Config, error) {
+	return load(file, flags, os.Getenv)
+}
+
+func load(file string, flags *pflag.FlagSet, getenv func(string) string) (*Config, error) {
+	v := viper.New()
+	def := Default()
+	setDefaults(v, "", reflect.ValueOf(def))
+
+	if file != "" {
+		v.SetConfigFile(file)
+		if err := v.ReadInConfig(); err != nil {
+			return nil, fmt.Errorf("read config file %s: %w", file, err)
+		}
+	}
+	if err := legacyEnv(v, getenv); err != nil {
+		return nil, err
+	}
+	// AURORA_* variables: bound explicitly per key so they override the
+	// file and the legacy variables.
+	for _, key := range v.AllKeys() {
+		env := "AURORA_" + strings.ToUpper(strings.NewReplacer(".", "_").Replace(key))
+		if val := getenv(env); val != "" {
+			v.Set(key, val)
+		}
+	}
+	if flags != nil {
+		flags.Visit(func(f *pflag.Flag) {
+			key, ok := FlagKeys[f.Name]
+			if !ok {
+				return
+			}
+			if sv, ok := f.Value.(pflag.SliceValue); ok {
+				v.Set(key, sv.GetSlice())
+				return
+			}
+			v.Set(key, f.Value.String())
+		})
+	}
+
+	var c Config
+	err := v.UnmarshalExact(&c, viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
+		mapstructure.StringToTimeDurationHookFunc(),
+		mapstructure.StringToSliceHookFunc(","),
+	)))
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func setDefaults(v *viper.Viper, prefix string, rv reflect.Value) {
+	rt := rv.Type()
+	for i := 0; i < rt.NumField(); i++ {
+		f := rt.Field(i)
+		key := f.Tag.Get("mapstructure")
+		if prefix != "" {
+			key = prefix + "." + key
+		}
+		if f.Type.Kind() == reflect.Struct {
+			setDefaults(v, key, rv.Field(i))
+			continue
+		}
+		v.SetDefault(key, rv.Field(i).Interface())
+	}
+}
+
+// Validate checks every value and names the key of the first bad one.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key string, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("config key %s: %s", key, fmt.Sprintf(format, a...)))
+	}
+	if len(c.Roles) == 0 {
+		bad("roles", "at least one role is required (valid: %s)", strings.Join(ValidRoles, ", "))
+	}
+	for _, r := range c.Roles {
+		if !isValidRole(r) {
+			bad("roles", "unknown role %q (valid: %s)", r, strings.Join(ValidRoles, ", "))
+		}
+	}
+	if _, _, err := net.SplitHostPort(c.HTTP.Addr); err != nil {
+		bad("http.addr", "%q is not host:port", c.HTTP.Addr)
+	}
+	if c.HTTP.DrainTimeout <= 0 {
+		bad("http.drain_timeout", "must be positive")
+	}
+	if c.HTTP.ShutdownDelay < 0 {
+		bad("http.shutdown_delay", "must not be negative")
+	}
+	switch strings.ToLower(c.Log.Level) {
+	case "debug", "info", "warn", "warning", "error":
+	default:
+		bad("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "auto", "json", "text":
+	default:
+		bad("log.format", "%q is not one of auto, json, text", c.Log.Format)
+	}
+	if c.DataDir == "" {
+		bad("data_dir", "must not be empty")
+	}
+	if c.Redis.URL != "" {
+		if u, err := url.Parse(c.Redis.URL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") {
+			bad("redis.url", "must be a redis://, rediss:// or unix:// URL")
+		}
+	}
+	if c.Mongo.URL != "" {
+		if u, err := url.Parse(c.Mongo.URL); err != nil || (u.Scheme != "mongodb" && u.Scheme != "mongodb+srv") {
+			bad("mongo.url", "must be a mongodb:// or mongodb+srv:// URL")
+		}
+	}
+	if c.Auth.TokenTTL < time.Minute {
+		bad("auth.token_ttl", "must be at least 1m")
+	}
+	if c.Auth.BcryptCost < 4 || c.Auth.BcryptCost > 31 {
+		bad("auth.bcrypt_cost", "must be between 4 and 31")
+	}
+	if c.Auth.LoginMaxFailures < 1 {
+		bad("auth.login_max_failures", "must be at least 1")
+	}
+	if c.Auth.LoginWindow < time.Second {
+		bad("auth.login_window", "must be at least 1s")
+	}
+	positive := map[string]int{
+		"chat.max_text_length":      c.Chat.MaxTextLength,
+		"chat.room_rate":            c.Chat.RoomRate,
+		"chat.user_rate":            c.Chat.UserRate,
+		"chat.max_conns_per_user":   c.Chat.MaxConnsPerUser,
+		"chat.max_rooms_per_conn":   c.Chat.MaxRoomsPerConn,
+		"chat.send_queue":           c.Chat.SendQueue,
+		"chat.presence_max_members": c.Chat.PresenceMaxMembers,
+		"ingest.max_deliveries":     c.Ingest.MaxDeliveries,
+		"ingest.keep_recent":        c.Ingest.KeepRecent,
+	}
+	for k, n := range positive {
+		if n < 1 {
+			bad(k, "must be at least 1")
+		}
+	}
+	durations := map[string]time.Duration{
+		"chat.ping_interval":     c.Chat.PingInterval,
+		"chat.slow_timeout":      c.Chat.SlowTimeout,
+		"chat.presence_interval": c.Chat.PresenceInterval,
+		"chat.dedupe_window":     c.Chat.DedupeWindow,
+		"ingest.flush_interval":  c.Ingest.FlushInterval,
+		"ingest.claim_idle":      c.Ingest.ClaimIdle,
+	}
+	for k, d := range durations {
+		if d <= 0 {
+			bad(k, "must be a positive duration")
+		}
+	}
+	if c.Chat.DedupeWindow > 0 && c.Chat.DedupeWindow < 10*time.Minute {
+		bad("chat.dedupe_window", "must be at least 10m (clients may resend for that long)")
+	}
+	if c.Ingest.BatchSize < 1 || c.Ingest.BatchSize > 1000 {
+		bad("ingest.batch_size", "must be between 1 and 1000")
+	}
+	return errors.Join(errs...)
+}
+
+func isValidRole(r string) bool {
+	for _, v := range ValidRoles {
+		if r == v {
+			return true
+		}
+	}
+	return false
+}
+
+// HasRole reports whether the process runs role r.
+func (c *Config) HasRole(r string) bool {
+	for _, x := range c.Roles {
+		if x == r {
+			return true
+		}
+	}
+	return false
+}
+
+// MongoDatabase is the database to use: the configured one, else the URL's
+// path, else "aurorachat" as in AuroraChat.
+func (c *Config) MongoDatabase() string {
+	if c.Mongo.Database != "" {
+		return c.Mongo.Database
+	}
+	if u, err := url.Parse(c.Mongo.URL); err == nil {
+		if db := strings.Trim(u.Path, "/"); db != "" {
+			return db
+		}
+	}
+	return "aurorachat"
+}
+
+// SQLitePath is the embedded store's file.
+func (c *Config) SQLitePath() string { return filepath.Join(c.DataDir, "aurora.db") }
+
+// Masked returns a copy with secrets replaced, for printing: fields tagged
+// secret:"true" are hidden whole, secret:"url" hide only a URL's password.
+func (c Config) Masked() Config {
+	mask(reflect.ValueOf(&c).Elem())
+	return c
+}
+
+func mask(rv reflect.Value) {
+	rt := rv.Type()
+	for i := 0; i < rt.NumField(); i++ {
+		f := rv.Field(i)
+		switch rt.Field(i).Tag.Get("secret") {
+		case "true":
+			if f.String() != "" {
+				f.SetString("********")
+			}
+		case "url":
+			if u, err := url.Parse(f.String()); err == nil && u.User != nil {
+				if _, has := u.User.Password(); has {
+					u.User = url.UserPassword(u.User.Username(), "xxxxx")
+					f.SetString(u.String())
+				}
+			}
+		default:
+			if f.Kind() == reflect.Struct {
+				mask(f)
+			}
+		}
+	}
+}
+
+// Map returns the configuration as nested maps keyed like the config file,
+// durations as strings, for printing.
+func (c Config) Map() map[string]any { return toMap(reflect.ValueOf(c)) }
+
+func toMap(rv reflect.Value) map[string]any {
+	out := map[string]any{}
+	rt := rv.Type()
+	for i := 0; i < rt.NumField(); i++ {
+		key := rt.Field(i).Tag.Get("mapstructure")
+		f := rv.Field(i)
+		switch {
+		case f.Kind() == reflect.Struct:
+			out[key] = toMap(f)
+		case f.Type() == reflect.TypeOf(time.Duration(0)):
+			out[key] = time.Duration(f.Int()).String()
+		default:
+			out[key] = f.Interface()
+		}
+	}
+	return out
+}
