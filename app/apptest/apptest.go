@@ -97,12 +97,19 @@ type Server struct {
 // stops when the test ends (or with Stop).
 func Start(t testing.TB, cfg *config.Config) *Server {
 	t.Helper()
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return StartWithLog(t, cfg, log)
+}
+
+// StartWithLog is Start with the server logging to log, for tests that
+// check what the server logs (an error line, no secrets).
+func StartWithLog(t testing.TB, cfg *config.Config, log *slog.Logger) *Server {
+	t.Helper()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
 	}
 	a := app.New(cfg, log)
 	ctx, cancel := context.WithCancel(context.Background())

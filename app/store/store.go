@@ -9,6 +9,7 @@ package store
 import (
 	"context"
 	"errors"
+	"math"
 	"strings"
 	"time"
 
@@ -50,6 +51,23 @@ type Message struct {
 	UpdatedAt time.Time
 }
 
+// CheckMessage returns why every store refuses m (the reason InsertMessages
+// reports in InsertResult.Rejected), or "" when m can be stored. Both
+// backends keep the id parts as signed 64-bit integers (SQLite INTEGER, BSON
+// int64 and Date), so ids beyond that range are refused rather than stored
+// out of order.
+func CheckMessage(m Message) string {
+	switch {
+	case m.RoomID == "":
+		return "no roomId"
+	case m.UserID == "":
+		return "no userId"
+	case m.ID.Ms > math.MaxInt64 || m.ID.Seq > math.MaxInt64:
+		return "msgId " + m.ID.String() + " out of range"
+	}
+	return ""
+}
+
 // Room is a row of rooms (created explicitly by operators or users; rooms
 // that only exist because someone joined them need no row).
 type Room struct {
@@ -58,13 +76,28 @@ type Room struct {
 	CreatedAt time.Time
 }
 
-// Page selects messages of one room. At most one of Before and After is set;
-// both bounds are exclusive. Before (or neither) returns newest first, After
-// returns oldest first.
+// Page selects messages of one room. Both bounds are exclusive. Before (or
+// neither) returns newest first, After returns oldest first; with both, the
+// messages strictly between, oldest first. Limit is clamped by the caller;
+// zero or less means DefaultPageLimit.
 type Page struct {
 	Before *bus.ID
 	After  *bus.ID
 	Limit  int
+}
+
+// DefaultPageLimit is the page size when Page.Limit is not positive.
+const DefaultPageLimit = 50
+
+// Ascending reports whether the page runs oldest first.
+func (p Page) Ascending() bool { return p.After != nil }
+
+// Size is the number of messages the page holds at most.
+func (p Page) Size() int {
+	if p.Limit <= 0 {
+		return DefaultPageLimit
+	}
+	return p.Limit
 }
 
 // InsertResult counts what InsertMessages did.
@@ -93,6 +126,7 @@ type Store interface {
 	UserByName(ctx context.Context, username string) (User, error)
 	// UserByID finds a user by id; ErrNotFound.
 	UserByID(ctx context.Context, id string) (User, error)
+	// ListUsers returns every user in creation order (by id).
 	ListUsers(ctx context.Context) ([]User, error)
 	// UpdateUser sets PasswordHash and Disabled of the user with u.ID; ErrNotFound.
 	UpdateUser(ctx context.Context, u User) error
@@ -106,7 +140,9 @@ type Store interface {
 	// LatestMessage returns the newest stored message of a room; ErrNotFound.
 	LatestMessage(ctx context.Context, room string) (Message, error)
 
-	CreateRoom(ctx context.Context, r Room) (Room, error) // ErrRoomExists
+	// CreateRoom stores a room, CreatedAt set to now when zero; ErrRoomExists.
+	CreateRoom(ctx context.Context, r Room) (Room, error)
+	// ListRooms returns every room ordered by name.
 	ListRooms(ctx context.Context) ([]Room, error)
 	DeleteRoom(ctx context.Context, name string) error // ErrNotFound
 }

@@ -1,18 +1,568 @@
 // Package mongostore is the production store on MongoDB (mongo-driver v2),
-// in AuroraChat's collections.
+// in AuroraChat's collections and document shapes, so Aurora and AuroraChat
+// services can share one database.
+//
+// users: {_id ObjectId, username, usernameKey, passwordHash, disabled,
+// createdAt, updatedAt}. AuroraChat's users lack usernameKey and disabled;
+// they are found by their exact username, as AuroraChat itself finds them.
+//
+// messages: AuroraChat's {_id, roomId, userId (ObjectId when 24-hex), text,
+// status, attachments, createdAt, updatedAt} plus msgId ("<ms>-<seq>"),
+// msgSeq, username and clientId (omitted when empty). createdAt is the
+// msgId's millisecond part, so (createdAt, msgSeq) is numeric id order.
+// AuroraChat's messages have no msgId; they read back with the id
+// "<createdAt ms>-0".
+//
+// rooms: {_id ObjectId, name, createdBy, createdAt}.
 package mongostore
 
 import (
 	"context"
 	"errors"
+	"fmt"
+	"time"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/auroradev/aurora/app/bus"
 	"github.com/auroradev/aurora/app/store"
 )
 
-// Store is a store.Store over MongoDB. STUB: being implemented.
-type Store struct{ store.Store }
+// Collection names, AuroraChat's (Mongoose's plural model names).
+const (
+	Users    = "users"
+	Messages = "messages"
+	Rooms    = "rooms"
+)
 
-// Open connects to uri and uses database.
+// serverSelectionTimeout bounds how long an operation waits for a usable
+// server, so a wrong URL fails Open clearly instead of hanging (the driver's
+// default is 30s). A serverSelectionTimeoutMS in the URL wins.
+const serverSelectionTimeout = 5 * time.Second
+
+// Server error codes the store tells apart.
+const (
+	codeDuplicateKey   = 11000
+	codeNotImplemented = 238 // FerretDB's answer to an index option it lacks
+)
+
+// Store is a store.Store over one MongoDB database.
+type Store struct {
+	client   *mongo.Client
+	db       *mongo.Database
+	users    *mongo.Collection
+	messages *mongo.Collection
+	rooms    *mongo.Collection
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open connects to uri, uses database and pings the server. It does not
+// migrate.
 func Open(ctx context.Context, uri, database string) (*Store, error) {
-	return nil, errors.New("mongostore: not implemented")
+	if database == "" {
+		return nil, errors.New("open mongodb: no database name")
+	}
+	opts := options.Client().SetServerSelectionTimeout(serverSelectionTimeout).ApplyURI(uri)
+	client, err := mongo.Connect(opts)
+	if err != nil {
+		return nil, fmt.Errorf("connect to mongodb: %w", err)
+	}
+	db := client.Database(database)
+	s := &Store{
+		client:   client,
+		db:       db,
+		users:    db.Collection(Users),
+		messages: db.Collection(Messages),
+		rooms:    db.Collection(Rooms),
+	}
+	if err := s.Ping(ctx); err != nil {
+		_ = client.Disconnect(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	return s, nil
+}
+
+// Kind is "mongodb".
+func (s *Store) Kind() string { return "mongodb" }
+
+// Ping checks the primary answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.client.Ping(ctx, nil); err != nil {
+		return fmt.Errorf("ping mongodb: %w", err)
+	}
+	return nil
+}
+
+// Close disconnects, letting in-flight operations finish until ctx ends.
+func (s *Store) Close(ctx context.Context) error {
+	if err := s.client.Disconnect(ctx); err != nil {
+		return fmt.Errorf("disconnect from mongodb: %w", err)
+	}
+	return nil
+}
+
+// hasMsgID selects the messages Aurora wrote (AuroraChat's have no msgId).
+var hasMsgID = bson.D{{Key: "msgId", Value: bson.D{{Key: "$exists", Value: true}}}}
+
+// index is one index Migrate creates.
+type index struct {
+	coll   *mongo.Collection
+	name   string
+	keys   bson.D
+	unique bool
+	sparse bool
+	// partial is the partialFilterExpression, applied where supported.
+	partial bson.D
+}
+
+func (ix index) model(withPartial bool) mongo.IndexModel {
+	o := options.Index().SetName(ix.name)
+	if ix.unique {
+		o.SetUnique(true)
+	}
+	if ix.sparse {
+		o.SetSparse(true)
+	}
+	if withPartial && ix.partial != nil {
+		o.SetPartialFilterExpression(ix.partial)
+	}
+	return mongo.IndexModel{Keys: ix.keys, Options: o}
+}
+
+// Migrate creates the indexes; creating an existing identical index is a
+// no-op, so it is idempotent and safe on AuroraChat's database (username_1
+// and userId_1 are the very indexes Mongoose created there).
+func (s *Store) Migrate(ctx context.Context) error {
+	key := func(kv ...any) bson.D {
+		d := bson.D{}
+		for i := 0; i < len(kv); i += 2 {
+			d = append(d, bson.E{Key: kv[i].(string), Value: kv[i+1]})
+		}
+		return d
+	}
+	indexes := []index{
+		// Sparse: AuroraChat's users have no usernameKey and must not collide.
+		{coll: s.users, name: "usernameKey_1", keys: key("usernameKey", 1), unique: true, sparse: true},
+		{coll: s.users, name: "username_1", keys: key("username", 1), unique: true},
+		{coll: s.messages, name: "roomId_1_createdAt_-1", keys: key("roomId", 1, "createdAt", -1)},
+		{coll: s.messages, name: "userId_1", keys: key("userId", 1)},
+		// Partial, not sparse: a compound sparse index still holds every
+		// document with a roomId, so AuroraChat's messages (no msgId) would
+		// collide as {roomId, null}.
+		{coll: s.messages, name: "roomId_1_msgId_1", keys: key("roomId", 1, "msgId", 1), unique: true, partial: hasMsgID},
+		{coll: s.messages, name: "roomId_1_createdAt_-1_msgSeq_-1", keys: key("roomId", 1, "createdAt", -1, "msgSeq", -1)},
+		{coll: s.rooms, name: "name_1", keys: key("name", 1), unique: true},
+	}
+	for _, ix := range indexes {
+		_, err := ix.coll.Indexes().CreateOne(ctx, ix.model(true))
+		if ix.partial != nil && isCode(err, codeNotImplemented) {
+			// FerretDB v1 rejects partialFilterExpression (and ignores
+			// sparse). Its SQLite and PostgreSQL backends index a missing
+			// field as NULL, and NULLs never collide in their unique
+			// indexes, so there the plain unique index means what the
+			// partial one means on MongoDB.
+			_, err = ix.coll.Indexes().CreateOne(ctx, ix.model(false))
+		}
+		if err != nil {
+			return fmt.Errorf("create index %s.%s: %w", ix.coll.Name(), ix.name, err)
+		}
+	}
+	return nil
+}
+
+// isCode reports whether err is a server error with code.
+func isCode(err error, code int) bool {
+	var se mongo.ServerError
+	return errors.As(err, &se) && se.HasErrorCode(code)
+}
+
+func now() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }
+
+// userDoc is a users document. UsernameKey is omitted when empty only to
+// decode AuroraChat's documents; Aurora always writes it.
+type userDoc struct {
+	ID           bson.ObjectID `bson:"_id"`
+	Username     string        `bson:"username"`
+	UsernameKey  string        `bson:"usernameKey,omitempty"`
+	PasswordHash string        `bson:"passwordHash"`
+	Disabled     bool          `bson:"disabled"`
+	CreatedAt    time.Time     `bson:"createdAt"`
+	UpdatedAt    time.Time     `bson:"updatedAt"`
+}
+
+func (d userDoc) user() store.User {
+	return store.User{
+		ID:           d.ID.Hex(),
+		Username:     d.Username,
+		PasswordHash: d.PasswordHash,
+		Disabled:     d.Disabled,
+		CreatedAt:    d.CreatedAt.UTC(),
+		UpdatedAt:    d.UpdatedAt.UTC(),
+	}
+}
+
+// CreateUser inserts u; the unique usernameKey index makes concurrent
+// registrations of one name (in any case) fail but one, and the unique
+// username index refuses the exact name of an AuroraChat user.
+func (s *Store) CreateUser(ctx context.Context, u store.User) (store.User, error) {
+	d := userDoc{
+		ID:           bson.NewObjectID(),
+		Username:     u.Username,
+		UsernameKey:  store.UsernameKey(u.Username),
+		PasswordHash: u.PasswordHash,
+		Disabled:     u.Disabled,
+		CreatedAt:    now(),
+	}
+	d.UpdatedAt = d.CreatedAt
+	_, err := s.users.InsertOne(ctx, d)
+	if mongo.IsDuplicateKeyError(err) {
+		return store.User{}, fmt.Errorf("create user %q: %w", u.Username, store.ErrUserExists)
+	}
+	if err != nil {
+		return store.User{}, fmt.Errorf("create user %q: %w", u.Username, err)
+	}
+	return d.user(), nil
+}
+
+func (s *Store) findUser(ctx context.Context, what string, filter bson.D) (store.User, error) {
+	var d userDoc
+	err := s.users.FindOne(ctx, filter).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return store.User{}, fmt.Errorf("user %s: %w", what, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.User{}, fmt.Errorf("find user %s: %w", what, err)
+	}
+	return d.user(), nil
+}
+
+// UserByName finds a user by usernameKey, then an AuroraChat user (no
+// usernameKey) by exact username. Two indexed lookups rather than one $or,
+// so an Aurora user always wins over an AuroraChat one differing in case.
+func (s *Store) UserByName(ctx context.Context, username string) (store.User, error) {
+	what := fmt.Sprintf("%q", username)
+	u, err := s.findUser(ctx, what, bson.D{{Key: "usernameKey", Value: store.UsernameKey(username)}})
+	if !errors.Is(err, store.ErrNotFound) {
+		return u, err
+	}
+	return s.findUser(ctx, what, bson.D{
+		{Key: "username", Value: username},
+		{Key: "usernameKey", Value: bson.D{{Key: "$exists", Value: false}}},
+	})
+}
+
+// UserByID finds a user by ObjectId hex; a malformed id matches nothing.
+func (s *Store) UserByID(ctx context.Context, id string) (store.User, error) {
+	oid, err := bson.ObjectIDFromHex(id)
+	if err != nil {
+		return store.User{}, fmt.Errorf("user id %q: %w", id, store.ErrNotFound)
+	}
+	return s.findUser(ctx, "id "+id, bson.D{{Key: "_id", Value: oid}})
+}
+
+// ListUsers returns every user in creation order (ObjectIds sort by time).
+func (s *Store) ListUsers(ctx context.Context) ([]store.User, error) {
+	cur, err := s.users.Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		return nil, fmt.Errorf("list users: %w", err)
+	}
+	var docs []userDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("list users: %w", err)
+	}
+	users := make([]store.User, len(docs))
+	for i, d := range docs {
+		users[i] = d.user()
+	}
+	return users, nil
+}
+
+// UpdateUser sets the password hash and disabled flag.
+func (s *Store) UpdateUser(ctx context.Context, u store.User) error {
+	oid, err := bson.ObjectIDFromHex(u.ID)
+	if err != nil {
+		return fmt.Errorf("update user %q: %w", u.ID, store.ErrNotFound)
+	}
+	res, err := s.users.UpdateOne(ctx, bson.D{{Key: "_id", Value: oid}}, bson.D{{Key: "$set", Value: bson.D{
+		{Key: "passwordHash", Value: u.PasswordHash},
+		{Key: "disabled", Value: u.Disabled},
+		{Key: "updatedAt", Value: now()},
+	}}})
+	if err != nil {
+		return fmt.Errorf("update user %s: %w", u.ID, err)
+	}
+	if res.MatchedCount == 0 {
+		return fmt.Errorf("update user %s: %w", u.ID, store.ErrNotFound)
+	}
+	return nil
+}
+
+// userIDValue is how AuroraChat stores a message's userId: an ObjectId
+// (Mongoose casts the 24-hex string), else the string as given.
+func userIDValue(id string) any {
+	if oid, err := bson.ObjectIDFromHex(id); err == nil {
+		return oid
+	}
+	return id
+}
+
+// messageDoc encodes m as AuroraChat's message document plus Aurora's fields.
+func messageDoc(m store.Message, updated time.Time) bson.D {
+	status := m.Status
+	if status == "" {
+		status = "sent"
+	}
+	d := bson.D{
+		{Key: "_id", Value: bson.NewObjectID()},
+		{Key: "roomId", Value: m.RoomID},
+		{Key: "userId", Value: userIDValue(m.UserID)},
+		{Key: "text", Value: m.Text},
+		{Key: "status", Value: status},
+		{Key: "attachments", Value: bson.A{}},
+		// DateTime, not time.Time: ms straight from the id, no rounding.
+		{Key: "createdAt", Value: bson.DateTime(int64(m.ID.Ms))},
+		{Key: "updatedAt", Value: updated},
+		{Key: "msgId", Value: m.ID.String()},
+		{Key: "msgSeq", Value: int64(m.ID.Seq)},
+		{Key: "username", Value: m.Username},
+	}
+	if m.ClientID != "" {
+		d = append(d, bson.E{Key: "clientId", Value: m.ClientID})
+	}
+	return d
+}
+
+// InsertMessages stores the batch with ONE unordered InsertMany: the server
+// inserts every document it can, and the unique (roomId, msgId) index turns
+// an already stored message into a duplicate-key write error, counted as a
+// duplicate. Other write errors reject that message only. Anything else
+// (network, timeout, write concern) is an error: nothing can be assumed.
+func (s *Store) InsertMessages(ctx context.Context, msgs []store.Message) (store.InsertResult, error) {
+	var res store.InsertResult
+	reject := func(i int, reason string) {
+		if res.Rejected == nil {
+			res.Rejected = map[int]string{}
+		}
+		res.Rejected[i] = reason
+	}
+	updated := now()
+	docs := make([]any, 0, len(msgs))
+	batchIndex := make([]int, 0, len(msgs)) // docs[j] is msgs[batchIndex[j]]
+	for i, m := range msgs {
+		if reason := store.CheckMessage(m); reason != "" {
+			reject(i, reason)
+			continue
+		}
+		docs = append(docs, messageDoc(m, updated))
+		batchIndex = append(batchIndex, i)
+	}
+	if len(docs) == 0 {
+		return res, nil
+	}
+	r, err := s.messages.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+	if err == nil {
+		res.Inserted = len(r.InsertedIDs)
+		return res, nil
+	}
+	var bwe mongo.BulkWriteException
+	if !errors.As(err, &bwe) || bwe.WriteConcernError != nil || len(bwe.WriteErrors) == 0 {
+		return store.InsertResult{}, fmt.Errorf("insert batch of %d: %w", len(docs), err)
+	}
+	failed := 0
+	for _, we := range bwe.WriteErrors {
+		if we.Index < 0 || we.Index >= len(batchIndex) {
+			return store.InsertResult{}, fmt.Errorf("insert batch of %d: write error for index %d: %w", len(docs), we.Index, err)
+		}
+		failed++
+		if we.Code == codeDuplicateKey {
+			res.Duplicates++
+			continue
+		}
+		reject(batchIndex[we.Index], fmt.Sprintf("mongodb error %d: %s", we.Code, we.Message))
+	}
+	res.Inserted = len(docs) - failed
+	return res, nil
+}
+
+// messageRead is a messages document as read back. userId is raw because
+// it is an ObjectId or a string.
+type messageRead struct {
+	RoomID    string        `bson:"roomId"`
+	UserID    bson.RawValue `bson:"userId"`
+	Username  string        `bson:"username"`
+	Text      string        `bson:"text"`
+	ClientID  string        `bson:"clientId"`
+	Status    string        `bson:"status"`
+	MsgID     string        `bson:"msgId"`
+	CreatedAt bson.DateTime `bson:"createdAt"`
+	UpdatedAt bson.DateTime `bson:"updatedAt"`
+}
+
+func (d messageRead) message() (store.Message, error) {
+	m := store.Message{
+		RoomID:    d.RoomID,
+		Username:  d.Username,
+		Text:      d.Text,
+		ClientID:  d.ClientID,
+		Status:    d.Status,
+		CreatedAt: time.UnixMilli(int64(d.CreatedAt)).UTC(),
+		UpdatedAt: time.UnixMilli(int64(d.UpdatedAt)).UTC(),
+	}
+	if d.MsgID == "" {
+		// An AuroraChat message: its time is its id.
+		m.ID = bus.ID{Ms: uint64(max(int64(d.CreatedAt), 0))}
+	} else {
+		id, err := bus.ParseID(d.MsgID)
+		if err != nil {
+			return store.Message{}, fmt.Errorf("stored message: %w", err)
+		}
+		m.ID = id
+	}
+	if oid, ok := d.UserID.ObjectIDOK(); ok {
+		m.UserID = oid.Hex()
+	} else if str, ok := d.UserID.StringValueOK(); ok {
+		m.UserID = str
+	}
+	return m, nil
+}
+
+// bound is the filter that a message's id is before (op "$lt") or after
+// (op "$gt") id, over (createdAt, msgSeq). Parts beyond int64 cannot be
+// stored (store.CheckMessage), so they are decided here.
+func bound(op string, id bus.ID) bson.D {
+	const maxPart = 1<<63 - 1
+	switch {
+	case id.Ms > maxPart && op == "$lt":
+		return bson.D{} // every stored id is before it
+	case id.Ms > maxPart:
+		return bson.D{{Key: "_id", Value: bson.D{{Key: "$exists", Value: false}}}} // none is after it
+	case id.Seq > maxPart && op == "$lt":
+		// Every stored id of its millisecond is before it.
+		return bson.D{{Key: "createdAt", Value: bson.D{{Key: "$lte", Value: bson.DateTime(int64(id.Ms))}}}}
+	case id.Seq > maxPart:
+		return bson.D{{Key: "createdAt", Value: bson.D{{Key: "$gt", Value: bson.DateTime(int64(id.Ms))}}}}
+	}
+	at := bson.DateTime(int64(id.Ms))
+	return bson.D{{Key: "$or", Value: bson.A{
+		bson.D{{Key: "createdAt", Value: bson.D{{Key: op, Value: at}}}},
+		bson.D{{Key: "createdAt", Value: at}, {Key: "msgSeq", Value: bson.D{{Key: op, Value: int64(id.Seq)}}}},
+	}}}
+}
+
+// Messages returns one page of a room sorted on (createdAt, msgSeq), which
+// the roomId_1_createdAt_-1_msgSeq_-1 index serves in both directions,
+// fetching one more than the page to learn whether more lie beyond it.
+func (s *Store) Messages(ctx context.Context, room string, p store.Page) ([]store.Message, bool, error) {
+	conds := bson.A{bson.D{{Key: "roomId", Value: room}}}
+	if p.Before != nil {
+		if b := bound("$lt", *p.Before); len(b) > 0 {
+			conds = append(conds, b)
+		}
+	}
+	if p.After != nil {
+		conds = append(conds, bound("$gt", *p.After))
+	}
+	dir := -1
+	if p.Ascending() {
+		dir = 1
+	}
+	size := p.Size()
+	opts := options.Find().
+		SetSort(bson.D{{Key: "createdAt", Value: dir}, {Key: "msgSeq", Value: dir}}).
+		SetLimit(int64(size) + 1)
+	msgs, err := s.findMessages(ctx, bson.D{{Key: "$and", Value: conds}}, opts)
+	if err != nil {
+		return nil, false, fmt.Errorf("messages of room %q: %w", room, err)
+	}
+	if len(msgs) > size {
+		return msgs[:size], true, nil
+	}
+	return msgs, false, nil
+}
+
+func (s *Store) findMessages(ctx context.Context, filter bson.D, opts *options.FindOptionsBuilder) ([]store.Message, error) {
+	cur, err := s.messages.Find(ctx, filter, opts)
+	if err != nil {
+		return nil, err
+	}
+	var docs []messageRead
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, err
+	}
+	msgs := make([]store.Message, 0, len(docs))
+	for _, d := range docs {
+		m, err := d.message()
+		if err != nil {
+			return nil, err
+		}
+		msgs = append(msgs, m)
+	}
+	return msgs, nil
+}
+
+// LatestMessage returns the newest message of a room.
+func (s *Store) LatestMessage(ctx context.Context, room string) (store.Message, error) {
+	msgs, _, err := s.Messages(ctx, room, store.Page{Limit: 1})
+	if err != nil {
+		return store.Message{}, fmt.Errorf("latest message: %w", err)
+	}
+	if len(msgs) == 0 {
+		return store.Message{}, fmt.Errorf("latest message of room %q: %w", room, store.ErrNotFound)
+	}
+	return msgs[0], nil
+}
+
+type roomDoc struct {
+	ID        bson.ObjectID `bson:"_id"`
+	Name      string        `bson:"name"`
+	CreatedBy string        `bson:"createdBy"`
+	CreatedAt time.Time     `bson:"createdAt"`
+}
+
+// CreateRoom inserts a room; the unique name_1 index refuses a second one.
+func (s *Store) CreateRoom(ctx context.Context, r store.Room) (store.Room, error) {
+	if r.CreatedAt.IsZero() {
+		r.CreatedAt = now()
+	}
+	r.CreatedAt = r.CreatedAt.UTC().Truncate(time.Millisecond)
+	_, err := s.rooms.InsertOne(ctx, roomDoc{ID: bson.NewObjectID(), Name: r.Name, CreatedBy: r.CreatedBy, CreatedAt: r.CreatedAt})
+	if mongo.IsDuplicateKeyError(err) {
+		return store.Room{}, fmt.Errorf("create room %q: %w", r.Name, store.ErrRoomExists)
+	}
+	if err != nil {
+		return store.Room{}, fmt.Errorf("create room %q: %w", r.Name, err)
+	}
+	return r, nil
+}
+
+// ListRooms returns every room ordered by name.
+func (s *Store) ListRooms(ctx context.Context) ([]store.Room, error) {
+	cur, err := s.rooms.Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "name", Value: 1}}))
+	if err != nil {
+		return nil, fmt.Errorf("list rooms: %w", err)
+	}
+	var docs []roomDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("list rooms: %w", err)
+	}
+	rooms := make([]store.Room, len(docs))
+	for i, d := range docs {
+		rooms[i] = store.Room{Name: d.Name, CreatedBy: d.CreatedBy, CreatedAt: d.CreatedAt.UTC()}
+	}
+	return rooms, nil
+}
+
+// DeleteRoom deletes a room's document (not its messages).
+func (s *Store) DeleteRoom(ctx context.Context, name string) error {
+	res, err := s.rooms.DeleteOne(ctx, bson.D{{Key: "name", Value: name}})
+	if err != nil {
+		return fmt.Errorf("delete room %q: %w", name, err)
+	}
+	if res.DeletedCount == 0 {
+		return fmt.Errorf("delete room %q: %w", name, store.ErrNotFound)
+	}
+	return nil
 }

@@ -1,18 +1,474 @@
 // Package sqlitestore is the embedded store: one SQLite file (pure Go,
-// modernc.org/sqlite) with tables named like the MongoDB collections.
+// modernc.org/sqlite) with tables named like the MongoDB collections (users,
+// messages, rooms) and columns named like the document fields, so an
+// operator queries either backend the same way.
+//
+// Several aurora processes on one host may share the file: it runs in WAL
+// mode (readers never block the writer), every connection waits up to
+// busyTimeout for a lock instead of failing with SQLITE_BUSY, and
+// transactions begin IMMEDIATE so a transaction that reads and then writes
+// cannot fail half-way when another process wrote in between.
+//
+// Times are TEXT in RFC 3339 UTC with milliseconds ("2024-01-11T00:00:00.000Z",
+// AuroraChat's JSON date format): readable in the sqlite3 shell and ordered
+// as text. A message's id is kept whole (msgId) and as its two numeric parts
+// (msgMs, msgSeq), which give the numeric order paging needs ("999-0" comes
+// before "1000-0").
 package sqlitestore
 
 import (
 	"context"
+	"database/sql"
 	"errors"
+	"fmt"
+	"strings"
+	"time"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/auroradev/aurora/app/bus"
 	"github.com/auroradev/aurora/app/store"
 )
 
-// Store is a store.Store over SQLite. STUB: being implemented.
-type Store struct{ store.Store }
+// busyTimeout is how long a statement waits for another connection's or
+// process's write lock before failing.
+const busyTimeout = 5 * time.Second
 
-// Open opens (creating if needed) the SQLite file at path.
+// timeFormat is how times are stored: RFC 3339, UTC, milliseconds.
+const timeFormat = "2006-01-02T15:04:05.000Z"
+
+// schema creates the tables and indexes; every statement is idempotent.
+const schema = `
+CREATE TABLE IF NOT EXISTS users (
+	_id          TEXT PRIMARY KEY,
+	username     TEXT NOT NULL,
+	usernameKey  TEXT NOT NULL UNIQUE,
+	passwordHash TEXT NOT NULL,
+	disabled     INTEGER NOT NULL DEFAULT 0,
+	createdAt    TEXT NOT NULL,
+	updatedAt    TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+	_id         TEXT PRIMARY KEY,
+	roomId      TEXT NOT NULL,
+	msgId       TEXT NOT NULL,
+	msgMs       INTEGER NOT NULL,
+	msgSeq      INTEGER NOT NULL,
+	userId      TEXT NOT NULL,
+	username    TEXT NOT NULL DEFAULT '',
+	text        TEXT NOT NULL,
+	clientId    TEXT NOT NULL DEFAULT '',
+	status      TEXT NOT NULL DEFAULT 'sent',
+	attachments TEXT NOT NULL DEFAULT '[]',
+	createdAt   TEXT NOT NULL,
+	updatedAt   TEXT NOT NULL,
+	UNIQUE (roomId, msgId)
+);
+CREATE INDEX IF NOT EXISTS messages_roomId_createdAt ON messages (roomId, createdAt);
+CREATE INDEX IF NOT EXISTS messages_roomId_msgMs_msgSeq ON messages (roomId, msgMs, msgSeq);
+CREATE INDEX IF NOT EXISTS messages_userId ON messages (userId);
+CREATE TABLE IF NOT EXISTS rooms (
+	name      TEXT PRIMARY KEY,
+	createdBy TEXT NOT NULL DEFAULT '',
+	createdAt TEXT NOT NULL
+);
+`
+
+// Store is a store.Store over one SQLite file.
+type Store struct {
+	db   *sql.DB
+	path string
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens (creating if needed) the SQLite file at path and checks it can
+// be read. It does not migrate.
 func Open(ctx context.Context, path string) (*Store, error) {
-	return nil, errors.New("sqlitestore: not implemented")
+	if path == "" || strings.ContainsRune(path, '?') {
+		// The driver reads everything after '?' as connection parameters.
+		return nil, fmt.Errorf("sqlite path %q: must be non-empty and contain no '?'", path)
+	}
+	dsn := fmt.Sprintf("%s?_busy_timeout=%d&_journal_mode=WAL&_synchronous=NORMAL&_txlock=immediate",
+		path, busyTimeout.Milliseconds())
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	// Writers serialize on the file lock anyway; a few connections let reads
+	// proceed alongside a write without opening a file handle per goroutine.
+	db.SetMaxOpenConns(8)
+	db.SetMaxIdleConns(8)
+	s := &Store{db: db, path: path}
+	if err := s.Ping(ctx); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Kind is "sqlite".
+func (s *Store) Kind() string { return "sqlite" }
+
+// Ping reads the schema table, which fails when the file is unreadable or
+// not a database.
+func (s *Store) Ping(ctx context.Context) error {
+	var n int
+	if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_master").Scan(&n); err != nil {
+		return fmt.Errorf("ping sqlite %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// Migrate creates the tables and indexes if missing.
+func (s *Store) Migrate(ctx context.Context) error {
+	if _, err := s.db.ExecContext(ctx, schema); err != nil {
+		return fmt.Errorf("migrate sqlite %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// Close closes the database.
+func (s *Store) Close(context.Context) error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close sqlite %s: %w", s.path, err)
+	}
+	return nil
+}
+
+func now() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }
+
+func formatTime(t time.Time) string { return t.UTC().Format(timeFormat) }
+
+func parseTime(s string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("stored time %q: %w", s, err)
+	}
+	return t.UTC(), nil
+}
+
+// isUnique reports whether err is a UNIQUE or PRIMARY KEY violation.
+func isUnique(err error) bool {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	return se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+}
+
+// CreateUser inserts u with a new ObjectId; the UNIQUE usernameKey column
+// makes concurrent registrations of one name (in any case) fail but one.
+func (s *Store) CreateUser(ctx context.Context, u store.User) (store.User, error) {
+	u.ID = bson.NewObjectID().Hex()
+	u.CreatedAt = now()
+	u.UpdatedAt = u.CreatedAt
+	_, err := s.db.ExecContext(ctx,
+		`INSERT INTO users (_id, username, usernameKey, passwordHash, disabled, createdAt, updatedAt)
+		 VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		u.ID, u.Username, store.UsernameKey(u.Username), u.PasswordHash, u.Disabled,
+		formatTime(u.CreatedAt), formatTime(u.UpdatedAt))
+	if isUnique(err) {
+		return store.User{}, fmt.Errorf("create user %q: %w", u.Username, store.ErrUserExists)
+	}
+	if err != nil {
+		return store.User{}, fmt.Errorf("create user %q: %w", u.Username, err)
+	}
+	return u, nil
+}
+
+const userColumns = `_id, username, passwordHash, disabled, createdAt, updatedAt`
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanUser(r scanner) (store.User, error) {
+	var u store.User
+	var created, updated string
+	if err := r.Scan(&u.ID, &u.Username, &u.PasswordHash, &u.Disabled, &created, &updated); err != nil {
+		return store.User{}, err
+	}
+	var err error
+	if u.CreatedAt, err = parseTime(created); err != nil {
+		return store.User{}, err
+	}
+	if u.UpdatedAt, err = parseTime(updated); err != nil {
+		return store.User{}, err
+	}
+	return u, nil
+}
+
+func (s *Store) userWhere(ctx context.Context, what, where string, arg any) (store.User, error) {
+	u, err := scanUser(s.db.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE `+where, arg))
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.User{}, fmt.Errorf("user %s: %w", what, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.User{}, fmt.Errorf("find user %s: %w", what, err)
+	}
+	return u, nil
+}
+
+// UserByName finds a user by the case-folded username.
+func (s *Store) UserByName(ctx context.Context, username string) (store.User, error) {
+	return s.userWhere(ctx, fmt.Sprintf("%q", username), "usernameKey = ?", store.UsernameKey(username))
+}
+
+// UserByID finds a user by id; a malformed id simply matches nothing.
+func (s *Store) UserByID(ctx context.Context, id string) (store.User, error) {
+	return s.userWhere(ctx, "id "+id, "_id = ?", id)
+}
+
+// ListUsers returns every user in creation order (ObjectIds sort by time).
+func (s *Store) ListUsers(ctx context.Context) ([]store.User, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+userColumns+` FROM users ORDER BY _id`)
+	if err != nil {
+		return nil, fmt.Errorf("list users: %w", err)
+	}
+	defer rows.Close()
+	var users []store.User
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list users: %w", err)
+		}
+		users = append(users, u)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list users: %w", err)
+	}
+	return users, nil
+}
+
+// UpdateUser sets the password hash and disabled flag.
+func (s *Store) UpdateUser(ctx context.Context, u store.User) error {
+	res, err := s.db.ExecContext(ctx,
+		`UPDATE users SET passwordHash = ?, disabled = ?, updatedAt = ? WHERE _id = ?`,
+		u.PasswordHash, u.Disabled, formatTime(now()), u.ID)
+	if err != nil {
+		return fmt.Errorf("update user %s: %w", u.ID, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("update user %s: %w", u.ID, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("update user %s: %w", u.ID, store.ErrNotFound)
+	}
+	return nil
+}
+
+// InsertMessages inserts the batch in one transaction; ON CONFLICT DO NOTHING
+// on (roomId, msgId) turns an already stored message into a duplicate
+// instead of an error, so a redelivered batch is stored once.
+func (s *Store) InsertMessages(ctx context.Context, msgs []store.Message) (store.InsertResult, error) {
+	var res store.InsertResult
+	if len(msgs) == 0 {
+		return res, nil
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return store.InsertResult{}, fmt.Errorf("insert batch of %d: begin: %w", len(msgs), err)
+	}
+	defer func() { _ = tx.Rollback() }() // no-op after Commit
+	stmt, err := tx.PrepareContext(ctx,
+		`INSERT INTO messages (_id, roomId, msgId, msgMs, msgSeq, userId, username, text, clientId, status, attachments, createdAt, updatedAt)
+		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '[]', ?, ?)
+		 ON CONFLICT (roomId, msgId) DO NOTHING`)
+	if err != nil {
+		return store.InsertResult{}, fmt.Errorf("insert batch of %d: prepare: %w", len(msgs), err)
+	}
+	defer stmt.Close()
+	updated := formatTime(now())
+	for i, m := range msgs {
+		if reason := store.CheckMessage(m); reason != "" {
+			if res.Rejected == nil {
+				res.Rejected = map[int]string{}
+			}
+			res.Rejected[i] = reason
+			continue
+		}
+		status := m.Status
+		if status == "" {
+			status = "sent"
+		}
+		created := formatTime(time.UnixMilli(int64(m.ID.Ms)))
+		r, err := stmt.ExecContext(ctx, bson.NewObjectID().Hex(), m.RoomID, m.ID.String(),
+			int64(m.ID.Ms), int64(m.ID.Seq), m.UserID, m.Username, m.Text, m.ClientID, status, created, updated)
+		if err != nil {
+			return store.InsertResult{}, fmt.Errorf("insert batch of %d: message %s of room %q: %w", len(msgs), m.ID, m.RoomID, err)
+		}
+		n, err := r.RowsAffected()
+		if err != nil {
+			return store.InsertResult{}, fmt.Errorf("insert batch of %d: %w", len(msgs), err)
+		}
+		if n == 0 {
+			res.Duplicates++
+		} else {
+			res.Inserted++
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return store.InsertResult{}, fmt.Errorf("insert batch of %d: commit: %w", len(msgs), err)
+	}
+	return res, nil
+}
+
+const messageColumns = `roomId, msgMs, msgSeq, userId, username, text, clientId, status, createdAt, updatedAt`
+
+func scanMessage(r scanner) (store.Message, error) {
+	var m store.Message
+	var ms, seq int64
+	var created, updated string
+	if err := r.Scan(&m.RoomID, &ms, &seq, &m.UserID, &m.Username, &m.Text, &m.ClientID, &m.Status, &created, &updated); err != nil {
+		return store.Message{}, err
+	}
+	m.ID = bus.ID{Ms: uint64(ms), Seq: uint64(seq)}
+	var err error
+	if m.CreatedAt, err = parseTime(created); err != nil {
+		return store.Message{}, err
+	}
+	if m.UpdatedAt, err = parseTime(updated); err != nil {
+		return store.Message{}, err
+	}
+	return m, nil
+}
+
+// Messages returns one page of a room, fetching one row more than the page
+// to learn whether more lie beyond it. Bounds compare (msgMs, msgSeq) as a
+// row value, which the (roomId, msgMs, msgSeq) index serves.
+func (s *Store) Messages(ctx context.Context, room string, p store.Page) ([]store.Message, bool, error) {
+	q := `SELECT ` + messageColumns + ` FROM messages WHERE roomId = ?`
+	args := []any{room}
+	if p.Before != nil {
+		cond, bargs := bound("<", *p.Before)
+		q += cond
+		args = append(args, bargs...)
+	}
+	if p.After != nil {
+		cond, bargs := bound(">", *p.After)
+		q += cond
+		args = append(args, bargs...)
+	}
+	if p.Ascending() {
+		q += ` ORDER BY msgMs, msgSeq`
+	} else {
+		q += ` ORDER BY msgMs DESC, msgSeq DESC`
+	}
+	size := p.Size()
+	q += ` LIMIT ?`
+	args = append(args, size+1)
+
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, false, fmt.Errorf("messages of room %q: %w", room, err)
+	}
+	defer rows.Close()
+	msgs := make([]store.Message, 0, size)
+	more := false
+	for rows.Next() {
+		if len(msgs) == size {
+			more = true
+			break
+		}
+		m, err := scanMessage(rows)
+		if err != nil {
+			return nil, false, fmt.Errorf("messages of room %q: %w", room, err)
+		}
+		msgs = append(msgs, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, false, fmt.Errorf("messages of room %q: %w", room, err)
+	}
+	return msgs, more, nil
+}
+
+// bound is the condition that a row's id is op ("<" or ">") id. Parts beyond
+// int64 cannot be bound as parameters, and no stored id reaches them
+// (store.CheckMessage), so they are decided here instead.
+func bound(op string, id bus.ID) (string, []any) {
+	const maxPart = 1<<63 - 1
+	switch {
+	case id.Ms > maxPart && op == "<":
+		return "", nil // every stored id is before it
+	case id.Ms > maxPart:
+		return " AND 0", nil // none is after it
+	case id.Seq > maxPart && op == "<":
+		return " AND msgMs <= ?", []any{int64(id.Ms)}
+	case id.Seq > maxPart:
+		return " AND msgMs > ?", []any{int64(id.Ms)}
+	}
+	return " AND (msgMs, msgSeq) " + op + " (?, ?)", []any{int64(id.Ms), int64(id.Seq)}
+}
+
+// LatestMessage returns the newest message of a room.
+func (s *Store) LatestMessage(ctx context.Context, room string) (store.Message, error) {
+	m, err := scanMessage(s.db.QueryRowContext(ctx,
+		`SELECT `+messageColumns+` FROM messages WHERE roomId = ? ORDER BY msgMs DESC, msgSeq DESC LIMIT 1`, room))
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Message{}, fmt.Errorf("latest message of room %q: %w", room, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Message{}, fmt.Errorf("latest message of room %q: %w", room, err)
+	}
+	return m, nil
+}
+
+// CreateRoom inserts a room; the name is the primary key.
+func (s *Store) CreateRoom(ctx context.Context, r store.Room) (store.Room, error) {
+	if r.CreatedAt.IsZero() {
+		r.CreatedAt = now()
+	}
+	r.CreatedAt = r.CreatedAt.UTC().Truncate(time.Millisecond)
+	_, err := s.db.ExecContext(ctx, `INSERT INTO rooms (name, createdBy, createdAt) VALUES (?, ?, ?)`,
+		r.Name, r.CreatedBy, formatTime(r.CreatedAt))
+	if isUnique(err) {
+		return store.Room{}, fmt.Errorf("create room %q: %w", r.Name, store.ErrRoomExists)
+	}
+	if err != nil {
+		return store.Room{}, fmt.Errorf("create room %q: %w", r.Name, err)
+	}
+	return r, nil
+}
+
+// ListRooms returns every room ordered by name.
+func (s *Store) ListRooms(ctx context.Context) ([]store.Room, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT name, createdBy, createdAt FROM rooms ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("list rooms: %w", err)
+	}
+	defer rows.Close()
+	var rooms []store.Room
+	for rows.Next() {
+		var r store.Room
+		var created string
+		if err := rows.Scan(&r.Name, &r.CreatedBy, &created); err != nil {
+			return nil, fmt.Errorf("list rooms: %w", err)
+		}
+		if r.CreatedAt, err = parseTime(created); err != nil {
+			return nil, fmt.Errorf("list rooms: %w", err)
+		}
+		rooms = append(rooms, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list rooms: %w", err)
+	}
+	return rooms, nil
+}
+
+// DeleteRoom deletes a room's row (not its messages).
+func (s *Store) DeleteRoom(ctx context.Context, name string) error {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM rooms WHERE name = ?`, name)
+	if err != nil {
+		return fmt.Errorf("delete room %q: %w", name, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("delete room %q: %w", name, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("delete room %q: %w", name, store.ErrNotFound)
+	}
+	return nil
 }
