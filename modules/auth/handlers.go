@@ -1,0 +1,202 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/auroradev/aurora/app"
+	"github.com/auroradev/aurora/app/store"
+	"github.com/auroradev/aurora/app/token"
+)
+
+// Response messages fixed by the wire contract.
+const (
+	msgUserExists   = "User exists" // AuroraChat's exact text
+	msgInvalid      = "invalid credentials"
+	msgThrottled    = "too many failed logins; try again later"
+	msgUnavailable  = "service unavailable"
+	msgMissingToken = "missing bearer token"
+	msgBadToken     = "invalid token"
+	msgExpiredToken = "token expired"
+)
+
+// userJSON is the public view of a user: never the hash.
+type userJSON struct {
+	ID       string `json:"id"`
+	Username string `json:"username"`
+}
+
+type registerResponse struct {
+	OK   bool     `json:"ok"`
+	User userJSON `json:"user"`
+}
+
+type loginResponse struct {
+	Token     string   `json:"token"`
+	ExpiresAt string   `json:"expiresAt"`
+	User      userJSON `json:"user"`
+}
+
+// register creates a user. Uniqueness is the store's job (a unique index on
+// the folded username), so concurrent identical registrations end with
+// exactly one user and ErrUserExists for the rest, without a racy pre-check.
+func (m *module) register(w http.ResponseWriter, r *http.Request) {
+	log := app.Logger(r.Context(), m.log)
+	c, rerr := readCredentials(w, r)
+	if rerr != nil {
+		app.WriteError(w, rerr.status, rerr.msg)
+		return
+	}
+	if !validUsername(c.Username) {
+		app.WriteError(w, http.StatusBadRequest, msgUsername)
+		return
+	}
+	if len(c.Password) < 8 || len(c.Password) > 72 {
+		app.WriteError(w, http.StatusBadRequest, msgPassword)
+		return
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(c.Password), m.cost)
+	if err != nil {
+		log.Error("hash password for registration", "username", c.Username, "err", err)
+		app.WriteError(w, http.StatusServiceUnavailable, msgUnavailable)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
+	defer cancel()
+	u, err := m.store.CreateUser(ctx, store.User{Username: c.Username, PasswordHash: string(hash)})
+	if errors.Is(err, store.ErrUserExists) {
+		app.WriteError(w, http.StatusConflict, msgUserExists)
+		return
+	}
+	if err != nil {
+		log.Error("create user", "username", c.Username, "store", m.store.Kind(), "err", err)
+		app.WriteError(w, http.StatusServiceUnavailable, msgUnavailable)
+		return
+	}
+	m.registrations.Inc()
+	log.Info("user registered", "user_id", u.ID, "username", u.Username)
+	app.WriteJSON(w, http.StatusCreated, registerResponse{OK: true, User: userJSON{u.ID, u.Username}})
+}
+
+// login checks credentials and issues a token. An unknown user, a wrong
+// password and a disabled user get the same answer after the same bcrypt
+// work, so neither the body nor the timing tells them apart. The username
+// is not checked against the registration rules: users created by
+// AuroraChat may not follow them.
+func (m *module) login(w http.ResponseWriter, r *http.Request) {
+	log := app.Logger(r.Context(), m.log)
+	c, rerr := readCredentials(w, r)
+	if rerr != nil {
+		app.WriteError(w, rerr.status, rerr.msg)
+		return
+	}
+	key := FailKey(c.Username)
+	ok, wait, err := m.throttle.reserve(r.Context(), key)
+	if err != nil {
+		log.Error("login throttle unavailable", "err", err)
+		app.WriteError(w, http.StatusServiceUnavailable, msgUnavailable)
+		return
+	}
+	if !ok {
+		m.logins.WithLabelValues(resultThrottled).Inc()
+		log.Warn("login throttled", "username_key", store.UsernameKey(c.Username), "retry_after", wait)
+		w.Header().Set("Retry-After", strconv.FormatInt(retryAfterSeconds(wait), 10))
+		app.WriteError(w, http.StatusTooManyRequests, msgThrottled)
+		return
+	}
+
+	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
+	defer cancel()
+	u, err := m.store.UserByName(ctx, c.Username)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		_ = bcrypt.CompareHashAndPassword(m.dummyHash, []byte(c.Password))
+		m.fail(w, log, "unknown user")
+		return
+	case err != nil:
+		log.Error("look up user for login", "store", m.store.Kind(), "err", err)
+		if err := m.throttle.release(r.Context(), key); err != nil {
+			log.Warn("could not take back a login attempt", "err", err)
+		}
+		app.WriteError(w, http.StatusServiceUnavailable, msgUnavailable)
+		return
+	}
+	if err := bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(c.Password)); err != nil {
+		if !errors.Is(err, bcrypt.ErrMismatchedHashAndPassword) {
+			log.Error("stored password hash unusable", "user_id", u.ID, "err", err)
+		}
+		m.fail(w, log, "wrong password")
+		return
+	}
+	if u.Disabled {
+		m.fail(w, log, "user disabled")
+		return
+	}
+
+	tok, exp, err := m.tokens.Issue(u.ID, u.Username)
+	if err != nil {
+		log.Error("issue token", "user_id", u.ID, "err", err)
+		app.WriteError(w, http.StatusServiceUnavailable, msgUnavailable)
+		return
+	}
+	if err := m.throttle.reset(r.Context(), key); err != nil {
+		// The credentials were right; the stale count expires with its window.
+		log.Warn("could not reset failed logins", "user_id", u.ID, "err", err)
+	}
+	m.logins.WithLabelValues(resultOK).Inc()
+	log.Info("user logged in", "user_id", u.ID, "username", u.Username)
+	app.WriteJSON(w, http.StatusOK, loginResponse{
+		Token:     tok,
+		ExpiresAt: exp.UTC().Format(time.RFC3339),
+		User:      userJSON{u.ID, u.Username},
+	})
+}
+
+// fail answers a failed login. The attempt was already counted by reserve.
+func (m *module) fail(w http.ResponseWriter, log *slog.Logger, why string) {
+	m.logins.WithLabelValues(resultInvalid).Inc()
+	log.Info("login failed", "reason", why)
+	app.WriteError(w, http.StatusUnauthorized, msgInvalid)
+}
+
+// me returns the user a bearer token speaks for. Like the chat role, it
+// trusts a valid token without a store lookup: verification is stateless,
+// so a disabled user keeps access until the token expires but cannot log in
+// again.
+func (m *module) me(w http.ResponseWriter, r *http.Request) {
+	raw, ok := bearer(r.Header.Get("Authorization"))
+	if !ok {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="aurora"`)
+		app.WriteError(w, http.StatusUnauthorized, msgMissingToken)
+		return
+	}
+	c, err := m.tokens.Verify(raw)
+	if err != nil {
+		msg := msgBadToken
+		if errors.Is(err, token.ErrExpired) {
+			msg = msgExpiredToken
+		}
+		w.Header().Set("WWW-Authenticate", `Bearer realm="aurora", error="invalid_token"`)
+		app.WriteError(w, http.StatusUnauthorized, msg)
+		return
+	}
+	app.WriteJSON(w, http.StatusOK, userJSON{c.UserID, c.Username})
+}
+
+// bearer extracts the token of an "Authorization: Bearer <token>" header
+// (the scheme is case-insensitive).
+func bearer(h string) (string, bool) {
+	scheme, tok, ok := strings.Cut(strings.TrimSpace(h), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	tok = strings.TrimSpace(tok)
+	return tok, tok != ""
+}
