@@ -1,0 +1,754 @@
+// Package presence tracks which users are online in which rooms across all chat replicas, in Redis.
+//
+// Each room has, in Redis, a sorted set of entries "<userId>\x00<replicaID>"
+// scored by their expiry time (ms since epoch). A replica writes an entry
+// when the first of its connections of a user joins a room, refreshes the
+// scores of all its entries every Refresh and removes an entry when its last
+// connection of the user leaves; entries of a replica that died stop being
+// refreshed, so readers ignore them once expired and writers purge them.
+// Beside the set, a hash counts the live entries of each user: it is what
+// decides, atomically in a Lua script, that a user came online (first entry
+// across replicas) or went offline (last entry gone).
+//
+// Those transitions are appended to a per-room pending list in Redis, so
+// that they are ordered and coalesced across replicas: the replica that
+// appended the first event of a window flushes the room Interval later,
+// taking the list atomically, cancelling a user's online/offline pairs and
+// publishing what is left as ONE JSON array on bus.PresenceChannel(room).
+// Rooms with more than MaxMembers users publish nothing; clients then poll
+// the members (Members).
+//
+// The keys share a hash tag ("chat:presence:{<room>}...") so the scripts
+// work on a Redis Cluster too. Only this package knows them.
+package presence
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/auroradev/aurora/app/bus"
+)
+
+// Member is one online user of a room.
+type Member struct {
+	UserID   string `json:"userId"`
+	Username string `json:"username"`
+}
+
+// Frame is one presence event as clients receive it. A message on
+// bus.PresenceChannel(room) is a JSON array of frames.
+type Frame struct {
+	Type   string `json:"type"` // always "presence"
+	Room   string `json:"room"`
+	User   string `json:"user"` // the username
+	UserID string `json:"userId"`
+	Status string `json:"status"` // StatusOnline or StatusOffline
+}
+
+// Frame statuses.
+const (
+	StatusOnline  = "online"
+	StatusOffline = "offline"
+)
+
+// Options tune the tracker; zero fields take the defaults.
+type Options struct {
+	// TTL is how long an entry lives without a refresh: the longest a dead
+	// replica's users stay online. Default 60s.
+	TTL time.Duration
+	// Refresh is how often Run refreshes this replica's entries. Default
+	// 20s; a Refresh not under TTL becomes TTL/3, so entries never lapse
+	// between refreshes.
+	Refresh time.Duration
+	// Interval is the coalescing window of a room's events (config
+	// chat.presence_interval). Default 250ms.
+	Interval time.Duration
+	// MaxMembers is the number of online users above which a room's events
+	// are not published (config chat.presence_max_members). Default 1000.
+	MaxMembers int
+}
+
+// Defaults of Options.
+const (
+	DefaultTTL        = 60 * time.Second
+	DefaultRefresh    = 20 * time.Second
+	DefaultInterval   = 250 * time.Millisecond
+	DefaultMaxMembers = 1000
+)
+
+func (o Options) withDefaults() Options {
+	if o.TTL <= 0 {
+		o.TTL = DefaultTTL
+	}
+	if o.Refresh <= 0 {
+		o.Refresh = DefaultRefresh
+	}
+	if o.Refresh >= o.TTL {
+		o.Refresh = o.TTL / 3
+	}
+	if o.Interval <= 0 {
+		o.Interval = DefaultInterval
+	}
+	if o.MaxMembers <= 0 {
+		o.MaxMembers = DefaultMaxMembers
+	}
+	return o
+}
+
+// Tracker is this replica's part of presence: it counts the local
+// connections per room and user, and keeps this replica's entries in Redis.
+type Tracker struct {
+	r   rueidis.Client
+	id  string
+	opt Options
+	log *slog.Logger
+	now func() time.Time // the clock of the scores; tests move it
+
+	touchScript, removeScript, flushScript, membersScript *rueidis.Lua
+
+	mu    sync.Mutex
+	rooms map[string]*room
+	due   map[string]time.Time // rooms this replica flushes, and when
+	wake  chan struct{}        // tells Run that due changed
+}
+
+// room is the local state of one room.
+type room struct {
+	// io orders Redis writes: Join and Leave hold it shared while they write
+	// one user's entry, Run holds it exclusive while it rewrites all of the
+	// room's entries, so a refresh never re-adds an entry a Leave removed.
+	io    sync.RWMutex
+	users map[string]*user // guarded by Tracker.mu
+	refs  int              // calls using the room; guarded by Tracker.mu
+}
+
+// user counts one user's local connections to a room.
+type user struct {
+	// mu orders the Redis writes of this user's Join and Leave, so the
+	// entry is added and removed in the order the counts changed.
+	mu   sync.Mutex
+	n    int    // local connections; guarded by Tracker.mu
+	name string // guarded by Tracker.mu
+	refs int    // calls using the user; guarded by Tracker.mu
+}
+
+// New returns a tracker for replica replicaID, which must be unique among
+// the replicas sharing r and stable for the life of the process.
+func New(r rueidis.Client, replicaID string, opt Options, log *slog.Logger) *Tracker {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Tracker{
+		r:     r,
+		id:    replicaID,
+		opt:   opt.withDefaults(),
+		log:   log.With("component", "presence", "replica", replicaID),
+		now:   time.Now,
+		rooms: map[string]*room{},
+		due:   map[string]time.Time{},
+		wake:  make(chan struct{}, 1),
+
+		touchScript:   rueidis.NewLuaScript(touchSrc),
+		removeScript:  rueidis.NewLuaScript(removeSrc),
+		flushScript:   rueidis.NewLuaScript(flushSrc),
+		membersScript: rueidis.NewLuaScript(membersSrc),
+	}
+}
+
+// ErrBadInput is wrapped by the errors of Join and Leave for an empty room
+// or user id, or one containing a NUL byte.
+var ErrBadInput = errors.New("presence: bad input")
+
+func check(room, userID string) error {
+	switch {
+	case room == "":
+		return fmt.Errorf("%w: empty room", ErrBadInput)
+	case userID == "":
+		return fmt.Errorf("%w: empty user id", ErrBadInput)
+	case strings.IndexByte(userID, 0) >= 0:
+		return fmt.Errorf("%w: user id contains NUL", ErrBadInput)
+	}
+	return nil
+}
+
+// acquire returns the room and user state, created if needed and pinned
+// until release.
+func (t *Tracker) acquire(roomName, userID string) (*room, *user) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	rm := t.rooms[roomName]
+	if rm == nil {
+		rm = &room{users: map[string]*user{}}
+		t.rooms[roomName] = rm
+	}
+	u := rm.users[userID]
+	if u == nil {
+		u = &user{}
+		rm.users[userID] = u
+	}
+	rm.refs++
+	u.refs++
+	return rm, u
+}
+
+// release unpins what acquire returned and forgets it when unused.
+func (t *Tracker) release(roomName, userID string, rm *room, u *user) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	u.refs--
+	rm.refs--
+	if u.refs == 0 && u.n == 0 {
+		delete(rm.users, userID)
+	}
+	if rm.refs == 0 && len(rm.users) == 0 {
+		delete(t.rooms, roomName)
+	}
+}
+
+// Join records one connection of m joining room on this replica. The first
+// local connection of the user writes its entry to Redis, and makes the
+// user online if no other replica has it. The connection is counted even
+// when Redis fails (the error is returned and Run's next refresh writes the
+// entry), so every Join must be matched by one Leave.
+func (t *Tracker) Join(ctx context.Context, roomName string, m Member) error {
+	if err := check(roomName, m.UserID); err != nil {
+		return err
+	}
+	rm, u := t.acquire(roomName, m.UserID)
+	defer t.release(roomName, m.UserID, rm, u)
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	t.mu.Lock()
+	u.n++
+	first := u.n == 1
+	if first {
+		u.name = m.Username
+	}
+	t.mu.Unlock()
+	if !first {
+		return nil
+	}
+	rm.io.RLock()
+	defer rm.io.RUnlock()
+	if err := t.touch(ctx, roomName, []Member{m}); err != nil {
+		return fmt.Errorf("join %s to room %s: %w", m.UserID, roomName, err)
+	}
+	return nil
+}
+
+// Leave records one connection of userID leaving room on this replica. The
+// last local connection removes the user's entry, and makes the user offline
+// if no other replica has it. A Leave without a matching Join does nothing.
+// When Redis fails the error is returned and the entry expires after TTL.
+func (t *Tracker) Leave(ctx context.Context, roomName, userID string) error {
+	if err := check(roomName, userID); err != nil {
+		return err
+	}
+	rm, u := t.acquire(roomName, userID)
+	defer t.release(roomName, userID, rm, u)
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	t.mu.Lock()
+	last := u.n == 1
+	if u.n > 0 {
+		u.n--
+	}
+	t.mu.Unlock()
+	if !last {
+		return nil
+	}
+	rm.io.RLock()
+	defer rm.io.RUnlock()
+	if err := t.remove(ctx, roomName, []string{userID}); err != nil {
+		return fmt.Errorf("leave %s from room %s: %w", userID, roomName, err)
+	}
+	return nil
+}
+
+// Members returns the users online in room now, across replicas, each once,
+// sorted by username (then user id). An empty room gives an empty slice.
+func (t *Tracker) Members(ctx context.Context, roomName string) ([]Member, error) {
+	res, err := t.membersScript.Exec(ctx, t.r, keysOf(roomName), []string{ms(t.now())}).AsStrSlice()
+	if err != nil {
+		return nil, fmt.Errorf("read members of room %s: %w", roomName, err)
+	}
+	out := make([]Member, 0, len(res)/2)
+	for i := 0; i+1 < len(res); i += 2 {
+		out = append(out, Member{UserID: res[i], Username: res[i+1]})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Username != out[j].Username {
+			return out[i].Username < out[j].Username
+		}
+		return out[i].UserID < out[j].UserID
+	})
+	return out, nil
+}
+
+// Run refreshes this replica's entries every Refresh and publishes the
+// rooms' coalesced events when their interval ends, until ctx is done. It
+// then removes this replica's entries, publishing the resulting offline
+// events, so a graceful stop does not wait for the entries to expire. Redis
+// errors are logged when the state changes (failing, recovered).
+func (t *Tracker) Run(ctx context.Context) {
+	refresh := time.NewTicker(t.opt.Refresh)
+	defer refresh.Stop()
+	flush := time.NewTimer(time.Hour)
+	defer flush.Stop()
+	var health health
+	for {
+		if next, ok := t.nextDue(); ok {
+			flush.Reset(time.Until(next))
+		} else {
+			flush.Stop()
+		}
+		select {
+		case <-ctx.Done():
+			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			if err := t.removeAll(stopCtx); err != nil {
+				t.log.Error("remove presence entries on stop", "err", err)
+			}
+			cancel()
+			return
+		case <-refresh.C:
+			err := t.refresh(ctx)
+			if ctx.Err() == nil {
+				health.report(t.log, err)
+			}
+		case <-flush.C:
+			err := t.flushDue(ctx, time.Now())
+			if ctx.Err() == nil {
+				health.report(t.log, err)
+			}
+		case <-t.wake:
+		}
+	}
+}
+
+// health logs Redis failures of Run once per change of state.
+type health struct{ failing bool }
+
+func (h *health) report(log *slog.Logger, err error) {
+	switch {
+	case err != nil && !h.failing:
+		h.failing = true
+		log.Error("presence: redis failing; retrying quietly", "err", err)
+	case err == nil && h.failing:
+		h.failing = false
+		log.Info("presence: redis recovered")
+	}
+}
+
+// nextDue returns the earliest time a room is due for a flush.
+func (t *Tracker) nextDue() (time.Time, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var next time.Time
+	for _, d := range t.due {
+		if next.IsZero() || d.Before(next) {
+			next = d
+		}
+	}
+	return next, !next.IsZero()
+}
+
+// schedule makes this replica flush room after Interval, unless it already
+// will.
+func (t *Tracker) schedule(roomName string) {
+	t.mu.Lock()
+	if _, ok := t.due[roomName]; !ok {
+		t.due[roomName] = time.Now().Add(t.opt.Interval)
+	}
+	t.mu.Unlock()
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
+}
+
+// flushDue flushes the rooms due by now.
+func (t *Tracker) flushDue(ctx context.Context, now time.Time) error {
+	t.mu.Lock()
+	var rooms []string
+	for r, d := range t.due {
+		if !d.After(now) {
+			rooms = append(rooms, r)
+			delete(t.due, r)
+		}
+	}
+	t.mu.Unlock()
+	var errs []error
+	for _, r := range rooms {
+		if err := t.flush(ctx, r, true); err != nil {
+			errs = append(errs, err)
+			t.retryFlush(r)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// retryFlush schedules another flush of room, after a failed one, an
+// Interval later (the events stay pending in Redis).
+func (t *Tracker) retryFlush(roomName string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.due[roomName]; !ok {
+		t.due[roomName] = time.Now().Add(t.opt.Interval)
+	}
+}
+
+// flushAll flushes every room this replica is due to flush, now.
+func (t *Tracker) flushAll(ctx context.Context) error {
+	t.mu.Lock()
+	rooms := make([]string, 0, len(t.due))
+	for r := range t.due {
+		rooms = append(rooms, r)
+	}
+	clear(t.due)
+	t.mu.Unlock()
+	var errs []error
+	for _, r := range rooms {
+		if err := t.flush(ctx, r, true); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// roomNames returns the rooms with local state, sorted.
+func (t *Tracker) roomNames() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	names := make([]string, 0, len(t.rooms))
+	for r := range t.rooms {
+		names = append(names, r)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// lockRoom pins room and takes its io lock exclusively, then returns its
+// users with local connections; unlock releases both. ok is false when the
+// room is gone.
+func (t *Tracker) lockRoom(roomName string) (members []Member, unlock func(), ok bool) {
+	t.mu.Lock()
+	rm := t.rooms[roomName]
+	if rm == nil {
+		t.mu.Unlock()
+		return nil, nil, false
+	}
+	rm.refs++
+	t.mu.Unlock()
+	rm.io.Lock()
+	t.mu.Lock()
+	for id, u := range rm.users {
+		if u.n > 0 {
+			members = append(members, Member{UserID: id, Username: u.name})
+		}
+	}
+	t.mu.Unlock()
+	return members, func() {
+		rm.io.Unlock()
+		t.mu.Lock()
+		rm.refs--
+		if rm.refs == 0 && len(rm.users) == 0 {
+			delete(t.rooms, roomName)
+		}
+		t.mu.Unlock()
+	}, true
+}
+
+// batch bounds the users one script call writes, to keep scripts short.
+const batch = 500
+
+// refresh rewrites the entries of all local users (re-adding any that
+// expired or failed to be written), purging expired entries of other
+// replicas on the way, and publishes events of rooms whose flushing replica
+// is gone.
+func (t *Tracker) refresh(ctx context.Context) error {
+	var errs []error
+	for _, r := range t.roomNames() {
+		members, unlock, ok := t.lockRoom(r)
+		if !ok {
+			continue
+		}
+		for i := 0; i < len(members); i += batch {
+			if err := t.touch(ctx, r, members[i:min(i+batch, len(members))]); err != nil {
+				errs = append(errs, fmt.Errorf("refresh %d entries of room %s: %w", len(members), r, err))
+				break
+			}
+		}
+		unlock()
+		if err := t.flush(ctx, r, false); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// removeAll removes this replica's entries of all rooms and publishes the
+// resulting events now.
+func (t *Tracker) removeAll(ctx context.Context) error {
+	var errs []error
+	for _, r := range t.roomNames() {
+		members, unlock, ok := t.lockRoom(r)
+		if !ok {
+			continue
+		}
+		ids := make([]string, len(members))
+		for i, m := range members {
+			ids[i] = m.UserID
+		}
+		for i := 0; i < len(ids); i += batch {
+			if err := t.remove(ctx, r, ids[i:min(i+batch, len(ids))]); err != nil {
+				errs = append(errs, fmt.Errorf("remove %d entries of room %s: %w", len(ids), r, err))
+				break
+			}
+		}
+		unlock()
+	}
+	if err := t.flushAll(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// keysOf returns the Redis keys of a room, in the order the scripts use:
+// entries (zset), live entries per user (hash), usernames (hash), pending
+// events (list), flush due time (string).
+func keysOf(roomName string) []string {
+	base := "chat:presence:{" + roomName + "}"
+	return []string{base, base + ":count", base + ":names", base + ":pending", base + ":due"}
+}
+
+func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
+
+// args returns the arguments common to the write scripts.
+func (t *Tracker) args(extra int) []string {
+	now := t.now()
+	a := make([]string, 7, 7+extra)
+	a[0] = ms(now)
+	a[1] = ms(now.Add(t.opt.TTL))
+	a[2] = ms(now.Add(t.opt.Interval))
+	a[3] = strconv.FormatInt(t.opt.TTL.Milliseconds(), 10)
+	a[4] = strconv.FormatInt(max(t.opt.Interval.Milliseconds(), 1), 10)
+	a[5] = strconv.Itoa(t.opt.MaxMembers)
+	a[6] = t.id
+	return a
+}
+
+// touch writes (adds or refreshes) this replica's entries of members.
+func (t *Tracker) touch(ctx context.Context, roomName string, members []Member) error {
+	a := t.args(2 * len(members))
+	for _, m := range members {
+		a = append(a, m.UserID, m.Username)
+	}
+	return t.write(ctx, t.touchScript, roomName, a)
+}
+
+// remove removes this replica's entries of users.
+func (t *Tracker) remove(ctx context.Context, roomName string, userIDs []string) error {
+	return t.write(ctx, t.removeScript, roomName, append(t.args(len(userIDs)), userIDs...))
+}
+
+func (t *Tracker) write(ctx context.Context, s *rueidis.Lua, roomName string, args []string) error {
+	sched, err := s.Exec(ctx, t.r, keysOf(roomName), args).AsInt64()
+	if err != nil {
+		return err
+	}
+	if sched == 1 {
+		t.schedule(roomName)
+	}
+	return nil
+}
+
+// flush takes the room's pending events and publishes them, coalesced, as
+// one message. Unless force is set it leaves them to the replica due to
+// flush them, if that one is alive.
+func (t *Tracker) flush(ctx context.Context, roomName string, force bool) error {
+	f := "0"
+	if force {
+		f = "1"
+	}
+	items, err := t.flushScript.Exec(ctx, t.r, keysOf(roomName), []string{
+		ms(t.now()), strconv.FormatInt(max(t.opt.Interval.Milliseconds(), 1), 10), strconv.Itoa(t.opt.MaxMembers), f,
+	}).AsStrSlice()
+	if err != nil {
+		return fmt.Errorf("take presence events of room %s: %w", roomName, err)
+	}
+	frames := coalesce(roomName, items)
+	if len(frames) == 0 {
+		return nil
+	}
+	payload, err := json.Marshal(frames)
+	if err != nil {
+		return fmt.Errorf("encode %d presence frames: %w", len(frames), err)
+	}
+	ch := bus.PresenceChannel(roomName)
+	if err := t.r.Do(ctx, t.r.B().Publish().Channel(ch).Message(string(payload)).Build()).Error(); err != nil {
+		return fmt.Errorf("publish %d presence frames on %s: %w", len(frames), ch, err)
+	}
+	return nil
+}
+
+// coalesce turns pending events ("+" or "-", user id, NUL, username) into
+// frames: a user's events alternate online/offline, so an online and an
+// offline of one user cancel out, and what is left of each user is one
+// frame, in the order of the users' last events.
+func coalesce(roomName string, items []string) []Frame {
+	type state struct {
+		frame Frame
+		seq   int
+	}
+	last := map[string]*state{}
+	for i, it := range items {
+		if len(it) < 2 || (it[0] != '+' && it[0] != '-') {
+			continue // not ours
+		}
+		id, name, _ := strings.Cut(it[1:], "\x00")
+		status := StatusOnline
+		if it[0] == '-' {
+			status = StatusOffline
+		}
+		if s, ok := last[id]; ok && s.frame.Status != status {
+			delete(last, id)
+			continue
+		}
+		last[id] = &state{seq: i, frame: Frame{Type: "presence", Room: roomName, User: name, UserID: id, Status: status}}
+	}
+	states := make([]*state, 0, len(last))
+	for _, s := range last {
+		states = append(states, s)
+	}
+	sort.Slice(states, func(i, j int) bool { return states[i].seq < states[j].seq })
+	frames := make([]Frame, len(states))
+	for i, s := range states {
+		frames[i] = s.frame
+	}
+	return frames
+}
+
+// The scripts. KEYS: entries Z, counts C, names N, pending P, due D (see
+// keysOf). ARGV of the write scripts: now ms, expiry ms, due ms, TTL ms,
+// interval ms, max members, replica id, then their data. Numbers passed to
+// redis.call are the ARGV strings or small integers, because Lua formats
+// large numbers in exponent notation.
+const scriptPrelude = `
+local Z, C, N, P, D = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local now, expiry, due = ARGV[1], ARGV[2], ARGV[3]
+local ttl, interval, maxm = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local rid = ARGV[7]
+local events = 0
+
+local function event(sign, uid, name)
+  if redis.call('HLEN', C) > maxm then return end
+  redis.call('RPUSH', P, sign .. uid .. '\0' .. name)
+  events = events + 1
+end
+
+-- drop accounts for an entry removed from Z.
+local function drop(member)
+  local sep = string.find(member, '\0', 1, true)
+  if not sep then return end
+  local uid = string.sub(member, 1, sep - 1)
+  if redis.call('HINCRBY', C, uid, -1) <= 0 then
+    redis.call('HDEL', C, uid)
+    local name = redis.call('HGET', N, uid) or ''
+    redis.call('HDEL', N, uid)
+    event('-', uid, name)
+  end
+end
+
+-- purge removes expired entries (of dead replicas).
+local function purge()
+  local expired = redis.call('ZRANGEBYSCORE', Z, '-inf', now, 'LIMIT', 0, 1000)
+  for _, m in ipairs(expired) do
+    if redis.call('ZREM', Z, m) == 1 then drop(m) end
+  end
+end
+
+-- finish keeps the pending list bounded in time and returns 1 when this
+-- replica is now the one to flush the room (nobody alive is due to).
+local function finish()
+  if events == 0 then return 0 end
+  redis.call('PEXPIRE', P, ttl)
+  local d = redis.call('GET', D)
+  if d and tonumber(d) + interval >= tonumber(now) then return 0 end
+  redis.call('SET', D, due, 'PX', 2 * interval + 1000)
+  return 1
+end
+`
+
+const touchSrc = scriptPrelude + `
+purge()
+for i = 8, #ARGV - 1, 2 do
+  local uid, name = ARGV[i], ARGV[i + 1]
+  if redis.call('ZADD', Z, expiry, uid .. '\0' .. rid) == 1 then
+    if redis.call('HINCRBY', C, uid, 1) == 1 then
+      redis.call('HSET', N, uid, name)
+      event('+', uid, name)
+    end
+  end
+end
+-- The keys outlive the latest entry by a TTL, and vanish when every
+-- replica is gone.
+local top = redis.call('ZREVRANGE', Z, 0, 0, 'WITHSCORES')
+if top[2] then
+  local keep = math.floor(tonumber(top[2]) - tonumber(now)) + ttl
+  redis.call('PEXPIRE', Z, keep)
+  redis.call('PEXPIRE', C, keep)
+  redis.call('PEXPIRE', N, keep)
+end
+return finish()
+`
+
+const removeSrc = scriptPrelude + `
+purge()
+for i = 8, #ARGV do
+  local m = ARGV[i] .. '\0' .. rid
+  if redis.call('ZREM', Z, m) == 1 then drop(m) end
+end
+return finish()
+`
+
+// ARGV: now ms, interval ms, max members, force ("1": the caller is due to
+// flush; "0": take the events only when the replica due is gone).
+const flushSrc = `
+local C, P, D = KEYS[2], KEYS[4], KEYS[5]
+local d = redis.call('GET', D)
+if ARGV[4] ~= '1' and d and tonumber(d) + tonumber(ARGV[2]) >= tonumber(ARGV[1]) then
+  return {}
+end
+local items = redis.call('LRANGE', P, 0, -1)
+redis.call('DEL', P, D)
+if redis.call('HLEN', C) > tonumber(ARGV[3]) then return {} end
+return items
+`
+
+// ARGV: now ms. Returns user id, username pairs of the live entries.
+const membersSrc = `
+local Z, N = KEYS[1], KEYS[3]
+local seen, out = {}, {}
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', Z, '(' .. ARGV[1], '+inf')) do
+  local sep = string.find(m, '\0', 1, true)
+  if sep then
+    local uid = string.sub(m, 1, sep - 1)
+    if not seen[uid] then
+      seen[uid] = true
+      out[#out + 1] = uid
+      out[#out + 1] = redis.call('HGET', N, uid) or ''
+    end
+  end
+end
+return out
+`
