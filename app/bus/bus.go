@@ -36,11 +36,25 @@ const (
 	FieldDeadReason = "reason"
 )
 
-// ChannelPrefix starts every room channel; Channel(room) is the full name.
-const ChannelPrefix = "chat."
+// Pub/Sub channel prefixes. A replica subscribes to the three channels of a
+// room while it has local members in it. chat.<room> is AuroraChat's; the
+// presence and typing names are the ones its design planned (section 18.1).
+const (
+	ChannelPrefix         = "chat."
+	PresenceChannelPrefix = "presence."
+	TypingChannelPrefix   = "typing."
+)
 
-// Channel is the Pub/Sub channel of a room ("chat.<room>"), as in AuroraChat.
+// Channel is the Pub/Sub channel of a room's messages ("chat.<room>"), as in
+// AuroraChat. Its payload is exactly the MessageFrame clients receive.
 func Channel(room string) string { return ChannelPrefix + room }
+
+// PresenceChannel carries a room's presence events: a JSON array of presence
+// frames, coalesced by the publishing replica over a short interval.
+func PresenceChannel(room string) string { return PresenceChannelPrefix + room }
+
+// TypingChannel carries a room's typing frames.
+func TypingChannel(room string) string { return TypingChannelPrefix + room }
 
 // RoomOfChannel returns the room of a channel name, or false.
 func RoomOfChannel(ch string) (string, bool) {
@@ -160,3 +174,47 @@ func (id ID) Compare(o ID) int {
 
 // IsZero reports whether id is the zero id "0-0".
 func (id ID) IsZero() bool { return id.Ms == 0 && id.Seq == 0 }
+
+// MessageFrame is a message as clients receive it: the live "message" frame,
+// the payload on chat.<room>, and an item of the history API. User, Text and
+// TS sit at the top level as AuroraChat sends them, so AuroraChat's clients
+// and chat-service read Aurora's messages.
+type MessageFrame struct {
+	Type     string `json:"type"` // "message"
+	ID       string `json:"id"`
+	Room     string `json:"room"`
+	User     string `json:"user"`
+	UserID   string `json:"userId"`
+	Text     string `json:"text"`
+	TS       int64  `json:"ts"`
+	ClientID string `json:"clientId,omitempty"`
+}
+
+// Frame returns the message frame of a stream entry.
+func (e Entry) Frame() MessageFrame {
+	return MessageFrame{
+		Type:     "message",
+		ID:       e.ID.String(),
+		Room:     e.RoomID,
+		User:     e.Username,
+		UserID:   e.UserID,
+		Text:     e.Text,
+		TS:       e.TS,
+		ClientID: e.ClientID,
+	}
+}
+
+// ValidRoom reports whether name is a room name: 1-64 of [a-z0-9_-]. Room
+// names become channel names and keys, so every role checks them here.
+func ValidRoom(name string) bool {
+	if len(name) == 0 || len(name) > 64 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
