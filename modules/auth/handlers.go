@@ -54,15 +54,12 @@ func (m *module) register(w http.ResponseWriter, r *http.Request) {
 		app.WriteError(w, rerr.status, rerr.msg)
 		return
 	}
-	if !validUsername(c.Username) {
-		app.WriteError(w, http.StatusBadRequest, msgUsername)
+	nu, err := NewUser(c.Username, c.Password, m.cost)
+	var invalid *InvalidError
+	if errors.As(err, &invalid) {
+		app.WriteError(w, http.StatusBadRequest, invalid.Error())
 		return
 	}
-	if len(c.Password) < 8 || len(c.Password) > 72 {
-		app.WriteError(w, http.StatusBadRequest, msgPassword)
-		return
-	}
-	hash, err := bcrypt.GenerateFromPassword([]byte(c.Password), m.cost)
 	if err != nil {
 		log.Error("hash password for registration", "username", c.Username, "err", err)
 		app.WriteError(w, http.StatusServiceUnavailable, msgUnavailable)
@@ -70,7 +67,7 @@ func (m *module) register(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
 	defer cancel()
-	u, err := m.store.CreateUser(ctx, store.User{Username: c.Username, PasswordHash: string(hash)})
+	u, err := m.store.CreateUser(ctx, nu)
 	if errors.Is(err, store.ErrUserExists) {
 		app.WriteError(w, http.StatusConflict, msgUserExists)
 		return

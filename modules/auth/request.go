@@ -9,6 +9,10 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/auroradev/aurora/app/store"
 )
 
 // maxBody bounds request bodies: credentials are tiny, and bcrypt never
@@ -140,3 +144,43 @@ const (
 	msgUsername = "username must be 3-32 characters of A-Z a-z 0-9 _ . -"
 	msgPassword = "password must be 8-72 bytes"
 )
+
+// InvalidError says which rule a new username or password breaks.
+type InvalidError struct{ msg string }
+
+func (e *InvalidError) Error() string { return e.msg }
+
+// CheckPassword enforces the password rule: 8-72 bytes (bcrypt reads no
+// more than 72).
+func CheckPassword(password string) error {
+	if len(password) < 8 || len(password) > 72 {
+		return &InvalidError{msgPassword}
+	}
+	return nil
+}
+
+// HashPassword checks and bcrypt-hashes a password.
+func HashPassword(password string, cost int) (string, error) {
+	if err := CheckPassword(password); err != nil {
+		return "", err
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), cost)
+	if err != nil {
+		return "", fmt.Errorf("hash password: %w", err)
+	}
+	return string(hash), nil
+}
+
+// NewUser validates a registration and hashes its password: the one rule
+// set for users created over HTTP and by `aurora users create`. A broken
+// rule is an *InvalidError.
+func NewUser(username, password string, cost int) (store.User, error) {
+	if !validUsername(username) {
+		return store.User{}, &InvalidError{msgUsername}
+	}
+	hash, err := HashPassword(password, cost)
+	if err != nil {
+		return store.User{}, err
+	}
+	return store.User{Username: username, PasswordHash: hash}, nil
+}

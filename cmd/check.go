@@ -1,0 +1,120 @@
+package cmd
+
+import (
+	"context"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/redis/rueidis"
+	"github.com/spf13/cobra"
+
+	"github.com/auroradev/aurora/app"
+	"github.com/auroradev/aurora/app/bus"
+)
+
+// checkResult is one line of `aurora check`.
+type checkResult struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"`
+}
+
+func newCheckCmd(o *options) *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "check",
+		Short: "Connect to the configured stores and report what is wrong, in plain words",
+		Example: `  aurora check
+  aurora check --json
+  AURORA_REDIS_URL=redis://redis:6379 AURORA_MONGO_URL=mongodb://mongo:27017/aurorachat aurora check`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, log, err := o.load(cmd)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), 15*time.Second)
+			defer cancel()
+			var results []checkResult
+			add := func(name string, err error, okDetail string) {
+				if err != nil {
+					results = append(results, checkResult{name, false, err.Error()})
+				} else {
+					results = append(results, checkResult{name, true, okDetail})
+				}
+			}
+			add("config", nil, fmt.Sprintf("roles %v, data dir %s", cfg.Roles, cfg.DataDir))
+
+			if cfg.Redis.URL == "" {
+				add("redis", nil, "embedded (in-process; starts with `aurora serve`, keeps nothing across restarts)")
+			} else {
+				add("redis", checkRedis(ctx, cfg.Redis.URL), "reachable at "+cfg.Masked().Redis.URL)
+			}
+
+			s, err := app.OpenStore(ctx, &app.Host{Config: cfg, Log: log})
+			if err != nil {
+				add("store", fmt.Errorf("cannot open the store: %w", err), "")
+			} else {
+				defer s.Close(context.Background())
+				detail := s.Kind() + " store answers"
+				if cfg.Mongo.URL == "" {
+					detail = "embedded sqlite at " + cfg.SQLitePath()
+				}
+				if err := s.Ping(ctx); err != nil {
+					add("store", fmt.Errorf("%s store does not answer: %w", s.Kind(), err), "")
+				} else {
+					add("store", nil, detail)
+				}
+			}
+
+			failed := 0
+			for _, r := range results {
+				if !r.OK {
+					failed++
+				}
+			}
+			err = output(o.stdout, asJSON, map[string]any{"ok": failed == 0, "checks": results}, func(tw *tabwriter.Writer) {
+				fmt.Fprintln(tw, "CHECK\tSTATUS\tDETAIL")
+				for _, r := range results {
+					st := "ok"
+					if !r.OK {
+						st = "FAIL"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Name, st, r.Detail)
+				}
+			})
+			if err != nil {
+				return err
+			}
+			if failed > 0 {
+				return fmt.Errorf("%d check(s) failed", failed)
+			}
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return c
+}
+
+// checkRedis pings Redis and looks at the stream ingest reads, explaining
+// common misconfigurations.
+func checkRedis(ctx context.Context, url string) error {
+	opt, err := app.RedisOptions(url)
+	if err != nil {
+		return err
+	}
+	opt.DisableRetry = true
+	c, err := rueidis.NewClient(opt)
+	if err != nil {
+		return fmt.Errorf("cannot connect to redis: %w (is it running, and is the URL right?)", err)
+	}
+	defer c.Close()
+	if err := c.Do(ctx, c.B().Ping().Build()).Error(); err != nil {
+		return fmt.Errorf("redis does not answer PING: %w", err)
+	}
+	if err := c.Do(ctx, c.B().Type().Key(bus.Stream).Build()).Error(); err != nil {
+		return fmt.Errorf("redis answers PING but not TYPE %s: %w", bus.Stream, err)
+	}
+	return nil
+}
