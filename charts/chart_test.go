@@ -350,4 +350,3 @@ func capNames(cs []corev1.Capability) []string {
 	}
 	return out
 }
-
