@@ -33,6 +33,11 @@ type Registration struct {
 	// Deps names the modules that must be running before this one starts,
 	// and stopped only after it.
 	Deps []string
+	// Before names modules that, when they run in the same process, start
+	// after this one and so stop before it. It orders without requiring:
+	// ingest starts before chat so that on shutdown chat has stopped
+	// accepting messages before ingest drains the stream.
+	Before []string
 	// New builds the module. It runs after every dependency has started, so
 	// it can use the Host's clients and register HTTP routes on Host.Mux.
 	New func(ctx context.Context, h *Host) (Module, error)
@@ -71,43 +76,34 @@ func Roles() []string {
 	return names
 }
 
-// plan returns the registrations needed for targets, dependencies first, in
-// a stable order. It fails on an unknown target, an unknown dependency or a
-// dependency cycle.
+// plan returns the registrations needed for targets in start order:
+// dependencies first, and Before edges between modules that are both
+// planned; otherwise roles start in the order given. It fails on an
+// unknown target, an unknown dependency or a cycle.
 func plan(targets []string) ([]Registration, error) {
 	regMu.Lock()
 	defer regMu.Unlock()
-	var (
-		order []Registration
-		state = map[string]int{} // 1 visiting, 2 done
-		visit func(name string, path []string) error
-	)
-	visit = func(name string, path []string) error {
-		r, ok := registry[name]
-		if !ok {
-			return fmt.Errorf("unknown module %q (needed by %s)", name, strings.Join(path, " -> "))
-		}
-		switch state[name] {
-		case 1:
-			return fmt.Errorf("module dependency cycle: %s -> %s", strings.Join(path, " -> "), name)
-		case 2:
+
+	// The closure of the targets over Deps.
+	needed := map[string]bool{}
+	var add func(name string, path []string) error
+	add = func(name string, path []string) error {
+		if needed[name] {
 			return nil
 		}
-		state[name] = 1
-		deps := append([]string(nil), r.Deps...)
-		sort.Strings(deps)
-		for _, d := range deps {
-			if err := visit(d, append(path, name)); err != nil {
+		if _, ok := registry[name]; !ok {
+			return fmt.Errorf("unknown module %q (needed by %s)", name, strings.Join(path, " -> "))
+		}
+		needed[name] = true
+		for _, d := range registry[name].Deps {
+			if err := add(d, append(path, name)); err != nil {
 				return err
 			}
 		}
-		state[name] = 2
-		order = append(order, r)
 		return nil
 	}
 	for _, t := range targets {
-		r, ok := registry[t]
-		if !ok || !r.Role {
+		if r, ok := registry[t]; !ok || !r.Role {
 			var valid []string
 			for n, r := range registry {
 				if r.Role {
@@ -117,7 +113,55 @@ func plan(targets []string) ([]Registration, error) {
 			sort.Strings(valid)
 			return nil, fmt.Errorf("unknown role %q (valid roles: %s)", t, strings.Join(valid, ", "))
 		}
-		if err := visit(t, nil); err != nil {
+		if err := add(t, nil); err != nil {
+			return nil, err
+		}
+	}
+
+	// after[m] lists what must start before m.
+	after := map[string][]string{}
+	for name := range needed {
+		r := registry[name]
+		after[name] = append(after[name], r.Deps...)
+		for _, b := range r.Before {
+			if needed[b] {
+				after[b] = append(after[b], name)
+			}
+		}
+	}
+	names := make([]string, 0, len(needed))
+	for n := range needed {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+
+	var (
+		order []Registration
+		state = map[string]int{} // 1 visiting, 2 done
+		visit func(name string, path []string) error
+	)
+	visit = func(name string, path []string) error {
+		switch state[name] {
+		case 1:
+			return fmt.Errorf("module dependency cycle: %s -> %s", strings.Join(path, " -> "), name)
+		case 2:
+			return nil
+		}
+		state[name] = 1
+		first := append([]string(nil), after[name]...)
+		sort.Strings(first)
+		for _, d := range first {
+			if err := visit(d, append(path, name)); err != nil {
+				return err
+			}
+		}
+		state[name] = 2
+		order = append(order, registry[name])
+		return nil
+	}
+	// Targets in the order given, then whatever else is needed.
+	for _, n := range append(append([]string(nil), targets...), names...) {
+		if err := visit(n, nil); err != nil {
 			return nil, err
 		}
 	}
