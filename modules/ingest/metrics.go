@@ -1,0 +1,57 @@
+package ingest
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics are the aurora_ingest_* series.
+type metrics struct {
+	consumed      prometheus.Counter
+	inserted      prometheus.Counter
+	duplicates    prometheus.Counter
+	claimed       prometheus.Counter
+	deadLettered  prometheus.Counter
+	storeErrors   prometheus.Counter
+	lost          prometheus.Counter
+	trimmed       prometheus.Counter
+	batchSize     prometheus.Histogram
+	insertLatency prometheus.Histogram
+	pending       prometheus.Gauge
+	lag           prometheus.Gauge
+	length        prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	counter := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "aurora", Subsystem: "ingest", Name: name, Help: help})
+	}
+	gauge := func(name, help string) prometheus.Gauge {
+		return prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "aurora", Subsystem: "ingest", Name: name, Help: help})
+	}
+	m := &metrics{
+		consumed:     counter("consumed_total", "Stream entries read by this worker (new, own pending and claimed)."),
+		inserted:     counter("inserted_total", "Messages inserted into the store."),
+		duplicates:   counter("duplicates_total", "Redelivered messages the store already held (acknowledged, not stored again)."),
+		claimed:      counter("claimed_total", "Entries taken over from idle consumers with XAUTOCLAIM."),
+		deadLettered: counter("dead_lettered_total", "Entries moved to the dead stream."),
+		storeErrors:  counter("store_errors_total", "Failed store writes (the batch stays pending and is retried)."),
+		lost:         counter("lost_total", "Pending entries found deleted from the stream before they were stored."),
+		trimmed:      counter("trimmed_total", "Acknowledged entries trimmed from the stream."),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "aurora", Subsystem: "ingest", Name: "batch_size",
+			Help:    "Entries per batch.",
+			Buckets: []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000},
+		}),
+		insertLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "aurora", Subsystem: "ingest", Name: "insert_duration_seconds",
+			Help:    "Time of one store.InsertMessages call.",
+			Buckets: prometheus.DefBuckets,
+		}),
+		pending: gauge("pending", "Entries of the group delivered and not acknowledged (XPENDING)."),
+		lag:     gauge("lag", "Entries of the stream not yet delivered to the group."),
+		length:  gauge("stream_length", "Entries in the stream (XLEN)."),
+	}
+	if reg != nil {
+		reg.MustRegister(m.consumed, m.inserted, m.duplicates, m.claimed, m.deadLettered, m.storeErrors,
+			m.lost, m.trimmed, m.batchSize, m.insertLatency, m.pending, m.lag, m.length)
+	}
+	return m
+}
