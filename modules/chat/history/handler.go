@@ -1,0 +1,131 @@
+package history
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/auroradev/aurora/app"
+	"github.com/auroradev/aurora/app/bus"
+	"github.com/auroradev/aurora/app/token"
+)
+
+// response is the body of a history page. Messages are exactly the live
+// message frames, so a client renders both the same way.
+type response struct {
+	Messages []bus.MessageFrame `json:"messages"`
+	HasMore  bool               `json:"hasMore"`
+}
+
+// Handler serves GET /api/rooms/{room}/messages (mount it with that pattern:
+// the room comes from r.PathValue("room")):
+//
+//	?limit=N       1..200, default 50 (out-of-range values are clamped)
+//	?before=<id>   messages older than id, newest first
+//	?after=<id>    messages newer than id, oldest first
+//	neither        the newest messages, newest first
+//
+// Both bounds are exclusive. The answer is 200 {"messages": [...],
+// "hasMore": bool}; a bad parameter is 400 naming it, a missing or bad token
+// 401, an unreachable store or Redis 503.
+func (s *Service) Handler(verify func(*http.Request) (token.Claims, error)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		log := app.Logger(r.Context(), s.log)
+		if _, err := verify(r); err != nil {
+			msg := "missing or invalid bearer token"
+			if errors.Is(err, token.ErrExpired) {
+				msg = "token expired"
+			}
+			w.Header().Set("WWW-Authenticate", `Bearer realm="aurora"`)
+			app.WriteError(w, http.StatusUnauthorized, msg)
+			return
+		}
+		q, err := parseQuery(r)
+		if err != nil {
+			app.WriteError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		ctx := r.Context()
+		if s.Timeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, s.Timeout)
+			defer cancel()
+		}
+		p, err := s.page(ctx, q.room, q.before, q.after, q.limit)
+		if err != nil {
+			log.Error("read room history", "room", q.room, "err", err)
+			app.WriteError(w, http.StatusServiceUnavailable, "service unavailable")
+			return
+		}
+		app.WriteJSON(w, http.StatusOK, response{Messages: p.frames, HasMore: p.hasMore})
+	})
+}
+
+// query is a validated history request.
+type query struct {
+	room          string
+	limit         int
+	before, after *bus.ID
+}
+
+// parseQuery validates the room and the query parameters; its errors are
+// the 400 messages, each naming the parameter. An empty parameter counts as
+// absent, so a client may send "before=" when it has no cursor.
+func parseQuery(r *http.Request) (query, error) {
+	q := query{room: r.PathValue("room"), limit: DefaultLimit}
+	if !validRoom(q.room) {
+		return q, errors.New("room must be 1-64 characters of a-z, 0-9, _ and -")
+	}
+	v, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return q, errors.New("malformed query string")
+	}
+	if l := v.Get("limit"); l != "" {
+		n, err := strconv.ParseInt(l, 10, 64)
+		switch {
+		case errors.Is(err, strconv.ErrRange):
+			// An integer too large either way: clamp like any other.
+			n = 0
+			if l[0] != '-' {
+				n = MaxLimit
+			}
+		case err != nil:
+			return q, errors.New("limit must be an integer")
+		}
+		q.limit = int(max(1, min(n, MaxLimit)))
+	}
+	for _, b := range []struct {
+		name string
+		dst  **bus.ID
+	}{{"before", &q.before}, {"after", &q.after}} {
+		raw := v.Get(b.name)
+		if raw == "" {
+			continue
+		}
+		id, err := bus.ParseID(raw)
+		if err != nil {
+			return q, errors.New(b.name + " must be a message id <ms>-<seq>")
+		}
+		*b.dst = &id
+	}
+	if q.before != nil && q.after != nil {
+		return q, errors.New("before and after cannot both be given")
+	}
+	return q, nil
+}
+
+// validRoom reports whether name is a room name: 1-64 of [a-z0-9_-].
+func validRoom(name string) bool {
+	if len(name) < 1 || len(name) > 64 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}

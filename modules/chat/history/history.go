@@ -1,0 +1,293 @@
+// Package history serves a room's messages from the store merged with the not-yet-ingested tail in the Redis stream.
+//
+// A message is acknowledged to its sender once it is in the Redis stream
+// (bus.Stream); the ingest role copies it to the store later, possibly much
+// later when ingest is behind or stopped. So that a sender always reads its
+// own writes, every read here merges the store (authoritative for what was
+// ingested) with the stream entries the ingest group has not acknowledged
+// yet, counting a message present in both once and ordering by id.
+package history
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/auroradev/aurora/app/bus"
+	"github.com/auroradev/aurora/app/store"
+)
+
+// Limits of the history API and of Since.
+const (
+	DefaultLimit = 50
+	MaxLimit     = 200
+	// MaxSince is the most frames Since replays; a client further behind
+	// pages the rest through the history API.
+	MaxSince = 1000
+	// storePage is the page size Since asks the store for.
+	storePage = 200
+)
+
+// DefaultTimeout bounds one history request's store and Redis work.
+const DefaultTimeout = 5 * time.Second
+
+// Service reads room history.
+type Service struct {
+	// Timeout bounds the store and Redis work of one history request: the
+	// Redis client retries reads while Redis is unreachable, and the
+	// client must get its 503 rather than wait with it. Set it before
+	// serving; New sets DefaultTimeout, zero means no bound.
+	Timeout time.Duration
+
+	store store.Store
+	redis rueidis.Client
+	log   *slog.Logger
+}
+
+// New returns a Service over the store and the Redis holding bus.Stream.
+func New(s store.Store, r rueidis.Client, log *slog.Logger) *Service {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Service{Timeout: DefaultTimeout, store: s, redis: r, log: log}
+}
+
+// page is one page of the history API: frames in the order asked for.
+type page struct {
+	frames  []bus.MessageFrame
+	hasMore bool
+}
+
+// page returns up to limit messages of room before the exclusive bound
+// before (newest first; nil means the newest), or after after (oldest first).
+//
+// The store page and the stream entries not yet acknowledged by the ingest
+// group are merged. Taking the first limit of the union of the store's first
+// limit and the stream's first limit+1 (in the page's order) gives the first
+// limit of the whole room; hasMore is then exact: more lie beyond when the
+// store says so or the union holds more than limit. When the store says more
+// lie beyond its page, the stream is read only up to the store page's last
+// id: nothing further can make it into this page. When the stream read hits
+// its cap (ingest far behind), the page stops where the read stopped, so it
+// never skips a message, and hasMore is true.
+func (s *Service) page(ctx context.Context, room string, before, after *bus.ID, limit int) (page, error) {
+	asc := after != nil
+	ti, err := s.tail(ctx)
+	if err != nil {
+		return page{}, err
+	}
+	msgs, more, err := s.store.Messages(ctx, room, store.Page{Before: before, After: after, Limit: limit})
+	if err != nil {
+		return page{}, fmt.Errorf("read messages of room %s from the store: %w", room, err)
+	}
+
+	// The stream range that can matter, inclusive, oldest to newest; ok
+	// turns false when it is empty.
+	lo, hi, ok := ti.from, maxID(), ti.oldestOK
+	if asc {
+		ok = raise(&lo, *after) && ok
+		if more && len(msgs) > 0 {
+			ok = lower(&hi, msgs[len(msgs)-1].ID) && ok
+		}
+	} else {
+		if before != nil {
+			ok = lower(&hi, *before) && ok
+		}
+		if more && len(msgs) > 0 {
+			ok = raise(&lo, msgs[len(msgs)-1].ID) && ok
+		}
+	}
+	var sc scan
+	if ok {
+		sc, err = s.scanRoom(ctx, room, lo, hi, asc, limit+1)
+		if err != nil {
+			return page{}, err
+		}
+	}
+
+	all := merge(msgs, sc.entries)
+	if !asc {
+		slices.Reverse(all)
+	}
+	if sc.truncated {
+		// Keep only what lies on the scanned side of the edge.
+		n := 0
+		for _, f := range all {
+			if c := f.id.Compare(sc.edge); (asc && c <= 0) || (!asc && c >= 0) {
+				all[n] = f
+				n++
+			}
+		}
+		all = all[:n]
+	}
+	p := page{hasMore: more || sc.truncated || len(all) > limit}
+	if len(all) > limit {
+		all = all[:limit]
+	}
+	p.frames = make([]bus.MessageFrame, len(all))
+	for i, f := range all {
+		p.frames[i] = f.frame
+	}
+	return p, nil
+}
+
+// Since returns the encoded message frames (JSON of bus.MessageFrame) of
+// room with an id after since, oldest first, for a client that reconnects
+// and saw everything up to since; ctx should carry a deadline, since the
+// Redis client retries reads while Redis is unreachable. complete is false when the client must
+// not trust the replay to be gap-free from since to now: more than MaxSince
+// messages (the frames are then the oldest MaxSince, so the client can page
+// on with the history API), the stream read hit its cap, or coverage cannot
+// be vouched for.
+//
+// Coverage: the replay is complete when the store and the stream together
+// hold every message after since. The store holds everything ingested and
+// the stream everything not yet acknowledged, and the ingest role trims only
+// acknowledged entries, so this holds unless something was lost (a Redis
+// without persistence restarted, a stream trimmed by hand). The server
+// vouches for it when since is 0-0 (the client asks for the whole room),
+// when since is at least as new as the oldest stream entry (the stream
+// itself still holds everything after since), or when the store holds a
+// message of the room at or before since (the store reaches back to since,
+// so what the stream lost before its oldest entry is in the store).
+func (s *Service) Since(ctx context.Context, room string, since bus.ID) (frames [][]byte, complete bool, err error) {
+	ti, err := s.tail(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	var msgs []store.Message
+	storeMore := false
+	for after := since; len(msgs) <= MaxSince; {
+		page, more, err := s.store.Messages(ctx, room, store.Page{After: &after, Limit: storePage})
+		if err != nil {
+			return nil, false, fmt.Errorf("read messages of room %s after %s from the store: %w", room, after, err)
+		}
+		msgs = append(msgs, page...)
+		storeMore = more
+		if !more || len(page) == 0 {
+			break
+		}
+		after = page[len(page)-1].ID
+	}
+
+	lo, hi, ok := ti.from, maxID(), ti.oldestOK
+	ok = raise(&lo, since) && ok
+	if storeMore && len(msgs) > 0 {
+		// As in page: nothing beyond the store's last can be among the
+		// first MaxSince.
+		ok = lower(&hi, msgs[len(msgs)-1].ID) && ok
+	}
+	var sc scan
+	if ok {
+		sc, err = s.scanRoom(ctx, room, lo, hi, true, MaxSince+1)
+		if err != nil {
+			return nil, false, err
+		}
+	}
+
+	all := merge(msgs, sc.entries)
+	complete = !storeMore && !sc.truncated
+	if sc.truncated {
+		n, _ := slices.BinarySearchFunc(all, sc.edge, func(f merged, id bus.ID) int { return f.id.Compare(id) })
+		if n < len(all) && all[n].id == sc.edge {
+			n++
+		}
+		all = all[:n]
+	}
+	if len(all) > MaxSince {
+		all, complete = all[:MaxSince], false
+	}
+	if complete && !since.IsZero() && !(ti.oldestOK && since.Compare(ti.oldest) >= 0) {
+		complete, err = s.storeReaches(ctx, room, since)
+		if err != nil {
+			return nil, false, err
+		}
+	}
+
+	frames = make([][]byte, len(all))
+	for i, f := range all {
+		if frames[i], err = json.Marshal(f.frame); err != nil {
+			return nil, false, fmt.Errorf("encode message %s: %w", f.id, err)
+		}
+	}
+	return frames, complete, nil
+}
+
+// storeReaches reports whether the store holds a message of room at or
+// before id.
+func (s *Service) storeReaches(ctx context.Context, room string, id bus.ID) (bool, error) {
+	b, ok := succ(id)
+	if !ok {
+		b = id
+	}
+	msgs, _, err := s.store.Messages(ctx, room, store.Page{Before: &b, Limit: 1})
+	if err != nil {
+		return false, fmt.Errorf("read the message of room %s at or before %s: %w", room, id, err)
+	}
+	return len(msgs) > 0, nil
+}
+
+// merged is a message of either source, by id.
+type merged struct {
+	id    bus.ID
+	frame bus.MessageFrame
+}
+
+// merge returns the messages of both sources oldest first, each id once.
+// The store's copy wins: it is the permanent one, so a message reads the
+// same before and after its stream entry is trimmed.
+func merge(msgs []store.Message, entries []bus.Entry) []merged {
+	out := make([]merged, 0, len(msgs)+len(entries))
+	for _, m := range msgs {
+		out = append(out, merged{m.ID, frameOf(m)})
+	}
+	for _, e := range entries {
+		out = append(out, merged{e.ID, e.Frame()})
+	}
+	// Stable, store copies first: Compact keeps the first of equal ids.
+	slices.SortStableFunc(out, func(a, b merged) int { return a.id.Compare(b.id) })
+	return slices.CompactFunc(out, func(a, b merged) bool { return a.id == b.id })
+}
+
+// frameOf is the live message frame of a stored message.
+func frameOf(m store.Message) bus.MessageFrame {
+	ts := m.CreatedAt.UnixMilli()
+	if m.CreatedAt.IsZero() {
+		ts = int64(m.ID.Ms)
+	}
+	return bus.MessageFrame{
+		Type:     "message",
+		ID:       m.ID.String(),
+		Room:     m.RoomID,
+		User:     m.Username,
+		UserID:   m.UserID,
+		Text:     m.Text,
+		TS:       ts,
+		ClientID: m.ClientID,
+	}
+}
+
+// raise moves the inclusive lower bound lo above the exclusive bound after
+// when that is higher; false when nothing lies above after.
+func raise(lo *bus.ID, after bus.ID) bool {
+	a, ok := succ(after)
+	if ok && a.Compare(*lo) > 0 {
+		*lo = a
+	}
+	return ok
+}
+
+// lower moves the inclusive upper bound hi below the exclusive bound before
+// when that is lower; false when nothing lies below before.
+func lower(hi *bus.ID, before bus.ID) bool {
+	b, ok := pred(before)
+	if ok && b.Compare(*hi) < 0 {
+		*hi = b
+	}
+	return ok
+}
