@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -79,9 +81,49 @@ func (a *App) middleware(next http.Handler) http.Handler {
 				return
 			}
 		}
-		next.ServeHTTP(w, r)
+		rec := &statusRecorder{ResponseWriter: w}
+		start := time.Now()
+		next.ServeHTTP(rec, r)
+		// r.Pattern is the mux pattern that matched ("GET /api/rooms/{room}/messages"):
+		// bounded, unlike the path. Upgraded connections (WebSocket) are
+		// counted but their lifetime is not a request duration.
+		route := r.Pattern
+		if route == "" {
+			route = "unmatched"
+		}
+		code := rec.code
+		if code == 0 {
+			code = http.StatusSwitchingProtocols
+		}
+		a.httpRequests.WithLabelValues(route, strconv.Itoa(code)).Inc()
+		if code != http.StatusSwitchingProtocols {
+			a.httpDuration.WithLabelValues(route).Observe(time.Since(start).Seconds())
+		}
 	})
 }
+
+// statusRecorder remembers the status code a handler wrote. Unwrap lets
+// http.ResponseController and WebSocket upgrades reach the real writer.
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.code == 0 {
+		s.code = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.code == 0 {
+		s.code = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // OriginAllowed reports whether a browser Origin may talk to this server: it
 // is the server's own origin (same host as the request), or on allow, or
