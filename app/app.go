@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,8 +64,11 @@ type App struct {
 	listener net.Listener
 	started  []started
 	ready    atomic.Bool
-	draining atomic.Bool
-	mu       sync.Mutex
+
+	httpRequests *prometheus.CounterVec
+	httpDuration *prometheus.HistogramVec
+	draining     atomic.Bool
+	mu           sync.Mutex
 }
 
 type started struct {
@@ -76,13 +80,26 @@ type started struct {
 func New(cfg *config.Config, log *slog.Logger) *App {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return &App{host: &Host{
+	a := &App{
+		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "aurora_http_requests_total",
+			Help: "HTTP requests by route pattern and status code (101 for WebSocket upgrades).",
+		}, []string{"route", "code"}),
+		httpDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "aurora_http_request_duration_seconds",
+			Help:    "Time to answer an HTTP request, by route pattern (upgrades excluded).",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"route"}),
+	}
+	reg.MustRegister(a.httpRequests, a.httpDuration)
+	a.host = &Host{
 		Config:  cfg,
 		Log:     log,
 		Mux:     http.NewServeMux(),
 		Metrics: reg,
 		fatal:   make(chan error, 1),
-	}}
+	}
+	return a
 }
 
 // Host returns the shared host (for tests and commands that reuse clients).
@@ -128,6 +145,7 @@ func (a *App) Run(ctx context.Context) error {
 	startErr := a.start(ctx, regs)
 	if startErr == nil {
 		a.ready.Store(true)
+		a.warnEmbedded()
 		h.Log.Info("aurora started", "roles", cfg.Roles, "addr", ln.Addr().String())
 		select {
 		case <-ctx.Done():
@@ -164,12 +182,17 @@ func (a *App) Run(ctx context.Context) error {
 
 func (a *App) start(ctx context.Context, regs []Registration) error {
 	for _, r := range regs {
-		if err := ctx.Err(); err != nil {
-			return nil // interrupted while starting: drain what started
+		if ctx.Err() != nil {
+			return nil // interrupted while starting: a normal stop, drain what started
 		}
 		m, err := r.New(ctx, a.host)
 		if err != nil {
 			return fmt.Errorf("module %s: %w", r.Name, err)
+		}
+		if m == nil {
+			// A constructor that returns neither a module nor an error
+			// would otherwise crash the process on Start.
+			return fmt.Errorf("module %s: constructor returned no module", r.Name)
 		}
 		if err := m.Start(ctx); err != nil {
 			return fmt.Errorf("module %s: start: %w", r.Name, err)
@@ -196,6 +219,21 @@ func (a *App) stopAll(ctx context.Context) []error {
 		a.host.Log.Debug("module stopped", "module", mods[i].name)
 	}
 	return errs
+}
+
+// warnEmbedded says, in one WARN line, which stores are the embedded ones.
+func (a *App) warnEmbedded() {
+	h := a.host
+	var embedded []string
+	if h.RedisEmbedded {
+		embedded = append(embedded, "redis (in-process: keeps nothing across restarts; set redis.url)")
+	}
+	if h.Store != nil && h.Config.Mongo.URL == "" {
+		embedded = append(embedded, "sqlite ("+h.Config.SQLitePath()+"; set mongo.url for MongoDB)")
+	}
+	if len(embedded) > 0 {
+		h.Log.Warn("using embedded stores: " + strings.Join(embedded, ", "))
+	}
 }
 
 // checks runs every started module's readiness check.

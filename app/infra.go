@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/rueidis"
@@ -74,8 +73,6 @@ func newRedisModule(ctx context.Context, h *Host) (Module, error) {
 		}
 		opt = EmbeddedRedisOptions(embedded.Addr())
 		h.RedisEmbedded = true
-		h.Log.Warn("using embedded Redis: it keeps nothing across restarts; set redis.url (AURORA_REDIS_URL) for production",
-			"addr", embedded.Addr())
 	} else {
 		var err error
 		opt, err = RedisOptions(url)
@@ -159,7 +156,6 @@ func OpenStore(ctx context.Context, h *Host) (store.Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite store %s: %w", cfg.SQLitePath(), err)
 	}
-	h.Log.Warn("using embedded SQLite store; set mongo.url (AURORA_MONGO_URL or MONGO_URL) for production", "path", cfg.SQLitePath())
 	return s, nil
 }
 
@@ -206,11 +202,7 @@ func JWTSecret(configured, dataDir string, log *slog.Logger) ([]byte, error) {
 	path := filepath.Join(dataDir, "jwt-secret")
 	b, err := os.ReadFile(path)
 	if err == nil {
-		s := strings.TrimSpace(string(b))
-		if len(s) < 32 {
-			return nil, fmt.Errorf("jwt secret file %s is too short (want at least 32 characters)", path)
-		}
-		return []byte(s), nil
+		return secretFromFile(path, b)
 	}
 	if !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("read jwt secret %s: %w", path, err)
@@ -223,23 +215,44 @@ func JWTSecret(configured, dataDir string, log *slog.Logger) ([]byte, error) {
 		return nil, fmt.Errorf("generate jwt secret: %w", err)
 	}
 	s := hex.EncodeToString(raw[:])
-	// O_EXCL: when two processes race on first start, one wins and the
-	// other reads the winner's secret.
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, os.ErrExist) {
-		time.Sleep(50 * time.Millisecond)
-		return JWTSecret("", dataDir, log)
-	}
+	// Write the whole secret to a private temp file, then hard-link it into
+	// place: the link appears atomically and fails if the name exists, so
+	// when two processes race on first start, one wins and the other reads
+	// the winner's complete secret, never a half-written file.
+	tmp, err := os.CreateTemp(dataDir, ".jwt-secret-*")
 	if err != nil {
-		return nil, fmt.Errorf("write jwt secret %s: %w", path, err)
+		return nil, fmt.Errorf("write jwt secret in %s: %w", dataDir, err)
 	}
-	if _, err := f.WriteString(s + "\n"); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("write jwt secret %s: %w", path, err)
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return nil, fmt.Errorf("write jwt secret %s: %w", tmp.Name(), err)
 	}
-	if err := f.Close(); err != nil {
+	if _, err := tmp.WriteString(s + "\n"); err != nil {
+		tmp.Close()
+		return nil, fmt.Errorf("write jwt secret %s: %w", tmp.Name(), err)
+	}
+	if err := tmp.Close(); err != nil {
+		return nil, fmt.Errorf("write jwt secret %s: %w", tmp.Name(), err)
+	}
+	if err := os.Link(tmp.Name(), path); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			b, rerr := os.ReadFile(path)
+			if rerr != nil {
+				return nil, fmt.Errorf("read jwt secret %s: %w", path, rerr)
+			}
+			return secretFromFile(path, b)
+		}
 		return nil, fmt.Errorf("write jwt secret %s: %w", path, err)
 	}
 	log.Info("generated a JWT secret", "path", path)
+	return []byte(s), nil
+}
+
+func secretFromFile(path string, b []byte) ([]byte, error) {
+	s := strings.TrimSpace(string(b))
+	if len(s) < 32 {
+		return nil, fmt.Errorf("jwt secret file %s is too short (want at least 32 characters)", path)
+	}
 	return []byte(s), nil
 }
