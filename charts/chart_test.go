@@ -1,9 +1,11 @@
 package charts
 
 import (
+	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -349,4 +351,45 @@ func capNames(cs []corev1.Capability) []string {
 		out = append(out, string(c))
 	}
 	return out
+}
+
+// TestDashboard: the Grafana dashboard is valid JSON and every aurora_*
+// series it queries is one docs/metrics.md documents, so a renamed metric
+// cannot leave a silently empty panel.
+func TestDashboard(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(chartDir, "dashboards", "aurora.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(raw, &d); err != nil {
+		t.Fatalf("dashboard is not JSON: %v", err)
+	}
+	docs, err := os.ReadFile(filepath.Join("..", "docs", "metrics.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	series := regexp.MustCompile(`aurora_[a-z_]+`)
+	n := 0
+	for _, p := range d.Panels {
+		for _, tg := range p.Targets {
+			for _, name := range series.FindAllString(tg.Expr, -1) {
+				n++
+				base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(name, "_bucket"), "_count"), "_sum")
+				if !strings.Contains(string(docs), "`"+base+"`") {
+					t.Errorf("panel %q queries %s, which docs/metrics.md does not document", p.Title, base)
+				}
+			}
+		}
+	}
+	if n < 10 {
+		t.Errorf("dashboard queries only %d aurora series", n)
+	}
 }
