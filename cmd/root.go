@@ -19,6 +19,8 @@ import (
 
 	// The roles register themselves with app.
 	_ "github.com/auroradev/aurora/modules/auth"
+	_ "github.com/auroradev/aurora/modules/chat"
+	_ "github.com/auroradev/aurora/modules/ingest"
 )
 
 // Execute runs the command line and returns the process exit code.
@@ -78,6 +80,10 @@ func NewRoot(stdout, stderr io.Writer) *cobra.Command {
 		newConfigCmd(o),
 		newMigrateCmd(o),
 		newDevCmd(o),
+		newStreamsCmd(o),
+		newUsersCmd(o),
+		newRoomsCmd(o),
+		newCheckCmd(o),
 	)
 	return root
 }

@@ -1,0 +1,312 @@
+package chat
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/auroradev/aurora/app/bus"
+	"github.com/auroradev/aurora/app/token"
+)
+
+// Close codes beyond RFC 6455's.
+const (
+	closeTokenExpired websocket.StatusCode = 4001
+	closeSlowConsumer websocket.StatusCode = 4008
+)
+
+// Abuse thresholds.
+const (
+	// garbageLimit invalid frames within garbageWindow close the connection
+	// with 1008 on the next one.
+	garbageLimit  = 20
+	garbageWindow = 10 * time.Second
+	// typingPerSecond bounds the typing frames a connection publishes;
+	// extra ones are dropped (typing state is advisory).
+	typingPerSecond = 5
+	// slowGrace is how long a slow consumer gets to take its 4008 close
+	// frame before its socket is closed under it.
+	slowGrace = 5 * time.Second
+)
+
+// conn is one client connection. Its goroutines: the HTTP handler's, which
+// reads and handles frames one at a time, and one writer draining the send
+// queue. Timers (ping, token expiry, slow consumer) run briefly on their own.
+type conn struct {
+	g        *gateway
+	ws       *websocket.Conn
+	id       string
+	slot     string
+	userID   string
+	username string
+	log      *slog.Logger
+	q        *sendQueue
+
+	// Owned by the reader goroutine.
+	rooms        []string // joined rooms in join order; rooms[0] gets AuroraChat's {"text"}
+	garbageStart time.Time
+	garbageN     int
+	typingStart  time.Time
+	typingN      int
+
+	// procMu is held while one client frame is handled, so a shutdown can
+	// wait for an in-flight send to be acked or refused.
+	procMu  sync.Mutex
+	stopped bool
+
+	closeOnce   sync.Once
+	closeReq    chan struct{}
+	closeCode   websocket.StatusCode
+	closeReason string
+	dead        atomic.Bool // close without handshake: the peer is gone
+	writerDone  chan struct{}
+
+	pingTimer *time.Timer
+}
+
+func newConn(g *gateway, ws *websocket.Conn, id, slot string, claims token.Claims) *conn {
+	c := &conn{
+		g:          g,
+		ws:         ws,
+		id:         id,
+		slot:       slot,
+		userID:     claims.UserID,
+		username:   claims.Username,
+		log:        g.log.With("conn", id, "user", claims.UserID),
+		closeReq:   make(chan struct{}),
+		writerDone: make(chan struct{}),
+	}
+	c.q = newSendQueue(g.cfg.SendQueue, g.cfg.SlowTimeout, c.slow)
+	ws.SetReadLimit(maxFrameBytes)
+	return c
+}
+
+// run serves the connection until it closes: it joins general, greets the
+// client and reads.
+func (c *conn) run(expires time.Time) {
+	go c.writeLoop()
+	exp := expiryTimer(expires, func() { c.closeWith(closeTokenExpired, "token expired") })
+	// Armed only once the field is set: heartbeat reads it.
+	c.pingTimer = time.AfterFunc(time.Hour, c.heartbeat)
+	c.pingTimer.Reset(c.g.cfg.PingInterval)
+	defer func() {
+		exp.Stop()
+		c.pingTimer.Stop()
+		c.cleanup()
+	}()
+
+	// welcome is the first frame, and is sent once general is subscribed:
+	// what general receives meanwhile is held back until after it.
+	c.q.beginRecovery(generalRoom)
+	if code := c.join(generalRoom, nil, true); code != "" {
+		c.log.Warn("cannot join general", "code", code)
+		c.closeWith(websocket.StatusInternalError, "redis unavailable")
+	} else {
+		c.reply(welcomeFrame{Type: "welcome", User: welcomeUser{ID: c.userID, Username: c.username}})
+	}
+	c.q.endRecovery(generalRoom, nil, bus.ID{})
+	c.readLoop()
+}
+
+// closing reports whether a close was requested.
+func (c *conn) closing() bool {
+	select {
+	case <-c.closeReq:
+		return true
+	default:
+		return false
+	}
+}
+
+// closeWith asks the writer to flush what is queued and close with code;
+// the first request wins.
+func (c *conn) closeWith(code websocket.StatusCode, reason string) {
+	c.closeOnce.Do(func() {
+		c.closeCode, c.closeReason = code, reason
+		close(c.closeReq)
+	})
+}
+
+// kill closes the connection without waiting for the peer: closing the
+// socket also ends a write stuck on a peer that does not read. (Writes
+// carry no context: a cancellable one costs a timer per frame.)
+func (c *conn) kill() {
+	c.dead.Store(true)
+	c.closeWith(websocket.StatusGoingAway, "")
+	// CloseNow waits while a close handshake is under way (bounded by the
+	// library): not on the caller's goroutine.
+	go c.ws.CloseNow()
+}
+
+// shutdown lets the frame being handled finish (an in-flight send is acked
+// or refused), stops handling more, and closes with 1001.
+func (c *conn) shutdown() {
+	c.procMu.Lock()
+	c.stopped = true
+	c.procMu.Unlock()
+	c.closeWith(websocket.StatusGoingAway, "server shutting down")
+}
+
+// slow is called by the send queue when it stayed full for SlowTimeout.
+func (c *conn) slow() {
+	if c.closing() {
+		return
+	}
+	c.g.metrics.slowDropped.Inc()
+	c.log.Warn("slow consumer: closing", "queue", c.g.cfg.SendQueue, "slow_timeout", c.g.cfg.SlowTimeout)
+	c.q.drop()
+	c.closeWith(closeSlowConsumer, "slow consumer")
+	// The close frame waits behind what the socket holds; a client that
+	// does not read it in time is cut off.
+	time.AfterFunc(slowGrace, c.kill)
+}
+
+// heartbeat pings the client; no pong by the next ping closes the connection.
+func (c *conn) heartbeat() {
+	if c.closing() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.g.cfg.PingInterval)
+	err := c.ws.Ping(ctx)
+	cancel()
+	if err != nil {
+		if !c.closing() {
+			c.g.metrics.heartbeat.Inc()
+			c.log.Info("no pong: closing", "err", err)
+			c.kill()
+		}
+		return
+	}
+	c.pingTimer.Reset(c.g.cfg.PingInterval)
+}
+
+// writeLoop is the connection's one writer: it writes everything queued,
+// and on a close request flushes the queue and closes.
+func (c *conn) writeLoop() {
+	defer close(c.writerDone)
+	for {
+		select {
+		case <-c.q.wake:
+			if err := c.writeQueued(); err != nil {
+				if !c.closing() {
+					c.log.Debug("write failed", "err", err)
+				}
+				c.kill()
+				return
+			}
+		case <-c.closeReq:
+			if !c.dead.Load() {
+				if err := c.writeQueued(); err != nil {
+					c.dead.Store(true)
+				}
+			}
+			if c.dead.Load() {
+				c.ws.CloseNow()
+			} else {
+				c.ws.Close(c.closeCode, c.closeReason)
+			}
+			return
+		}
+	}
+}
+
+// writeQueued writes everything queued, frame by frame.
+func (c *conn) writeQueued() error {
+	m := c.g.metrics
+	for _, it := range c.q.take() {
+		if c.dead.Load() {
+			return errors.New("connection aborted")
+		}
+		if it.frame != nil {
+			if err := c.ws.Write(context.Background(), websocket.MessageText, it.frame); err != nil {
+				return err
+			}
+			m.delivered.Inc()
+			if it.ts > 0 {
+				m.fanout.Observe(time.Since(time.UnixMilli(it.ts)).Seconds())
+			}
+		}
+		for _, f := range it.frames {
+			if err := c.ws.Write(context.Background(), websocket.MessageText, f); err != nil {
+				return err
+			}
+			m.delivered.Inc()
+		}
+	}
+	return nil
+}
+
+// readLoop reads and handles client frames until the connection closes.
+func (c *conn) readLoop() {
+	for {
+		typ, data, err := c.ws.Read(context.Background())
+		if err != nil {
+			if s := websocket.CloseStatus(err); s == -1 && !c.closing() {
+				c.log.Debug("read ended", "err", err)
+			}
+			return
+		}
+		if c.closing() {
+			continue // draining the peer until the close handshake ends
+		}
+		if typ != websocket.MessageText {
+			c.closeWith(websocket.StatusUnsupportedData, "binary frames are not supported")
+			continue
+		}
+		c.procMu.Lock()
+		if !c.stopped {
+			c.handle(data)
+		}
+		c.procMu.Unlock()
+	}
+}
+
+// cleanup leaves every room, stops the writer and frees the slot.
+func (c *conn) cleanup() {
+	c.closeWith(websocket.StatusNormalClosure, "")
+	ctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
+	defer cancel()
+	for _, room := range slices.Clone(c.rooms) {
+		c.leaveRoom(ctx, room)
+	}
+	c.g.hub.unregister(c)
+	<-c.writerDone
+	c.q.stop()
+	c.log.Debug("closed", "code", c.closeCode)
+}
+
+// reply queues a frame for this connection alone.
+func (c *conn) reply(v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		c.log.Error("encode frame", "err", err)
+		return
+	}
+	c.q.push("", item{frame: b})
+}
+
+// fail sends an error frame and counts client faults towards the garbage
+// threshold.
+func (c *conn) fail(code, msg, clientID string) {
+	c.g.metrics.errorFrame(code)
+	c.reply(errorFrame{Type: "error", Code: code, Message: msg, ClientID: clientID})
+	if code == codeUnavailable {
+		return
+	}
+	now := time.Now()
+	if now.Sub(c.garbageStart) > garbageWindow {
+		c.garbageStart, c.garbageN = now, 0
+	}
+	c.garbageN++
+	if c.garbageN > garbageLimit {
+		c.log.Info("too many invalid frames: closing", "count", c.garbageN)
+		c.closeWith(websocket.StatusPolicyViolation, "too many invalid frames")
+	}
+}

@@ -1,0 +1,183 @@
+package chat
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+
+	"github.com/auroradev/aurora/app/bus"
+	"github.com/auroradev/aurora/modules/chat/presence"
+)
+
+// Error codes of {"type":"error"} frames (docs/protocol.md).
+const (
+	codeInvalidJSON    = "invalid_json"
+	codeInvalidMessage = "invalid_message"
+	codeUnknownType    = "unknown_type"
+	codeEmptyText      = "empty_text"
+	codeTextTooLong    = "text_too_long"
+	codeInvalidRoom    = "invalid_room"
+	codeNotMember      = "not_member"
+	codeTooManyRooms   = "too_many_rooms"
+	codeUnavailable    = "unavailable"
+)
+
+// Limits of the protocol.
+const (
+	// maxFrameBytes is the largest client frame; a bigger one closes the
+	// connection with 1009.
+	maxFrameBytes = 64 << 10
+	// maxClientID bounds clientId, which becomes part of a Redis key.
+	maxClientID = 128
+	// generalRoom is the room every connection joins on connect.
+	generalRoom = "general"
+)
+
+// validRoom reports whether name is 1-64 of [a-z0-9_-].
+func validRoom(name string) bool {
+	if len(name) < 1 || len(name) > 64 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// Server -> client frames.
+
+type welcomeFrame struct {
+	Type string      `json:"type"` // "welcome"
+	User welcomeUser `json:"user"`
+}
+
+type welcomeUser struct {
+	ID       string `json:"id"`
+	Username string `json:"username"`
+}
+
+type joinedFrame struct {
+	Type      string            `json:"type"` // "joined"
+	Room      string            `json:"room"`
+	Members   []presence.Member `json:"members"`
+	Recovered *bool             `json:"recovered,omitempty"`
+}
+
+type roomFrame struct {
+	Type string `json:"type"` // "left"
+	Room string `json:"room"`
+}
+
+type ackFrame struct {
+	Type     string `json:"type"` // "ack"
+	ClientID string `json:"clientId,omitempty"`
+	ID       string `json:"id"`
+	Room     string `json:"room"`
+	TS       int64  `json:"ts"`
+}
+
+type rateLimitedFrame struct {
+	Type         string `json:"type"` // "rate_limited"
+	Room         string `json:"room"`
+	ClientID     string `json:"clientId,omitempty"`
+	RetryAfterMs int64  `json:"retryAfterMs"`
+}
+
+type errorFrame struct {
+	Type     string `json:"type"` // "error"
+	Code     string `json:"code"`
+	Message  string `json:"message"`
+	ClientID string `json:"clientId,omitempty"`
+}
+
+type typingFrame struct {
+	Type     string `json:"type"` // "typing"
+	Room     string `json:"room"`
+	User     string `json:"user"`
+	UserID   string `json:"userId"`
+	IsTyping bool   `json:"isTyping"`
+}
+
+var pongFrame = []byte(`{"type":"pong"}`)
+
+// messageFrameParts pre-encodes the message frame around its id and ts,
+// which only the hot-path script knows: frame = prefix+id+middle+ts+suffix.
+// The result decodes to the same bus.MessageFrame as json.Marshal gives.
+func messageFrameParts(room, username, userID, text, clientID string) (prefix, middle, suffix string) {
+	var b bytes.Buffer
+	b.Grow(len(text) + len(username) + len(room) + len(userID) + len(clientID) + 64)
+	b.WriteString(`","room":`)
+	writeJSONString(&b, room)
+	b.WriteString(`,"user":`)
+	writeJSONString(&b, username)
+	b.WriteString(`,"userId":`)
+	writeJSONString(&b, userID)
+	b.WriteString(`,"text":`)
+	writeJSONString(&b, text)
+	b.WriteString(`,"ts":`)
+	middle = b.String()
+	suffix = "}"
+	if clientID != "" {
+		b.Reset()
+		b.WriteString(`,"clientId":`)
+		writeJSONString(&b, clientID)
+		b.WriteString("}")
+		suffix = b.String()
+	}
+	return `{"type":"message","id":"`, middle, suffix
+}
+
+func writeJSONString(b *bytes.Buffer, s string) {
+	// json.Marshal of a string cannot fail.
+	enc, _ := json.Marshal(s)
+	b.Write(enc)
+}
+
+// liveHeader is what fan-out reads of a payload arriving on chat.<room>,
+// once per replica: enough to normalise AuroraChat payloads, order a
+// recovering join and time the delivery.
+type liveHeader struct {
+	Type *string         `json:"type"`
+	ID   string          `json:"id"`
+	TS   json.RawMessage `json:"ts"`
+}
+
+// normaliseMessage returns the frame to forward for a payload published on
+// room's channel, its id and ts (ms), or ok=false for a payload that is not
+// a JSON object. An AuroraChat chat-service payload {user,text,ts} has no
+// type: it gets "type":"message" and "room" so Aurora clients render it too
+// (AuroraChat clients ignore the extra fields).
+func normaliseMessage(room string, payload []byte) (frame []byte, id bus.ID, ts int64, ok bool) {
+	var h liveHeader
+	if err := json.Unmarshal(payload, &h); err != nil {
+		return nil, bus.ID{}, 0, false
+	}
+	if len(h.TS) > 0 {
+		if f, err := strconv.ParseFloat(string(h.TS), 64); err == nil {
+			ts = int64(f)
+		}
+	}
+	if h.ID != "" {
+		id, _ = bus.ParseID(h.ID)
+	}
+	if h.Type != nil {
+		return payload, id, ts, true
+	}
+	rest := bytes.TrimSpace(payload)
+	if len(rest) == 0 || rest[0] != '{' {
+		return nil, bus.ID{}, 0, false
+	}
+	rest = bytes.TrimSpace(rest[1:])
+	var b bytes.Buffer
+	b.Grow(len(payload) + len(room) + 32)
+	b.WriteString(`{"type":"message","room":`)
+	writeJSONString(&b, room)
+	if len(rest) > 0 && rest[0] != '}' {
+		b.WriteByte(',')
+	}
+	b.Write(rest)
+	return b.Bytes(), id, ts, true
+}

@@ -1,0 +1,312 @@
+package chat
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/auroradev/aurora/app/bus"
+	"github.com/auroradev/aurora/modules/chat/presence"
+)
+
+// inbound is a client frame's fields, each kept raw so that a field of the
+// wrong type is reported as invalid_message rather than ignored.
+type inbound map[string]json.RawMessage
+
+// str reads an optional string field: ok=false when it is present but not a
+// string (null included).
+func (in inbound) str(key string) (s string, present, ok bool) {
+	raw, present := in[key]
+	if !present {
+		return "", false, true
+	}
+	if err := json.Unmarshal(raw, &s); err != nil || string(raw) == "null" {
+		return "", true, false
+	}
+	return s, true, true
+}
+
+// handle handles one text frame.
+func (c *conn) handle(data []byte) {
+	if !utf8.Valid(data) {
+		c.fail(codeInvalidMessage, "frame is not valid UTF-8", "")
+		return
+	}
+	var in inbound
+	if err := json.Unmarshal(data, &in); err != nil {
+		var syn *json.SyntaxError
+		if errors.As(err, &syn) || !json.Valid(data) {
+			c.fail(codeInvalidJSON, "frame is not valid JSON", "")
+		} else {
+			c.fail(codeInvalidMessage, "frame must be a JSON object", "")
+		}
+		return
+	}
+	if in == nil {
+		c.fail(codeInvalidMessage, "frame must be a JSON object, not null", "")
+		return
+	}
+	clientID, _, ok := in.str("clientId")
+	if !ok {
+		c.fail(codeInvalidMessage, "clientId must be a string", "")
+		return
+	}
+	if len(clientID) > maxClientID {
+		c.fail(codeInvalidMessage, fmt.Sprintf("clientId is longer than %d bytes", maxClientID), "")
+		return
+	}
+	typ, hasType, ok := in.str("type")
+	if !ok {
+		c.fail(codeInvalidMessage, "type must be a string", clientID)
+		return
+	}
+	switch {
+	case !hasType:
+		// AuroraChat's form: {"text": "..."} to the first joined room.
+		c.onMessage(in, clientID, true)
+	case typ == "message":
+		c.onMessage(in, clientID, false)
+	case typ == "join":
+		c.onJoin(in, clientID)
+	case typ == "leave":
+		c.onLeave(in, clientID)
+	case typ == "typing":
+		c.onTyping(in, clientID)
+	case typ == "ping":
+		c.q.push("", item{frame: pongFrame})
+	default:
+		c.fail(codeUnknownType, fmt.Sprintf("unknown frame type %q", typ), clientID)
+	}
+}
+
+// room reads and checks the "room" field; it sends the error itself.
+func (c *conn) room(in inbound, clientID string) (string, bool) {
+	room, present, ok := in.str("room")
+	if !ok {
+		c.fail(codeInvalidMessage, "room must be a string", clientID)
+		return "", false
+	}
+	if !present {
+		c.fail(codeInvalidRoom, "room is required", clientID)
+		return "", false
+	}
+	if !validRoom(room) {
+		c.fail(codeInvalidRoom, "room names are 1-64 of a-z, 0-9, _ and -", clientID)
+		return "", false
+	}
+	return room, true
+}
+
+func (c *conn) member(room string) bool { return slices.Contains(c.rooms, room) }
+
+func (c *conn) onMessage(in inbound, clientID string, legacy bool) {
+	c.g.metrics.received.Inc()
+	var room string
+	if legacy {
+		if len(c.rooms) == 0 {
+			c.fail(codeNotMember, "not in any room", clientID)
+			return
+		}
+		room = c.rooms[0]
+	} else {
+		var ok bool
+		if room, ok = c.room(in, clientID); !ok {
+			return
+		}
+	}
+	text, present, ok := in.str("text")
+	if !ok || !present {
+		c.fail(codeInvalidMessage, "text must be a string", clientID)
+		return
+	}
+	if !c.member(room) {
+		c.fail(codeNotMember, "join room "+room+" first", clientID)
+		return
+	}
+	if strings.TrimSpace(text) == "" {
+		c.fail(codeEmptyText, "text is empty", clientID)
+		return
+	}
+	if n := utf8.RuneCountInString(text); n > c.g.cfg.MaxTextLength {
+		c.fail(codeTextTooLong, fmt.Sprintf("text has %d characters, the limit is %d", n, c.g.cfg.MaxTextLength), clientID)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
+	defer cancel()
+	res, err := c.g.send(ctx, outgoing{Room: room, UserID: c.userID, Username: c.username, Text: text, ClientID: clientID})
+	if err != nil {
+		c.log.Warn("send failed", "room", room, "err", err)
+		c.fail(codeUnavailable, "message not sent: service unavailable, retry later", clientID)
+		return
+	}
+	if res.RetryAfterMs > 0 {
+		c.g.metrics.rateLimited.Inc()
+		c.reply(rateLimitedFrame{Type: "rate_limited", Room: room, ClientID: clientID, RetryAfterMs: res.RetryAfterMs})
+		return
+	}
+	c.reply(ackFrame{Type: "ack", ClientID: clientID, ID: res.ID.String(), Room: room, TS: int64(res.ID.Ms)})
+}
+
+func (c *conn) onJoin(in inbound, clientID string) {
+	room, ok := c.room(in, clientID)
+	if !ok {
+		return
+	}
+	var since *bus.ID
+	if s, present, ok := in.str("since"); !ok {
+		c.fail(codeInvalidMessage, "since must be a message id string", clientID)
+		return
+	} else if present {
+		id, err := bus.ParseID(s)
+		if err != nil {
+			c.fail(codeInvalidMessage, "since must be a message id like 1732670000000-0", clientID)
+			return
+		}
+		since = &id
+	}
+	if code := c.join(room, since, false); code != "" {
+		switch code {
+		case codeTooManyRooms:
+			c.fail(code, fmt.Sprintf("a connection can be in at most %d rooms", c.g.cfg.MaxRoomsPerConn), clientID)
+		default:
+			c.fail(code, "cannot join "+room+": service unavailable, retry later", clientID)
+		}
+	}
+}
+
+// join joins room (idempotently) and answers "joined"; with since it
+// replays what the client missed without a gap or a duplicate: the room's
+// live frames are held back while history is read, then follow the replay.
+// implicit is the join to general on connect, answered by welcome instead.
+// It returns an error code, or "".
+func (c *conn) join(room string, since *bus.ID, implicit bool) string {
+	g := c.g
+	ctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
+	defer cancel()
+	already := c.member(room)
+	if !already && len(c.rooms) >= g.cfg.MaxRoomsPerConn {
+		return codeTooManyRooms
+	}
+	if since != nil {
+		c.q.beginRecovery(room)
+	}
+	if !already {
+		g.hub.join(room, c)
+		if err := g.subs.sync(ctx, room); err != nil {
+			g.hub.leave(room, c)
+			if since != nil {
+				c.q.endRecovery(room, nil, bus.ID{})
+			}
+			c.log.Warn("join failed", "room", room, "err", err)
+			return codeUnavailable
+		}
+		c.rooms = append(c.rooms, room)
+		if err := g.presence.Join(ctx, room, presence.Member{UserID: c.userID, Username: c.username}); err != nil {
+			c.log.Warn("presence join", "room", room, "err", err)
+		}
+	}
+	if implicit {
+		return ""
+	}
+	members, err := g.presence.Members(ctx, room)
+	if err != nil {
+		c.log.Warn("read room members", "room", room, "err", err)
+	}
+	if members == nil {
+		members = []presence.Member{}
+	}
+	joined := joinedFrame{Type: "joined", Room: room, Members: members}
+	if since == nil {
+		c.reply(joined)
+		return ""
+	}
+	frames, complete, err := g.history.Since(ctx, room, *since)
+	if err != nil {
+		c.log.Warn("read history for recovery", "room", room, "since", since.String(), "err", err)
+		frames, complete = nil, false
+	}
+	joined.Recovered = &complete
+	c.reply(joined)
+	last := *since
+	for _, f := range frames {
+		var h struct {
+			ID string `json:"id"`
+		}
+		if json.Unmarshal(f, &h) == nil {
+			if id, err := bus.ParseID(h.ID); err == nil && id.Compare(last) > 0 {
+				last = id
+			}
+		}
+	}
+	c.q.endRecovery(room, frames, last)
+	return ""
+}
+
+func (c *conn) onLeave(in inbound, clientID string) {
+	room, ok := c.room(in, clientID)
+	if !ok {
+		return
+	}
+	if !c.member(room) {
+		c.fail(codeNotMember, "not in room "+room, clientID)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
+	defer cancel()
+	c.leaveRoom(ctx, room)
+	c.reply(roomFrame{Type: "left", Room: room})
+}
+
+// leaveRoom removes the connection from room: membership, subscription
+// (when it was the room's last local member) and presence.
+func (c *conn) leaveRoom(ctx context.Context, room string) {
+	g := c.g
+	c.rooms = slices.DeleteFunc(c.rooms, func(r string) bool { return r == room })
+	g.hub.leave(room, c)
+	if err := g.subs.sync(ctx, room); err != nil {
+		c.log.Warn("unsubscribe room", "room", room, "err", err)
+	}
+	if err := g.presence.Leave(ctx, room, c.userID); err != nil {
+		c.log.Warn("presence leave", "room", room, "err", err)
+	}
+}
+
+func (c *conn) onTyping(in inbound, clientID string) {
+	room, ok := c.room(in, clientID)
+	if !ok {
+		return
+	}
+	var isTyping bool
+	raw, present := in["isTyping"]
+	if !present || json.Unmarshal(raw, &isTyping) != nil || string(raw) == "null" {
+		c.fail(codeInvalidMessage, "isTyping must be true or false", clientID)
+		return
+	}
+	if !c.member(room) {
+		c.fail(codeNotMember, "join room "+room+" first", clientID)
+		return
+	}
+	now := time.Now()
+	if now.Sub(c.typingStart) >= time.Second {
+		c.typingStart, c.typingN = now, 0
+	}
+	if c.typingN++; c.typingN > typingPerSecond {
+		return
+	}
+	b, err := json.Marshal(typingFrame{Type: "typing", Room: room, User: c.username, UserID: c.userID, IsTyping: isTyping})
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
+	defer cancel()
+	r := c.g.redis
+	if err := r.Do(ctx, r.B().Publish().Channel(bus.TypingChannel(room)).Message(string(b)).Build()).Error(); err != nil {
+		// Typing is advisory: not worth an error frame.
+		c.log.Debug("publish typing", "room", room, "err", err)
+	}
+}

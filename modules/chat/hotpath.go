@@ -1,0 +1,143 @@
+package chat
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/redis/rueidis"
+
+	"github.com/auroradev/aurora/app/bus"
+)
+
+// Redis keys private to the chat role. Rate-limit windows are fixed one
+// second windows, as AuroraChat's (section 5.3).
+func roomRateKey(userID, room string) string   { return "chat:rl:" + userID + ":" + room }
+func userRateKey(userID string) string         { return "chat:rlu:" + userID }
+func dedupeKey(userID, clientID string) string { return "chat:dedupe:" + userID + ":" + clientID }
+
+const rateWindowMs = 1000
+
+// sendScript is the hot path of an accepted message: ONE round trip that
+//  1. answers a resend (same user, same clientId within the dedupe window)
+//     with the original id, storing and publishing nothing;
+//  2. enforces the per-user-per-room and per-user limits, answering the ms
+//     until the window resets when over (the counters get their expiry in
+//     the same script that creates them, so none is left without one);
+//  3. XADDs the entry (no MAXLEN: the ingest role trims only what it has
+//     acknowledged). The id's ms is taken from Redis' clock and also
+//     written as the ts field, so the frame's ts is exactly the id's ms;
+//     "<ms>-*" fails when the stream's last id is ahead of the clock (a
+//     clock step back), then a plain "*" continues after it;
+//  4. remembers the id under the dedupe key for the window;
+//  5. PUBLISHes the finished frame, assembled from the parts Go encoded
+//     around the id and ts, so the payload is encoded once and carries the id.
+//
+// KEYS: dedupe, room rate, user rate, stream.
+// ARGV: roomRate, userRate, windowMs, dedupeMs ("0": no clientId),
+// roomId, userId, username, text, clientId, channel, prefix, middle, suffix.
+// Returns {0, id} accepted, {1, id} duplicate, {2, retryAfterMs} limited.
+var sendScript = rueidis.NewLuaScript(`
+if redis.replicate_commands then pcall(redis.replicate_commands) end
+local dedupe = ARGV[4] ~= '0'
+if dedupe then
+  local orig = redis.call('GET', KEYS[1])
+  if orig then return {1, orig} end
+end
+local function over(key, limit)
+  local n = tonumber(redis.call('GET', key) or '0')
+  if n < tonumber(limit) then return nil end
+  local t = redis.call('PTTL', key)
+  if t < 0 then
+    redis.call('PEXPIRE', key, ARGV[3])
+    t = tonumber(ARGV[3])
+  end
+  return t
+end
+local wait = over(KEYS[2], ARGV[1]) or over(KEYS[3], ARGV[2])
+if wait then return {2, wait} end
+if redis.call('INCR', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
+if redis.call('INCR', KEYS[3]) == 1 then redis.call('PEXPIRE', KEYS[3], ARGV[3]) end
+local t = redis.call('TIME')
+local ms = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
+local fields = {'roomId', ARGV[5], 'userId', ARGV[6], 'text', ARGV[8], 'username', ARGV[7], 'ts', ms}
+if ARGV[9] ~= '' then
+  fields[#fields + 1] = 'clientId'
+  fields[#fields + 1] = ARGV[9]
+end
+local id = redis.pcall('XADD', KEYS[4], ms .. '-*', unpack(fields))
+if type(id) == 'table' and id.err then
+  id = redis.call('XADD', KEYS[4], '*', unpack(fields))
+end
+if dedupe then redis.call('SET', KEYS[1], id, 'PX', ARGV[4]) end
+local ts = string.match(id, '^(%d+)-')
+redis.call('PUBLISH', ARGV[10], ARGV[11] .. id .. ARGV[12] .. ts .. ARGV[13])
+return {0, id}
+`)
+
+// sendResult is the outcome of the hot path.
+type sendResult struct {
+	ID           bus.ID
+	Duplicate    bool
+	RetryAfterMs int64 // > 0: rate limited, nothing stored
+}
+
+// outgoing is a validated message to send.
+type outgoing struct {
+	Room, UserID, Username, Text, ClientID string
+}
+
+// send runs the hot-path script for m.
+func (g *gateway) send(ctx context.Context, m outgoing) (sendResult, error) {
+	dedupeMs := "0"
+	if m.ClientID != "" {
+		dedupeMs = strconv.FormatInt(g.cfg.DedupeWindow.Milliseconds(), 10)
+	}
+	prefix, middle, suffix := messageFrameParts(m.Room, m.Username, m.UserID, m.Text, m.ClientID)
+	keys := []string{dedupeKey(m.UserID, m.ClientID), roomRateKey(m.UserID, m.Room), userRateKey(m.UserID), bus.Stream}
+	args := []string{
+		strconv.Itoa(g.cfg.RoomRate), strconv.Itoa(g.cfg.UserRate), strconv.Itoa(rateWindowMs), dedupeMs,
+		m.Room, m.UserID, m.Username, m.Text, m.ClientID,
+		bus.Channel(m.Room), prefix, middle, suffix,
+	}
+	res, err := sendScript.Exec(ctx, g.redis, keys, args).ToArray()
+	if _, isRedisErr := rueidis.IsRedisErr(err); err != nil && !isRedisErr && m.ClientID != "" && ctx.Err() == nil {
+		// A connection that broke while Redis was away fails its next
+		// command once (EOF) before the client dials again. With a
+		// clientId the script is idempotent (a resend is answered with the
+		// original id), so one retry is safe.
+		res, err = sendScript.Exec(ctx, g.redis, keys, args).ToArray()
+	}
+	if err != nil {
+		return sendResult{}, fmt.Errorf("send message to room %s: %w", m.Room, err)
+	}
+	if len(res) != 2 {
+		return sendResult{}, fmt.Errorf("send message to room %s: script answered %d values", m.Room, len(res))
+	}
+	status, err := res[0].AsInt64()
+	if err != nil {
+		return sendResult{}, fmt.Errorf("send message to room %s: bad script status: %w", m.Room, err)
+	}
+	switch status {
+	case 0, 1:
+		s, err := res[1].ToString()
+		if err != nil {
+			return sendResult{}, fmt.Errorf("send message to room %s: bad id: %w", m.Room, err)
+		}
+		id, err := bus.ParseID(s)
+		if err != nil {
+			return sendResult{}, fmt.Errorf("send message to room %s: %w", m.Room, err)
+		}
+		return sendResult{ID: id, Duplicate: status == 1}, nil
+	case 2:
+		wait, err := res[1].AsInt64()
+		if err != nil {
+			return sendResult{}, fmt.Errorf("send message to room %s: bad retry-after: %w", m.Room, err)
+		}
+		if wait < 1 {
+			wait = 1
+		}
+		return sendResult{RetryAfterMs: wait}, nil
+	}
+	return sendResult{}, fmt.Errorf("send message to room %s: unknown script status %d", m.Room, status)
+}

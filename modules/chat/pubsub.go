@@ -1,0 +1,195 @@
+package chat
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/auroradev/aurora/app/bus"
+)
+
+// errPubSubDown is returned by sync while the Pub/Sub connection is down.
+var errPubSubDown = errors.New("redis pubsub connection down")
+
+// subscriber owns the replica's one Pub/Sub connection (a dedicated Redis
+// connection with Pub/Sub hooks). It is subscribed to the channels of
+// exactly the rooms with local members: sync reconciles one room with the
+// hub, and after a reconnect every such room is subscribed again. No
+// PSUBSCRIBE: a replica never receives the traffic of rooms it does not
+// serve.
+type subscriber struct {
+	client    rueidis.Client
+	hub       *hub
+	onMessage func(channel, payload string)
+	log       *slog.Logger
+
+	// mu serialises SUBSCRIBE/UNSUBSCRIBE and reconnects, so the
+	// subscription state always converges to the hub's membership.
+	mu         sync.Mutex
+	dc         rueidis.DedicatedClient
+	errs       <-chan error
+	subscribed map[string]bool
+	closed     bool
+
+	up atomic.Bool
+}
+
+func newSubscriber(c rueidis.Client, h *hub, onMessage func(channel, payload string), log *slog.Logger) *subscriber {
+	return &subscriber{client: c, hub: h, onMessage: onMessage, log: log, subscribed: map[string]bool{}}
+}
+
+// channels are the three channels of a room.
+func channels(room string) []string {
+	return []string{bus.Channel(room), bus.PresenceChannel(room), bus.TypingChannel(room)}
+}
+
+// subscribeChunk bounds the channels of one SUBSCRIBE after a reconnect.
+const subscribeChunk = 300
+
+// connect opens the Pub/Sub connection (if it is not open) and subscribes
+// every room with local members.
+func (s *subscriber) connect(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errors.New("subscriber closed")
+	}
+	if s.dc != nil {
+		return nil
+	}
+	dc, _ := s.client.Dedicate()
+	errs := dc.SetPubSubHooks(rueidis.PubSubHooks{
+		OnMessage: func(m rueidis.PubSubMessage) { s.onMessage(m.Channel, m.Message) },
+	})
+	fail := func(err error) error {
+		dc.Close()
+		return err
+	}
+	rooms := s.hub.roomNames()
+	var chs []string
+	for _, r := range rooms {
+		chs = append(chs, channels(r)...)
+	}
+	for len(chs) > 0 {
+		n := min(len(chs), subscribeChunk)
+		if err := dc.Do(ctx, dc.B().Subscribe().Channel(chs[:n]...).Build()).Error(); err != nil {
+			return fail(fmt.Errorf("subscribe %d channels: %w", n, err))
+		}
+		chs = chs[n:]
+	}
+	select {
+	case err := <-errs:
+		if err == nil {
+			err = errPubSubDown
+		}
+		return fail(fmt.Errorf("open pubsub connection: %w", err))
+	default:
+	}
+	s.dc, s.errs = dc, errs
+	s.subscribed = make(map[string]bool, len(rooms))
+	for _, r := range rooms {
+		s.subscribed[r] = true
+	}
+	s.up.Store(true)
+	return nil
+}
+
+// teardown forgets a broken connection.
+func (s *subscriber) teardown() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.up.Store(false)
+	if s.dc != nil {
+		// Close, not release: the connection is broken, or we are done.
+		s.dc.Close()
+	}
+	s.dc, s.errs = nil, nil
+	s.subscribed = map[string]bool{}
+}
+
+// run keeps the connection up until ctx is done: it waits for the
+// connection to fail, then reconnects with backoff.
+func (s *subscriber) run(ctx context.Context) {
+	backoff := 50 * time.Millisecond
+	for {
+		s.mu.Lock()
+		errs := s.errs
+		s.mu.Unlock()
+		if errs == nil {
+			cctx, cancel := context.WithTimeout(ctx, redisTimeout)
+			err := s.connect(cctx)
+			cancel()
+			if err == nil {
+				s.log.Info("pubsub connected", "rooms", len(s.hub.roomNames()))
+				backoff = 50 * time.Millisecond
+				continue
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			s.log.Warn("pubsub connect failed", "err", err, "retry_in", backoff)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 2*time.Second)
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case err := <-errs:
+			s.log.Warn("pubsub connection lost", "err", err)
+			s.teardown()
+		}
+	}
+}
+
+// sync makes the subscription of room match whether it has local members.
+// A room gaining its first member waits for SUBSCRIBE, so a member receives
+// everything published after its join was answered.
+func (s *subscriber) sync(ctx context.Context, room string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	want := s.hub.has(room)
+	if want == s.subscribed[room] {
+		return nil
+	}
+	if s.dc == nil {
+		if want {
+			return errPubSubDown
+		}
+		delete(s.subscribed, room)
+		return nil
+	}
+	chs := channels(room)
+	if want {
+		if err := s.dc.Do(ctx, s.dc.B().Subscribe().Channel(chs...).Build()).Error(); err != nil {
+			return fmt.Errorf("subscribe room %s: %w", room, err)
+		}
+		s.subscribed[room] = true
+		return nil
+	}
+	// Forget it even when UNSUBSCRIBE fails: a failure means the connection
+	// broke, and the next one subscribes only rooms with members.
+	delete(s.subscribed, room)
+	if err := s.dc.Do(ctx, s.dc.B().Unsubscribe().Channel(chs...).Build()).Error(); err != nil {
+		return fmt.Errorf("unsubscribe room %s: %w", room, err)
+	}
+	return nil
+}
+
+// close closes the connection for good.
+func (s *subscriber) close() {
+	s.teardown()
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+}

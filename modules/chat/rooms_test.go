@@ -1,0 +1,180 @@
+package chat
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"testing"
+
+	"github.com/auroradev/aurora/app/bus"
+)
+
+func members(t *testing.T, f map[string]any) []string {
+	t.Helper()
+	list, ok := f["members"].([]any)
+	if !ok {
+		t.Fatalf("frame %v has no members array", f)
+	}
+	var out []string
+	for _, m := range list {
+		mm := m.(map[string]any)
+		out = append(out, fmt.Sprintf("%s/%s", mm["userId"], mm["username"]))
+	}
+	return out
+}
+
+func TestJoinLeaveTypingPresence(t *testing.T) {
+	s := startChat(t, chatConfig(t))
+	alice := s.dial("u1", "alice")
+	bob := s.dial("u2", "bob")
+
+	if got := members(t, alice.join("dev")); fmt.Sprint(got) != "[u1/alice]" {
+		t.Errorf("alice's joined members = %v", got)
+	}
+	if got := members(t, bob.join("dev")); fmt.Sprint(got) != "[u1/alice u2/bob]" {
+		t.Errorf("bob's joined members = %v", got)
+	}
+	// alice hears bob come online in dev.
+	for {
+		f := alice.next("presence")
+		if f["room"] == "dev" && f["user"] == "bob" {
+			if f["userId"] != "u2" || f["status"] != "online" {
+				t.Errorf("presence = %v", f)
+			}
+			break
+		}
+	}
+
+	// Messages stay in their room.
+	ack := alice.msg("dev", "in dev", "d1")
+	if ack["room"] != "dev" {
+		t.Errorf("ack = %v", ack)
+	}
+	if f := bob.next("message"); f["room"] != "dev" || f["text"] != "in dev" {
+		t.Errorf("bob got %v", f)
+	}
+	carol := s.dial("u3", "carol") // in general only
+	carol.send(map[string]any{"type": "ping"})
+	carol.next("pong") // nothing from dev came first
+
+	// Typing reaches the others, not the typist.
+	alice.send(map[string]any{"type": "typing", "room": "dev", "isTyping": true})
+	f := bob.next("typing")
+	if f["room"] != "dev" || f["user"] != "alice" || f["userId"] != "u1" || f["isTyping"] != true {
+		t.Errorf("typing = %v", f)
+	}
+	// Published after the typing frame on the same connection, so alice
+	// would see her typing frame before her message if she got it.
+	alice.send(map[string]any{"type": "message", "room": "dev", "text": "after typing", "clientId": "d2"})
+	for acked, seen := false, false; !acked || !seen; {
+		f := alice.read()
+		switch {
+		case f["type"] == "typing":
+			t.Fatalf("the typist got her own typing frame")
+		case f["type"] == "ack":
+			acked = true
+		case f["type"] == "message" && f["clientId"] == "d2":
+			seen = true
+		}
+	}
+
+	// Leave.
+	bob.send(map[string]any{"type": "leave", "room": "dev"})
+	if f := bob.next("left", "message"); f["room"] != "dev" {
+		t.Errorf("left = %v", f)
+	}
+	if code, _ := bob.errorCode(`{"type":"message","room":"dev","text":"x"}`); code != codeNotMember {
+		t.Errorf("after leave: %s", code)
+	}
+	// Leaving general too: the AuroraChat form has no room left.
+	bob.send(map[string]any{"type": "leave", "room": "general"})
+	bob.next("left", "message", "typing")
+	if code, _ := bob.errorCode(`{"text":"x"}`); code != codeNotMember {
+		t.Errorf("text-only frame with no room: %s", code)
+	}
+}
+
+func TestPresenceAndHistoryHTTP(t *testing.T) {
+	s := startChat(t, chatConfig(t))
+	alice := s.dial("u1", "alice")
+	ack := alice.msg("general", "remember me", "h1")
+
+	get := func(path, tok string) (int, map[string]any) {
+		req, _ := http.NewRequest("GET", s.URL+path, nil)
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		return resp.StatusCode, body
+	}
+	tok := s.token("u2", "bob")
+
+	status, body := get("/api/rooms/general/presence", tok)
+	if status != 200 || body["count"] != float64(1) || fmt.Sprint(members(t, body)) != "[u1/alice]" {
+		t.Errorf("presence: %d %v", status, body)
+	}
+	if status, body := get("/api/rooms/general/presence", ""); status != 401 || body["error"] == nil {
+		t.Errorf("presence without token: %d %v", status, body)
+	}
+	if status, body := get("/api/rooms/Bad!/presence", tok); status != 400 || body["error"] == nil {
+		t.Errorf("presence of a bad room: %d %v", status, body)
+	}
+
+	status, body = get("/api/rooms/general/messages", tok)
+	msgs, _ := body["messages"].([]any)
+	if status != 200 || len(msgs) != 1 || msgs[0].(map[string]any)["id"] != ack["id"] {
+		t.Errorf("history: %d %v", status, body)
+	}
+	if status, _ := get("/api/rooms/general/messages", ""); status != 401 {
+		t.Errorf("history without token: %d", status)
+	}
+}
+
+func TestJoinSinceRecovers(t *testing.T) {
+	cfg := chatConfig(t)
+	cfg.Chat.RoomRate = 100
+	s := startChat(t, cfg)
+	alice := s.dial("u1", "alice")
+	alice.join("dev")
+	var ids []string
+	for i := 0; i < 3; i++ {
+		ids = append(ids, alice.msg("dev", fmt.Sprint("m", i), fmt.Sprint("r", i))["id"].(string))
+	}
+
+	bob := s.dial("u2", "bob")
+	bob.send(map[string]any{"type": "join", "room": "dev", "since": ids[0]})
+	j := bob.next("joined")
+	if j["recovered"] != true {
+		t.Errorf("joined = %v, want recovered", j)
+	}
+	for _, want := range ids[1:] {
+		if f := bob.next("message"); f["id"] != want || f["room"] != "dev" {
+			t.Fatalf("replayed %v, want id %s", f, want)
+		}
+	}
+	// Then live, without a duplicate.
+	live := alice.msg("dev", "live", "r-live")["id"].(string)
+	if f := bob.next("message"); f["id"] != live {
+		t.Fatalf("after replay got %v, want live %s", f, live)
+	}
+
+	// since 0-0 replays the whole room; a rejoin of a joined room is fine.
+	bob.send(map[string]any{"type": "join", "room": "dev", "since": "0-0"})
+	bob.next("joined")
+	for _, want := range append(ids, live) {
+		if f := bob.next("message"); f["id"] != want {
+			t.Fatalf("replayed %v, want %s", f, want)
+		}
+	}
+	if _, err := bus.ParseID(live); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,132 @@
+package chat
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/auroradev/aurora/app"
+	"github.com/auroradev/aurora/app/token"
+)
+
+// Subprotocols: a client that cannot set headers (a browser) may send its
+// token as "aurora.bearer.<jwt>" next to "aurora.v1"; the server answers
+// with aurora.v1 only, never echoing the token.
+const (
+	subprotocol       = "aurora.v1"
+	bearerSubprotocol = "aurora.bearer."
+)
+
+// tokenOf returns the request's token: Authorization: Bearer, the
+// aurora.bearer.<jwt> subprotocol, or AuroraChat's ?token=.
+func tokenOf(r *http.Request) string {
+	if raw, ok := bearer(r); ok {
+		return raw
+	}
+	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); strings.HasPrefix(p, bearerSubprotocol) {
+				return p[len(bearerSubprotocol):]
+			}
+		}
+	}
+	return r.URL.Query().Get("token")
+}
+
+func headerHasToken(r *http.Request, name, tok string) bool {
+	for _, v := range r.Header.Values(name) {
+		for _, p := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(p), tok) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// ServeHTTP upgrades an authenticated request to a chat connection. Every
+// refusal happens before the upgrade, as an HTTP status with {"error"}.
+func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	log := app.Logger(r.Context(), g.log)
+	if g.draining.Load() {
+		app.WriteError(w, http.StatusServiceUnavailable, "server is shutting down")
+		return
+	}
+	if !app.OriginAllowed(r, g.origins) {
+		app.WriteError(w, http.StatusForbidden, "origin not allowed")
+		return
+	}
+	raw := tokenOf(r)
+	if raw == "" {
+		app.WriteError(w, http.StatusUnauthorized, "missing token")
+		return
+	}
+	claims, err := g.tokens.Verify(raw)
+	if err != nil {
+		msg := "invalid token"
+		if errors.Is(err, token.ErrExpired) {
+			msg = "token expired"
+		}
+		app.WriteError(w, http.StatusUnauthorized, msg)
+		return
+	}
+	if !headerHasToken(r, "Connection", "upgrade") || !headerHasToken(r, "Upgrade", "websocket") {
+		w.Header().Set("Upgrade", "websocket")
+		app.WriteError(w, http.StatusUpgradeRequired, "websocket upgrade required")
+		return
+	}
+
+	connID := app.NewID()
+	slot := g.slots.member(connID)
+	ctx, cancel := context.WithTimeout(r.Context(), redisTimeout)
+	ok, err := g.slots.acquire(ctx, claims.UserID, slot)
+	cancel()
+	if err != nil {
+		log.Error("admit websocket connection", "user", claims.UserID, "err", err)
+		app.WriteError(w, http.StatusServiceUnavailable, "service unavailable")
+		return
+	}
+	if !ok {
+		app.WriteError(w, http.StatusTooManyRequests, "too many connections for this user")
+		return
+	}
+	releaseSlot := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
+		defer cancel()
+		if err := g.slots.release(ctx, claims.UserID, slot); err != nil {
+			log.Warn("free connection slot", "err", err)
+		}
+	}
+
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		Subprotocols: []string{subprotocol},
+		// The Origin was checked above against the same rule.
+		InsecureSkipVerify: true,
+	})
+	if err != nil {
+		log.Debug("websocket accept failed", "err", err)
+		releaseSlot()
+		return
+	}
+	c := newConn(g, ws, connID, slot, claims)
+	if !g.hub.register(c, &g.conns) {
+		ws.Close(websocket.StatusGoingAway, "server shutting down")
+		releaseSlot()
+		return
+	}
+	defer g.conns.Done()
+	g.metrics.connections.Inc()
+	defer g.metrics.connections.Dec()
+	c.log.Debug("connected", "subprotocol", ws.Subprotocol(), "expires", claims.ExpiresAt)
+	c.run(claims.ExpiresAt)
+	releaseSlot()
+}
+
+// expiryTimer closes the connection with 4001 when its token expires.
+func expiryTimer(exp time.Time, fn func()) *time.Timer {
+	return time.AfterFunc(time.Until(exp), fn)
+}
