@@ -34,8 +34,9 @@ const rateWindowMs = 1000
 //     around the id and ts, so the payload is encoded once and carries the id.
 //
 // KEYS: dedupe, room rate, user rate, stream.
-// ARGV: roomRate, userRate, windowMs, dedupeMs ("0": no clientId),
-// roomId, userId, username, text, clientId, channel, prefix, middle, suffix.
+// ARGV: roomRate, userRate, windowMs, dedupeMs ("0": no clientId), channel,
+// prefix, middle, suffix, the ts field's name, then the entry's other
+// field-value pairs (bus.Entry.Fields: the stream layout is app/bus's).
 // Returns {0, id} accepted, {1, id} duplicate, {2, retryAfterMs} limited.
 var sendScript = rueidis.NewLuaScript(`
 if redis.replicate_commands then pcall(redis.replicate_commands) end
@@ -60,18 +61,16 @@ if redis.call('INCR', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[3])
 if redis.call('INCR', KEYS[3]) == 1 then redis.call('PEXPIRE', KEYS[3], ARGV[3]) end
 local t = redis.call('TIME')
 local ms = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
-local fields = {'roomId', ARGV[5], 'userId', ARGV[6], 'text', ARGV[8], 'username', ARGV[7], 'ts', ms}
-if ARGV[9] ~= '' then
-  fields[#fields + 1] = 'clientId'
-  fields[#fields + 1] = ARGV[9]
-end
+local fields = {unpack(ARGV, 10)}
+fields[#fields + 1] = ARGV[9]
+fields[#fields + 1] = ms
 local id = redis.pcall('XADD', KEYS[4], ms .. '-*', unpack(fields))
 if type(id) == 'table' and id.err then
   id = redis.call('XADD', KEYS[4], '*', unpack(fields))
 end
 if dedupe then redis.call('SET', KEYS[1], id, 'PX', ARGV[4]) end
 local ts = string.match(id, '^(%d+)-')
-redis.call('PUBLISH', ARGV[10], ARGV[11] .. id .. ARGV[12] .. ts .. ARGV[13])
+redis.call('PUBLISH', ARGV[5], ARGV[6] .. id .. ARGV[7] .. ts .. ARGV[8])
 return {0, id}
 `)
 
@@ -95,11 +94,10 @@ func (g *gateway) send(ctx context.Context, m outgoing) (sendResult, error) {
 	}
 	prefix, middle, suffix := messageFrameParts(m.Room, m.Username, m.UserID, m.Text, m.ClientID)
 	keys := []string{dedupeKey(m.UserID, m.ClientID), roomRateKey(m.UserID, m.Room), userRateKey(m.UserID), bus.Stream}
-	args := []string{
+	args := append([]string{
 		strconv.Itoa(g.cfg.RoomRate), strconv.Itoa(g.cfg.UserRate), strconv.Itoa(rateWindowMs), dedupeMs,
-		m.Room, m.UserID, m.Username, m.Text, m.ClientID,
-		bus.Channel(m.Room), prefix, middle, suffix,
-	}
+		bus.Channel(m.Room), prefix, middle, suffix, bus.FieldTS,
+	}, bus.Entry{RoomID: m.Room, UserID: m.UserID, Username: m.Username, Text: m.Text, ClientID: m.ClientID}.Fields()...)
 	res, err := sendScript.Exec(ctx, g.redis, keys, args).ToArray()
 	if _, isRedisErr := rueidis.IsRedisErr(err); err != nil && !isRedisErr && m.ClientID != "" && ctx.Err() == nil {
 		// A connection that broke while Redis was away fails its next
