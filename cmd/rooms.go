@@ -15,8 +15,14 @@ import (
 	"github.com/auroradev/aurora/config"
 )
 
-// withStore opens the configured store for one operator command.
+// withStore opens the configured store, migrated, for one operator command.
 func withStore(cmd *cobra.Command, o *options, fn func(ctx context.Context, cfg *config.Config, s store.Store) error) error {
+	return openStore(cmd, o, true, fn)
+}
+
+// openStore opens the configured store for one operator command, migrating
+// it first when migrate is set ('migrate status' must see it as it is).
+func openStore(cmd *cobra.Command, o *options, migrate bool, fn func(ctx context.Context, cfg *config.Config, s store.Store) error) error {
 	cfg, log, err := o.load(cmd)
 	if err != nil {
 		return err
@@ -27,8 +33,10 @@ func withStore(cmd *cobra.Command, o *options, fn func(ctx context.Context, cfg 
 		return err
 	}
 	defer s.Close(context.Background())
-	if err := s.Migrate(ctx); err != nil {
-		return fmt.Errorf("prepare %s store: %w", s.Kind(), err)
+	if migrate {
+		if err := s.Migrate(ctx); err != nil {
+			return fmt.Errorf("prepare %s store: %w", s.Kind(), err)
+		}
 	}
 	return fn(ctx, cfg, s)
 }

@@ -7,9 +7,11 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -115,8 +117,17 @@ type Store interface {
 	Kind() string
 	// Ping checks the store answers.
 	Ping(ctx context.Context) error
-	// Migrate creates tables, collections and indexes idempotently.
+	// Migrate applies, in version order, every migration not yet recorded
+	// in the store's migrations table or collection, recording each once
+	// applied. Every step is idempotent, and recording an already recorded
+	// version is a no-op, so running it again, or in two processes at once,
+	// is safe. A fresh store gets its whole schema from it.
 	Migrate(ctx context.Context) error
+	// Migrations returns every migration this build knows, in version order,
+	// with whether and when it was applied, followed by any version recorded
+	// in the store that this build does not know (applied by a newer one).
+	// It changes nothing: on a store never migrated, none is applied.
+	Migrations(ctx context.Context) ([]MigrationStatus, error)
 	Close(ctx context.Context) error
 
 	// CreateUser stores a new user and returns it with ID and timestamps set.
@@ -145,4 +156,57 @@ type Store interface {
 	// ListRooms returns every room ordered by name.
 	ListRooms(ctx context.Context) ([]Room, error)
 	DeleteRoom(ctx context.Context, name string) error // ErrNotFound
+}
+
+// MigrationStatus is one versioned migration step of a store and whether it
+// has been applied (recorded in the migrations table or collection as
+// {version, name, appliedAt}).
+type MigrationStatus struct {
+	Version   int
+	Name      string
+	Applied   bool
+	AppliedAt time.Time // zero when not applied
+}
+
+// Migration names one versioned step; each backend keeps an ordered list of
+// them with the code that applies each.
+type Migration struct {
+	Version int
+	Name    string
+}
+
+// AppliedMigration is one record of the migrations table or collection.
+type AppliedMigration struct {
+	Version   int
+	Name      string
+	AppliedAt time.Time
+}
+
+// MigrationStatuses merges a backend's known steps with the records of the
+// applied ones: every known step in version order, then the recorded
+// versions this build does not know, in version order.
+func MigrationStatuses(known []Migration, applied []AppliedMigration) []MigrationStatus {
+	byVersion := make(map[int]AppliedMigration, len(applied))
+	for _, a := range applied {
+		byVersion[a.Version] = a
+	}
+	out := make([]MigrationStatus, 0, max(len(known), len(applied)))
+	seen := make(map[int]bool, len(known))
+	for _, m := range known {
+		seen[m.Version] = true
+		st := MigrationStatus{Version: m.Version, Name: m.Name}
+		if a, ok := byVersion[m.Version]; ok {
+			st.Applied, st.AppliedAt = true, a.AppliedAt.UTC()
+		}
+		out = append(out, st)
+	}
+	var unknown []MigrationStatus
+	for _, a := range applied {
+		if !seen[a.Version] {
+			seen[a.Version] = true
+			unknown = append(unknown, MigrationStatus{Version: a.Version, Name: a.Name, Applied: true, AppliedAt: a.AppliedAt.UTC()})
+		}
+	}
+	slices.SortFunc(unknown, func(a, b MigrationStatus) int { return cmp.Compare(a.Version, b.Version) })
+	return append(out, unknown...)
 }

@@ -3,17 +3,21 @@
 // services can share one database.
 //
 // users: {_id ObjectId, username, usernameKey, passwordHash, disabled,
-// createdAt, updatedAt}. AuroraChat's users lack usernameKey and disabled;
-// they are found by their exact username, as AuroraChat itself finds them.
+// createdAt, updatedAt}. AuroraChat writes users without usernameKey and
+// disabled; migration 2 adds them. A user AuroraChat writes after that is
+// found by its exact username, as AuroraChat itself finds it.
 //
 // messages: AuroraChat's {_id, roomId, userId (ObjectId when 24-hex), text,
 // status, attachments, createdAt, updatedAt} plus msgId ("<ms>-<seq>"),
 // msgSeq, username and clientId (omitted when empty). createdAt is the
 // msgId's millisecond part, so (createdAt, msgSeq) is numeric id order.
-// AuroraChat's messages have no msgId; they read back with the id
-// "<createdAt ms>-0".
+// AuroraChat writes messages without msgId; migration 3 gives them one. One
+// written after that reads back with the id "<createdAt ms>-0".
 //
 // rooms: {_id ObjectId, name, createdBy, createdAt}.
+//
+// migrations: {_id version, version, name, appliedAt}, one per applied
+// migration (see Migrate and docs/migrations.md).
 package mongostore
 
 import (
@@ -35,6 +39,8 @@ const (
 	Users    = "users"
 	Messages = "messages"
 	Rooms    = "rooms"
+	// MigrationsColl records the applied migrations (see Migrate).
+	MigrationsColl = "migrations"
 )
 
 // serverSelectionTimeout bounds how long an operation waits for a usable
@@ -55,6 +61,8 @@ type Store struct {
 	users    *mongo.Collection
 	messages *mongo.Collection
 	rooms    *mongo.Collection
+	// migrations holds {_id: version, version, name, appliedAt}.
+	migrations *mongo.Collection
 }
 
 var _ store.Store = (*Store)(nil)
@@ -77,6 +85,8 @@ func Open(ctx context.Context, uri, database string) (*Store, error) {
 		users:    db.Collection(Users),
 		messages: db.Collection(Messages),
 		rooms:    db.Collection(Rooms),
+
+		migrations: db.Collection(MigrationsColl),
 	}
 	if err := s.Ping(ctx); err != nil {
 		_ = client.Disconnect(context.WithoutCancel(ctx))
@@ -132,10 +142,10 @@ func (ix index) model(withPartial bool) mongo.IndexModel {
 	return mongo.IndexModel{Keys: ix.keys, Options: o}
 }
 
-// Migrate creates the indexes; creating an existing identical index is a
+// createIndexes is migration 1: creating an existing identical index is a
 // no-op, so it is idempotent and safe on AuroraChat's database (username_1
 // and userId_1 are the very indexes Mongoose created there).
-func (s *Store) Migrate(ctx context.Context) error {
+func (s *Store) createIndexes(ctx context.Context) error {
 	key := func(kv ...any) bson.D {
 		d := bson.D{}
 		for i := 0; i < len(kv); i += 2 {

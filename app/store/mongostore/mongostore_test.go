@@ -3,9 +3,11 @@ package mongostore_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -237,5 +239,296 @@ func TestOpenErrors(t *testing.T) {
 	if s, err := mongostore.Open(ctx, storetest.MongoURL(t), ""); err == nil {
 		_ = s.Close(ctx)
 		t.Error("Open without a database name succeeded")
+	}
+}
+
+// snapshot returns every document of the collections, in _id order, as
+// extended JSON, to tell whether a migration changed anything.
+func snapshot(t *testing.T, db *mongo.Database, colls ...string) string {
+	t.Helper()
+	var b strings.Builder
+	for _, name := range colls {
+		cur, err := db.Collection(name).Find(context.Background(), bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
+		if err != nil {
+			t.Fatalf("snapshot %s: %v", name, err)
+		}
+		var docs []bson.Raw
+		if err := cur.All(context.Background(), &docs); err != nil {
+			t.Fatalf("snapshot %s: %v", name, err)
+		}
+		for _, d := range docs {
+			b.WriteString(name + " " + d.String() + "\n")
+		}
+	}
+	return b.String()
+}
+
+// oid returns an ObjectId whose order is n's, so tests can insert documents
+// out of _id order.
+func oid(t *testing.T, n int) bson.ObjectID {
+	t.Helper()
+	id, err := bson.ObjectIDFromHex(fmt.Sprintf("65a0000000000000%08x", n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func wantApplied(t *testing.T, s *mongostore.Store, want ...bool) {
+	t.Helper()
+	ms, err := s.Migrations(context.Background())
+	if err != nil {
+		t.Fatalf("Migrations: %v", err)
+	}
+	var got []bool
+	for _, m := range ms {
+		got = append(got, m.Applied)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("applied migrations = %v (%+v), want %v", got, ms, want)
+	}
+}
+
+// TestAuroraChatUpgrade: a database as AuroraChat wrote it (users without
+// usernameKey and disabled; messages without msgId, msgSeq and username,
+// two of a room in one millisecond, one without status and attachments) is
+// upgraded by Migrate: the user is found and unique case-insensitively, the
+// messages get distinct ids in _id order and page by them, and migrating
+// again, even with the records deleted, changes nothing.
+func TestAuroraChatUpgrade(t *testing.T) {
+	ctx := context.Background()
+	uri := storetest.MongoURL(t)
+	db := raw(t, uri)
+	created := time.Date(2024, 1, 11, 0, 0, 0, 0, time.UTC)
+	const hash = "$2b$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy"
+	alice, bob := oid(t, 1), oid(t, 2)
+	var users []any
+	for _, u := range []struct {
+		id   bson.ObjectID
+		name string
+	}{{alice, "Alice"}, {bob, "bob"}} {
+		users = append(users, bson.D{
+			{Key: "_id", Value: u.id}, {Key: "username", Value: u.name}, {Key: "passwordHash", Value: hash},
+			{Key: "createdAt", Value: created}, {Key: "updatedAt", Value: created}, {Key: "__v", Value: int32(0)},
+		})
+	}
+	if _, err := db.Collection("users").InsertMany(ctx, users); err != nil {
+		t.Fatalf("insert AuroraChat users: %v", err)
+	}
+
+	const at = 1_704_931_200_123 // one insertMany batch's millisecond
+	message := func(n int, room string, user any, ms int64, text string, defaults bool) bson.D {
+		d := bson.D{
+			{Key: "_id", Value: oid(t, 100+n)}, {Key: "roomId", Value: room}, {Key: "userId", Value: user},
+			{Key: "text", Value: text},
+			{Key: "createdAt", Value: bson.DateTime(ms)}, {Key: "updatedAt", Value: bson.DateTime(ms)}, {Key: "__v", Value: int32(0)},
+		}
+		if defaults {
+			d = append(d, bson.E{Key: "status", Value: "sent"}, bson.E{Key: "attachments", Value: bson.A{}})
+		}
+		return d
+	}
+	// Inserted out of _id order: the ids must follow _id, not insertion.
+	legacy := []any{
+		message(3, "general", alice, at+1000, "third", true),
+		message(2, "general", bob, at, "second", false),
+		message(1, "general", alice, at, "first", true),
+		message(4, "random", "guest-7", at, "elsewhere", true),
+		message(5, "mixed", alice, at, "legacy", true),
+	}
+	if _, err := db.Collection("messages").InsertMany(ctx, legacy); err != nil {
+		t.Fatalf("insert AuroraChat messages: %v", err)
+	}
+	// An Aurora message already holds <at>-0 in room mixed: the AuroraChat
+	// one of that millisecond must take another id.
+	aurora := message(6, "mixed", bob, at, "aurora", true)
+	aurora = append(aurora, bson.E{Key: "msgId", Value: fmt.Sprintf("%d-0", at)},
+		bson.E{Key: "msgSeq", Value: int64(0)}, bson.E{Key: "username", Value: "bob"})
+	if _, err := db.Collection("messages").InsertOne(ctx, aurora); err != nil {
+		t.Fatalf("insert Aurora message: %v", err)
+	}
+
+	s := open(t, uri)
+	wantApplied(t, s, false, false, false)
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatalf("Migrate AuroraChat database: %v", err)
+	}
+	wantApplied(t, s, true, true, true)
+
+	// Users: found and unique case-insensitively.
+	for _, name := range []string{"ALICE", "alice", "Alice"} {
+		u, err := s.UserByName(ctx, name)
+		if err != nil || u.ID != alice.Hex() || u.Username != "Alice" || u.PasswordHash != hash || u.Disabled {
+			t.Errorf("UserByName(%q) = %+v, %v; want the AuroraChat user", name, u, err)
+		}
+	}
+	for _, name := range []string{"aLiCe", "BOB"} {
+		if _, err := s.CreateUser(ctx, store.User{Username: name, PasswordHash: "x"}); !errors.Is(err, store.ErrUserExists) {
+			t.Errorf("CreateUser(%q): %v, want ErrUserExists", name, err)
+		}
+	}
+	var doc bson.M
+	if err := db.Collection("users").FindOne(ctx, bson.D{{Key: "_id", Value: alice}}).Decode(&doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc["usernameKey"] != "alice" || doc["disabled"] != false || doc["username"] != "Alice" {
+		t.Errorf("upgraded user document = %v", doc)
+	}
+
+	// Messages: ids from the millisecond and _id order, usernames looked up.
+	msgs, more, err := s.Messages(ctx, "general", store.Page{Limit: 10})
+	if err != nil || more {
+		t.Fatalf("Messages: more=%v, %v", more, err)
+	}
+	var got []string
+	for _, m := range msgs {
+		got = append(got, fmt.Sprintf("%s %s %s %s", m.ID, m.Text, m.Username, m.Status))
+	}
+	want := fmt.Sprintf("[%d-0 third Alice sent, %d-1 second bob sent, %d-0 first Alice sent]", at+1000, at, at)
+	if g := "[" + strings.Join(got, ", ") + "]"; g != want {
+		t.Errorf("Messages = %s, want %s", g, want)
+	}
+	first := bus.ID{Ms: at, Seq: 0}
+	if page, _, err := s.Messages(ctx, "general", store.Page{After: &first, Limit: 1}); err != nil || len(page) != 1 || page[0].Text != "second" {
+		t.Errorf("page after %s = %+v, %v; want the second message", first, page, err)
+	}
+	second := bus.ID{Ms: at, Seq: 1}
+	if page, _, err := s.Messages(ctx, "general", store.Page{Before: &second, Limit: 5}); err != nil || len(page) != 1 || page[0].Text != "first" {
+		t.Errorf("page before %s = %+v, %v; want the first message", second, page, err)
+	}
+	if m, err := s.LatestMessage(ctx, "random"); err != nil || m.ID != first || m.Username != "" || m.UserID != "guest-7" {
+		t.Errorf("random: %+v, %v; want %s by the unknown guest-7 without username", m, err, first)
+	}
+	if mixed, _, err := s.Messages(ctx, "mixed", store.Page{Limit: 5}); err != nil || len(mixed) != 2 ||
+		mixed[0].Text != "legacy" || mixed[0].ID != second || mixed[1].Text != "aurora" || mixed[1].ID != first {
+		t.Errorf("mixed = %+v, %v; want aurora %s and legacy %s", mixed, err, first, second)
+	}
+	doc = nil
+	if err := db.Collection("messages").FindOne(ctx, bson.D{{Key: "_id", Value: oid(t, 102)}}).Decode(&doc); err != nil {
+		t.Fatal(err)
+	}
+	if a, ok := doc["attachments"].(bson.A); !ok || len(a) != 0 || doc["status"] != "sent" || doc["msgSeq"] != int64(1) {
+		t.Errorf("upgraded message without defaults = %v", doc)
+	}
+	// The unique (roomId, msgId) index covers the upgraded messages.
+	res, err := s.InsertMessages(ctx, []store.Message{{ID: first, RoomID: "general", UserID: alice.Hex(), Text: "again"}})
+	if err != nil || res.Duplicates != 1 || res.Inserted != 0 {
+		t.Errorf("InsertMessages of an upgraded message's id = %+v, %v; want a duplicate", res, err)
+	}
+
+	// Migrating again changes nothing, also when every step reruns (records
+	// deleted, as after a crash before recording).
+	before := snapshot(t, db, "users", "messages")
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatalf("Migrate again: %v", err)
+	}
+	if _, err := db.Collection("migrations").DeleteMany(ctx, bson.D{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := open(t, uri).Migrate(ctx); err != nil {
+		t.Fatalf("Migrate with the records deleted: %v", err)
+	}
+	wantApplied(t, s, true, true, true)
+	if after := snapshot(t, db, "users", "messages"); after != before {
+		t.Errorf("migrating again changed documents:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}
+
+// TestAuroraChatUsersDifferingInCase: AuroraChat allowed "Carol" and
+// "carol", which Aurora treats as one name. The users migration keys the
+// first, refuses to finish naming both, and finishes once one is renamed.
+func TestAuroraChatUsersDifferingInCase(t *testing.T) {
+	ctx := context.Background()
+	uri := storetest.MongoURL(t)
+	db := raw(t, uri)
+	if _, err := db.Collection("users").InsertMany(ctx, []any{
+		bson.D{{Key: "_id", Value: oid(t, 1)}, {Key: "username", Value: "Carol"}, {Key: "passwordHash", Value: "h1"}},
+		bson.D{{Key: "_id", Value: oid(t, 2)}, {Key: "username", Value: "carol"}, {Key: "passwordHash", Value: "h2"}},
+		bson.D{{Key: "_id", Value: oid(t, 3)}, {Key: "username", Value: "dave"}, {Key: "passwordHash", Value: "h3"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s := open(t, uri)
+	err := s.Migrate(ctx)
+	if err == nil || !strings.Contains(err.Error(), `"Carol" (kept) and "carol"`) || !strings.Contains(err.Error(), "aurora migrate up") {
+		t.Fatalf("Migrate = %v; want an error naming Carol and carol and how to go on", err)
+	}
+	wantApplied(t, s, true, false, false)
+	if u, err := s.UserByName(ctx, "DAVE"); err != nil || u.PasswordHash != "h3" {
+		t.Errorf("the other users are keyed: UserByName(DAVE) = %+v, %v", u, err)
+	}
+	if _, err := db.Collection("users").UpdateOne(ctx, bson.D{{Key: "_id", Value: oid(t, 2)}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "username", Value: "carol2"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatalf("Migrate after the rename: %v", err)
+	}
+	wantApplied(t, s, true, true, true)
+	for name, hash := range map[string]string{"CAROL": "h1", "Carol2": "h2"} {
+		if u, err := s.UserByName(ctx, name); err != nil || u.PasswordHash != hash {
+			t.Errorf("UserByName(%q) = %+v, %v; want hash %s", name, u, err, hash)
+		}
+	}
+}
+
+// TestConcurrentUpgrade is two replicas starting at once on an AuroraChat
+// database with many messages per millisecond: both migrations succeed and
+// every message gets the id its room, millisecond and _id order give it.
+func TestConcurrentUpgrade(t *testing.T) {
+	ctx := context.Background()
+	uri := storetest.MongoURL(t)
+	db := raw(t, uri)
+	const perGroup, groups = 8, 4
+	var docs []any
+	want := map[string]string{} // text → msgId
+	n := 0
+	for g := range groups {
+		room := fmt.Sprintf("room%d", g%2)
+		ms := int64(1_704_931_200_000 + g)
+		for i := range perGroup {
+			n++
+			text := fmt.Sprintf("%s-%d-%d", room, ms, i)
+			want[text] = fmt.Sprintf("%d-%d", ms, i)
+			docs = append(docs, bson.D{
+				{Key: "_id", Value: oid(t, n)}, {Key: "roomId", Value: room}, {Key: "userId", Value: oid(t, 9999)},
+				{Key: "text", Value: text}, {Key: "createdAt", Value: bson.DateTime(ms)},
+			})
+		}
+	}
+	if _, err := db.Collection("messages").InsertMany(ctx, docs); err != nil {
+		t.Fatal(err)
+	}
+	stores := []*mongostore.Store{open(t, uri), open(t, uri)}
+	errs := make([]error, len(stores))
+	var wg sync.WaitGroup
+	for i, s := range stores {
+		wg.Go(func() { errs[i] = s.Migrate(ctx) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("replica %d: Migrate: %v", i, err)
+		}
+	}
+	wantApplied(t, stores[0], true, true, true)
+	cur, err := db.Collection("messages").Find(ctx, bson.D{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []struct {
+		Text  string `bson:"text"`
+		MsgID string `bson:"msgId"`
+	}
+	if err := cur.All(ctx, &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d messages, want %d", len(got), len(want))
+	}
+	for _, m := range got {
+		if m.MsgID != want[m.Text] {
+			t.Errorf("message %q has msgId %q, want %q", m.Text, m.MsgID, want[m.Text])
+		}
 	}
 }

@@ -14,6 +14,9 @@
 // as text. A message's id is kept whole (msgId) and as its two numeric parts
 // (msgMs, msgSeq), which give the numeric order paging needs ("999-0" comes
 // before "1000-0").
+//
+// The schema is versioned: the migrations table records each applied step of
+// steps() (see Migrate and docs/migrations.md).
 package sqlitestore
 
 import (
@@ -39,7 +42,9 @@ const busyTimeout = 5 * time.Second
 // timeFormat is how times are stored: RFC 3339, UTC, milliseconds.
 const timeFormat = "2006-01-02T15:04:05.000Z"
 
-// schema creates the tables and indexes; every statement is idempotent.
+// schema is migration 1: the tables and indexes. Every statement is
+// idempotent, so it also completes a file an earlier Aurora created before
+// migrations were recorded.
 const schema = `
 CREATE TABLE IF NOT EXISTS users (
 	_id          TEXT PRIMARY KEY,
@@ -75,6 +80,30 @@ CREATE TABLE IF NOT EXISTS rooms (
 	createdAt TEXT NOT NULL
 );
 `
+
+// migrationsTable records the applied migrations; the version primary key
+// makes recording one twice impossible.
+const migrationsTable = `
+CREATE TABLE IF NOT EXISTS migrations (
+	version   INTEGER PRIMARY KEY,
+	name      TEXT NOT NULL,
+	appliedAt TEXT NOT NULL
+);
+`
+
+// step is one versioned migration: SQL run in the transaction that records it.
+type step struct {
+	store.Migration
+	sql string
+}
+
+// steps is the schema's history, in version order. Append new steps; never
+// change or renumber an applied one.
+func steps() []step {
+	return []step{
+		{store.Migration{Version: 1, Name: "initial schema"}, schema},
+	}
+}
 
 // Store is a store.Store over one SQLite file.
 type Store struct {
@@ -122,12 +151,107 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Migrate creates the tables and indexes if missing.
+// Migrate applies the pending steps, each in its own transaction together
+// with its record. Transactions begin IMMEDIATE, taking the file's write
+// lock, so a second process migrating the same file waits, then finds the
+// step recorded and skips it.
 func (s *Store) Migrate(ctx context.Context) error {
-	if _, err := s.db.ExecContext(ctx, schema); err != nil {
+	if _, err := s.db.ExecContext(ctx, migrationsTable); err != nil {
+		return fmt.Errorf("migrate sqlite %s: create migrations table: %w", s.path, err)
+	}
+	applied, err := s.applied(ctx)
+	if err != nil {
 		return fmt.Errorf("migrate sqlite %s: %w", s.path, err)
 	}
+	done := make(map[int]bool, len(applied))
+	for _, a := range applied {
+		done[a.Version] = true
+	}
+	for _, st := range steps() {
+		if done[st.Version] {
+			continue
+		}
+		if err := s.apply(ctx, st); err != nil {
+			return fmt.Errorf("migrate sqlite %s: migration %d %q: %w", s.path, st.Version, st.Name, err)
+		}
+	}
 	return nil
+}
+
+// apply runs one step and records it, unless another process recorded it
+// since Migrate read the table.
+func (s *Store) apply(ctx context.Context, st step) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }() // no-op after Commit
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM migrations WHERE version = ?`, st.Version).Scan(&n); err != nil {
+		return fmt.Errorf("read record: %w", err)
+	}
+	if n > 0 {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, st.sql); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx,
+		`INSERT INTO migrations (version, name, appliedAt) VALUES (?, ?, ?) ON CONFLICT (version) DO NOTHING`,
+		st.Version, st.Name, formatTime(now())); err != nil {
+		return fmt.Errorf("record: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// applied reads the migrations table; a file never migrated has none.
+func (s *Store) applied(ctx context.Context) ([]store.AppliedMigration, error) {
+	var n int
+	if err := s.db.QueryRowContext(ctx,
+		`SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'migrations'`).Scan(&n); err != nil {
+		return nil, fmt.Errorf("read migrations: %w", err)
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT version, name, appliedAt FROM migrations ORDER BY version`)
+	if err != nil {
+		return nil, fmt.Errorf("read migrations: %w", err)
+	}
+	defer rows.Close()
+	var out []store.AppliedMigration
+	for rows.Next() {
+		var a store.AppliedMigration
+		var at string
+		if err := rows.Scan(&a.Version, &a.Name, &at); err != nil {
+			return nil, fmt.Errorf("read migrations: %w", err)
+		}
+		if a.AppliedAt, err = parseTime(at); err != nil {
+			return nil, fmt.Errorf("read migration %d: %w", a.Version, err)
+		}
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read migrations: %w", err)
+	}
+	return out, nil
+}
+
+// Migrations reports every known step and whether it is applied; it only
+// reads, so it does not create the migrations table.
+func (s *Store) Migrations(ctx context.Context) ([]store.MigrationStatus, error) {
+	applied, err := s.applied(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite %s: %w", s.path, err)
+	}
+	known := make([]store.Migration, 0, len(steps()))
+	for _, st := range steps() {
+		known = append(known, st.Migration)
+	}
+	return store.MigrationStatuses(known, applied), nil
 }
 
 // Close closes the database.

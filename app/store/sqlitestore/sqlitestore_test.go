@@ -2,12 +2,14 @@ package sqlitestore_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/auroradev/aurora/app/bus"
 	"github.com/auroradev/aurora/app/store"
@@ -107,5 +109,83 @@ func TestOpenErrors(t *testing.T) {
 			_ = s.Close(ctx)
 			t.Errorf("Open(%q) succeeded, want an error", path)
 		}
+	}
+}
+
+// TestConcurrentMigrateSharedFile is aurora processes starting at once on a
+// new file: each migrates without error, and each migration is recorded
+// once (the second process waits for the first's transaction, then finds
+// the record).
+func TestConcurrentMigrateSharedFile(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "aurora.db")
+	stores := []*sqlitestore.Store{open(t, path), open(t, path), open(t, path)}
+	errs := make([]error, len(stores))
+	var wg sync.WaitGroup
+	for i, s := range stores {
+		wg.Go(func() { errs[i] = s.Migrate(ctx) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("process %d: Migrate: %v", i, err)
+		}
+	}
+	for i, s := range stores {
+		ms, err := s.Migrations(ctx)
+		if err != nil {
+			t.Fatalf("process %d: Migrations: %v", i, err)
+		}
+		if len(ms) == 0 {
+			t.Fatalf("process %d: no migrations listed", i)
+		}
+		for _, m := range ms {
+			if !m.Applied {
+				t.Errorf("process %d: migration %d %q not applied", i, m.Version, m.Name)
+			}
+		}
+	}
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var records, versions int
+	if err := db.QueryRowContext(ctx, `SELECT count(*), count(DISTINCT version) FROM migrations`).Scan(&records, &versions); err != nil {
+		t.Fatalf("read migrations table: %v", err)
+	}
+	if records != versions || records == 0 {
+		t.Errorf("migrations table holds %d records of %d versions, want one each", records, versions)
+	}
+}
+
+// TestNewerMigrationRecorded: a version a newer aurora recorded is listed
+// after the known ones, and this build's Migrate leaves it alone.
+func TestNewerMigrationRecorded(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "aurora.db")
+	s := open(t, path)
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, `INSERT INTO migrations (version, name, appliedAt) VALUES (99, 'from the future', '2030-01-02T03:04:05.000Z')`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatalf("Migrate with a newer version recorded: %v", err)
+	}
+	ms, err := s.Migrations(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := ms[len(ms)-1]
+	if len(ms) < 2 || ms[0].Version != 1 || last.Version != 99 || last.Name != "from the future" || !last.Applied ||
+		!last.AppliedAt.Equal(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)) {
+		t.Errorf("Migrations = %+v, want the known ones, then 99 applied", ms)
 	}
 }

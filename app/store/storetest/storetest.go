@@ -33,6 +33,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		return s
 	}
 	t.Run("Migrate", func(t *testing.T) { testMigrate(t, open(t)) })
+	t.Run("Migrations", func(t *testing.T) { testMigrations(t, open(t)) })
+	t.Run("ConcurrentMigrate", func(t *testing.T) { testConcurrentMigrate(t, open(t)) })
 	t.Run("Users", func(t *testing.T) { testUsers(t, migrated(t)) })
 	t.Run("ConcurrentCreateUser", func(t *testing.T) { testConcurrentCreateUser(t, migrated(t)) })
 	t.Run("UpdateUser", func(t *testing.T) { testUpdateUser(t, migrated(t)) })
@@ -75,6 +77,103 @@ func testMigrate(t *testing.T, s store.Store) {
 	if err := s.Ping(ctx); err != nil {
 		t.Fatalf("Ping: %v", err)
 	}
+}
+
+// migrations returns s.Migrations(), checking the list is well formed:
+// versions 1, 2, ... in order, each named.
+func migrations(t *testing.T, s store.Store) []store.MigrationStatus {
+	t.Helper()
+	ms, err := s.Migrations(context.Background())
+	if err != nil {
+		t.Fatalf("Migrations: %v", err)
+	}
+	if len(ms) == 0 {
+		t.Fatal("Migrations lists no migration")
+	}
+	for i, m := range ms {
+		if m.Version != i+1 || m.Name == "" {
+			t.Errorf("Migrations()[%d] = %+v, want version %d with a name", i, m, i+1)
+		}
+		if m.Applied == m.AppliedAt.IsZero() {
+			t.Errorf("migration %d: applied=%v but appliedAt %v", m.Version, m.Applied, m.AppliedAt)
+		}
+	}
+	return ms
+}
+
+// testMigrations: a new store has every migration pending (and listing
+// them creates nothing); Migrate applies each once, recording when; running
+// it again changes no record.
+func testMigrations(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	pending := migrations(t, s)
+	for _, m := range pending {
+		if m.Applied {
+			t.Errorf("new store: migration %d %q already applied", m.Version, m.Name)
+		}
+	}
+	if again := migrations(t, s); fmt.Sprint(again) != fmt.Sprint(pending) {
+		t.Errorf("listing migrations changed them: %+v, then %+v", pending, again)
+	}
+
+	before := time.Now().Add(-time.Second)
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	after := time.Now().Add(time.Second)
+	applied := migrations(t, s)
+	if len(applied) != len(pending) {
+		t.Fatalf("after Migrate %d migrations listed, before %d", len(applied), len(pending))
+	}
+	for i, m := range applied {
+		if m.Version != pending[i].Version || m.Name != pending[i].Name {
+			t.Errorf("migration %d is %+v after Migrate, %+v before", i, m, pending[i])
+		}
+		if !m.Applied || m.AppliedAt.Before(before) || m.AppliedAt.After(after) {
+			t.Errorf("after Migrate: %+v, want applied between %v and %v", m, before, after)
+		}
+		if m.AppliedAt.Location() != time.UTC {
+			t.Errorf("migration %d appliedAt %v is not UTC", m.Version, m.AppliedAt)
+		}
+	}
+
+	for i := range 2 {
+		if err := s.Migrate(ctx); err != nil {
+			t.Fatalf("Migrate again #%d: %v", i+1, err)
+		}
+		if again := migrations(t, s); fmt.Sprint(again) != fmt.Sprint(applied) {
+			t.Errorf("Migrate again #%d changed the records: %+v, want %+v", i+1, again, applied)
+		}
+	}
+}
+
+// testConcurrentMigrate is several replicas starting at once on a new
+// store: every Migrate succeeds, each migration is recorded, and the schema
+// works.
+func testConcurrentMigrate(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	const n = 4
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { errs[i] = s.Migrate(ctx) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("concurrent Migrate #%d: %v", i, err)
+		}
+	}
+	for _, m := range migrations(t, s) {
+		if !m.Applied {
+			t.Errorf("after concurrent Migrate: migration %d %q not applied", m.Version, m.Name)
+		}
+	}
+	if _, err := s.CreateUser(ctx, store.User{Username: "Once", PasswordHash: "h"}); err != nil {
+		t.Fatalf("CreateUser after concurrent Migrate: %v", err)
+	}
+	_, err := s.CreateUser(ctx, store.User{Username: "ONCE", PasswordHash: "h"})
+	wantErr(t, "CreateUser ONCE (unique index in force)", err, store.ErrUserExists)
 }
 
 func wantErr(t *testing.T, what string, err, want error) {
