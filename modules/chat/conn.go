@@ -42,6 +42,7 @@ const (
 type conn struct {
 	g        *gateway
 	ws       *websocket.Conn
+	sock     *corkConn // ws's socket, corked while a backlog is written
 	id       string
 	slot     string
 	userID   string
@@ -71,10 +72,11 @@ type conn struct {
 	pingTimer *time.Timer
 }
 
-func newConn(g *gateway, ws *websocket.Conn, id, slot string, claims token.Claims) *conn {
+func newConn(g *gateway, ws *websocket.Conn, sock *corkConn, id, slot string, claims token.Claims) *conn {
 	c := &conn{
 		g:          g,
 		ws:         ws,
+		sock:       sock,
 		id:         id,
 		slot:       slot,
 		userID:     claims.UserID,
@@ -217,10 +219,20 @@ func (c *conn) writeLoop() {
 	}
 }
 
-// writeQueued writes everything queued, frame by frame.
-func (c *conn) writeQueued() error {
+// writeQueued writes everything queued, frame by frame; a backlog of
+// several frames goes out in one write syscall.
+func (c *conn) writeQueued() (err error) {
 	m := c.g.metrics
-	for _, it := range c.q.take() {
+	items := c.q.take()
+	if len(items) > 1 || (len(items) == 1 && len(items[0].frames) > 1) {
+		c.sock.cork()
+		defer func() {
+			if uerr := c.sock.uncork(); err == nil {
+				err = uerr
+			}
+		}()
+	}
+	for _, it := range items {
 		if c.dead.Load() {
 			return errors.New("connection aborted")
 		}

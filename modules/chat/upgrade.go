@@ -102,7 +102,8 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+	cw := &corkingWriter{ResponseWriter: w}
+	ws, err := websocket.Accept(cw, r, &websocket.AcceptOptions{
 		Subprotocols: []string{subprotocol},
 		// The Origin was checked above against the same rule.
 		InsecureSkipVerify: true,
@@ -112,7 +113,7 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		releaseSlot()
 		return
 	}
-	c := newConn(g, ws, connID, slot, claims)
+	c := newConn(g, ws, cw.conn, connID, slot, claims)
 	if !g.hub.register(c, &g.conns) {
 		ws.Close(websocket.StatusGoingAway, "server shutting down")
 		releaseSlot()
