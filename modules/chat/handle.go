@@ -217,9 +217,9 @@ func (c *conn) join(room string, since *bus.ID, implicit bool) string {
 	if err != nil {
 		c.log.Warn("read room members", "room", room, "err", err)
 	}
-	if members == nil {
-		members = []presence.Member{}
-	}
+	// The joiner's own join may still wait in this interval's presence
+	// batch; it is online all the same.
+	members = presence.WithMember(members, presence.Member{UserID: c.userID, Username: c.username})
 	joined := joinedFrame{Type: "joined", Room: room, Members: members}
 	if since == nil {
 		c.reply(joined)

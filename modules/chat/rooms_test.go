@@ -31,6 +31,9 @@ func TestJoinLeaveTypingPresence(t *testing.T) {
 	if got := members(t, alice.join("dev")); fmt.Sprint(got) != "[u1/alice]" {
 		t.Errorf("alice's joined members = %v", got)
 	}
+	// Members are what has been announced: once alice's own online event
+	// for dev went out, a later joiner finds her in the list.
+	awaitPresence(alice, "dev", "alice", "online")
 	if got := members(t, bob.join("dev")); fmt.Sprint(got) != "[u1/alice u2/bob]" {
 		t.Errorf("bob's joined members = %v", got)
 	}
@@ -97,6 +100,7 @@ func TestJoinLeaveTypingPresence(t *testing.T) {
 func TestPresenceAndHistoryHTTP(t *testing.T) {
 	s := startChat(t, chatConfig(t))
 	alice := s.dial("u1", "alice")
+	awaitPresence(alice, "general", "alice", "online")
 	ack := alice.msg("general", "remember me", "h1")
 
 	get := func(path, tok string) (int, map[string]any) {
@@ -176,5 +180,16 @@ func TestJoinSinceRecovers(t *testing.T) {
 	}
 	if _, err := bus.ParseID(live); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// awaitPresence reads c's frames until the presence event of user in room
+// with status, skipping everything else.
+func awaitPresence(c *client, room, user, status string) {
+	for {
+		f := c.next("presence")
+		if f["room"] == room && f["user"] == user && f["status"] == status {
+			return
+		}
 	}
 }

@@ -275,8 +275,14 @@ func (t *Tracker) Leave(ctx context.Context, roomName, userID string) error {
 	return nil
 }
 
-// Members returns the users online in room now, across replicas, each once,
-// sorted by username (then user id). An empty room gives an empty slice.
+// Members returns the users online in room across replicas, each once,
+// sorted by username (then user id), as ANNOUNCED to the room: changes still
+// waiting in the current interval's batch are left out, because they reach
+// the room's subscribers with that batch. A client that subscribes, reads
+// the members and then applies the batches therefore sees every change once
+// and is never told of a user whose join and leave cancelled out. (A
+// joiner's own join is such a pending change: the gateway adds the joiner
+// to the list it sends it.) An empty room gives an empty slice.
 func (t *Tracker) Members(ctx context.Context, roomName string) ([]Member, error) {
 	res, err := t.membersScript.Exec(ctx, t.r, keysOf(roomName), []string{ms(t.now())}).AsStrSlice()
 	if err != nil {
@@ -286,13 +292,30 @@ func (t *Tracker) Members(ctx context.Context, roomName string) ([]Member, error
 	for i := 0; i+1 < len(res); i += 2 {
 		out = append(out, Member{UserID: res[i], Username: res[i+1]})
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Username != out[j].Username {
-			return out[i].Username < out[j].Username
-		}
-		return out[i].UserID < out[j].UserID
-	})
+	sortMembers(out)
 	return out, nil
+}
+
+func sortMembers(ms []Member) {
+	sort.Slice(ms, func(i, j int) bool {
+		if ms[i].Username != ms[j].Username {
+			return ms[i].Username < ms[j].Username
+		}
+		return ms[i].UserID < ms[j].UserID
+	})
+}
+
+// WithMember returns members with m added, in Members' order, unless a
+// member with m's user id is there already.
+func WithMember(members []Member, m Member) []Member {
+	for _, x := range members {
+		if x.UserID == m.UserID {
+			return members
+		}
+	}
+	out := append(append(make([]Member, 0, len(members)+1), members...), m)
+	sortMembers(out)
+	return out
 }
 
 // Run refreshes this replica's entries every Refresh and publishes the
@@ -735,19 +758,37 @@ if redis.call('HLEN', C) > tonumber(ARGV[3]) then return {} end
 return items
 `
 
-// ARGV: now ms. Returns user id, username pairs of the live entries.
+// ARGV: now ms. Returns user id, username pairs of the members as
+// announced (see Members): live entries, less users whose first pending
+// event is an online, plus users whose first pending event is an offline.
 const membersSrc = `
-local Z, N = KEYS[1], KEYS[3]
+local Z, N, P = KEYS[1], KEYS[3], KEYS[4]
+local first = {}
+for _, it in ipairs(redis.call('LRANGE', P, 0, -1)) do
+  local sign, rest = string.sub(it, 1, 1), string.sub(it, 2)
+  local sep = string.find(rest, '\0', 1, true)
+  if sep and (sign == '+' or sign == '-') then
+    local uid = string.sub(rest, 1, sep - 1)
+    if not first[uid] then first[uid] = {sign, string.sub(rest, sep + 1)} end
+  end
+end
 local seen, out = {}, {}
 for _, m in ipairs(redis.call('ZRANGEBYSCORE', Z, '(' .. ARGV[1], '+inf')) do
   local sep = string.find(m, '\0', 1, true)
   if sep then
     local uid = string.sub(m, 1, sep - 1)
-    if not seen[uid] then
+    if not seen[uid] and not (first[uid] and first[uid][1] == '+') then
       seen[uid] = true
       out[#out + 1] = uid
       out[#out + 1] = redis.call('HGET', N, uid) or ''
     end
+  end
+end
+for uid, f in pairs(first) do
+  if f[1] == '-' and not seen[uid] then
+    seen[uid] = true
+    out[#out + 1] = uid
+    out[#out + 1] = f[2]
   end
 end
 return out

@@ -343,6 +343,7 @@ func TestMembersDedupedAndSorted(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	flush(t, a, b) // Members reports what has been announced
 	want := []Member{alice, bob(), carol()}
 	for _, tr := range []*Tracker{a, b} {
 		got, err := tr.Members(ctx, "dev")
@@ -590,8 +591,17 @@ func TestRedisDown(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no recovery logged")
 	}
-	if got, err := tr.Members(ctx, "dev"); err != nil || !reflect.DeepEqual(got, []Member{bob()}) {
-		t.Fatalf("members after recovery %v, %v; want bob", got, err)
+	// The repaired entry is announced with the next batch (Interval 5ms).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got, err := tr.Members(ctx, "dev")
+		if err == nil && reflect.DeepEqual(got, []Member{bob()}) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("members after recovery %v, %v; want bob", got, err)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	h.mu.Lock()
 	if len(h.errs) != 1 {
@@ -602,5 +612,55 @@ func TestRedisDown(t *testing.T) {
 	m.Close()
 	if err := tr.Leave(ctx, "dev", "u-bob"); err == nil {
 		t.Fatal("Leave with Redis down: no error")
+	}
+}
+
+// TestMembersAsAnnounced: a client reads the members while changes wait in
+// the current batch. A join and leave that cancel out must not show in the
+// members (the client would never hear the offline), and a leave still
+// waiting must (the client will hear the offline with the batch).
+func TestMembersAsAnnounced(t *testing.T) {
+	url := apptest.RedisURL(t)
+	ctx := ctxT(t)
+	a := manual(t, apptest.RedisClient(t, url), "A", Options{})
+	b := manual(t, apptest.RedisClient(t, url), "B", Options{})
+	s := subscribe(t, url, "dev")
+
+	if err := a.Join(ctx, "dev", carol()); err != nil {
+		t.Fatal(err)
+	}
+	flush(t, a, b)
+	wantFrames(t, s.next(t), frame("dev", "carol", "u-carol", StatusOnline))
+
+	// Within one window: bob joins, a client reads the members, bob leaves,
+	// carol leaves.
+	if err := b.Join(ctx, "dev", bob()); err != nil {
+		t.Fatal(err)
+	}
+	got, err := a.Members(ctx, "dev")
+	if err != nil || !reflect.DeepEqual(got, []Member{carol()}) {
+		t.Fatalf("members with bob's join pending: %v, %v; want only carol (bob not announced yet)", got, err)
+	}
+	if err := b.Leave(ctx, "dev", "u-bob"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Leave(ctx, "dev", "u-carol"); err != nil {
+		t.Fatal(err)
+	}
+	got, err = b.Members(ctx, "dev")
+	if err != nil || !reflect.DeepEqual(got, []Member{carol()}) {
+		t.Fatalf("members with carol's leave pending: %v, %v; want carol until her offline is announced", got, err)
+	}
+	flush(t, a, b)
+	wantFrames(t, s.next(t), frame("dev", "carol", "u-carol", StatusOffline))
+	if got, err := a.Members(ctx, "dev"); err != nil || len(got) != 0 {
+		t.Fatalf("members after the batch: %v, %v; want none", got, err)
+	}
+
+	if m := WithMember([]Member{carol()}, bob()); !reflect.DeepEqual(m, []Member{bob(), carol()}) {
+		t.Errorf("WithMember: %v", m)
+	}
+	if m := WithMember([]Member{bob()}, bob()); len(m) != 1 {
+		t.Errorf("WithMember added a member twice: %v", m)
 	}
 }
