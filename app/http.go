@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -36,12 +37,24 @@ func (a *App) routes() {
 		WriteJSON(w, code, map[string]any{"status": status, "checks": checks})
 	})
 	h.Mux.Handle("GET /metrics", promhttp.HandlerFor(h.Metrics, promhttp.HandlerOpts{Registry: h.Metrics}))
+	// Anything under /api/ that no mounted role serves: JSON, naming the
+	// roles this process runs (a chat-only replica asked to log in).
+	h.Mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		WriteError(w, http.StatusNotFound, fmt.Sprintf("no API route %s %s in this process (roles: %s)",
+			r.Method, r.URL.Path, strings.Join(h.Config.Roles, ",")))
+	})
 	static := http.FileServerFS(web.Files)
-	h.Mux.HandleFunc("GET /", func(w http.ResponseWriter, r *http.Request) {
+	h.Mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		// AuroraChat clients open their WebSocket on "/": hand those to the
 		// chat role when it runs here.
 		if h.WebSocket != nil && strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
 			h.WebSocket.ServeHTTP(w, r)
+			return
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			// JSON like every other error, not the mux's plain text.
+			w.Header().Set("Allow", "GET, HEAD")
+			WriteError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed")
 			return
 		}
 		static.ServeHTTP(w, r)
