@@ -183,7 +183,7 @@ func (a *App) Run(ctx context.Context) error {
 func (a *App) start(ctx context.Context, regs []Registration) error {
 	for _, r := range regs {
 		if ctx.Err() != nil {
-			return nil // interrupted while starting: a normal stop, drain what started
+			return nil //nolint:nilerr // interrupted while starting is a normal stop: drain what started
 		}
 		m, err := r.New(ctx, a.host)
 		if err != nil {

@@ -1,0 +1,512 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+// env returns a getenv over a fixed map, so tests never read or change the
+// process environment.
+func env(kv ...string) func(string) string {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) string { return m[k] }
+}
+
+// writeFile writes a config file into a temp dir and returns its path.
+func writeFile(t *testing.T, yaml string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "aurora.yaml")
+	if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// flagSet declares the flags serve declares and parses args, as cobra would.
+func flagSet(t *testing.T, args ...string) *pflag.FlagSet {
+	t.Helper()
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	fs.StringSlice("roles", nil, "")
+	fs.String("http-addr", "", "")
+	fs.String("log-level", "", "")
+	fs.String("data-dir", "", "")
+	fs.String("redis-url", "", "")
+	fs.String("mongo-url", "", "")
+	fs.String("unrelated", "", "a flag that maps to no key")
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	return fs
+}
+
+func mustLoad(t *testing.T, file string, flags *pflag.FlagSet, getenv func(string) string) *Config {
+	t.Helper()
+	c, err := load(file, flags, getenv)
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	return c
+}
+
+func TestDefaults(t *testing.T) {
+	def := Default()
+	if err := def.Validate(); err != nil {
+		t.Fatalf("defaults do not validate: %v", err)
+	}
+	c := mustLoad(t, "", nil, env())
+	if !reflect.DeepEqual(*c, def) {
+		t.Fatalf("load with nothing set differs from Default():\n got %+v\nwant %+v", *c, def)
+	}
+	// The values AuroraChat users rely on, spelled out so a changed default
+	// is a deliberate decision.
+	checks := []struct {
+		key  string
+		got  any
+		want any
+	}{
+		{"roles", c.Roles, []string{"auth", "chat", "ingest"}},
+		{"http.addr", c.HTTP.Addr, ":8080"},
+		{"data_dir", c.DataDir, "./data"},
+		{"redis.url", c.Redis.URL, ""},
+		{"mongo.url", c.Mongo.URL, ""},
+		{"auth.jwt_secret", c.Auth.JWTSecret, ""},
+		{"auth.token_ttl", c.Auth.TokenTTL, 24 * time.Hour},
+		{"auth.bcrypt_cost", c.Auth.BcryptCost, 10},
+		{"chat.room_rate", c.Chat.RoomRate, 3},
+		{"chat.ping_interval", c.Chat.PingInterval, 30 * time.Second},
+		{"ingest.batch_size", c.Ingest.BatchSize, 50},
+		{"http.drain_timeout", c.HTTP.DrainTimeout, 25 * time.Second},
+	}
+	for _, ck := range checks {
+		if !reflect.DeepEqual(ck.got, ck.want) {
+			t.Errorf("default %s = %v, want %v", ck.key, ck.got, ck.want)
+		}
+	}
+	// Default must hand out a fresh roles slice each time.
+	a := Default()
+	a.Roles[0] = "changed"
+	if Default().Roles[0] != "auth" {
+		t.Error("Default() shares its roles slice between calls")
+	}
+}
+
+func TestPrecedence(t *testing.T) {
+	file := writeFile(t, `
+http:
+  addr: "127.0.0.1:1001"
+  drain_timeout: 3s
+log:
+  level: debug
+chat:
+  room_rate: 7
+  user_rate: 8
+ingest:
+  batch_size: 20
+`)
+	getenv := env(
+		"AURORA_CHAT_ROOM_RATE", "11", // env beats file
+		"AURORA_HTTP_ADDR", "127.0.0.1:2002", // flag beats env
+		"AURORA_LOG_LEVEL", "warn", // env beats file, no flag given
+		"AURORA_INGEST_FLUSH_INTERVAL", "250ms",
+	)
+	c := mustLoad(t, file, flagSet(t, "--http-addr", "127.0.0.1:3003", "--roles", "chat,ingest"), getenv)
+
+	cases := []struct {
+		key  string
+		got  any
+		want any
+	}{
+		{"http.addr (flag > env > file)", c.HTTP.Addr, "127.0.0.1:3003"},
+		{"chat.room_rate (env > file)", c.Chat.RoomRate, 11},
+		{"log.level (env > file)", c.Log.Level, "warn"},
+		{"chat.user_rate (file > default)", c.Chat.UserRate, 8},
+		{"ingest.batch_size (file > default)", c.Ingest.BatchSize, 20},
+		{"http.drain_timeout (file duration)", c.HTTP.DrainTimeout, 3 * time.Second},
+		{"ingest.flush_interval (env duration)", c.Ingest.FlushInterval, 250 * time.Millisecond},
+		{"roles (flag slice)", c.Roles, []string{"chat", "ingest"}},
+		{"chat.max_text_length (default)", c.Chat.MaxTextLength, 4000},
+	}
+	for _, tc := range cases {
+		if !reflect.DeepEqual(tc.got, tc.want) {
+			t.Errorf("%s = %v, want %v", tc.key, tc.got, tc.want)
+		}
+	}
+}
+
+func TestFlagsOnlyWhenSet(t *testing.T) {
+	// Declared but unset flags must not override the env or the file with
+	// their zero values.
+	file := writeFile(t, "data_dir: /from/file\n")
+	c := mustLoad(t, file, flagSet(t, "--unrelated", "x"), env("AURORA_REDIS_URL", "redis://env:6379"))
+	if c.DataDir != "/from/file" {
+		t.Errorf("data_dir = %q, want the file's", c.DataDir)
+	}
+	if c.Redis.URL != "redis://env:6379" {
+		t.Errorf("redis.url = %q, want the env's", c.Redis.URL)
+	}
+	if !reflect.DeepEqual(c.Roles, ValidRoles) {
+		t.Errorf("roles = %v, want the default", c.Roles)
+	}
+
+	c = mustLoad(t, file, flagSet(t, "--data-dir", "/from/flag", "--redis-url", "redis://flag:1",
+		"--mongo-url", "mongodb://flag/db", "--log-level", "error"), env("AURORA_REDIS_URL", "redis://env:6379"))
+	if c.DataDir != "/from/flag" || c.Redis.URL != "redis://flag:1" || c.Mongo.URL != "mongodb://flag/db" || c.Log.Level != "error" {
+		t.Errorf("flags not applied: %+v", c)
+	}
+}
+
+func TestEnvLists(t *testing.T) {
+	c := mustLoad(t, "", nil, env(
+		"AURORA_ROLES", "auth,ingest",
+		"AURORA_HTTP_CORS_ORIGINS", "https://a.example,https://b.example",
+	))
+	if !reflect.DeepEqual(c.Roles, []string{"auth", "ingest"}) {
+		t.Errorf("roles = %q", c.Roles)
+	}
+	if !reflect.DeepEqual(c.HTTP.CORSOrigins, []string{"https://a.example", "https://b.example"}) {
+		t.Errorf("cors_origins = %q", c.HTTP.CORSOrigins)
+	}
+	// A list from the file works the same.
+	c = mustLoad(t, writeFile(t, "roles: [chat]\nhttp:\n  cors_origins: [\"*\"]\n"), nil, env())
+	if !reflect.DeepEqual(c.Roles, []string{"chat"}) || !reflect.DeepEqual(c.HTTP.CORSOrigins, []string{"*"}) {
+		t.Errorf("file lists: roles %q cors %q", c.Roles, c.HTTP.CORSOrigins)
+	}
+}
+
+func TestAuroraChatEnv(t *testing.T) {
+	cases := []struct {
+		name   string
+		getenv func(string) string
+		flags  []string
+		check  func(c *Config) (got, want string)
+	}{
+		{"PORT", env("PORT", "4000"), nil,
+			func(c *Config) (string, string) { return c.HTTP.Addr, ":4000" }},
+		{"AURORA_HTTP_ADDR beats PORT", env("PORT", "4000", "AURORA_HTTP_ADDR", "127.0.0.1:5000"), nil,
+			func(c *Config) (string, string) { return c.HTTP.Addr, "127.0.0.1:5000" }},
+		{"flag beats PORT", env("PORT", "4000"), []string{"--http-addr", "127.0.0.1:6000"},
+			func(c *Config) (string, string) { return c.HTTP.Addr, "127.0.0.1:6000" }},
+		{"JWT_SECRET", env("JWT_SECRET", "legacy-secret"), nil,
+			func(c *Config) (string, string) { return c.Auth.JWTSecret, "legacy-secret" }},
+		{"AURORA_AUTH_JWT_SECRET beats JWT_SECRET", env("JWT_SECRET", "legacy-secret", "AURORA_AUTH_JWT_SECRET", "new-secret"), nil,
+			func(c *Config) (string, string) { return c.Auth.JWTSecret, "new-secret" }},
+		{"REDIS_HOST with default port", env("REDIS_HOST", "redis.svc"), nil,
+			func(c *Config) (string, string) { return c.Redis.URL, "redis://redis.svc:6379" }},
+		{"REDIS_HOST and REDIS_PORT", env("REDIS_HOST", "redis.svc", "REDIS_PORT", "6380"), nil,
+			func(c *Config) (string, string) { return c.Redis.URL, "redis://redis.svc:6380" }},
+		{"REDIS_HOST IPv6", env("REDIS_HOST", "::1", "REDIS_PORT", "6380"), nil,
+			func(c *Config) (string, string) { return c.Redis.URL, "redis://[::1]:6380" }},
+		{"REDIS_PORT alone is ignored", env("REDIS_PORT", "6380"), nil,
+			func(c *Config) (string, string) { return c.Redis.URL, "" }},
+		{"AURORA_REDIS_URL beats REDIS_HOST", env("REDIS_HOST", "redis.svc", "AURORA_REDIS_URL", "redis://other:1"), nil,
+			func(c *Config) (string, string) { return c.Redis.URL, "redis://other:1" }},
+		{"MONGO_URL", env("MONGO_URL", "mongodb://mongo:27017/aurorachat"), nil,
+			func(c *Config) (string, string) { return c.Mongo.URL, "mongodb://mongo:27017/aurorachat" }},
+		{"AURORA_MONGO_URL beats MONGO_URL", env("MONGO_URL", "mongodb://legacy/x", "AURORA_MONGO_URL", "mongodb://new/y"), nil,
+			func(c *Config) (string, string) { return c.Mongo.URL, "mongodb://new/y" }},
+		{"flag beats MONGO_URL", env("MONGO_URL", "mongodb://legacy/x"), []string{"--mongo-url", "mongodb://flag/z"},
+			func(c *Config) (string, string) { return c.Mongo.URL, "mongodb://flag/z" }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var fs *pflag.FlagSet
+			if tc.flags != nil {
+				fs = flagSet(t, tc.flags...)
+			}
+			c := mustLoad(t, "", fs, tc.getenv)
+			if got, want := tc.check(c); got != want {
+				t.Errorf("got %q, want %q", got, want)
+			}
+		})
+	}
+
+	// Legacy variables rank above the file (they are environment).
+	c := mustLoad(t, writeFile(t, "http:\n  addr: \":7000\"\n"), nil, env("PORT", "4000"))
+	if c.HTTP.Addr != ":4000" {
+		t.Errorf("PORT should beat the file: addr = %q", c.HTTP.Addr)
+	}
+
+	_, err := load("", nil, env("PORT", "eighty"))
+	if err == nil || !strings.Contains(err.Error(), "PORT") {
+		t.Errorf("bad PORT: err = %v, want one naming PORT", err)
+	}
+}
+
+func TestMongoDatabase(t *testing.T) {
+	cases := []struct {
+		url, db, want string
+	}{
+		{"", "", "aurorachat"},
+		{"mongodb://mongo:27017", "", "aurorachat"},
+		{"mongodb://mongo:27017/", "", "aurorachat"},
+		{"mongodb://mongo:27017/chatdb", "", "chatdb"},
+		{"mongodb://u:p@mongo:27017/chatdb?authSource=admin", "", "chatdb"},
+		{"mongodb+srv://cluster.example/prod", "", "prod"},
+		{"mongodb://mongo:27017/chatdb", "explicit", "explicit"},
+	}
+	for _, tc := range cases {
+		c := Default()
+		c.Mongo.URL, c.Mongo.Database = tc.url, tc.db
+		if got := c.MongoDatabase(); got != tc.want {
+			t.Errorf("MongoDatabase(url %q, database %q) = %q, want %q", tc.url, tc.db, got, tc.want)
+		}
+	}
+	// Through the environment, as AuroraChat deployments set it.
+	c := mustLoad(t, "", nil, env("MONGO_URL", "mongodb://mongo:27017/legacydb"))
+	if got := c.MongoDatabase(); got != "legacydb" {
+		t.Errorf("MongoDatabase from MONGO_URL = %q", got)
+	}
+}
+
+func TestFileErrors(t *testing.T) {
+	cases := []struct {
+		name, yaml, want string
+	}{
+		{"unknown top-level key", "colour: blue\n", "colour"},
+		{"unknown nested key", "chat:\n  room_rte: 3\n", "room_rte"},
+		{"wrong type", "chat:\n  room_rate: lots\n", "chat.room_rate"},
+		{"bad duration", "ingest:\n  claim_idle: soon\n", "ingest.claim_idle"},
+		{"invalid value", "ingest:\n  batch_size: 5000\n", "ingest.batch_size"},
+		{"not yaml", "chat: [\n", "read config file"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := load(writeFile(t, tc.yaml), nil, env())
+			if err == nil {
+				t.Fatal("load succeeded")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q does not mention %q", err, tc.want)
+			}
+		})
+	}
+
+	missing := filepath.Join(t.TempDir(), "nope.yaml")
+	_, err := Load(missing, nil)
+	if err == nil || !strings.Contains(err.Error(), missing) {
+		t.Fatalf("missing file: err = %v, want one naming %s", err, missing)
+	}
+}
+
+func TestExampleFileMatchesDefaults(t *testing.T) {
+	// aurora.example.yaml documents the defaults: it must load cleanly (no
+	// unknown keys) and change nothing.
+	c := mustLoad(t, "aurora.example.yaml", nil, env())
+	def := Default()
+	// "cors_origins: []" decodes to an empty slice, the default is nil:
+	// the same configuration.
+	if len(c.HTTP.CORSOrigins) == 0 && len(def.HTTP.CORSOrigins) == 0 {
+		c.HTTP.CORSOrigins = def.HTTP.CORSOrigins
+	}
+	if !reflect.DeepEqual(*c, def) {
+		t.Fatalf("aurora.example.yaml differs from Default():\n got %+v\nwant %+v", *c, def)
+	}
+}
+
+func TestInvalidValues(t *testing.T) {
+	cases := []struct {
+		env, value, key string
+	}{
+		{"AURORA_ROLES", "auth,bogus", "roles"},
+		{"AURORA_HTTP_ADDR", "8080", "http.addr"},
+		{"AURORA_HTTP_DRAIN_TIMEOUT", "0s", "http.drain_timeout"},
+		{"AURORA_HTTP_SHUTDOWN_DELAY", "-1s", "http.shutdown_delay"},
+		{"AURORA_LOG_LEVEL", "loud", "log.level"},
+		{"AURORA_LOG_FORMAT", "xml", "log.format"},
+		{"AURORA_REDIS_URL", "http://redis:6379", "redis.url"},
+		{"AURORA_MONGO_URL", "postgres://db", "mongo.url"},
+		{"AURORA_AUTH_TOKEN_TTL", "30s", "auth.token_ttl"},
+		{"AURORA_AUTH_BCRYPT_COST", "3", "auth.bcrypt_cost"},
+		{"AURORA_AUTH_BCRYPT_COST", "32", "auth.bcrypt_cost"},
+		{"AURORA_AUTH_LOGIN_MAX_FAILURES", "0", "auth.login_max_failures"},
+		{"AURORA_AUTH_LOGIN_WINDOW", "500ms", "auth.login_window"},
+		{"AURORA_CHAT_MAX_TEXT_LENGTH", "0", "chat.max_text_length"},
+		{"AURORA_CHAT_ROOM_RATE", "0", "chat.room_rate"},
+		{"AURORA_CHAT_ROOM_RATE", "abc", "chat.room_rate"},
+		{"AURORA_CHAT_USER_RATE", "-1", "chat.user_rate"},
+		{"AURORA_CHAT_MAX_CONNS_PER_USER", "0", "chat.max_conns_per_user"},
+		{"AURORA_CHAT_MAX_ROOMS_PER_CONN", "0", "chat.max_rooms_per_conn"},
+		{"AURORA_CHAT_PING_INTERVAL", "0s", "chat.ping_interval"},
+		{"AURORA_CHAT_PING_INTERVAL", "fast", "chat.ping_interval"},
+		{"AURORA_CHAT_SEND_QUEUE", "0", "chat.send_queue"},
+		{"AURORA_CHAT_SLOW_TIMEOUT", "-5s", "chat.slow_timeout"},
+		{"AURORA_CHAT_PRESENCE_INTERVAL", "0s", "chat.presence_interval"},
+		{"AURORA_CHAT_PRESENCE_MAX_MEMBERS", "0", "chat.presence_max_members"},
+		{"AURORA_CHAT_DEDUPE_WINDOW", "1m", "chat.dedupe_window"},
+		{"AURORA_INGEST_BATCH_SIZE", "0", "ingest.batch_size"},
+		{"AURORA_INGEST_BATCH_SIZE", "1001", "ingest.batch_size"},
+		{"AURORA_INGEST_FLUSH_INTERVAL", "0s", "ingest.flush_interval"},
+		{"AURORA_INGEST_CLAIM_IDLE", "0s", "ingest.claim_idle"},
+		{"AURORA_INGEST_MAX_DELIVERIES", "0", "ingest.max_deliveries"},
+		{"AURORA_INGEST_KEEP_RECENT", "0", "ingest.keep_recent"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.env+"="+tc.value, func(t *testing.T) {
+			_, err := load("", nil, env(tc.env, tc.value))
+			if err == nil {
+				t.Fatal("load succeeded")
+			}
+			if !strings.Contains(err.Error(), tc.key) {
+				t.Fatalf("error %q does not name key %s", err, tc.key)
+			}
+		})
+	}
+
+	// Values set directly on the struct are checked the same way.
+	c := Default()
+	c.DataDir = ""
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "data_dir") {
+		t.Errorf("empty data_dir: %v", err)
+	}
+	c = Default()
+	c.Roles = nil
+	err := c.Validate()
+	if err == nil || !strings.Contains(err.Error(), "roles") || !strings.Contains(err.Error(), "auth, chat, ingest") {
+		t.Errorf("no roles: %v (want the key and the valid roles)", err)
+	}
+	// Every bad key is reported, not just the first.
+	c = Default()
+	c.Chat.RoomRate, c.Ingest.BatchSize = 0, 0
+	err = c.Validate()
+	if err == nil || !strings.Contains(err.Error(), "chat.room_rate") || !strings.Contains(err.Error(), "ingest.batch_size") {
+		t.Errorf("two bad keys: %v", err)
+	}
+}
+
+func TestValidEdgeValues(t *testing.T) {
+	// Accepted forms that must not be rejected.
+	for _, tc := range []struct{ env, value string }{
+		{"AURORA_REDIS_URL", "rediss://:pw@redis:6380/1"},
+		{"AURORA_REDIS_URL", "unix:///run/redis.sock"},
+		{"AURORA_MONGO_URL", "mongodb+srv://cluster.example/db"},
+		{"AURORA_LOG_LEVEL", "WARNING"},
+		{"AURORA_HTTP_ADDR", "[::1]:0"},
+		{"AURORA_AUTH_BCRYPT_COST", "4"},
+		{"AURORA_INGEST_BATCH_SIZE", "1000"},
+		{"AURORA_CHAT_DEDUPE_WINDOW", "10m"},
+	} {
+		if _, err := load("", nil, env(tc.env, tc.value)); err != nil {
+			t.Errorf("%s=%s rejected: %v", tc.env, tc.value, err)
+		}
+	}
+}
+
+func TestMasked(t *testing.T) {
+	c := Default()
+	c.Auth.JWTSecret = "s3cret-signing-key"
+	c.Redis.URL = "redis://:redispw@redis:6379/0"
+	c.Mongo.URL = "mongodb://admin:mongopw@mongo:27017/aurorachat?authSource=admin"
+	m := c.Masked()
+
+	if m.Auth.JWTSecret == c.Auth.JWTSecret || m.Auth.JWTSecret == "" {
+		t.Errorf("jwt_secret not masked: %q", m.Auth.JWTSecret)
+	}
+	for _, u := range []string{m.Redis.URL, m.Mongo.URL} {
+		if strings.Contains(u, "redispw") || strings.Contains(u, "mongopw") {
+			t.Errorf("password visible in %q", u)
+		}
+	}
+	if !strings.Contains(m.Redis.URL, "redis:6379/0") {
+		t.Errorf("masked redis url lost its host: %q", m.Redis.URL)
+	}
+	if !strings.Contains(m.Mongo.URL, "admin:") || !strings.Contains(m.Mongo.URL, "mongo:27017/aurorachat") ||
+		!strings.Contains(m.Mongo.URL, "authSource=admin") {
+		t.Errorf("masked mongo url lost its user, host or options: %q", m.Mongo.URL)
+	}
+	// The original is untouched.
+	if c.Auth.JWTSecret != "s3cret-signing-key" || !strings.Contains(c.Redis.URL, "redispw") {
+		t.Error("Masked changed the original")
+	}
+
+	// Nothing to hide: values stay as they are (an empty secret stays
+	// empty, so "not set" remains visible).
+	plain := Default()
+	plain.Redis.URL = "redis://redis:6379"
+	pm := plain.Masked()
+	if pm.Auth.JWTSecret != "" || pm.Redis.URL != "redis://redis:6379" || pm.Mongo.URL != "" {
+		t.Errorf("masked a config without secrets: %+v", pm)
+	}
+
+	// Map (what `config print` prints) carries the masked values and
+	// durations as text.
+	mm := m.Map()
+	auth := mm["auth"].(map[string]any)
+	if auth["jwt_secret"] != m.Auth.JWTSecret || auth["token_ttl"] != "24h0m0s" {
+		t.Errorf("Map auth = %v", auth)
+	}
+	if mm["data_dir"] != "./data" {
+		t.Errorf("Map data_dir = %v", mm["data_dir"])
+	}
+	if mm["chat"].(map[string]any)["room_rate"] != 3 {
+		t.Errorf("Map chat.room_rate = %v", mm["chat"].(map[string]any)["room_rate"])
+	}
+}
+
+func TestHelpers(t *testing.T) {
+	c := Default()
+	c.Roles = []string{"chat"}
+	if !c.HasRole("chat") || c.HasRole("auth") {
+		t.Errorf("HasRole wrong for %v", c.Roles)
+	}
+	c.DataDir = filepath.Join("var", "aurora")
+	if got, want := c.SQLitePath(), filepath.Join("var", "aurora", "aurora.db"); got != want {
+		t.Errorf("SQLitePath = %q, want %q", got, want)
+	}
+}
+
+// keys flattens Map() into dotted keys.
+func keys(prefix string, m map[string]any, out *[]string) {
+	for k, v := range m {
+		if prefix != "" {
+			k = prefix + "." + k
+		}
+		if sub, ok := v.(map[string]any); ok {
+			keys(k, sub, out)
+			continue
+		}
+		*out = append(*out, k)
+	}
+}
+
+func TestConfigurationDocListsEveryKey(t *testing.T) {
+	// docs/configuration.md is the reference operators read: a key added
+	// to Config must be documented there, with its environment variable,
+	// and shown in the example file.
+	doc, err := os.ReadFile(filepath.Join("..", "docs", "configuration.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	example, err := os.ReadFile("aurora.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []string
+	keys("", Default().Map(), &all)
+	if len(all) < 30 {
+		t.Fatalf("only %d keys found: %q", len(all), all)
+	}
+	for _, k := range all {
+		envName := "AURORA_" + strings.ToUpper(strings.ReplaceAll(k, ".", "_"))
+		if !strings.Contains(string(doc), "| `"+k+"` |") || !strings.Contains(string(doc), "`"+envName+"`") {
+			t.Errorf("docs/configuration.md lacks a row for %s (%s)", k, envName)
+		}
+		leaf := k[strings.LastIndex(k, ".")+1:]
+		if !strings.Contains(string(example), leaf+":") {
+			t.Errorf("aurora.example.yaml does not show %s", k)
+		}
+	}
+	for flag, key := range FlagKeys {
+		if !strings.Contains(string(doc), "`--"+flag+"`") {
+			t.Errorf("docs/configuration.md does not mention --%s (%s)", flag, key)
+		}
+	}
+}
