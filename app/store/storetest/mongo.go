@@ -2,16 +2,13 @@ package storetest
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"log/slog"
 	"net/url"
 	"os"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/FerretDB/FerretDB/ferretdb"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -100,32 +97,5 @@ func dropAtCleanup(t testing.TB, uri, db string) {
 // ending in "/".
 func startFerretDB(t testing.TB) string {
 	t.Helper()
-	ferretMu.Lock()
-	f, err := ferretdb.New(&ferretdb.Config{
-		Listener:  ferretdb.ListenerConfig{TCP: "127.0.0.1:0"},
-		Handler:   "sqlite",
-		SQLiteURL: "file:" + t.TempDir() + "/",
-		// FerretDB logs every connection at info level; tests want quiet.
-		Logger: slog.New(slog.DiscardHandler),
-	})
-	ferretMu.Unlock()
-	if err != nil {
-		t.Fatalf("start embedded FerretDB: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- f.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		// Run returns once every client connection has closed.
-		select {
-		case err := <-done:
-			if err != nil && !errors.Is(err, context.Canceled) {
-				t.Errorf("embedded FerretDB: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Errorf("embedded FerretDB did not stop within 30s: a client is still connected")
-		}
-	})
-	return f.MongoDBURI()
+	return StartFerretDB(t).URL()
 }
