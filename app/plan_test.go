@@ -2,8 +2,11 @@ package app
 
 import (
 	"context"
+	"sync"
 	"testing"
 )
+
+var planRegs sync.Once
 
 func nopModule(context.Context, *Host) (Module, error) { return funcModule{}, nil }
 
@@ -11,9 +14,14 @@ func nopModule(context.Context, *Host) (Module, error) { return funcModule{}, ni
 // starts before chat, so it stops after chat), and is ignored when the other
 // role is not planned.
 func TestPlanBefore(t *testing.T) {
-	Register(Registration{Name: "plan-base", New: nopModule})
-	Register(Registration{Name: "plan-producer", Role: true, Deps: []string{"plan-base"}, New: nopModule})
-	Register(Registration{Name: "plan-consumer", Role: true, Deps: []string{"plan-base"}, Before: []string{"plan-producer"}, New: nopModule})
+	// Registered once per test binary, so -count=N does not register twice.
+	planRegs.Do(func() {
+		Register(Registration{Name: "plan-base", New: nopModule})
+		Register(Registration{Name: "plan-producer", Role: true, Deps: []string{"plan-base"}, New: nopModule})
+		Register(Registration{Name: "plan-consumer", Role: true, Deps: []string{"plan-base"}, Before: []string{"plan-producer"}, New: nopModule})
+		Register(Registration{Name: "plan-loop-a", Role: true, Before: []string{"plan-loop-b"}, Deps: []string{"plan-base"}, New: nopModule})
+		Register(Registration{Name: "plan-loop-b", Role: true, Before: []string{"plan-loop-a"}, New: nopModule})
+	})
 
 	names := func(regs []Registration) []string {
 		var out []string
@@ -49,8 +57,6 @@ func TestPlanBefore(t *testing.T) {
 		t.Fatalf("a Before edge must not pull in its target: %v", got)
 	}
 
-	Register(Registration{Name: "plan-loop-a", Role: true, Before: []string{"plan-loop-b"}, Deps: []string{"plan-base"}, New: nopModule})
-	Register(Registration{Name: "plan-loop-b", Role: true, Before: []string{"plan-loop-a"}, New: nopModule})
 	if _, err := plan([]string{"plan-loop-a", "plan-loop-b"}); err == nil {
 		t.Fatal("a Before cycle must fail")
 	}

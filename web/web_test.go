@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"errors"
 	"io"
 	"io/fs"
 	"net/http"
@@ -62,7 +63,7 @@ func TestIndexObeysCSP(t *testing.T) {
 	for {
 		tt := z.Next()
 		if tt == html.ErrorToken {
-			if err := z.Err(); err != io.EOF {
+			if err := z.Err(); !errors.Is(err, io.EOF) {
 				t.Fatalf("parse index.html: %v", err)
 			}
 			break

@@ -44,7 +44,7 @@ func benchFanout(b *testing.B, n int) {
 	prefix := []byte(`{"type":"message"`)
 	for i := 0; i < n; i++ {
 		dctx, dcancel := context.WithTimeout(ctx, waitFor)
-		ws, _, err := websocket.Dial(dctx, s.wsURL()+path, nil)
+		ws, _, err := websocket.Dial(dctx, s.wsURL()+path, nil) //nolint:bodyclose // coder/websocket: the handshake response body needs no closing
 		dcancel()
 		if err != nil {
 			b.Fatalf("dial %d: %v", i, err)

@@ -96,7 +96,7 @@ func TestRefusedBeforeUpgrade(t *testing.T) {
 		}
 	})
 	t.Run("plain GET /ws", func(t *testing.T) {
-		req, _ := http.NewRequest("GET", s.URL+q(tok), nil)
+		req, _ := http.NewRequest(http.MethodGet, s.URL+q(tok), nil)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)

@@ -83,7 +83,7 @@ func (s *server) dialRaw(path string, opts *websocket.DialOptions) *client {
 	s.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
-	ws, resp, err := websocket.Dial(ctx, s.wsURL()+path, opts)
+	ws, resp, err := websocket.Dial(ctx, s.wsURL()+path, opts) //nolint:bodyclose // coder/websocket: the handshake response body needs no closing
 	if err != nil {
 		status := 0
 		if resp != nil {

@@ -117,10 +117,3 @@ func (h *hub) slotsByUser() map[string][]string {
 	}
 	return out
 }
-
-// count is the number of registered connections.
-func (h *hub) count() int {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	return len(h.conns)
-}

@@ -104,7 +104,7 @@ func TestPresenceAndHistoryHTTP(t *testing.T) {
 	ack := alice.msg("general", "remember me", "h1")
 
 	get := func(path, tok string) (int, map[string]any) {
-		req, _ := http.NewRequest("GET", s.URL+path, nil)
+		req, _ := http.NewRequest(http.MethodGet, s.URL+path, nil)
 		if tok != "" {
 			req.Header.Set("Authorization", "Bearer "+tok)
 		}

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -83,7 +82,7 @@ func startWorker(t *testing.T, o Options) *Worker {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		w.Stop(ctx)
+		_ = w.Stop(ctx)
 	})
 	return w
 }
@@ -215,7 +214,6 @@ type faultyStore struct {
 	gate    chan struct{}
 	entered chan struct{}
 	calls   atomic.Int64
-	mu      sync.Mutex
 }
 
 var errStoreDown = errors.New("store is down (test)")
@@ -238,7 +236,6 @@ func (f *faultyStore) InsertMessages(ctx context.Context, msgs []store.Message) 
 	}
 	if f.reject != "" {
 		var keep []store.Message
-		var idx []int
 		rejected := map[int]string{}
 		for i, m := range msgs {
 			if strings.HasPrefix(m.Text, f.reject) {
@@ -246,7 +243,6 @@ func (f *faultyStore) InsertMessages(ctx context.Context, msgs []store.Message) 
 				continue
 			}
 			keep = append(keep, m)
-			idx = append(idx, i)
 		}
 		res, err := f.Store.InsertMessages(ctx, keep)
 		if err != nil {

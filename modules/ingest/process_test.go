@@ -6,8 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -28,15 +26,7 @@ func TestProcessesSurviveAKill(t *testing.T) {
 		t.Skip("builds the binary and runs processes")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "aurora")
-	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(goTool); err != nil {
-		goTool = "go"
-	}
-	build := exec.Command(goTool, "build", "-o", bin, "github.com/auroradev/aurora")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build aurora: %v\n%s", err, out)
-	}
+	bin := apptest.Binary(t)
 
 	url := apptest.RedisURL(t)
 	rc := apptest.RedisClient(t, url)
@@ -47,12 +37,7 @@ func TestProcessesSurviveAKill(t *testing.T) {
 	if err := os.WriteFile(cfgFile, []byte(cfgYAML), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var env []string
-	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); !strings.HasPrefix(k, "AURORA_") && k != "REDIS_HOST" && k != "MONGO_URL" && k != "PORT" {
-			env = append(env, kv)
-		}
-	}
+	env := apptest.CleanEnv()
 	logName := map[*exec.Cmd]string{}
 	start := func(name string) *exec.Cmd {
 		c := exec.Command(bin, "serve", "--roles=ingest", "--config", cfgFile)
@@ -69,8 +54,8 @@ func TestProcessesSurviveAKill(t *testing.T) {
 		logName[c] = name + ".log"
 		t.Cleanup(func() {
 			if c.ProcessState == nil {
-				c.Process.Kill()
-				c.Wait()
+				_ = c.Process.Kill()
+				_ = c.Wait()
 			}
 		})
 		return c
@@ -112,7 +97,7 @@ func TestProcessesSurviveAKill(t *testing.T) {
 			if err := a.Process.Kill(); err != nil {
 				t.Fatal(err)
 			}
-			a.Wait()
+			_ = a.Wait() // killed: the exit error is expected
 			pend, err := Pending(ctx, rc, PendingFilter{Count: 1000})
 			if err != nil {
 				t.Fatal(err)
@@ -154,4 +139,10 @@ func TestProcessesSurviveAKill(t *testing.T) {
 	if p, lag := groupState(t, rc); p != 0 || lag != 0 {
 		t.Errorf("%d pending, %d undelivered at the end", p, lag)
 	}
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	apptest.RemoveBinary()
+	os.Exit(code)
 }

@@ -167,11 +167,11 @@ func (w *Worker) Stop(ctx context.Context) error {
 // /readyz tells operators that persistence is stalled (entries wait in the
 // stream meanwhile).
 func (w *Worker) Check(context.Context) error {
-	if err, since := w.storeHealth.get(); err != nil {
+	if since, err := w.storeHealth.get(); err != nil {
 		return fmt.Errorf("cannot write to the %s store since %s (entries stay pending in %s): %w",
 			w.o.Store.Kind(), since.Format(time.RFC3339), bus.Stream, err)
 	}
-	if err, since := w.redisHealth.get(); err != nil {
+	if since, err := w.redisHealth.get(); err != nil {
 		return fmt.Errorf("cannot use redis since %s: %w", since.Format(time.RFC3339), err)
 	}
 	select {
@@ -769,10 +769,10 @@ func (h *health) ok(log *slog.Logger, what string) {
 	h.err, h.tries = nil, 0
 }
 
-func (h *health) get() (error, time.Time) {
+func (h *health) get() (time.Time, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.err, h.since
+	return h.since, h.err
 }
 
 // backoff doubles from minBackoff to maxBackoff; each wait is drawn from

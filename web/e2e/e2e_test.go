@@ -33,6 +33,8 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/coder/websocket"
+
+	"github.com/auroradev/aurora/app/apptest"
 )
 
 var updateScreenshots = flag.Bool("update-screenshots", false, "also write docs/screenshots/conversation.png")
@@ -67,7 +69,7 @@ func TestBrowserChat(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	t.Cleanup(cancel)
 
-	bin := buildAurora(ctx, t, root)
+	bin := apptest.Binary(t)
 	srv := newServer(t, bin, outDir)
 	srv.start(ctx)
 	base := "http://" + srv.addr
@@ -595,7 +597,7 @@ func dialChat(ctx context.Context, t *testing.T, base, name, password string) *c
 		if body.Token == "" {
 			continue
 		}
-		ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(base, "http")+"/ws", &websocket.DialOptions{
+		ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(base, "http")+"/ws", &websocket.DialOptions{ //nolint:bodyclose // coder/websocket: the handshake response body needs no closing
 			Subprotocols: []string{"aurora.v1", "aurora.bearer." + body.Token},
 		})
 		if err != nil {
@@ -744,17 +746,6 @@ func repoRoot(t *testing.T) string {
 	return filepath.Dir(mod)
 }
 
-func buildAurora(ctx context.Context, t *testing.T, root string) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "aurora")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, root)
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build -o %s %s: %v\n%s", bin, root, err, out)
-	}
-	return bin
-}
-
 type server struct {
 	t       *testing.T
 	bin     string
@@ -803,7 +794,7 @@ func (s *server) Write(p []byte) (int, error) {
 func (s *server) start(ctx context.Context) {
 	s.t.Helper()
 	cmd := exec.Command(s.bin, "serve", "--http-addr", s.addr, "--data-dir", s.dataDir)
-	cmd.Env = append(cleanEnv(), serverEnv...)
+	cmd.Env = append(apptest.CleanEnv(), serverEnv...)
 	cmd.Stdout = s
 	cmd.Stderr = s
 	if err := cmd.Start(); err != nil {
@@ -895,23 +886,6 @@ func (s *server) output() string {
 	return s.log.String()
 }
 
-// cleanEnv is the test's environment without Aurora's and AuroraChat's
-// settings, so the server runs on its embedded stores whatever the shell
-// exports.
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		switch {
-		case strings.HasPrefix(k, "AURORA_"),
-			k == "PORT", k == "JWT_SECRET", k == "REDIS_HOST", k == "REDIS_PORT", k == "MONGO_URL":
-			continue
-		}
-		env = append(env, kv)
-	}
-	return env
-}
-
 func errOrStatus(resp *http.Response, err error) string {
 	if err != nil {
 		return err.Error()
@@ -928,4 +902,10 @@ func tail(s string, lines int) string {
 		parts = parts[len(parts)-lines:]
 	}
 	return strings.Join(parts, "\n")
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	apptest.RemoveBinary()
+	os.Exit(code)
 }

@@ -339,7 +339,7 @@ func (s *Store) usernameOf(ctx context.Context, userID bson.RawValue, names map[
 		}
 		var err error
 		if oid, err = bson.ObjectIDFromHex(str); err != nil {
-			return "", nil
+			return "", nil //nolint:nilerr // a userId that is no ObjectId names no user: no username to fill in
 		}
 	}
 	key := oid.Hex()
