@@ -1,0 +1,119 @@
+package bus
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestParseIDAndCompare(t *testing.T) {
+	for _, bad := range []string{"", "1", "-1", "1-", "a-1", "1-b", "+1-2", "1-+2", "1-2-3", "18446744073709551616-0"} {
+		if _, err := ParseID(bad); err == nil {
+			t.Errorf("ParseID(%q) accepted", bad)
+		}
+	}
+	a, err := ParseID("999-5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := ParseID("1000-0")
+	c, _ := ParseID("1000-1")
+	if a.String() != "999-5" || a.Compare(b) != -1 || b.Compare(a) != 1 || b.Compare(c) != -1 || c.Compare(c) != 0 {
+		t.Errorf("ids compare numerically, part by part: %v %v %v", a, b, c)
+	}
+	if !(ID{}).IsZero() || a.IsZero() {
+		t.Error("IsZero")
+	}
+}
+
+func TestEntryRoundTrip(t *testing.T) {
+	e := Entry{RoomID: "dev", UserID: "u1", Username: "alice", Text: "hi", TS: 1700000000123, ClientID: "c1"}
+	f := e.Fields()
+	m := map[string]string{}
+	for i := 0; i < len(f); i += 2 {
+		m[f[i]] = f[i+1]
+	}
+	got, err := DecodeEntry("1700000000123-0", m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.ID = ID{Ms: 1700000000123}
+	if got != e {
+		t.Fatalf("round trip: %+v, want %+v", got, e)
+	}
+	fr := got.Frame()
+	if fr.Type != "message" || fr.ID != "1700000000123-0" || fr.Room != "dev" || fr.User != "alice" || fr.TS != e.TS || fr.ClientID != "c1" {
+		t.Errorf("frame %+v", fr)
+	}
+}
+
+func TestDecodeAuroraChatEntry(t *testing.T) {
+	// AuroraChat writes these four fields only; ts comes from the id.
+	got, err := DecodeEntry("1704936000000-3", map[string]string{
+		FieldRoomID: "general", FieldUserID: "507f1f77bcf86cd799439011", FieldText: "Hello", FieldUsername: "alice",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.TS != 1704936000000 || got.ClientID != "" || got.ID.Seq != 3 {
+		t.Errorf("%+v", got)
+	}
+}
+
+func TestDecodeBadEntries(t *testing.T) {
+	ok := map[string]string{FieldRoomID: "r", FieldUserID: "u", FieldText: "t"}
+	without := func(k string) map[string]string {
+		m := map[string]string{}
+		for a, b := range ok {
+			if a != k {
+				m[a] = b
+			}
+		}
+		return m
+	}
+	withTS := map[string]string{FieldRoomID: "r", FieldUserID: "u", FieldText: "t", FieldTS: "soon"}
+	for name, tc := range map[string]struct {
+		id     string
+		fields map[string]string
+	}{
+		"bad id":     {"x", ok},
+		"no room":    {"1-0", without(FieldRoomID)},
+		"no user":    {"1-0", without(FieldUserID)},
+		"no text":    {"1-0", without(FieldText)},
+		"ts not int": {"1-0", withTS},
+	} {
+		if _, err := DecodeEntry(tc.id, tc.fields); !errors.Is(err, ErrBadEntry) {
+			t.Errorf("%s: err %v, want ErrBadEntry", name, err)
+		}
+	}
+	// An empty text is a text: the chat role refuses empty messages, but an
+	// entry that has one still decodes.
+	if _, err := DecodeEntry("1-0", map[string]string{FieldRoomID: "r", FieldUserID: "u", FieldText: ""}); err != nil {
+		t.Errorf("empty text: %v", err)
+	}
+}
+
+func TestNamesAndRooms(t *testing.T) {
+	if Channel("dev") != "chat.dev" || PresenceChannel("dev") != "presence.dev" || TypingChannel("dev") != "typing.dev" {
+		t.Error("channel names are AuroraChat's chat.<room> and its planned presence./typing.")
+	}
+	if r, ok := RoomOfChannel("chat.dev"); !ok || r != "dev" {
+		t.Error("RoomOfChannel")
+	}
+	if _, ok := RoomOfChannel("typing.dev"); ok {
+		t.Error("RoomOfChannel accepted another prefix")
+	}
+	long := make([]byte, 65)
+	for i := range long {
+		long[i] = 'a'
+	}
+	for _, good := range []string{"general", "a", "dev_2-x", string(long[:64])} {
+		if !ValidRoom(good) {
+			t.Errorf("ValidRoom(%q) = false", good)
+		}
+	}
+	for _, bad := range []string{"", "Dev", "a b", "dev.x", "ü", string(long), "*"} {
+		if ValidRoom(bad) {
+			t.Errorf("ValidRoom(%q) = true", bad)
+		}
+	}
+}

@@ -1,0 +1,98 @@
+package token
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jwt"
+)
+
+var secret = []byte("a-test-secret-of-enough-length-0123456789")
+
+func TestIssueVerify(t *testing.T) {
+	iss := NewIssuer(secret, time.Hour)
+	raw, exp, err := iss.Issue("507f1f77bcf86cd799439011", "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := iss.Verify(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.UserID != "507f1f77bcf86cd799439011" || c.Username != "alice" || !c.ExpiresAt.Equal(exp) {
+		t.Errorf("claims %+v, exp %v", c, exp)
+	}
+	if d := exp.Sub(c.IssuedAt); d != time.Hour {
+		t.Errorf("lifetime %v", d)
+	}
+}
+
+// sign builds a token the way another system would.
+func sign(t *testing.T, alg jwa.SignatureAlgorithm, key any, claims map[string]any) string {
+	t.Helper()
+	b := jwt.NewBuilder()
+	for k, v := range claims {
+		b = b.Claim(k, v)
+	}
+	tok, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := jwt.Sign(tok, jwt.WithKey(alg, key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(s)
+}
+
+func TestVerifyRejects(t *testing.T) {
+	iss := NewIssuer(secret, time.Hour)
+	now := time.Now()
+	good := map[string]any{"userId": "u1", "username": "alice", "iat": now.Unix(), "exp": now.Add(time.Hour).Unix()}
+	with := func(k string, v any) map[string]any {
+		m := map[string]any{}
+		for a, b := range good {
+			m[a] = b
+		}
+		if v == nil {
+			delete(m, k)
+		} else {
+			m[k] = v
+		}
+		return m
+	}
+	// alg none: header and payload with an empty signature.
+	payload, err := json.Marshal(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc := base64.RawURLEncoding.EncodeToString
+	none := enc([]byte(`{"alg":"none","typ":"JWT"}`)) + "." + enc(payload) + "."
+
+	for name, tc := range map[string]struct {
+		raw  string
+		want error
+	}{
+		"empty":          {"", ErrInvalid},
+		"garbage":        {"not.a.token", ErrInvalid},
+		"other secret":   {sign(t, jwa.HS256, []byte("another-secret-another-secret-1234"), good), ErrInvalid},
+		"HS512":          {sign(t, jwa.HS512, secret, good), ErrInvalid},
+		"alg none":       {none, ErrInvalid},
+		"expired":        {sign(t, jwa.HS256, secret, with("exp", now.Add(-time.Minute).Unix())), ErrExpired},
+		"no exp":         {sign(t, jwa.HS256, secret, with("exp", nil)), ErrInvalid},
+		"no userId":      {sign(t, jwa.HS256, secret, with("userId", nil)), ErrInvalid},
+		"userId not str": {sign(t, jwa.HS256, secret, with("userId", 42)), ErrInvalid},
+	} {
+		if _, err := iss.Verify(tc.raw); !errors.Is(err, tc.want) {
+			t.Errorf("%s: err %v, want %v", name, err, tc.want)
+		}
+	}
+	// AuroraChat's jsonwebtoken tokens: HS256 with these claims verify.
+	if _, err := iss.Verify(sign(t, jwa.HS256, secret, good)); err != nil {
+		t.Errorf("an AuroraChat-style token: %v", err)
+	}
+}
