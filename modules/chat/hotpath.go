@@ -11,10 +11,19 @@ import (
 )
 
 // Redis keys private to the chat role. Rate-limit windows are fixed one
-// second windows, as AuroraChat's (section 5.3).
-func roomRateKey(userID, room string) string   { return "chat:rl:" + userID + ":" + room }
-func userRateKey(userID string) string         { return "chat:rlu:" + userID }
-func dedupeKey(userID, clientID string) string { return "chat:dedupe:" + userID + ":" + clientID }
+// second windows, as AuroraChat's (section 5.3). The send script touches
+// these keys and the stream in one call, so on a Redis Cluster they must
+// share the stream's hash slot: the {chat:messages} hash tag puts them there
+// (the stream's own name has no tag, so its slot is that of the whole name).
+const streamSlotTag = "{" + bus.Stream + "}"
+
+func roomRateKey(userID, room string) string {
+	return "chat:rl:" + streamSlotTag + ":" + userID + ":" + room
+}
+func userRateKey(userID string) string { return "chat:rlu:" + streamSlotTag + ":" + userID }
+func dedupeKey(userID, clientID string) string {
+	return "chat:dedupe:" + streamSlotTag + ":" + userID + ":" + clientID
+}
 
 const rateWindowMs = 1000
 
