@@ -149,7 +149,7 @@ func (a *App) Run(ctx context.Context) error {
 		h.Log.Info("aurora started", "roles", cfg.Roles, "addr", ln.Addr().String())
 		select {
 		case <-ctx.Done():
-			h.Log.Info("shutdown requested", "drain_timeout", cfg.HTTP.DrainTimeout)
+			h.Log.Info("shutdown requested", "drain_timeout", cfg.HTTP.DrainTimeout.String())
 		case err := <-h.fatal:
 			startErr = err
 			h.Log.Error("module failed, stopping", "err", err)

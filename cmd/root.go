@@ -84,6 +84,7 @@ func NewRoot(stdout, stderr io.Writer) *cobra.Command {
 		newUsersCmd(o),
 		newRoomsCmd(o),
 		newCheckCmd(o),
+		newBenchCmd(o),
 	)
 	return root
 }
