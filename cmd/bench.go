@@ -422,7 +422,8 @@ func benchTable(tw *tabwriter.Writer, r *loadgen.Result) {
 			row("per connection", "%.1f KiB RSS, %.1f KiB heap, %.2f goroutines", s.RSSPerConn/1024, s.HeapPerConn/1024, s.RoutinesPerConn)
 		}
 	}
-	if len(r.LoadAvgBefore) == 3 {
-		row("load average", "%.2f %.2f %.2f before, %v after", r.LoadAvgBefore[0], r.LoadAvgBefore[1], r.LoadAvgBefore[2], r.LoadAvgAfter)
+	if len(r.LoadAvgBefore) == 3 && len(r.LoadAvgAfter) == 3 {
+		row("load average", "%.2f %.2f %.2f before, %.2f %.2f %.2f after", r.LoadAvgBefore[0], r.LoadAvgBefore[1], r.LoadAvgBefore[2],
+			r.LoadAvgAfter[0], r.LoadAvgAfter[1], r.LoadAvgAfter[2])
 	}
 }
