@@ -220,7 +220,7 @@ func (g *gateway) servePresence(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	room := r.PathValue("room")
-	if !validRoom(room) {
+	if !bus.ValidRoom(room) {
 		app.WriteError(w, http.StatusBadRequest, "invalid room name: want 1-64 of a-z, 0-9, _ and -")
 		return
 	}

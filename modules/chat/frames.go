@@ -33,20 +33,6 @@ const (
 	generalRoom = "general"
 )
 
-// validRoom reports whether name is 1-64 of [a-z0-9_-].
-func validRoom(name string) bool {
-	if len(name) < 1 || len(name) > 64 {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
 // Server -> client frames.
 
 type welcomeFrame struct {

@@ -95,7 +95,7 @@ func (c *conn) room(in inbound, clientID string) (string, bool) {
 		c.fail(codeInvalidRoom, "room is required", clientID)
 		return "", false
 	}
-	if !validRoom(room) {
+	if !bus.ValidRoom(room) {
 		c.fail(codeInvalidRoom, "room names are 1-64 of a-z, 0-9, _ and -", clientID)
 		return "", false
 	}

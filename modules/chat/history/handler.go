@@ -75,7 +75,7 @@ type query struct {
 // absent, so a client may send "before=" when it has no cursor.
 func parseQuery(r *http.Request) (query, error) {
 	q := query{room: r.PathValue("room"), limit: DefaultLimit}
-	if !validRoom(q.room) {
+	if !bus.ValidRoom(q.room) {
 		return q, errors.New("room must be 1-64 characters of a-z, 0-9, _ and -")
 	}
 	v, err := url.ParseQuery(r.URL.RawQuery)
@@ -114,18 +114,4 @@ func parseQuery(r *http.Request) (query, error) {
 		return q, errors.New("before and after cannot both be given")
 	}
 	return q, nil
-}
-
-// validRoom reports whether name is a room name: 1-64 of [a-z0-9_-].
-func validRoom(name string) bool {
-	if len(name) < 1 || len(name) > 64 {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
 }
