@@ -98,31 +98,13 @@ func registerFake(name string, role bool, deps []string, f *fake) {
 	})
 }
 
-// syncBuffer is a log sink the server goroutines and the test share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // server is an App running in this process. apptest.Start validates the
 // roles against config.ValidRoles, which the test-only roles are not, so
 // this starts the App directly and otherwise does the same.
 type server struct {
 	app  *app.App
 	url  string
-	logs *syncBuffer
+	logs *apptest.Buffer
 	stop context.CancelFunc
 	done chan error
 	once sync.Once
@@ -144,7 +126,7 @@ func startApp(t *testing.T, cfg *config.Config) *server {
 // ready.
 func launch(t *testing.T, cfg *config.Config) (*server, error) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &apptest.Buffer{}
 	a := app.New(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &server{app: a, logs: logs, stop: cancel, done: make(chan error, 1)}

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"io"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -211,31 +210,13 @@ func xlen(t *testing.T, c rueidis.Client, key string) int64 {
 	return n
 }
 
-// syncBuffer is written by the command's goroutine and read by the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // tail follows entries appended after it started and exits after --count.
 func TestStreamsTailFollows(t *testing.T) {
 	url := apptest.RedisURL(t)
 	rc := apptest.RedisClient(t, url)
 	before := addMessage(t, rc, bus.Stream, message("lobby", "old")...)
 
-	var out, errOut syncBuffer
+	var out, errOut apptest.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- cmd.Run(context.Background(), []string{"streams", "tail", "--count", "2", "--redis-url", url}, &out, &errOut)

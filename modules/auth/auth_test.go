@@ -919,22 +919,7 @@ func tokenHeader(t *testing.T, tok string) map[string]any {
 }
 
 // logBuffer collects a server's log lines (text format, debug level).
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
+type logBuffer struct{ apptest.Buffer }
 
 func (l *logBuffer) contains(s string) bool { return strings.Contains(l.String(), s) }
 
