@@ -3,6 +3,10 @@
 // presence and typing, survive a server restart, and an HTML payload stays
 // text.
 //
+// The server uses its embedded stores; under .ci/with-redis
+// (AURORA_TEST_REDIS_URL set, as in CI's second run) it uses that real
+// Redis instead, flushed first.
+//
 // It needs the Debian packages chromium and chromium-driver. Without a
 // browser the test skips, except under CI=true or AURORA_E2E=1, where a
 // missing browser is a failure. Screenshots go to test-output/e2e/ at the
@@ -752,6 +756,7 @@ type server struct {
 	dataDir string
 	addr    string
 	logPath string
+	env     []string
 
 	mu   sync.Mutex
 	log  bytes.Buffer // both runs' output
@@ -770,7 +775,11 @@ func newServer(t *testing.T, bin, outDir string) *server {
 	if err := l.Close(); err != nil {
 		t.Fatalf("free port %s: %v", addr, err)
 	}
-	s := &server{t: t, bin: bin, dataDir: t.TempDir(), addr: addr, logPath: filepath.Join(outDir, "server.log")}
+	env := append(apptest.CleanEnv(), serverEnv...)
+	if apptest.RealRedis() {
+		env = append(env, "AURORA_REDIS_URL="+apptest.RedisURL(t))
+	}
+	s := &server{t: t, bin: bin, dataDir: t.TempDir(), addr: addr, logPath: filepath.Join(outDir, "server.log"), env: env}
 	t.Cleanup(func() {
 		s.kill()
 		s.mu.Lock()
@@ -794,7 +803,7 @@ func (s *server) Write(p []byte) (int, error) {
 func (s *server) start(ctx context.Context) {
 	s.t.Helper()
 	cmd := exec.Command(s.bin, "serve", "--http-addr", s.addr, "--data-dir", s.dataDir)
-	cmd.Env = append(apptest.CleanEnv(), serverEnv...)
+	cmd.Env = s.env
 	cmd.Stdout = s
 	cmd.Stderr = s
 	if err := cmd.Start(); err != nil {
