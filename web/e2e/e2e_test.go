@@ -171,11 +171,11 @@ func TestBrowserChat(t *testing.T) {
 	carol.join("history")
 	const pages = 70 // more than one page of 50
 	for i := 1; i <= pages; i++ {
-		carol.send("history", fmt.Sprintf("old message %02d", i))
+		carol.send("history", historyText(i))
 	}
 	bob.do(chromedp.SendKeys(chromedp.ID("join-room"), "history\n"))
 	bob.waitFor("the newest page of history", `document.querySelectorAll('#messages li[data-id]').length === 50 && document.querySelector('#history-status button') !== null`)
-	bob.check("the newest page is the newest 50", `document.querySelector('#messages li[data-id]:last-child .msg-body').textContent === "old message 70" && document.querySelector('#messages li[data-id] .msg-body').textContent === "old message 21"`)
+	bob.check("the newest page is the newest 50", `document.querySelector('#messages li[data-id]:last-child .msg-body').textContent === `+jsString(historyText(pages))+` && document.querySelector('#messages li[data-id] .msg-body').textContent === `+jsString(historyText(pages-49)))
 	bob.waitFor("carol in the member list", membersAre("bob", "carol"))
 	evaluate[chromedp.Void](bob, `document.getElementById('scroller').scrollTop = 0`)
 	bob.waitFor("the older page", `document.querySelectorAll('#messages li[data-id]').length === `+fmt.Sprint(pages)+` && document.getElementById('history-status').textContent === "This is the beginning of #history."`)
@@ -192,6 +192,35 @@ func TestBrowserChat(t *testing.T) {
 	bob.waitFor("the bottom", `(() => { const s = document.getElementById('scroller'); return document.getElementById('new-pill').hidden && s.scrollHeight - s.scrollTop - s.clientHeight < 50; })()`)
 	carol.close()
 	bob.waitFor("carol going offline", membersAre("bob"))
+
+	// --- resizing: at the bottom stays at the bottom, reading stays put ---------------
+	// The history's lines wrap at 360 px, so narrowing the window makes the
+	// list much taller while the scroll position, left alone, would stay put.
+	bob.scrollToBottom()
+	bob.settle()
+	bob.check("a list longer than the view, at its bottom", `document.getElementById('scroller').scrollHeight > 2 * document.getElementById('scroller').clientHeight && `+atListBottom)
+	wide := evaluate[float64](bob, scrollHeight)
+	bob.do(chromedp.EmulateViewport(360, 740))
+	bob.waitFor("the history rewrapped at 360 px", fmt.Sprintf(`%s > %f`, scrollHeight, wide+1000))
+	bob.settle()
+	bob.check("still at the bottom at 360 px, the newest message in view", atListBottom+` && document.querySelector('#messages li:last-child .msg-body').textContent === "anyone reading?"`)
+	narrow := evaluate[float64](bob, scrollHeight)
+	bob.do(chromedp.EmulateViewport(1280, 800))
+	bob.waitFor("the history unwrapped at 1280 px", fmt.Sprintf(`%s < %f`, scrollHeight, narrow-1000))
+	bob.settle()
+	bob.check("still at the bottom at 1280 px", atListBottom)
+	// Scrolled up to read: no pull to the bottom, the message read stays put.
+	reading := `[...document.querySelectorAll('#messages li[data-id]')].find(li => li.querySelector('.msg-body').textContent === ` + jsString(historyText(20)) + `)`
+	readingTop := `(` + reading + `.getBoundingClientRect().top - document.getElementById('scroller').getBoundingClientRect().top)`
+	evaluate[chromedp.Void](bob, reading+`.scrollIntoView({ block: "start" })`)
+	bob.settle()
+	before := evaluate[float64](bob, readingTop)
+	bob.do(chromedp.EmulateViewport(360, 740))
+	bob.waitFor("the history rewrapped at 360 px", fmt.Sprintf(`%s > %f`, scrollHeight, wide+1000))
+	bob.settle()
+	bob.check("not pulled to the bottom", `(() => { const s = document.getElementById('scroller'); return s.scrollHeight - s.scrollTop - s.clientHeight > 1000; })()`)
+	bob.check("the message read where it was", fmt.Sprintf(`Math.abs(%s - %f) <= 2`, readingTop, before))
+	bob.do(chromedp.EmulateViewport(1280, 800))
 	bob.switchRoom("general")
 
 	// The character counter near the 4000 limit.
@@ -471,6 +500,19 @@ func (u *user) switchRoom(room string) {
 	u.waitFor("room "+room, `document.getElementById('room-title').textContent === `+jsString(room))
 }
 
+// settle waits two animation frames: by then the page has handled the
+// layout of the last change (resize observers run after layout in a frame,
+// scroll events at the start of the next).
+func (u *user) settle() {
+	u.t.Helper()
+	ctx, cancel := context.WithTimeout(u.ctx, stepTimeout)
+	defer cancel()
+	_, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(() => resolve(true))))`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		u.fail("waiting two animation frames: %v", err)
+	}
+}
+
 func (u *user) scrollToBottom() {
 	u.t.Helper()
 	evaluate[chromedp.Void](u, `(() => { const s = document.getElementById('scroller'); s.scrollTop = s.scrollHeight; })()`)
@@ -526,6 +568,19 @@ func jsString(s string) string {
 	b, _ := json.Marshal(s) // a string always encodes
 	return string(b)
 }
+
+// historyText is the i-th message of the history room: long enough to wrap
+// at 360 px, not at 1280 px.
+func historyText(i int) string {
+	return fmt.Sprintf("old message %02d, long enough to take a few lines on a phone's narrow screen", i)
+}
+
+const scrollHeight = `document.getElementById('scroller').scrollHeight`
+
+// atListBottom: the message list is scrolled to its end (within 2 px) and
+// its newest message is wholly in view.
+const atListBottom = `(() => { const s = document.getElementById('scroller'); const v = s.getBoundingClientRect(); const r = document.querySelector('#messages li:last-child').getBoundingClientRect();
+	return Math.abs(s.scrollHeight - s.scrollTop - s.clientHeight) <= 2 && r.top >= v.top && r.bottom <= v.bottom + 1; })()`
 
 func textIs(id, text string) string {
 	return `document.getElementById(` + jsString(id) + `).textContent === ` + jsString(text)

@@ -666,7 +666,7 @@ function insertConfirmed(room, msg) {
   room.order.splice(idx, 0, msg.id);
   if (!msg.synthetic) noteId(room, msg.id);
   if (room.name !== current) return;
-  const stick = atBottom() || (msg.userId === me().id && msg.state === 'sent' && idx === room.order.length - 1);
+  const stick = pinned || (msg.userId === me().id && msg.state === 'sent' && idx === room.order.length - 1);
   placeEl(room, msg, idx);
   afterInsert(stick, idx === room.order.length - 1);
 }
@@ -862,7 +862,7 @@ async function loadLatest(room) {
     const res = await authed((t) => api.history(t, room.name, { limit: PAGE }));
     if (gen !== room.historyGen || rooms.get(room.name) !== room) return;
     const first = !room.historyLoaded;
-    const stick = first || atBottom();
+    const stick = first || pinned;
     for (const f of res.messages || []) addMessage(room, f, { live: false });
     room.historyLoaded = true;
     if (first) room.hasMore = !!res.hasMore;
@@ -1219,9 +1219,70 @@ function atBottom() {
   return sc.scrollHeight - sc.scrollTop - sc.clientHeight <= AT_BOTTOM_PX;
 }
 
+// pinned: the reader is at the bottom of the list and follows it. Only a
+// move of the scroll position changes it (the reader scrolling, or our own
+// scrollToBottom); a change of layout alone (a resize rewrapping the text,
+// the composer growing) moves the bottom, not the reader. So after one a
+// pinned list is put back at its bottom, and an unpinned one keeps the
+// message the reader was at where it was on screen.
+let pinned = true;
+let lastScrollTop = 0;
+let reading = null; // unpinned: {el, top}, the first message in view and its offset
+
 function scrollToBottom() {
   ui.scroller.scrollTop = ui.scroller.scrollHeight;
+  lastScrollTop = ui.scroller.scrollTop;
+  pinned = true;
   ui.pill.hidden = true;
+}
+
+function onScroll() {
+  const sc = ui.scroller;
+  if (sc.scrollTop !== lastScrollTop) {
+    lastScrollTop = sc.scrollTop;
+    pinned = atBottom();
+    noteReading();
+  }
+  if (atBottom()) ui.pill.hidden = true;
+  const room = rooms.get(current);
+  if (room && sc.scrollTop < LOAD_OLDER_PX) loadOlder(room);
+}
+
+// noteReading remembers, for an unpinned list, the first message that
+// starts in view (or, when none does, the one filling the view).
+function noteReading() {
+  reading = null;
+  if (pinned) return;
+  const view = ui.scroller.getBoundingClientRect();
+  const items = ui.messages.children;
+  let lo = 0;
+  let hi = items.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (items[mid].getBoundingClientRect().top < view.top - 1) lo = mid + 1;
+    else hi = mid;
+  }
+  if (lo > 0 && (lo === items.length || items[lo].getBoundingClientRect().top >= view.bottom)) lo--;
+  if (lo < items.length) reading = { el: items[lo], top: items[lo].getBoundingClientRect().top - view.top };
+}
+
+// followResize runs whenever the size of the scroller or of what it holds
+// changes (a window resize, a rotated phone, text rewrapped at a new width,
+// the composer or the banner growing): a pinned list goes back to its
+// bottom, an unpinned one puts the message the reader was at back where it
+// was on screen.
+function followResize() {
+  if (ui.chatView.hidden) return;
+  if (pinned) {
+    scrollToBottom();
+    return;
+  }
+  if (!reading || !reading.el.isConnected) return;
+  const sc = ui.scroller;
+  const shift = reading.el.getBoundingClientRect().top - sc.getBoundingClientRect().top - reading.top;
+  if (Math.abs(shift) < 1) return;
+  sc.scrollTop += shift;
+  lastScrollTop = sc.scrollTop;
 }
 
 function announce(text) {
@@ -1374,11 +1435,9 @@ function wire() {
   ui.composer.addEventListener('submit', onComposerSubmit);
   ui.input.addEventListener('keydown', onComposerKey);
   ui.input.addEventListener('input', onInput);
-  ui.scroller.addEventListener('scroll', () => {
-    if (atBottom()) ui.pill.hidden = true;
-    const room = rooms.get(current);
-    if (room && ui.scroller.scrollTop < LOAD_OLDER_PX) loadOlder(room);
-  }, { passive: true });
+  ui.scroller.addEventListener('scroll', onScroll, { passive: true });
+  const resized = new ResizeObserver(followResize);
+  for (const el of [ui.scroller, ui.historyStatus, ui.messages]) resized.observe(el);
   ui.pill.addEventListener('click', () => {
     scrollToBottom();
     ui.input.focus();
