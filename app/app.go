@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -146,6 +147,7 @@ func (a *App) Run(ctx context.Context) error {
 	if startErr == nil {
 		a.ready.Store(true)
 		a.warnEmbedded()
+		a.warnNullOrigin()
 		h.Log.Info("aurora started", "roles", cfg.Roles, "addr", ln.Addr().String())
 		select {
 		case <-ctx.Done():
@@ -233,6 +235,15 @@ func (a *App) warnEmbedded() {
 	}
 	if len(embedded) > 0 {
 		h.Log.Warn("using embedded stores: " + strings.Join(embedded, ", "))
+	}
+}
+
+// warnNullOrigin says, in one WARN line, that Origin "null" is allowed:
+// fine for opening a page as a file in development, unsafe anywhere else.
+func (a *App) warnNullOrigin() {
+	h := a.host
+	if slices.Contains(h.Config.HTTP.CORSOrigins, NullOrigin) {
+		h.Log.Warn(`http.cors_origins allows Origin "null": pages opened as files and sandboxed pages of any site may call this server's API and WebSocket from a browser; list "null" in development only`)
 	}
 }
 

@@ -689,6 +689,65 @@ func TestCORS(t *testing.T) {
 	}
 }
 
+func TestCORSNullOrigin(t *testing.T) {
+	// A page opened as a file sends Origin: null: refused by default and
+	// with "*" (http(s) origins only), allowed when "null" is listed on its
+	// own, with a start-up warning that it is for development.
+	cases := []struct {
+		name    string
+		origins []string
+		allowed bool
+	}{
+		{"default", nil, false},
+		{"star", []string{"*"}, false},
+		{"other origin", []string{"http://localhost:8000"}, false},
+		{"null listed", []string{"null"}, true},
+		{"star and null", []string{"*", "null"}, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			role := routedRole(t)
+			cfg := testConfig(t, role)
+			cfg.HTTP.CORSOrigins = tc.origins
+			s := startApp(t, cfg)
+			api := s.url + "/api/" + role + "/echo"
+			hdr := map[string]string{"Origin": "null", "Access-Control-Request-Method": "POST",
+				"Access-Control-Request-Headers": "content-type"}
+
+			pre, body := do(t, http.MethodOptions, api, hdr)
+			get, _ := do(t, http.MethodGet, api, map[string]string{"Origin": "null"})
+			if tc.allowed {
+				if pre.StatusCode != http.StatusNoContent || pre.Header.Get("Access-Control-Allow-Origin") != "null" ||
+					!strings.Contains(pre.Header.Get("Access-Control-Allow-Headers"), "Content-Type") {
+					t.Fatalf("preflight: %d %v", pre.StatusCode, pre.Header)
+				}
+				if get.StatusCode != http.StatusOK || get.Header.Get("Access-Control-Allow-Origin") != "null" ||
+					!slices.Contains(get.Header.Values("Vary"), "Origin") {
+					t.Fatalf("GET: %d %v", get.StatusCode, get.Header)
+				}
+			} else {
+				var e map[string]string
+				if pre.StatusCode != http.StatusForbidden || json.Unmarshal(body, &e) != nil || len(e) != 1 || e["error"] != "origin not allowed" {
+					t.Fatalf("preflight: %d %q, want 403 {\"error\":\"origin not allowed\"}", pre.StatusCode, body)
+				}
+				if acao := pre.Header.Get("Access-Control-Allow-Origin"); acao != "" {
+					t.Fatalf("refused preflight granted %q", acao)
+				}
+				if get.StatusCode != http.StatusOK || get.Header.Get("Access-Control-Allow-Origin") != "" {
+					t.Fatalf("GET: %d, Access-Control-Allow-Origin %q, want no grant", get.StatusCode, get.Header.Get("Access-Control-Allow-Origin"))
+				}
+			}
+			if err := s.shutdown(); err != nil {
+				t.Fatal(err)
+			}
+			warned := strings.Contains(s.logs.String(), `level=WARN msg="http.cors_origins allows Origin \"null\"`)
+			if warned != tc.allowed {
+				t.Errorf("start-up warning about null logged = %v, want %v:\n%s", warned, tc.allowed, s.logs.String())
+			}
+		})
+	}
+}
+
 func TestRootServesPageAndHandsOffWebSockets(t *testing.T) {
 	role := uniq("ws")
 	app.Register(app.Registration{

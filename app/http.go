@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -138,13 +139,24 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
+// NullOrigin is the Origin a browser sends from a page opened as a file
+// (file://), a sandboxed frame or after some redirects. It is allowed only
+// when listed on its own in http.cors_origins ("*" does not cover it): any
+// page on the machine, or any sandboxed frame on the web, sends it too.
+const NullOrigin = "null"
+
 // OriginAllowed reports whether a browser Origin may talk to this server: it
-// is the server's own origin (same host as the request), or on allow, or
-// allow holds "*". A request without Origin (not a browser) is allowed.
+// is the server's own origin (same host as the request), or on allow, or an
+// http(s) origin while allow holds "*". Origin "null" is allowed only when
+// allow lists "null" itself. A request without Origin (not a browser) is
+// allowed.
 func OriginAllowed(r *http.Request, allow []string) bool {
 	origin := r.Header.Get("Origin")
 	if origin == "" {
 		return true
+	}
+	if origin == NullOrigin {
+		return slices.Contains(allow, NullOrigin)
 	}
 	u, err := url.Parse(origin)
 	if err != nil || u.Host == "" {
@@ -153,8 +165,9 @@ func OriginAllowed(r *http.Request, allow []string) bool {
 	if strings.EqualFold(u.Host, r.Host) {
 		return true
 	}
+	web := u.Scheme == "http" || u.Scheme == "https"
 	for _, a := range allow {
-		if a == "*" || strings.EqualFold(strings.TrimSuffix(a, "/"), origin) {
+		if (a == "*" && web) || strings.EqualFold(strings.TrimSuffix(a, "/"), origin) {
 			return true
 		}
 	}

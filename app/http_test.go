@@ -34,6 +34,14 @@ func TestOriginAllowed(t *testing.T) {
 		{"chat.example:8080", "http://app.example", []string{"https://app.example"}, false},
 		{"chat.example:8080", "https://anyone.example", []string{"*"}, true},
 		{"chat.example:8080", "null", []string{"https://app.example"}, false},
+		{"chat.example:8080", "null", nil, false},
+		{"chat.example:8080", "null", []string{"*"}, false}, // "*" is http(s) origins only
+		{"chat.example:8080", "null", []string{"null"}, true},
+		{"chat.example:8080", "null", []string{"*", "null"}, true},
+		{"chat.example:8080", "https://anyone.example", []string{"null"}, false},
+		{"chat.example:8080", "http://localhost:8000", []string{"*"}, true},
+		{"chat.example:8080", "chrome-extension://abcdef", []string{"*"}, false},
+		{"chat.example:8080", "chrome-extension://abcdef", []string{"chrome-extension://abcdef"}, true},
 		{"chat.example:8080", "%zz", []string{"*"}, false},
 	}
 	for _, tc := range cases {

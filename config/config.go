@@ -41,8 +41,11 @@ type Config struct {
 // HTTP configures the one listener of the process.
 type HTTP struct {
 	Addr string `mapstructure:"addr"`
-	// CORSOrigins lists browser origins allowed besides the server's own
-	// ("*" allows any). It also serves as the WebSocket Origin allow-list.
+	// CORSOrigins lists browser origins allowed besides the server's own:
+	// "scheme://host[:port]" entries, "*" for any http(s) origin, and
+	// "null" (listed on its own, "*" does not cover it) for pages opened as
+	// files, unsafe outside development. It also serves as the WebSocket
+	// Origin allow-list.
 	CORSOrigins []string `mapstructure:"cors_origins"`
 	// DrainTimeout bounds a graceful stop: every module must be stopped by then.
 	DrainTimeout time.Duration `mapstructure:"drain_timeout"`
@@ -281,6 +284,11 @@ func (c *Config) Validate() error {
 	if c.HTTP.ShutdownDelay < 0 {
 		bad("http.shutdown_delay", "must not be negative")
 	}
+	for _, o := range c.HTTP.CORSOrigins {
+		if err := checkOrigin(o); err != nil {
+			bad("http.cors_origins", "%q %v", o, err)
+		}
+	}
 	switch strings.ToLower(c.Log.Level) {
 	case "debug", "info", "warn", "warning", "error":
 	default:
@@ -352,6 +360,30 @@ func (c *Config) Validate() error {
 		bad("ingest.batch_size", "must be between 1 and 1000")
 	}
 	return errors.Join(errs...)
+}
+
+// checkOrigin accepts one http.cors_origins entry: "*", "null", or an
+// origin "scheme://host[:port]" (a trailing "/" is tolerated). Anything else
+// could never equal a browser's Origin header.
+func checkOrigin(o string) error {
+	switch o {
+	case "*", "null":
+		return nil
+	}
+	if strings.EqualFold(o, "null") {
+		return errors.New(`must be "null" in lower case, as browsers send it`)
+	}
+	u, err := url.Parse(o)
+	if err != nil || u.Scheme == "" || u.Host == "" || u.Opaque != "" {
+		return errors.New(`is not an origin like https://chat.example.com, "*" or "null"`)
+	}
+	if u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(o, "?") || strings.HasSuffix(o, "#") {
+		return errors.New("must be only scheme://host[:port], without user, path, query or fragment")
+	}
+	if strings.Contains(u.Host, "*") {
+		return errors.New(`wildcards are not supported inside an origin; list each origin, or "*" for all`)
+	}
+	return nil
 }
 
 func isValidRole(r string) bool {

@@ -348,6 +348,14 @@ func TestInvalidValues(t *testing.T) {
 		{"AURORA_INGEST_CLAIM_IDLE", "0s", "ingest.claim_idle"},
 		{"AURORA_INGEST_MAX_DELIVERIES", "0", "ingest.max_deliveries"},
 		{"AURORA_INGEST_KEEP_RECENT", "0", "ingest.keep_recent"},
+		{"AURORA_HTTP_CORS_ORIGINS", "localhost:8000", "http.cors_origins"},
+		{"AURORA_HTTP_CORS_ORIGINS", "http://localhost:8000/index.html", "http.cors_origins"},
+		{"AURORA_HTTP_CORS_ORIGINS", "https://app.example?x=1", "http.cors_origins"},
+		{"AURORA_HTTP_CORS_ORIGINS", "https://user@app.example", "http.cors_origins"},
+		{"AURORA_HTTP_CORS_ORIGINS", "https://*.example.com", "http.cors_origins"},
+		{"AURORA_HTTP_CORS_ORIGINS", "*.example.com", "http.cors_origins"},
+		{"AURORA_HTTP_CORS_ORIGINS", "NULL", "http.cors_origins"},
+		{"AURORA_HTTP_CORS_ORIGINS", "https://ok.example,file://", "http.cors_origins"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.env+"="+tc.value, func(t *testing.T) {
@@ -393,6 +401,12 @@ func TestValidEdgeValues(t *testing.T) {
 		{"AURORA_AUTH_BCRYPT_COST", "4"},
 		{"AURORA_INGEST_BATCH_SIZE", "1000"},
 		{"AURORA_CHAT_DEDUPE_WINDOW", "10m"},
+		{"AURORA_HTTP_CORS_ORIGINS", "null"},
+		{"AURORA_HTTP_CORS_ORIGINS", "*,null"},
+		{"AURORA_HTTP_CORS_ORIGINS", "http://localhost:8000,null"},
+		{"AURORA_HTTP_CORS_ORIGINS", "https://app.example/"},
+		{"AURORA_HTTP_CORS_ORIGINS", "http://[::1]:8000"},
+		{"AURORA_HTTP_CORS_ORIGINS", "chrome-extension://abcdef"},
 	} {
 		if _, err := load("", nil, env(tc.env, tc.value)); err != nil {
 			t.Errorf("%s=%s rejected: %v", tc.env, tc.value, err)

@@ -109,6 +109,49 @@ func TestRefusedBeforeUpgrade(t *testing.T) {
 	})
 }
 
+func TestNullOriginUpgrade(t *testing.T) {
+	// A page opened as a file sends Origin: null. It is refused unless
+	// http.cors_origins lists "null" itself; "*" means http(s) origins only.
+	cases := []struct {
+		name    string
+		origins []string
+		status  int
+	}{
+		{"default", nil, http.StatusForbidden},
+		{"star", []string{"*"}, http.StatusForbidden},
+		{"other origins", []string{"https://chat.example.com"}, http.StatusForbidden},
+		{"null listed", []string{"null"}, 0},
+		{"star and null", []string{"*", "null"}, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := chatConfig(t)
+			cfg.HTTP.CORSOrigins = tc.origins
+			s := startChat(t, cfg)
+			for _, path := range []string{"/ws", "/"} { // Aurora's path and AuroraChat's
+				status, msg := s.dialStatus(path+"?token="+url.QueryEscape(s.token("u1", "alice")), http.Header{"Origin": {"null"}})
+				if status != tc.status {
+					t.Fatalf("%s: status %d (%q), want %d", path, status, msg, tc.status)
+				}
+				if status == http.StatusForbidden && msg != "origin not allowed" {
+					t.Errorf("%s: error %q", path, msg)
+				}
+			}
+			if tc.status == 0 {
+				c := s.dialRaw("/?token="+url.QueryEscape(s.token("u1", "alice")),
+					&websocket.DialOptions{HTTPHeader: http.Header{"Origin": {"null"}}})
+				if w := c.read(); w["type"] != "welcome" {
+					t.Fatalf("first frame = %v", w)
+				}
+				c.send(map[string]any{"text": "from a file"})
+				if ack := c.next("ack", "message"); ack["room"] != "general" {
+					t.Errorf("ack = %v", ack)
+				}
+			}
+		})
+	}
+}
+
 func TestConnectionCapAcrossReplicas(t *testing.T) {
 	cfg := chatConfig(t)
 	cfg.Chat.MaxConnsPerUser = 2
