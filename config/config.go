@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,6 +21,8 @@ import (
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
+
+	"github.com/auroradev/aurora/app/bus"
 )
 
 // Config is the whole configuration of one aurora process. Every role reads
@@ -97,6 +100,11 @@ type Chat struct {
 	PresenceInterval   time.Duration `mapstructure:"presence_interval"`
 	PresenceMaxMembers int           `mapstructure:"presence_max_members"`
 	DedupeWindow       time.Duration `mapstructure:"dedupe_window"`
+	// RoomsAllowed, when not empty, confines users to these rooms: a join,
+	// message, typing or history request for any other room is refused as
+	// an invalid room. Set it to [general] while AuroraChat chat-services
+	// share the Redis (their fan-out crashes on rooms they never saw).
+	RoomsAllowed []string `mapstructure:"rooms_allowed"`
 }
 
 // Ingest configures the stream-to-store pipeline.
@@ -109,6 +117,10 @@ type Ingest struct {
 	// reconnect recovery before they are trimmed.
 	KeepRecent int `mapstructure:"keep_recent"`
 }
+
+// generalRoom is the room every chat connection joins on connect, as in
+// AuroraChat; chat.rooms_allowed must keep it.
+const generalRoom = "general"
 
 // ValidRoles are the roles `serve --roles` accepts.
 var ValidRoles = []string{"auth", "chat", "ingest"}
@@ -355,6 +367,14 @@ func (c *Config) Validate() error {
 	}
 	if c.Chat.DedupeWindow > 0 && c.Chat.DedupeWindow < 10*time.Minute {
 		bad("chat.dedupe_window", "must be at least 10m (clients may resend for that long)")
+	}
+	for _, r := range c.Chat.RoomsAllowed {
+		if !bus.ValidRoom(r) {
+			bad("chat.rooms_allowed", "%q is not a room name (1-64 of a-z, 0-9, _ and -)", r)
+		}
+	}
+	if len(c.Chat.RoomsAllowed) > 0 && !slices.Contains(c.Chat.RoomsAllowed, generalRoom) {
+		bad("chat.rooms_allowed", "must include %s, the room every connection joins (or be empty for no restriction)", generalRoom)
 	}
 	if c.Ingest.BatchSize < 1 || c.Ingest.BatchSize > 1000 {
 		bad("ingest.batch_size", "must be between 1 and 1000")

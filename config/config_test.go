@@ -180,6 +180,25 @@ func TestEnvLists(t *testing.T) {
 	if !reflect.DeepEqual(c.Roles, []string{"chat"}) || !reflect.DeepEqual(c.HTTP.CORSOrigins, []string{"*"}) {
 		t.Errorf("file lists: roles %q cors %q", c.Roles, c.HTTP.CORSOrigins)
 	}
+
+	// The migration example of docs/migrations.md, both ways.
+	c = mustLoad(t, "", nil, env(
+		"AURORA_HTTP_CORS_ORIGINS", "http://localhost:8000,null",
+		"AURORA_CHAT_ROOMS_ALLOWED", "general",
+	))
+	if !reflect.DeepEqual(c.HTTP.CORSOrigins, []string{"http://localhost:8000", "null"}) ||
+		!reflect.DeepEqual(c.Chat.RoomsAllowed, []string{"general"}) {
+		t.Errorf("env: cors %q rooms %q", c.HTTP.CORSOrigins, c.Chat.RoomsAllowed)
+	}
+	c = mustLoad(t, writeFile(t, "http:\n  cors_origins: [\"http://localhost:8000\", \"null\"]\nchat:\n  rooms_allowed: [general]\n"), nil, env())
+	if !reflect.DeepEqual(c.HTTP.CORSOrigins, []string{"http://localhost:8000", "null"}) ||
+		!reflect.DeepEqual(c.Chat.RoomsAllowed, []string{"general"}) {
+		t.Errorf("file: cors %q rooms %q", c.HTTP.CORSOrigins, c.Chat.RoomsAllowed)
+	}
+	// No rooms_allowed means every room.
+	if c := mustLoad(t, "", nil, env()); len(c.Chat.RoomsAllowed) != 0 {
+		t.Errorf("default rooms_allowed = %q", c.Chat.RoomsAllowed)
+	}
 }
 
 func TestAuroraChatEnv(t *testing.T) {
@@ -307,6 +326,9 @@ func TestExampleFileMatchesDefaults(t *testing.T) {
 	if len(c.HTTP.CORSOrigins) == 0 && len(def.HTTP.CORSOrigins) == 0 {
 		c.HTTP.CORSOrigins = def.HTTP.CORSOrigins
 	}
+	if len(c.Chat.RoomsAllowed) == 0 && len(def.Chat.RoomsAllowed) == 0 {
+		c.Chat.RoomsAllowed = def.Chat.RoomsAllowed
+	}
 	if !reflect.DeepEqual(*c, def) {
 		t.Fatalf("aurora.example.yaml differs from Default():\n got %+v\nwant %+v", *c, def)
 	}
@@ -356,6 +378,8 @@ func TestInvalidValues(t *testing.T) {
 		{"AURORA_HTTP_CORS_ORIGINS", "*.example.com", "http.cors_origins"},
 		{"AURORA_HTTP_CORS_ORIGINS", "NULL", "http.cors_origins"},
 		{"AURORA_HTTP_CORS_ORIGINS", "https://ok.example,file://", "http.cors_origins"},
+		{"AURORA_CHAT_ROOMS_ALLOWED", "general,Dev", "chat.rooms_allowed"},
+		{"AURORA_CHAT_ROOMS_ALLOWED", "dev", "chat.rooms_allowed"}, // without general
 	}
 	for _, tc := range cases {
 		t.Run(tc.env+"="+tc.value, func(t *testing.T) {
@@ -407,6 +431,7 @@ func TestValidEdgeValues(t *testing.T) {
 		{"AURORA_HTTP_CORS_ORIGINS", "https://app.example/"},
 		{"AURORA_HTTP_CORS_ORIGINS", "http://[::1]:8000"},
 		{"AURORA_HTTP_CORS_ORIGINS", "chrome-extension://abcdef"},
+		{"AURORA_CHAT_ROOMS_ALLOWED", "general"},
 	} {
 		if _, err := load("", nil, env(tc.env, tc.value)); err != nil {
 			t.Errorf("%s=%s rejected: %v", tc.env, tc.value, err)

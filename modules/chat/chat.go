@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -65,6 +66,7 @@ type historyReader interface {
 type gateway struct {
 	cfg       config.Chat
 	origins   []string
+	rooms     []string // chat.rooms_allowed: when not empty, the only rooms served
 	log       *slog.Logger
 	redis     rueidis.Client
 	tokens    *token.Issuer
@@ -94,6 +96,7 @@ func newModule(_ context.Context, h *app.Host) (app.Module, error) {
 	g := &gateway{
 		cfg:       cfg,
 		origins:   h.Config.HTTP.CORSOrigins,
+		rooms:     cfg.RoomsAllowed,
 		log:       log,
 		redis:     h.Redis,
 		tokens:    h.Tokens,
@@ -108,6 +111,7 @@ func newModule(_ context.Context, h *app.Host) (app.Module, error) {
 		return nil, fmt.Errorf("register chat metrics: %w", err)
 	}
 	hist := history.New(h.Store, h.Redis, log.With("part", "history"))
+	hist.Rooms = cfg.RoomsAllowed
 	g.history = hist
 	g.init()
 
@@ -224,6 +228,10 @@ func (g *gateway) servePresence(w http.ResponseWriter, r *http.Request) {
 		app.WriteError(w, http.StatusBadRequest, "invalid room name: want 1-64 of a-z, 0-9, _ and -")
 		return
 	}
+	if !g.roomAllowed(room) {
+		app.WriteError(w, http.StatusBadRequest, g.roomRefusal(room))
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), redisTimeout)
 	defer cancel()
 	members, err := g.presence.Members(ctx, room)
@@ -236,6 +244,18 @@ func (g *gateway) servePresence(w http.ResponseWriter, r *http.Request) {
 		members = []presence.Member{}
 	}
 	app.WriteJSON(w, http.StatusOK, map[string]any{"members": members, "count": len(members)})
+}
+
+// roomAllowed reports whether chat.rooms_allowed lets users into room (an
+// empty list lets them into every room).
+func (g *gateway) roomAllowed(room string) bool {
+	return len(g.rooms) == 0 || slices.Contains(g.rooms, room)
+}
+
+// roomRefusal is the human part of refusing a room chat.rooms_allowed
+// keeps closed.
+func (g *gateway) roomRefusal(room string) string {
+	return history.RoomRefusal(room, g.rooms)
 }
 
 // redisTimeout bounds every Redis call made for a client request.

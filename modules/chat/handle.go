@@ -99,6 +99,10 @@ func (c *conn) room(in inbound, clientID string) (string, bool) {
 		c.fail(codeInvalidRoom, "room names are 1-64 of a-z, 0-9, _ and -", clientID)
 		return "", false
 	}
+	if !c.g.roomAllowed(room) {
+		c.fail(codeInvalidRoom, c.g.roomRefusal(room), clientID)
+		return "", false
+	}
 	return room, true
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/auroradev/aurora/app/bus"
@@ -191,5 +192,97 @@ func awaitPresence(c *client, room, user, status string) {
 		if f["room"] == room && f["user"] == user && f["status"] == status {
 			return
 		}
+	}
+}
+
+func TestRoomsAllowedConfinesUsers(t *testing.T) {
+	cfg := chatConfig(t)
+	cfg.Chat.RoomsAllowed = []string{"general", "lobby"}
+	s := startChat(t, cfg)
+	alice := s.dial("u1", "alice") // welcome: general is allowed
+	bob := s.dial("u2", "bob")
+
+	// Every frame naming a room outside the list is refused as invalid_room,
+	// the clientId echoed and the message naming the setting.
+	for _, raw := range []string{
+		`{"type":"join","room":"dev","clientId":"j1"}`,
+		`{"type":"join","room":"dev","since":"0-0","clientId":"j2"}`,
+		`{"type":"message","room":"dev","text":"hi","clientId":"m1"}`,
+		`{"type":"typing","room":"dev","isTyping":true,"clientId":"t1"}`,
+		`{"type":"leave","room":"dev","clientId":"l1"}`,
+	} {
+		alice.sendRaw([]byte(raw))
+		f := alice.next("error")
+		var in map[string]any
+		_ = json.Unmarshal([]byte(raw), &in)
+		msg, _ := f["message"].(string)
+		if f["code"] != codeInvalidRoom || f["clientId"] != in["clientId"] || !strings.Contains(msg, "chat.rooms_allowed") {
+			t.Errorf("%s: got %v, want invalid_room naming chat.rooms_allowed", raw, f)
+		}
+	}
+	// A bad name is still refused for its name.
+	if code, _ := alice.errorCode(`{"type":"join","room":"Bad!"}`); code != codeInvalidRoom {
+		t.Errorf("bad room name: %s", code)
+	}
+
+	// The listed rooms work as usual, the AuroraChat form included.
+	if f := alice.join("lobby"); f["room"] != "lobby" {
+		t.Errorf("joined = %v", f)
+	}
+	alice.msg("lobby", "in lobby", "ok1")
+	alice.send(map[string]any{"text": "hi from the old form"})
+	if f := bob.next("message"); f["room"] != "general" || f["text"] != "hi from the old form" {
+		t.Errorf("bob got %v", f)
+	}
+	alice.next("ack", "message")
+
+	// Nothing reached Redis for dev: no stream entry, so no chat.dev publish
+	// for an AuroraChat chat-service to trip over either.
+	entries, err := do(t, s.redis, "XRANGE", bus.Stream, "-", "+").AsXRange()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.FieldValues[bus.FieldRoomID] == "dev" {
+			t.Errorf("a refused message was queued: %v", e)
+		}
+	}
+
+	// The HTTP APIs refuse the room the same way: 400 {"error"}, after the
+	// token check.
+	tok := s.token("u2", "bob")
+	get := func(path, tok string) (int, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, s.URL+path, nil)
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		return resp.StatusCode, body
+	}
+	for _, path := range []string{"/api/rooms/dev/messages", "/api/rooms/dev/messages?limit=5", "/api/rooms/dev/presence"} {
+		status, body := get(path, tok)
+		msg, _ := body["error"].(string)
+		if status != http.StatusBadRequest || len(body) != 1 || !strings.Contains(msg, "chat.rooms_allowed") {
+			t.Errorf("GET %s: %d %v, want 400 naming chat.rooms_allowed", path, status, body)
+		}
+		if status, body := get(path, ""); status != http.StatusUnauthorized || body["error"] == nil {
+			t.Errorf("GET %s without token: %d %v, want 401", path, status, body)
+		}
+	}
+	status, body := get("/api/rooms/lobby/messages", tok)
+	if msgs, _ := body["messages"].([]any); status != http.StatusOK || len(msgs) != 1 {
+		t.Errorf("history of lobby: %d %v", status, body)
+	}
+	if status, body := get("/api/rooms/general/presence", tok); status != http.StatusOK {
+		t.Errorf("presence of general: %d %v", status, body)
 	}
 }

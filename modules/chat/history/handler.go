@@ -3,9 +3,12 @@ package history
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/auroradev/aurora/app"
 	"github.com/auroradev/aurora/app/bus"
@@ -28,8 +31,8 @@ type response struct {
 //	neither        the newest messages, newest first
 //
 // Both bounds are exclusive. The answer is 200 {"messages": [...],
-// "hasMore": bool}; a bad parameter is 400 naming it, a missing or bad token
-// 401, an unreachable store or Redis 503.
+// "hasMore": bool}; a bad parameter, or a room outside s.Rooms, is 400
+// naming it, a missing or bad token 401, an unreachable store or Redis 503.
 func (s *Service) Handler(verify func(*http.Request) (token.Claims, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		log := app.Logger(r.Context(), s.log)
@@ -42,7 +45,7 @@ func (s *Service) Handler(verify func(*http.Request) (token.Claims, error)) http
 			app.WriteError(w, http.StatusUnauthorized, msg)
 			return
 		}
-		q, err := parseQuery(r)
+		q, err := parseQuery(r, s.Rooms)
 		if err != nil {
 			app.WriteError(w, http.StatusBadRequest, err.Error())
 			return
@@ -63,6 +66,12 @@ func (s *Service) Handler(verify func(*http.Request) (token.Claims, error)) http
 	})
 }
 
+// RoomRefusal is the message refusing room because chat.rooms_allowed
+// (rooms) does not list it; the WebSocket and the HTTP APIs say the same.
+func RoomRefusal(room string, rooms []string) string {
+	return fmt.Sprintf("room %s is not open on this server (chat.rooms_allowed: %s)", room, strings.Join(rooms, ", "))
+}
+
 // query is a validated history request.
 type query struct {
 	room          string
@@ -70,13 +79,17 @@ type query struct {
 	before, after *bus.ID
 }
 
-// parseQuery validates the room and the query parameters; its errors are
-// the 400 messages, each naming the parameter. An empty parameter counts as
-// absent, so a client may send "before=" when it has no cursor.
-func parseQuery(r *http.Request) (query, error) {
+// parseQuery validates the room (a name, and on rooms unless that is empty)
+// and the query parameters; its errors are the 400 messages, each naming
+// the parameter. An empty parameter counts as absent, so a client may send
+// "before=" when it has no cursor.
+func parseQuery(r *http.Request, rooms []string) (query, error) {
 	q := query{room: r.PathValue("room"), limit: DefaultLimit}
 	if !bus.ValidRoom(q.room) {
 		return q, errors.New("room must be 1-64 characters of a-z, 0-9, _ and -")
+	}
+	if len(rooms) > 0 && !slices.Contains(rooms, q.room) {
+		return q, errors.New(RoomRefusal(q.room, rooms))
 	}
 	v, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {

@@ -43,6 +43,9 @@ type Service struct {
 	// client must get its 503 rather than wait with it. Set it before
 	// serving; New sets DefaultTimeout, zero means no bound.
 	Timeout time.Duration
+	// Rooms, when not empty, are the only rooms the history API serves
+	// (chat.rooms_allowed); any other is answered 400. Set it before serving.
+	Rooms []string
 
 	store store.Store
 	redis rueidis.Client
