@@ -11,9 +11,9 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/rueidis"
 
+	"github.com/auroradev/aurora/app/embeddedredis"
 	"github.com/auroradev/aurora/app/store"
 	"github.com/auroradev/aurora/app/store/mongostore"
 	"github.com/auroradev/aurora/app/store/sqlitestore"
@@ -62,16 +62,23 @@ func (m funcModule) Check(ctx context.Context) error {
 }
 
 func newRedisModule(ctx context.Context, h *Host) (Module, error) {
-	var embedded *miniredis.Miniredis
+	var embedded *embeddedredis.Server
+	var removeRuntime func()
 	url := h.Config.Redis.URL
 	var opt rueidis.ClientOption
 	if url == "" {
 		var err error
-		embedded, err = StartEmbeddedRedis("127.0.0.1:0")
+		embedded, err = embeddedredis.Start("127.0.0.1:0", embeddedredis.Options{})
 		if err != nil {
 			return nil, err
 		}
-		opt = EmbeddedRedisOptions(embedded.Addr())
+		// Operator commands on this data dir find the Redis through this file.
+		removeRuntime, err = embedded.WriteRuntime(h.Config.DataDir)
+		if err != nil {
+			embedded.Close()
+			return nil, err
+		}
+		opt = embedded.ClientOptions()
 		h.RedisEmbedded = true
 	} else {
 		var err error
@@ -80,20 +87,22 @@ func newRedisModule(ctx context.Context, h *Host) (Module, error) {
 			return nil, err
 		}
 	}
-	client, err := rueidis.NewClient(opt)
-	if err != nil {
+	closeEmbedded := func() {
 		if embedded != nil {
+			removeRuntime()
 			embedded.Close()
 		}
+	}
+	client, err := rueidis.NewClient(opt)
+	if err != nil {
+		closeEmbedded()
 		return nil, fmt.Errorf("connect to redis: %w", err)
 	}
 	h.Redis = client
 	return funcModule{
 		stop: func(context.Context) error {
 			client.Close()
-			if embedded != nil {
-				embedded.Close()
-			}
+			closeEmbedded()
 			return nil
 		},
 		check: func(ctx context.Context) error {
@@ -116,26 +125,6 @@ func RedisOptions(url string) (rueidis.ClientOption, error) {
 		opt.ForceSingleClient = true
 	}
 	return opt, nil
-}
-
-// EmbeddedRedisOptions returns client options for the in-process Redis,
-// which speaks RESP2 only and has no client-side caching.
-func EmbeddedRedisOptions(addr string) rueidis.ClientOption {
-	return rueidis.ClientOption{
-		InitAddress:       []string{addr},
-		DisableCache:      true,
-		ForceSingleClient: true,
-		AlwaysRESP2:       true,
-	}
-}
-
-// StartEmbeddedRedis starts an in-process Redis (miniredis) on addr.
-func StartEmbeddedRedis(addr string) (*miniredis.Miniredis, error) {
-	m := miniredis.NewMiniRedis()
-	if err := m.StartAddr(addr); err != nil {
-		return nil, fmt.Errorf("start embedded redis on %s: %w", addr, err)
-	}
-	return m, nil
 }
 
 // OpenStore opens the configured store: MongoDB when mongo.url is set, else

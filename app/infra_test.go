@@ -176,20 +176,5 @@ func TestRedisOptions(t *testing.T) {
 	if _, err := app.RedisOptions("http://nope"); err == nil || !strings.Contains(err.Error(), "redis.url") {
 		t.Errorf("bad URL: %v, want an error naming redis.url", err)
 	}
-
-	emb := app.EmbeddedRedisOptions("127.0.0.1:1")
-	if !emb.DisableCache || !emb.ForceSingleClient || !emb.AlwaysRESP2 || emb.InitAddress[0] != "127.0.0.1:1" {
-		t.Errorf("embedded options %+v", emb)
-	}
 }
 
-func TestEmbeddedRedisBusyAddress(t *testing.T) {
-	m, err := app.StartEmbeddedRedis("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	if _, err := app.StartEmbeddedRedis(m.Addr()); err == nil || !strings.Contains(err.Error(), m.Addr()) {
-		t.Fatalf("second embedded redis on a busy address: %v", err)
-	}
-}

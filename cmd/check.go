@@ -11,6 +11,7 @@ import (
 
 	"github.com/auroradev/aurora/app"
 	"github.com/auroradev/aurora/app/bus"
+	"github.com/auroradev/aurora/app/embeddedredis"
 )
 
 // checkResult is one line of `aurora check`.
@@ -47,7 +48,13 @@ func newCheckCmd(o *options) *cobra.Command {
 			add("config", nil, fmt.Sprintf("roles %v, data dir %s", cfg.Roles, cfg.DataDir))
 
 			if cfg.Redis.URL == "" {
-				add("redis", nil, "embedded (in-process; starts with `aurora serve`, keeps nothing across restarts)")
+				// serve starts its own embedded Redis, so none running is
+				// no failure; one that is running must answer.
+				if rt, err := embeddedredis.ReadRuntime(cfg.DataDir); err != nil {
+					add("redis", nil, "embedded (in-process; starts with `aurora serve`, keeps nothing across restarts); none running on this data dir")
+				} else {
+					add("redis", checkRedis(ctx, rt.URL), fmt.Sprintf("embedded, in the aurora serve running on this data dir (pid %d) at %s", rt.PID, rt.Addr))
+				}
 			} else {
 				add("redis", checkRedis(ctx, cfg.Redis.URL), "reachable at "+cfg.Masked().Redis.URL)
 			}

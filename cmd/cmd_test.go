@@ -195,15 +195,15 @@ func TestDevRedis(t *testing.T) {
 	if err != nil {
 		t.Fatalf("dev redis printed nothing: %v (stderr %q)", err, stderr.String())
 	}
-	// "embedded Redis listening on redis://127.0.0.1:NNNN?protocol=2 ..."
+	// "embedded Redis listening on redis://:PASSWORD@127.0.0.1:NNNN?protocol=2 ..."
 	var url string
 	for _, f := range strings.Fields(line) {
 		if strings.HasPrefix(f, "redis://") {
 			url = f
 		}
 	}
-	if url == "" || !strings.HasSuffix(url, "?protocol=2") {
-		t.Fatalf("no redis URL in %q", line)
+	if url == "" || !strings.HasSuffix(url, "?protocol=2") || !strings.HasPrefix(url, "redis://:") {
+		t.Fatalf("no redis URL with a password in %q", line)
 	}
 	go func() { _, _ = io.Copy(io.Discard, pr) }()
 
@@ -223,7 +223,25 @@ func TestDevRedis(t *testing.T) {
 	if v, err := c.Do(rctx, c.B().Get().Key("k").Build()).ToString(); err != nil || v != "v" {
 		t.Fatalf("GET = %q, %v", v, err)
 	}
+	// Keys age on the wall clock.
+	if err := c.Do(rctx, c.B().Set().Key("short").Value("v").Px(150*time.Millisecond).Build()).Error(); err != nil {
+		t.Fatalf("SET PX: %v", err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n, err := c.Do(rctx, c.B().Exists().Key("short").Build()).AsInt64(); err != nil || n != 0 {
+		t.Fatalf("EXISTS 200 ms after SET PX 150 = %d, %v", n, err)
+	}
 	c.Close()
+
+	// Without the password nothing is answered.
+	opt.Password = ""
+	if nc, err := rueidis.NewClient(opt); err == nil {
+		err = nc.Do(rctx, nc.B().Get().Key("k").Build()).Error()
+		nc.Close()
+		if err == nil || !strings.Contains(err.Error(), "NOAUTH") {
+			t.Fatalf("GET without the password: %v, want NOAUTH", err)
+		}
+	}
 
 	cancel()
 	select {

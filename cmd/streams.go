@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -14,29 +15,35 @@ import (
 
 	"github.com/auroradev/aurora/app"
 	"github.com/auroradev/aurora/app/bus"
+	"github.com/auroradev/aurora/app/embeddedredis"
 	"github.com/auroradev/aurora/config"
 	"github.com/auroradev/aurora/modules/ingest"
 )
 
-// withRedis connects to the configured Redis for one operator command. The
-// embedded Redis lives inside `aurora serve` and cannot be reached from here.
+// withRedis connects to the configured Redis for one operator command. With
+// no redis.url, that is the embedded Redis of the `aurora serve` running on
+// the same data dir, found through the file serve keeps there.
 func withRedis(cmd *cobra.Command, o *options, fn func(ctx context.Context, c rueidis.Client, cfg *config.Config) error) error {
 	cfg, _, err := o.load(cmd)
 	if err != nil {
 		return err
 	}
-	if cfg.Redis.URL == "" {
-		return errors.New("redis.url is not set: the embedded Redis lives inside the `aurora serve` process and is not reachable from here; " +
-			"give --redis-url (or AURORA_REDIS_URL) of the Redis serve uses, e.g. redis://localhost:6379, " +
-			"or of `aurora dev redis`, e.g. \"redis://127.0.0.1:6380?protocol=2\"")
+	url, display := cfg.Redis.URL, cfg.Masked().Redis.URL
+	if url == "" {
+		rt, err := embeddedredis.ReadRuntime(cfg.DataDir)
+		if err != nil {
+			return fmt.Errorf("redis.url is not set, so this command uses the embedded Redis of `aurora serve`: %w "+
+				"(for another Redis give --redis-url or AURORA_REDIS_URL, e.g. redis://localhost:6379)", err)
+		}
+		url, display = rt.URL, "embedded "+rt.Addr+" (aurora serve, pid "+strconv.Itoa(rt.PID)+")"
 	}
-	opt, err := app.RedisOptions(cfg.Redis.URL)
+	opt, err := app.RedisOptions(url)
 	if err != nil {
 		return err
 	}
 	c, err := rueidis.NewClient(opt)
 	if err != nil {
-		return fmt.Errorf("connect to redis at %s: %w", cfg.Masked().Redis.URL, err)
+		return fmt.Errorf("connect to redis at %s: %w", display, err)
 	}
 	defer c.Close()
 	return fn(cmd.Context(), c, cfg)

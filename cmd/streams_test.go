@@ -271,8 +271,8 @@ func TestStreamsNeedARedisURL(t *testing.T) {
 		t.Setenv(k, "")
 	}
 	var out, errOut bytes.Buffer
-	code := cmd.Run(context.Background(), []string{"streams", "info"}, &out, io.Writer(&errOut))
-	if code == 0 || !strings.Contains(errOut.String(), "embedded Redis lives inside the `aurora serve` process") ||
+	code := cmd.Run(context.Background(), []string{"streams", "info", "--data-dir", t.TempDir()}, &out, io.Writer(&errOut))
+	if code == 0 || !strings.Contains(errOut.String(), "no `aurora serve` with an embedded Redis is running") ||
 		!strings.Contains(errOut.String(), "--redis-url") {
 		t.Errorf("streams info without redis.url: exit %d, %q", code, errOut.String())
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/auroradev/aurora/app"
+	"github.com/auroradev/aurora/app/embeddedredis"
 	"github.com/auroradev/aurora/config"
 )
 
@@ -29,8 +30,9 @@ const RedisEnv = "AURORA_TEST_REDIS_URL"
 func RealRedis() bool { return os.Getenv(RedisEnv) != "" }
 
 // RedisURL returns the URL of a Redis for this test: the real one from
-// AURORA_TEST_REDIS_URL (flushed), or a fresh in-process one on loopback
-// (with ?protocol=2, which Aurora reads as "RESP2 only, single node").
+// AURORA_TEST_REDIS_URL (flushed), or a fresh embedded one on loopback, the
+// Redis `aurora serve` runs without a redis.url (its URL carries the
+// password and ?protocol=2, which Aurora reads as "RESP2 only, single node").
 func RedisURL(t testing.TB) string {
 	t.Helper()
 	if u := os.Getenv(RedisEnv); u != "" {
@@ -42,12 +44,12 @@ func RedisURL(t testing.TB) string {
 		}
 		return u
 	}
-	m, err := app.StartEmbeddedRedis("127.0.0.1:0")
+	m, err := embeddedredis.Start("127.0.0.1:0", embeddedredis.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(m.Close)
-	return "redis://" + m.Addr() + "?protocol=2"
+	return m.URL()
 }
 
 // RedisClient connects to url for the test's own checks; it fails the test

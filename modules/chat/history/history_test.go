@@ -15,9 +15,9 @@ import (
 
 	"github.com/redis/rueidis"
 
-	"github.com/auroradev/aurora/app"
 	"github.com/auroradev/aurora/app/apptest"
 	"github.com/auroradev/aurora/app/bus"
+	"github.com/auroradev/aurora/app/embeddedredis"
 	"github.com/auroradev/aurora/app/store"
 	"github.com/auroradev/aurora/app/store/mongostore"
 	"github.com/auroradev/aurora/app/store/sqlitestore"
@@ -740,11 +740,11 @@ func TestUnavailable(t *testing.T) {
 		}
 	})
 	t.Run("redis", func(t *testing.T) {
-		m, err := app.StartEmbeddedRedis("127.0.0.1:0")
+		m, err := embeddedredis.Start("127.0.0.1:0", embeddedredis.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		rc := apptest.RedisClient(t, "redis://"+m.Addr()+"?protocol=2")
+		rc := apptest.RedisClient(t, m.URL())
 		svc := history.New(openSQLite(t), rc, nil)
 		svc.Timeout = 500 * time.Millisecond
 		url := serve(t, svc.Handler(fakeVerify))

@@ -14,9 +14,9 @@ import (
 
 	"github.com/redis/rueidis"
 
-	"github.com/auroradev/aurora/app"
 	"github.com/auroradev/aurora/app/apptest"
 	"github.com/auroradev/aurora/app/bus"
+	"github.com/auroradev/aurora/app/embeddedredis"
 )
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -555,12 +555,12 @@ func (h *logs) Handle(_ context.Context, r slog.Record) error {
 // the connection whose Join failed is written by the first good refresh.
 func TestRedisDown(t *testing.T) {
 	// A private embedded Redis, because this test stops and restarts it.
-	m, err := app.StartEmbeddedRedis("127.0.0.1:0")
+	m, err := embeddedredis.Start("127.0.0.1:0", embeddedredis.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(m.Close)
-	c, err := rueidis.NewClient(app.EmbeddedRedisOptions(m.Addr()))
+	c, err := rueidis.NewClient(m.ClientOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
