@@ -177,4 +177,3 @@ func TestRedisOptions(t *testing.T) {
 		t.Errorf("bad URL: %v, want an error naming redis.url", err)
 	}
 }
-
