@@ -141,10 +141,11 @@ func (g *gateway) send(ctx context.Context, m outgoing) (sendResult, error) {
 		if err != nil {
 			return sendResult{}, fmt.Errorf("send message to room %s: bad retry-after: %w", m.Room, err)
 		}
-		if wait < 1 {
-			wait = 1
-		}
-		return sendResult{RetryAfterMs: wait}, nil
+		// PTTL counts whole milliseconds, rounded down, and the window is
+		// still closed at its last instant: one more millisecond (within the
+		// window's length) lets a client that waits exactly retryAfterMs in
+		// on its first retry.
+		return sendResult{RetryAfterMs: min(max(wait, 0)+1, rateWindowMs)}, nil
 	}
 	return sendResult{}, fmt.Errorf("send message to room %s: unknown script status %d", m.Room, status)
 }
