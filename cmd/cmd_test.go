@@ -254,6 +254,17 @@ func TestDevRedis(t *testing.T) {
 	}
 }
 
+// TestDevRedisLoopbackOnly: the embedded Redis is never offered to the
+// network.
+func TestDevRedisLoopbackOnly(t *testing.T) {
+	clearConfigEnv(t)
+	var out, errOut bytes.Buffer
+	code := cmd.Run(context.Background(), []string{"dev", "redis", "--addr", "0.0.0.0:0"}, &out, &errOut)
+	if code == 0 || !strings.Contains(errOut.String(), "loopback") {
+		t.Fatalf("dev redis on 0.0.0.0: exit %d, %q", code, errOut.String())
+	}
+}
+
 func TestAllRolesInProcess(t *testing.T) {
 	// The command line registers every role (cmd imports them); with the
 	// default roles, the runtime starts them with the shared infrastructure
