@@ -53,10 +53,12 @@ const (
 	serverStop     = 40 * time.Second
 )
 
-// The chat role's default rate limit is 3 messages per second per room: a
-// test types faster than a person, so the limit is raised to keep the
-// scenario independent of its own speed.
-var serverEnv = []string{"AURORA_CHAT_ROOM_RATE=1000", "AURORA_CHAT_USER_RATE=1000", "AURORA_LOG_LEVEL=debug"}
+// The server runs at the product's default limits: 3 messages per second per
+// user in a room, 10 per second per user, in fixed 1 s windows. The
+// browser users send no faster than a person, the scripted ones wait out
+// every rate_limited answer, and the one deliberate burst checks what the
+// page shows for it.
+var serverEnv = []string{"AURORA_LOG_LEVEL=debug"}
 
 func TestBrowserChat(t *testing.T) {
 	chromium := findChromium(t)
@@ -166,12 +168,30 @@ func TestBrowserChat(t *testing.T) {
 	}
 
 	// --- history paging, the new-messages pill, presence going offline ---------------
-	// carol is a program: she fills a room faster than a browser could.
+	// carol, dave and erin are programs: they take turns filling a room as
+	// fast as the default limit lets each of them (3 messages a second), so
+	// some of their messages are refused and sent again after retryAfterMs.
+	// dave and erin leave before bob comes.
 	carol := dialChat(ctx, t, base, "carol", "carol's password")
-	carol.join("history")
-	const pages = 70 // more than one page of 50
+	posters := []*chatClient{carol, dialChat(ctx, t, base, "dave", "dave's password"), dialChat(ctx, t, base, "erin", "erin's password")}
+	for _, p := range posters {
+		p.join("history")
+	}
+	const pages = 60 // more than one page of 50
+	filling := time.Now()
 	for i := 1; i <= pages; i++ {
-		carol.send("history", historyText(i))
+		posters[(i-1)%len(posters)].send("history", historyText(i))
+	}
+	limited := 0
+	for _, p := range posters {
+		limited += p.limited
+	}
+	t.Logf("%d messages in #history from %d users in %s, %d of them refused first and sent again after retryAfterMs", pages, len(posters), time.Since(filling).Round(time.Millisecond), limited)
+	if limited == 0 {
+		t.Fatalf("no rate_limited answer in %d messages from %d users as fast as the server lets them: not the default limit of 3 per second", pages, len(posters))
+	}
+	for _, p := range posters[1:] {
+		p.close()
 	}
 	bob.do(chromedp.SendKeys(chromedp.ID("join-room"), "history\n"))
 	bob.waitFor("the newest page of history", `document.querySelectorAll('#messages li[data-id]').length === 50 && document.querySelector('#history-status button') !== null`)
@@ -231,10 +251,43 @@ func TestBrowserChat(t *testing.T) {
 	evaluate[chromedp.Void](alice, `(() => { const i = document.getElementById('composer-input'); i.value = ""; i.dispatchEvent(new Event('input')); })()`)
 	alice.waitFor("the counter to go", textIs("counter", "")+` && !document.getElementById('send').disabled`)
 
+	// --- the rate limit, as the page shows it --------------------------------------------
+	// Four messages in one go (submitted by one script, faster than anyone
+	// types): three pass, the fourth is refused with rate_limited. The page marks it
+	// failed, says how long to wait, and offers Retry; after that wait,
+	// Retry sends it (same clientId) and it is accepted. Nobody sees any of
+	// the four twice.
+	alice.switchRoom("project-x")
+	bob.switchRoom("project-x")
+	burst := []string{"burst 1", "burst 2", "burst 3", "burst 4"}
+	evaluate[chromedp.Void](alice, `(() => { const i = document.getElementById('composer-input');
+		for (const t of `+jsArray(burst)+`) { i.value = t; i.dispatchEvent(new Event('input')); document.getElementById('composer').requestSubmit(); } })()`)
+	alice.waitFor("three of the burst accepted", everyOnceExpr(burst[:3]))
+	const refused = "Not sent: you are sending too fast. Wait 1 s and retry."
+	alice.waitFor("the fourth refused, with Retry", `(() => { const f = [...document.querySelectorAll('#messages li.failed')];
+		return f.length === 1 && !f[0].dataset.id && f[0].querySelector('.msg-body').textContent === "burst 4" && f[0].querySelector('.msg-status').textContent.startsWith(`+jsString(refused)+`) && f[0].querySelector('.msg-status .retry') !== null; })()`)
+	bob.waitFor("the three accepted", everyOnceExpr(burst[:3]))
+	for _, u := range []*user{alice, bob} {
+		u.check("the refused message not shown as sent", countIs("burst 4", 0))
+	}
+	// As the page says: wait 1 s (the window's rest, retryAfterMs), then Retry.
+	time.Sleep(time.Second)
+	alice.do(chromedp.Click(chromedp.CSS(`#messages li.failed .msg-status .retry`)))
+	for _, u := range []*user{alice, bob} {
+		u.waitFor("the retried message accepted, each of the burst once", everyOnceExpr(burst)+` && document.querySelectorAll('#messages li.pending, #messages li.failed').length === 0`)
+		u.check("the burst in order", `JSON.stringify([...document.querySelectorAll('#messages li[data-id] .msg-body')].slice(-4).map(b => b.textContent)) === `+jsString(jsArray(burst)))
+		u.messageIDs()
+	}
+	alice.switchRoom("general")
+	bob.switchRoom("general")
+
 	// --- restart: nothing lost, nothing twice -----------------------------------------
-	alice.send("before restart 1")
-	alice.send("before restart 2")
-	bob.waitFor("the messages before the restart", countIs("before restart 2", 1))
+	// bob writes the last messages before it, so that alice's three after it
+	// (two typed while the server is down, one after) are within her limit
+	// of 3 a second in general, however fast the restart.
+	bob.send("before restart 1")
+	bob.send("before restart 2")
+	alice.waitFor("the messages before the restart", countIs("before restart 2", 1))
 
 	srv.stop()
 	for _, u := range []*user{alice, bob} {
@@ -276,7 +329,7 @@ func TestBrowserChat(t *testing.T) {
 	}
 	// project-x came back too, from localStorage, with its messages once.
 	bob.switchRoom("project-x")
-	bob.waitFor("project-x after the restart", everyOnceExpr([]string{"welcome to project x", "thanks!"}))
+	bob.waitFor("project-x after the restart", everyOnceExpr(append([]string{"welcome to project x", "thanks!"}, burst...)))
 
 	// --- screenshots -----------------------------------------------------------------
 	alice.do(chromedp.SendKeys(chromedp.ID("composer-input"), "typing a reply"))
@@ -564,6 +617,11 @@ var enter = chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
 
 // ---- JavaScript expressions ---------------------------------------------------------
 
+func jsArray(s []string) string {
+	b, _ := json.Marshal(s) // strings always encode
+	return string(b)
+}
+
 func jsString(s string) string {
 	b, _ := json.Marshal(s) // a string always encodes
 	return string(b)
@@ -629,11 +687,13 @@ func equal(a, b []string) bool {
 
 // chatClient is a user speaking the WebSocket protocol directly.
 type chatClient struct {
-	t      *testing.T
-	ctx    context.Context
-	ws     *websocket.Conn
-	frames chan map[string]any
-	n      int
+	t       *testing.T
+	name    string
+	ctx     context.Context
+	ws      *websocket.Conn
+	frames  chan map[string]any
+	n       int
+	limited int // rate_limited answers waited out
 }
 
 func dialChat(ctx context.Context, t *testing.T, base, name, password string) *chatClient {
@@ -662,7 +722,7 @@ func dialChat(ctx context.Context, t *testing.T, base, name, password string) *c
 		if err != nil {
 			t.Fatalf("%s: dial the chat: %v", name, err)
 		}
-		c := &chatClient{t: t, ctx: ctx, ws: ws, frames: make(chan map[string]any, 256)}
+		c := &chatClient{t: t, name: name, ctx: ctx, ws: ws, frames: make(chan map[string]any, 256)}
 		t.Cleanup(func() { ws.CloseNow() })
 		go c.read()
 		c.expect("welcome", nil)
@@ -690,22 +750,29 @@ func (c *chatClient) read() {
 // an error or rate_limited frame fails the test.
 func (c *chatClient) expect(typ string, match func(map[string]any) bool) map[string]any {
 	c.t.Helper()
+	return c.await(typ, func(f map[string]any) bool { return f["type"] == typ && (match == nil || match(f)) })
+}
+
+// await reads frames until one for which match holds; any other error or
+// rate_limited frame fails the test.
+func (c *chatClient) await(what string, match func(map[string]any) bool) map[string]any {
+	c.t.Helper()
 	timer := time.NewTimer(stepTimeout)
 	defer timer.Stop()
 	for {
 		select {
 		case f, ok := <-c.frames:
 			if !ok {
-				c.t.Fatalf("carol: connection closed while waiting for %s", typ)
+				c.t.Fatalf("%s: connection closed while waiting for %s", c.name, what)
 			}
-			if f["type"] == "error" || f["type"] == "rate_limited" {
-				c.t.Fatalf("carol: waiting for %s, got %v", typ, f)
-			}
-			if f["type"] == typ && (match == nil || match(f)) {
+			if match(f) {
 				return f
 			}
+			if f["type"] == "error" || f["type"] == "rate_limited" {
+				c.t.Fatalf("%s: waiting for %s, got %v", c.name, what, f)
+			}
 		case <-timer.C:
-			c.t.Fatalf("carol: no %s frame within %s", typ, stepTimeout)
+			c.t.Fatalf("%s: no %s frame within %s", c.name, what, stepTimeout)
 		}
 	}
 }
@@ -716,7 +783,7 @@ func (c *chatClient) write(frame map[string]any) {
 	ctx, cancel := context.WithTimeout(c.ctx, stepTimeout)
 	defer cancel()
 	if err := c.ws.Write(ctx, websocket.MessageText, b); err != nil {
-		c.t.Fatalf("carol: write %s: %v", b, err)
+		c.t.Fatalf("%s: write %s: %v", c.name, b, err)
 	}
 }
 
@@ -726,19 +793,40 @@ func (c *chatClient) join(room string) {
 	c.expect("joined", func(f map[string]any) bool { return f["room"] == room })
 }
 
-// send sends a message and waits for its ack.
+// send sends a message and waits for its ack. A rate_limited answer is
+// waited out as the protocol asks: after retryAfterMs (at most the 1 s
+// window) the same frame, same clientId, goes again. A window that never
+// reopens fails the test.
 func (c *chatClient) send(room, text string) {
 	c.t.Helper()
 	c.n++
-	id := fmt.Sprintf("carol-%d", c.n)
-	c.write(map[string]any{"type": "message", "room": room, "text": text, "clientId": id})
-	c.expect("ack", func(f map[string]any) bool { return f["clientId"] == id })
+	id := fmt.Sprintf("%s-%d", c.name, c.n)
+	frame := map[string]any{"type": "message", "room": room, "text": text, "clientId": id}
+	const maxWaits = 3
+	for waits := 0; ; waits++ {
+		c.write(frame)
+		f := c.await("the ack of "+id, func(f map[string]any) bool {
+			return (f["type"] == "ack" || f["type"] == "rate_limited") && f["clientId"] == id
+		})
+		if f["type"] == "ack" {
+			return
+		}
+		wait, _ := f["retryAfterMs"].(float64)
+		if wait <= 0 || wait > 1000 {
+			c.t.Fatalf("%s: rate_limited with retryAfterMs %v, want 1..1000 (1 s windows): %v", c.name, f["retryAfterMs"], f)
+		}
+		if waits == maxWaits {
+			c.t.Fatalf("%s: %q still rate limited after waiting out retryAfterMs %d times: the rate window never reopens (%v)", c.name, text, maxWaits, f)
+		}
+		c.limited++
+		time.Sleep(time.Duration(wait) * time.Millisecond)
+	}
 }
 
 func (c *chatClient) close() {
 	c.t.Helper()
 	if err := c.ws.Close(websocket.StatusNormalClosure, "bye"); err != nil {
-		c.t.Fatalf("carol: close: %v", err)
+		c.t.Fatalf("%s: close: %v", c.name, err)
 	}
 }
 
