@@ -21,15 +21,33 @@ func roomRateKey(userID, room string) string {
 	return "chat:rl:" + streamSlotTag + ":" + userID + ":" + room
 }
 func userRateKey(userID string) string { return "chat:rlu:" + streamSlotTag + ":" + userID }
-func dedupeKey(userID, clientID string) string {
+
+// dedupeKey holds the id of the message a user sent to room with clientID:
+// a clientId names a message of one room, so the same clientId in another
+// room is another message. Room names have no ':' (bus.ValidRoom), so the
+// room ends at the first ':' after the user id and the clientId, which may
+// hold anything, comes last.
+func dedupeKey(userID, room, clientID string) string {
+	return "chat:dedupe:" + streamSlotTag + ":" + userID + ":" + room + ":" + clientID
+}
+
+// legacyDedupeKey is the key replicas before the per-room dedupe key wrote,
+// for any room. The send script still honours one for a message of the same
+// room (it reads the room off the stream entry the key names), so a resend
+// reaching a new replica of a message an old one accepted is not stored
+// twice during a rolling upgrade. Such keys are gone one chat.dedupe_window
+// after the last old replica stopped; then this can go.
+func legacyDedupeKey(userID, clientID string) string {
 	return "chat:dedupe:" + streamSlotTag + ":" + userID + ":" + clientID
 }
 
 const rateWindowMs = 1000
 
 // sendScript is the hot path of an accepted message: ONE round trip that
-//  1. answers a resend (same user, same clientId within the dedupe window)
-//     with the original id, storing and publishing nothing;
+//  1. answers a resend (same user, same room, same clientId within the
+//     dedupe window) with the original id, storing and publishing nothing
+//     (also for a legacy key naming a stream entry of this room, or one no
+//     longer in the stream, as the replicas that wrote it did);
 //  2. enforces the per-user-per-room and per-user limits, answering the ms
 //     until the window resets when over (the counters get their expiry in
 //     the same script that creates them, so none is left without one);
@@ -42,10 +60,11 @@ const rateWindowMs = 1000
 //  5. PUBLISHes the finished frame, assembled from the parts Go encoded
 //     around the id and ts, so the payload is encoded once and carries the id.
 //
-// KEYS: dedupe, room rate, user rate, stream.
+// KEYS: dedupe, room rate, user rate, stream, legacy dedupe.
 // ARGV: roomRate, userRate, windowMs, dedupeMs ("0": no clientId), channel,
-// prefix, middle, suffix, the ts field's name, then the entry's other
-// field-value pairs (bus.Entry.Fields: the stream layout is app/bus's).
+// prefix, middle, suffix, the ts field's name, the room field's name and the
+// room (to check a legacy key's entry), then the entry's other field-value
+// pairs (bus.Entry.Fields: the stream layout is app/bus's).
 // Returns {0, id} accepted, {1, id} duplicate, {2, retryAfterMs} limited.
 var sendScript = rueidis.NewLuaScript(`
 if redis.replicate_commands then pcall(redis.replicate_commands) end
@@ -53,6 +72,18 @@ local dedupe = ARGV[4] ~= '0'
 if dedupe then
   local orig = redis.call('GET', KEYS[1])
   if orig then return {1, orig} end
+  local old = redis.call('GET', KEYS[5])
+  if old then
+    local e = redis.call('XRANGE', KEYS[4], old, old)
+    if #e == 0 then return {1, old} end
+    local f = e[1][2]
+    for i = 1, #f - 1, 2 do
+      if f[i] == ARGV[10] then
+        if f[i + 1] == ARGV[11] then return {1, old} end
+        break
+      end
+    end
+  end
 end
 local function over(key, limit)
   local n = tonumber(redis.call('GET', key) or '0')
@@ -70,7 +101,7 @@ if redis.call('INCR', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[3])
 if redis.call('INCR', KEYS[3]) == 1 then redis.call('PEXPIRE', KEYS[3], ARGV[3]) end
 local t = redis.call('TIME')
 local ms = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
-local fields = {unpack(ARGV, 10)}
+local fields = {unpack(ARGV, 12)}
 fields[#fields + 1] = ARGV[9]
 fields[#fields + 1] = ms
 local id = redis.pcall('XADD', KEYS[4], ms .. '-*', unpack(fields))
@@ -102,10 +133,11 @@ func (g *gateway) send(ctx context.Context, m outgoing) (sendResult, error) {
 		dedupeMs = strconv.FormatInt(g.cfg.DedupeWindow.Milliseconds(), 10)
 	}
 	prefix, middle, suffix := messageFrameParts(m.Room, m.Username, m.UserID, m.Text, m.ClientID)
-	keys := []string{dedupeKey(m.UserID, m.ClientID), roomRateKey(m.UserID, m.Room), userRateKey(m.UserID), bus.Stream}
+	keys := []string{dedupeKey(m.UserID, m.Room, m.ClientID), roomRateKey(m.UserID, m.Room), userRateKey(m.UserID), bus.Stream,
+		legacyDedupeKey(m.UserID, m.ClientID)}
 	args := append([]string{
 		strconv.Itoa(g.cfg.RoomRate), strconv.Itoa(g.cfg.UserRate), strconv.Itoa(rateWindowMs), dedupeMs,
-		bus.Channel(m.Room), prefix, middle, suffix, bus.FieldTS,
+		bus.Channel(m.Room), prefix, middle, suffix, bus.FieldTS, bus.FieldRoomID, m.Room,
 	}, bus.Entry{RoomID: m.Room, UserID: m.UserID, Username: m.Username, Text: m.Text, ClientID: m.ClientID}.Fields()...)
 	res, err := sendScript.Exec(ctx, g.redis, keys, args).ToArray()
 	if _, isRedisErr := rueidis.IsRedisErr(err); err != nil && !isRedisErr && m.ClientID != "" && ctx.Err() == nil {

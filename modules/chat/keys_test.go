@@ -39,8 +39,9 @@ func TestSendScriptKeysShareASlot(t *testing.T) {
 	for _, k := range []string{
 		roomRateKey("507f1f77bcf86cd799439011", "general"),
 		userRateKey("507f1f77bcf86cd799439011"),
-		dedupeKey("507f1f77bcf86cd799439011", "c-1"),
-		dedupeKey("u", "{weird}client"),
+		dedupeKey("507f1f77bcf86cd799439011", "general", "c-1"),
+		dedupeKey("u", "dev", "{weird}client"),
+		legacyDedupeKey("507f1f77bcf86cd799439011", "c-1"),
 	} {
 		if got := slot(k); got != want {
 			t.Errorf("key %s is in slot %d, the stream in %d", k, got, want)

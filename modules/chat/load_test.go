@@ -104,7 +104,7 @@ func TestResendIsDeduplicated(t *testing.T) {
 	if n := xlen(t, s.redis, bus.Stream); n != 3 {
 		t.Errorf("XLEN = %d, want 3", n)
 	}
-	ttl, err := do(t, s.redis, "PTTL", dedupeKey("u1", "same")).AsInt64()
+	ttl, err := do(t, s.redis, "PTTL", dedupeKey("u1", "general", "same")).AsInt64()
 	if err != nil || ttl <= 0 || ttl > cfg.Chat.DedupeWindow.Milliseconds() {
 		t.Errorf("dedupe key PTTL = %d, %v", ttl, err)
 	}
