@@ -74,6 +74,9 @@ type gateway struct {
 	history   historyReader
 	metrics   *metrics
 	replicaID string
+	// scriptCalls counts the send script's calls (what a message costs
+	// Redis); tests read it.
+	scriptCalls atomic.Int64
 
 	hub   *hub
 	subs  *subscriber

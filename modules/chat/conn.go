@@ -28,6 +28,14 @@ const (
 	// with 1008 on the next one.
 	garbageLimit  = 20
 	garbageWindow = 10 * time.Second
+	// limitedLimit rate-limited messages within limitedWindow close the
+	// connection with 1008 on the next one: ten a second over the limits,
+	// sustained. A person never comes near (3 a second is the room rate);
+	// the web client resending the messages queued while it was offline,
+	// each retried up to 3 times after its retryAfterMs, stays under it
+	// with up to 29 of them.
+	limitedLimit  = 100
+	limitedWindow = 10 * time.Second
 	// typingPerSecond bounds the typing frames a connection publishes;
 	// extra ones are dropped (typing state is advisory).
 	typingPerSecond = 5
@@ -54,6 +62,12 @@ type conn struct {
 	rooms        []string // joined rooms in join order; rooms[0] gets AuroraChat's {"text"}
 	garbageStart time.Time
 	garbageN     int
+	// limitedUntil is, per room, when the rate-limit window that refused
+	// the connection's last message there opens again: until then a
+	// message to the room is refused here, without a Redis call.
+	limitedUntil map[string]time.Time
+	limitedStart time.Time
+	limitedN     int
 	typingStart  time.Time
 	typingN      int
 
@@ -302,6 +316,23 @@ func (c *conn) reply(v any) {
 		return
 	}
 	c.q.push("", item{frame: b})
+}
+
+// rateLimited answers a message refused by a rate limit until the window
+// opens in retryAfter, and counts it towards the abuse close.
+func (c *conn) rateLimited(room, clientID string, retryAfter time.Duration) {
+	ms := min(max(int64((retryAfter+time.Millisecond-1)/time.Millisecond), 1), rateWindowMs)
+	c.g.metrics.rateLimited.Inc()
+	c.reply(rateLimitedFrame{Type: "rate_limited", Room: room, ClientID: clientID, RetryAfterMs: ms})
+	now := time.Now()
+	if now.Sub(c.limitedStart) > limitedWindow {
+		c.limitedStart, c.limitedN = now, 0
+	}
+	c.limitedN++
+	if c.limitedN > limitedLimit {
+		c.log.Info("too many rate-limited messages: closing", "count", c.limitedN)
+		c.closeWith(websocket.StatusPolicyViolation, "too many rate-limited messages")
+	}
 }
 
 // fail sends an error frame and counts client faults towards the garbage

@@ -140,6 +140,16 @@ func (c *conn) onMessage(in inbound, clientID string, legacy bool) {
 		c.fail(codeTextTooLong, fmt.Sprintf("text has %d characters, the limit is %d", n, c.g.cfg.MaxTextLength), clientID)
 		return
 	}
+	if until, ok := c.limitedUntil[room]; ok {
+		// The window that refused the last message here is still closed:
+		// Redis would refuse this one too. A client that waited the
+		// retryAfterMs it was given arrives after until.
+		if wait := time.Until(until); wait > 0 {
+			c.rateLimited(room, clientID, wait)
+			return
+		}
+		delete(c.limitedUntil, room)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
 	defer cancel()
 	res, err := c.g.send(ctx, outgoing{Room: room, UserID: c.userID, Username: c.username, Text: text, ClientID: clientID})
@@ -149,8 +159,14 @@ func (c *conn) onMessage(in inbound, clientID string, legacy bool) {
 		return
 	}
 	if res.RetryAfterMs > 0 {
-		c.g.metrics.rateLimited.Inc()
-		c.reply(rateLimitedFrame{Type: "rate_limited", Room: room, ClientID: clientID, RetryAfterMs: res.RetryAfterMs})
+		// Timed from the answer: the window opened no later than that
+		// (Redis measured its wait before answering).
+		wait := time.Duration(res.RetryAfterMs) * time.Millisecond
+		if c.limitedUntil == nil {
+			c.limitedUntil = map[string]time.Time{}
+		}
+		c.limitedUntil[room] = time.Now().Add(wait)
+		c.rateLimited(room, clientID, wait)
 		return
 	}
 	c.reply(ackFrame{Type: "ack", ClientID: clientID, ID: res.ID.String(), Room: room, TS: int64(res.ID.Ms)})

@@ -139,12 +139,14 @@ func (g *gateway) send(ctx context.Context, m outgoing) (sendResult, error) {
 		strconv.Itoa(g.cfg.RoomRate), strconv.Itoa(g.cfg.UserRate), strconv.Itoa(rateWindowMs), dedupeMs,
 		bus.Channel(m.Room), prefix, middle, suffix, bus.FieldTS, bus.FieldRoomID, m.Room,
 	}, bus.Entry{RoomID: m.Room, UserID: m.UserID, Username: m.Username, Text: m.Text, ClientID: m.ClientID}.Fields()...)
+	g.scriptCalls.Add(1)
 	res, err := sendScript.Exec(ctx, g.redis, keys, args).ToArray()
 	if _, isRedisErr := rueidis.IsRedisErr(err); err != nil && !isRedisErr && m.ClientID != "" && ctx.Err() == nil {
 		// A connection that broke while Redis was away fails its next
 		// command once (EOF) before the client dials again. With a
 		// clientId the script is idempotent (a resend is answered with the
 		// original id), so one retry is safe.
+		g.scriptCalls.Add(1)
 		res, err = sendScript.Exec(ctx, g.redis, keys, args).ToArray()
 	}
 	if err != nil {
