@@ -60,6 +60,7 @@ type clock struct {
 	// calling into miniredis: a script's commands take it while miniredis
 	// holds its own lock.
 	mu        sync.Mutex
+	srv       *server.Server // the server the hook is installed on
 	tracked   map[dbKey]deadline
 	peers     map[*server.Peer]*peerState
 	running   bool    // a client's command is running (under run)
@@ -104,7 +105,11 @@ func newClock(m *miniredis.Miniredis) *clock {
 
 // install hooks the clock into the (re)started server and starts the sweep.
 func (c *clock) install() {
-	c.m.Server().SetPreHook(c.hook)
+	srv := c.m.Server()
+	c.mu.Lock()
+	c.srv = srv
+	c.mu.Unlock()
+	srv.SetPreHook(c.hook)
 	c.life.Lock()
 	defer c.life.Unlock()
 	if c.sweeping {
@@ -207,9 +212,12 @@ func (c *clock) hook(p *server.Peer, cmd string, args ...string) bool {
 
 	c.mu.Lock()
 	c.running, c.runningDB, c.inner = true, db, c.inner[:0]
+	// Not c.m.Server(): miniredis forgets its server on Close while
+	// connections are still finishing their last command.
+	srv := c.srv
 	c.mu.Unlock()
 	ps.inside = true
-	c.m.Server().Dispatch(p, append([]string{cmd}, args...))
+	srv.Dispatch(p, append([]string{cmd}, args...))
 	ps.inside = false
 	c.mu.Lock()
 	c.running = false

@@ -228,3 +228,34 @@ func TestRuntimeFile(t *testing.T) {
 		t.Fatalf("junk file: %v", err)
 	}
 }
+
+// TestCloseUnderLoad: closing the server while clients are mid-command
+// ends their commands with errors, never a crash (miniredis forgets its
+// server on Close while connections finish their last command).
+func TestCloseUnderLoad(t *testing.T) {
+	for round := 0; round < 20; round++ {
+		s, err := Start("127.0.0.1:0", Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := rueidis.NewClient(s.ClientOptions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			for i := 0; ctx.Err() == nil; i++ {
+				if c.Do(ctx, c.B().Set().Key("k"+strconv.Itoa(i)).Value("v").Px(time.Second).Build()).Error() != nil && i > 0 {
+					return
+				}
+			}
+		}()
+		time.Sleep(time.Duration(round%5) * time.Millisecond)
+		s.Close()
+		<-done
+		c.Close()
+	}
+}
