@@ -32,8 +32,8 @@ func withRedis(cmd *cobra.Command, o *options, fn func(ctx context.Context, c ru
 	if url == "" {
 		rt, err := embeddedredis.ReadRuntime(cfg.DataDir)
 		if err != nil {
-			return fmt.Errorf("redis.url is not set, so this command uses the embedded Redis of `aurora serve`: %w "+
-				"(for another Redis give --redis-url or AURORA_REDIS_URL, e.g. redis://localhost:6379)", err)
+			return fmt.Errorf("redis.url is not set, so this command uses the embedded Redis of `aurora serve`: %w; "+
+				"start `aurora serve` with the same --data-dir, or give --redis-url (or AURORA_REDIS_URL) of another Redis, e.g. redis://localhost:6379", err)
 		}
 		url, display = rt.URL, "embedded "+rt.Addr+" (aurora serve, pid "+strconv.Itoa(rt.PID)+")"
 	}

@@ -76,7 +76,7 @@ func ReadRuntime(dir string) (Runtime, error) {
 	path := filepath.Join(dir, RuntimeFile)
 	rt, err := readRuntime(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return Runtime{}, fmt.Errorf("%w on data dir %s (no %s); start one, or give --redis-url", ErrNotRunning, dir, RuntimeFile)
+		return Runtime{}, fmt.Errorf("%w on data dir %s (no %s)", ErrNotRunning, dir, RuntimeFile)
 	}
 	if err != nil {
 		return Runtime{}, err
