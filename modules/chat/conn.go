@@ -70,6 +70,9 @@ type conn struct {
 	limitedN     int
 	typingStart  time.Time
 	typingN      int
+	// generalOnConnect: the connection is in general by its join on
+	// connect only, so a join frame for general may still replay.
+	generalOnConnect bool
 
 	// procMu is held while one client frame is handled, so a shutdown can
 	// wait for an in-flight send to be acked or refused.

@@ -202,24 +202,32 @@ func (c *conn) onJoin(in inbound, clientID string) {
 // join joins room (idempotently) and answers "joined"; with since it
 // replays what the client missed without a gap or a duplicate: the room's
 // live frames are held back while history is read, then follow the replay.
-// implicit is the join to general on connect, answered by welcome instead.
-// It returns an error code, or "".
+// A room replays once per join: a join of a room the connection is in
+// already (general after its first join frame) answers "joined" with
+// recovered false and replays nothing, since everything after that join
+// reached the connection already. implicit is the join to general on
+// connect, answered by welcome instead and replaying nothing, so general's
+// first join frame may still replay. It returns an error code, or "".
 func (c *conn) join(room string, since *bus.ID, implicit bool) string {
 	g := c.g
 	ctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
 	defer cancel()
-	already := c.member(room)
-	if !already && len(c.rooms) >= g.cfg.MaxRoomsPerConn {
+	member := c.member(room)
+	if !member && len(c.rooms) >= g.cfg.MaxRoomsPerConn {
 		return codeTooManyRooms
 	}
-	if since != nil {
+	replay := since != nil && (!member || (room == generalRoom && c.generalOnConnect))
+	if room == generalRoom {
+		c.generalOnConnect = implicit
+	}
+	if replay {
 		c.q.beginRecovery(room)
 	}
-	if !already {
+	if !member {
 		g.hub.join(room, c)
 		if err := g.subs.sync(ctx, room); err != nil {
 			g.hub.leave(room, c)
-			if since != nil {
+			if replay {
 				c.q.endRecovery(room, nil, bus.ID{})
 			}
 			c.log.Warn("join failed", "room", room, "err", err)
@@ -242,6 +250,11 @@ func (c *conn) join(room string, since *bus.ID, implicit bool) string {
 	members = presence.WithMember(members, presence.Member{UserID: c.userID, Username: c.username})
 	joined := joinedFrame{Type: "joined", Room: room, Members: members}
 	if since == nil {
+		c.reply(joined)
+		return ""
+	}
+	if !replay {
+		joined.Recovered = new(bool)
 		c.reply(joined)
 		return ""
 	}

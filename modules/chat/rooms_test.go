@@ -171,17 +171,49 @@ func TestJoinSinceRecovers(t *testing.T) {
 		t.Fatalf("after replay got %v, want live %s", f, live)
 	}
 
-	// since 0-0 replays the whole room; a rejoin of a joined room is fine.
+	// A join of a room the connection is in replays nothing again: the
+	// connection got everything since its first join. recovered is false:
+	// whatever the client misses before since is the history API's.
 	bob.send(map[string]any{"type": "join", "room": "dev", "since": "0-0"})
-	bob.next("joined")
+	if j := bob.next("joined"); j["recovered"] != false {
+		t.Errorf("rejoin: %v, want recovered false", j)
+	}
+	bob.send(map[string]any{"type": "ping"})
+	bob.next("pong") // fails on a replayed message first
+
+	// since 0-0 replays the whole room.
+	carol := s.dial("u3", "carol")
+	carol.send(map[string]any{"type": "join", "room": "dev", "since": "0-0"})
+	if j := carol.next("joined"); j["recovered"] != true {
+		t.Errorf("joined = %v, want recovered", j)
+	}
 	for _, want := range append(ids, live) {
-		if f := bob.next("message"); f["id"] != want {
+		if f := carol.next("message"); f["id"] != want {
 			t.Fatalf("replayed %v, want %s", f, want)
 		}
 	}
 	if _, err := bus.ParseID(live); err != nil {
 		t.Fatal(err)
 	}
+
+	// general is joined on connect, but its first join frame still
+	// replays (the web client joins every room with since after welcome);
+	// the next one does not.
+	inGeneral := alice.msg("general", "g", "r-g")["id"].(string)
+	dave := s.dial("u4", "dave")
+	dave.send(map[string]any{"type": "join", "room": "general", "since": ids[0]})
+	if j := dave.next("joined"); j["recovered"] != true {
+		t.Errorf("first join of general: %v, want recovered", j)
+	}
+	if f := dave.next("message"); f["id"] != inGeneral {
+		t.Fatalf("general replayed %v, want %s", f, inGeneral)
+	}
+	dave.send(map[string]any{"type": "join", "room": "general", "since": ids[0]})
+	if j := dave.next("joined"); j["recovered"] != false {
+		t.Errorf("second join of general: %v, want recovered false", j)
+	}
+	dave.send(map[string]any{"type": "ping"})
+	dave.next("pong")
 }
 
 // awaitPresence reads c's frames until the presence event of user in room
