@@ -11,11 +11,14 @@ ARG COMMIT=unknown
 RUN CGO_ENABLED=0 go build -trimpath \
       -ldflags "-s -w -X github.com/auroradev/aurora/cmd.Version=${VERSION} -X github.com/auroradev/aurora/cmd.Commit=${COMMIT}" \
       -o /out/aurora . \
- && mkdir -p /out/data
+ && mkdir -p -m 0700 /out/data
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/aurora /aurora
-COPY --from=build --chown=65532:65532 /out/data /data
+# The data dir holds the users' password hashes: private to the user Aurora
+# runs as. COPY creates the top directory 0755 whatever the source's mode,
+# hence --chmod (Aurora also tightens it to 0700 on start, with a warning).
+COPY --from=build --chown=65532:65532 --chmod=0700 /out/data /data
 USER 65532:65532
 EXPOSE 8080
 VOLUME ["/data"]

@@ -6,10 +6,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/redis/rueidis"
 
@@ -67,6 +69,10 @@ func newRedisModule(ctx context.Context, h *Host) (Module, error) {
 	url := h.Config.Redis.URL
 	var opt rueidis.ClientOption
 	if url == "" {
+		// The runtime file below holds the embedded Redis' password.
+		if err := PrivateDataDir(h.Config.DataDir, h.Log); err != nil {
+			return nil, err
+		}
 		var err error
 		embedded, err = embeddedredis.Start("127.0.0.1:0", embeddedredis.Options{})
 		if err != nil {
@@ -138,14 +144,64 @@ func OpenStore(ctx context.Context, h *Host) (store.Store, error) {
 		}
 		return s, nil
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
-		return nil, fmt.Errorf("create data dir %s: %w", cfg.DataDir, err)
+	if err := PrivateDataDir(cfg.DataDir, h.Log); err != nil {
+		return nil, err
 	}
 	s, err := sqlitestore.Open(ctx, cfg.SQLitePath())
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite store %s: %w", cfg.SQLitePath(), err)
 	}
+	for _, f := range s.PermFixes() {
+		if f.Err != nil {
+			h.Log.Warn(fmt.Sprintf("%s is mode %#o, open to other local users, and could not be tightened to %#o: %v; it holds the users' password hashes: make it owned by the user Aurora runs as, mode %#o",
+				f.Path, f.Was, sqlitestore.FileMode, f.Err, sqlitestore.FileMode), "path", f.Path, "mode", fmt.Sprintf("%#o", f.Was))
+			continue
+		}
+		h.Log.Warn(fmt.Sprintf("%s was mode %#o, open to other local users; tightened it to %#o", f.Path, f.Was, sqlitestore.FileMode),
+			"path", f.Path, "was", fmt.Sprintf("%#o", f.Was))
+	}
 	return s, nil
+}
+
+// DataDirMode is the data dir's mode: it holds the SQLite store (with the
+// users' password hashes), the generated JWT secret and the embedded
+// Redis' password, none of which other local users may read or replace.
+const DataDirMode fs.FileMode = 0o700
+
+// warnedDirs holds the data dirs whose mode could not be fixed and were
+// warned about, so the modules sharing one dir warn once between them.
+var warnedDirs sync.Map
+
+// PrivateDataDir creates dir (and missing parents) at DataDirMode whatever
+// the umask, or gives an existing dir that group or others can access that
+// mode, with a WARN saying it did. When the chmod fails (the process does
+// not own dir), it WARNs that the dir stays open and goes on: the files
+// Aurora keeps there are 0600 anyway. Only failing to create dir is an
+// error.
+func PrivateDataDir(dir string, log *slog.Logger) error {
+	if err := os.MkdirAll(dir, DataDirMode); err != nil {
+		return fmt.Errorf("create data dir %s: %w", dir, err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("data dir %s: %w", dir, err)
+	}
+	was := fi.Mode().Perm()
+	if was&0o077 == 0 {
+		return nil
+	}
+	if err := os.Chmod(dir, DataDirMode); err != nil {
+		if _, dup := warnedDirs.LoadOrStore(dir, true); !dup {
+			log.Warn(fmt.Sprintf("data dir %s is mode %#o, open to other local users, and could not be tightened to %#o: %v; "+
+				"the files Aurora keeps there are 0600, but others can list them (and delete or replace them if the dir is writable to them): "+
+				"make the dir owned by the user Aurora runs as, mode %#o, or point data_dir at a subdirectory Aurora creates itself",
+				dir, was, DataDirMode, err, DataDirMode), "path", dir, "mode", fmt.Sprintf("%#o", was))
+		}
+		return nil
+	}
+	log.Warn(fmt.Sprintf("data dir %s was mode %#o, open to other local users; tightened it to %#o", dir, was, DataDirMode),
+		"path", dir, "was", fmt.Sprintf("%#o", was))
+	return nil
 }
 
 func newStoreModule(ctx context.Context, h *Host) (Module, error) {
@@ -188,6 +244,9 @@ func JWTSecret(configured, dataDir string, log *slog.Logger) ([]byte, error) {
 		}
 		return []byte(configured), nil
 	}
+	if err := PrivateDataDir(dataDir, log); err != nil {
+		return nil, err
+	}
 	path := filepath.Join(dataDir, "jwt-secret")
 	b, err := os.ReadFile(path)
 	if err == nil {
@@ -195,9 +254,6 @@ func JWTSecret(configured, dataDir string, log *slog.Logger) ([]byte, error) {
 	}
 	if !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("read jwt secret %s: %w", path, err)
-	}
-	if err := os.MkdirAll(dataDir, 0o750); err != nil {
-		return nil, fmt.Errorf("create data dir %s: %w", dataDir, err)
 	}
 	var raw [32]byte
 	if _, err := rand.Read(raw[:]); err != nil {

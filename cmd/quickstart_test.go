@@ -241,11 +241,20 @@ func TestQuickStartProcess(t *testing.T) {
 
 	t.Run("restart keeps users and tokens", func(t *testing.T) {
 		// The embedded store and the generated secret live in the data
-		// dir, so a restart keeps both.
+		// dir, so a restart keeps both; only Aurora's user may read them.
 		for _, f := range []string{"aurora.db", "jwt-secret"} {
-			if _, err := os.Stat(filepath.Join(dataDir, f)); err != nil {
+			fi, err := os.Stat(filepath.Join(dataDir, f))
+			if err != nil {
 				t.Fatalf("data dir lacks %s: %v", f, err)
 			}
+			if fi.Mode().Perm() != 0o600 {
+				t.Errorf("%s is mode %#o, want 0600", f, fi.Mode().Perm())
+			}
+		}
+		if fi, err := os.Stat(dataDir); err != nil {
+			t.Error(err)
+		} else if fi.Mode().Perm() != 0o700 {
+			t.Errorf("data dir is mode %#o, want 0700", fi.Mode().Perm())
 		}
 		p := startServe(t, bin, dataDir)
 		code, me := p.call(t, http.MethodGet, "/api/auth/me", token, nil)

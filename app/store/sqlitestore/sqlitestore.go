@@ -17,6 +17,12 @@
 //
 // The schema is versioned: the migrations table records each applied step of
 // steps() (see Migrate and docs/migrations.md).
+//
+// The file holds the users' password hashes, so it and its -wal and -shm
+// are kept at FileMode (0600) whatever the umask: Open creates the file
+// with that mode before SQLite sees it (SQLite gives the -wal and -shm it
+// creates the mode of the database file, regardless of the umask) and
+// tightens any of the three that an earlier Aurora left more open.
 package sqlitestore
 
 import (
@@ -24,6 +30,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"strings"
 	"time"
 
@@ -105,10 +113,22 @@ func steps() []step {
 	}
 }
 
+// FileMode is the mode of the database file and of its -wal and -shm.
+const FileMode fs.FileMode = 0o600
+
 // Store is a store.Store over one SQLite file.
 type Store struct {
-	db   *sql.DB
-	path string
+	db    *sql.DB
+	path  string
+	fixes []PermFix
+}
+
+// PermFix is a file Open found readable or writable by group or others: it
+// was tightened to FileMode, or Err says why it could not be.
+type PermFix struct {
+	Path string
+	Was  fs.FileMode // permission bits before
+	Err  error
 }
 
 var _ store.Store = (*Store)(nil)
@@ -119,6 +139,14 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if path == "" || strings.ContainsRune(path, '?') {
 		// The driver reads everything after '?' as connection parameters.
 		return nil, fmt.Errorf("sqlite path %q: must be non-empty and contain no '?'", path)
+	}
+	var fixes []PermFix
+	fix, err := createPrivate(path)
+	if err != nil {
+		return nil, err
+	}
+	if fix != nil {
+		fixes = append(fixes, *fix)
 	}
 	dsn := fmt.Sprintf("%s?_busy_timeout=%d&_journal_mode=WAL&_synchronous=NORMAL&_txlock=immediate",
 		path, busyTimeout.Milliseconds())
@@ -135,7 +163,52 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		_ = db.Close()
 		return nil, err
 	}
+	// A -wal or -shm left by a process that did not close cleanly (an
+	// older Aurora's at 0644, say) keeps its mode: SQLite sets the mode only
+	// of the ones it creates.
+	for _, suffix := range []string{"-wal", "-shm"} {
+		if fix := tighten(path + suffix); fix != nil {
+			fixes = append(fixes, *fix)
+		}
+	}
+	s.fixes = fixes
 	return s, nil
+}
+
+// PermFixes lists the files Open found open to group or others.
+func (s *Store) PermFixes() []PermFix { return append([]PermFix(nil), s.fixes...) }
+
+// createPrivate creates the database file at FileMode, or tightens an
+// existing one that group or others can access (and reports it).
+func createPrivate(path string) (*PermFix, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, FileMode)
+	if err == nil {
+		// New: only the umask can have taken bits away.
+		defer f.Close()
+		if err := f.Chmod(FileMode); err != nil {
+			return nil, fmt.Errorf("open sqlite %s: set mode %v: %w", path, FileMode, err)
+		}
+		return nil, nil
+	}
+	if !errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	return tighten(path), nil
+}
+
+// tighten gives the file at path FileMode when group or others have any
+// access to it, and returns what it did; a missing or private file is left
+// alone (nil).
+func tighten(path string) *PermFix {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil // gone, or unreadable: SQLite reports what matters
+	}
+	was := fi.Mode().Perm()
+	if was&0o077 == 0 {
+		return nil
+	}
+	return &PermFix{Path: path, Was: was, Err: os.Chmod(path, FileMode)}
 }
 
 // Kind is "sqlite".

@@ -189,3 +189,93 @@ func TestNewerMigrationRecorded(t *testing.T) {
 		t.Errorf("Migrations = %+v, want the known ones, then 99 applied", ms)
 	}
 }
+
+// modes returns the permission bits of the database file and its -wal and
+// -shm, failing the test when one is missing.
+func modes(t *testing.T, path string) map[string]os.FileMode {
+	t.Helper()
+	out := map[string]os.FileMode{}
+	for _, f := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(f)
+		if err != nil {
+			t.Fatalf("stat %s: %v", f, err)
+		}
+		out[filepath.Base(f)] = fi.Mode().Perm()
+	}
+	return out
+}
+
+// write migrates s and stores a user, so the -wal and -shm exist.
+func write(t *testing.T, s *sqlitestore.Store, name string) {
+	t.Helper()
+	ctx := context.Background()
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateUser(ctx, store.User{Username: name, PasswordHash: "$2a$04$hash"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFileModes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "aurora.db")
+	s := open(t, path)
+	write(t, s, "alice")
+	for f, m := range modes(t, path) {
+		if m != sqlitestore.FileMode {
+			t.Errorf("%s is mode %#o, want %#o", f, m, sqlitestore.FileMode)
+		}
+	}
+	if fixes := s.PermFixes(); len(fixes) != 0 {
+		t.Errorf("a new file reported permission fixes: %+v", fixes)
+	}
+}
+
+// TestTightensOpenFiles is a file an older Aurora left at 0644, with the
+// -wal and -shm of a process still running (or killed): the next Open makes
+// all three 0600, reports each, and reads what the other process wrote.
+func TestTightensOpenFiles(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "aurora.db")
+	older := open(t, path)
+	write(t, older, "alice")
+	for _, f := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(f, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := open(t, path)
+	for f, m := range modes(t, path) {
+		if m != sqlitestore.FileMode {
+			t.Errorf("%s is mode %#o after Open, want %#o", f, m, sqlitestore.FileMode)
+		}
+	}
+	fixes := s.PermFixes()
+	if len(fixes) != 3 {
+		t.Fatalf("PermFixes = %+v, want the file, -wal and -shm", fixes)
+	}
+	for i, suffix := range []string{"", "-wal", "-shm"} {
+		if f := fixes[i]; f.Path != path+suffix || f.Was != 0o644 || f.Err != nil {
+			t.Errorf("PermFixes[%d] = %+v, want %s was 0644, no error", i, f, path+suffix)
+		}
+	}
+	if _, err := s.UserByName(context.Background(), "alice"); err != nil {
+		t.Fatalf("the tightened file lost its user: %v", err)
+	}
+	// A private file is left alone and not reported: 0400 stays 0400.
+	private := filepath.Join(t.TempDir(), "aurora.db")
+	write(t, open(t, private), "bob")
+	if err := os.Chmod(private, 0o400); err != nil {
+		t.Fatal(err)
+	}
+	ro, err := sqlitestore.Open(context.Background(), private)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close(context.Background())
+	if fixes := ro.PermFixes(); len(fixes) != 0 {
+		t.Errorf("a private file was reported: %+v", fixes)
+	}
+	if fi, err := os.Stat(private); err != nil || fi.Mode().Perm() != 0o400 {
+		t.Errorf("a private 0400 file was changed: %v %v", fi.Mode(), err)
+	}
+}
