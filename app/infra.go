@@ -20,6 +20,7 @@ import (
 	"github.com/auroradev/aurora/app/store/mongostore"
 	"github.com/auroradev/aurora/app/store/sqlitestore"
 	"github.com/auroradev/aurora/app/token"
+	"github.com/auroradev/aurora/config"
 )
 
 // The shared infrastructure modules. Roles list them in Deps.
@@ -222,7 +223,9 @@ func newStoreModule(ctx context.Context, h *Host) (Module, error) {
 	}, nil
 }
 
-// DevSecret is AuroraChat's default secret; accepted only with a loud warning.
+// DevSecret is AuroraChat's default secret. It is shorter than
+// config.MinSecretLength, so only auth.insecure_short_secret lets it
+// through, and then with a loud warning.
 const DevSecret = "dev-secret"
 
 func newTokensModule(_ context.Context, h *Host) (Module, error) {
@@ -239,8 +242,15 @@ func newTokensModule(_ context.Context, h *Host) (Module, error) {
 // first use so tokens survive restarts.
 func JWTSecret(configured, dataDir string, log *slog.Logger) ([]byte, error) {
 	if configured != "" {
-		if configured == DevSecret || strings.HasPrefix(configured, "dev-secret") {
-			log.Warn("!!! JWT secret is AuroraChat's public default 'dev-secret': anyone can forge tokens. Set auth.jwt_secret (AURORA_AUTH_JWT_SECRET or JWT_SECRET) to a random value !!!")
+		// The configuration refuses a short secret unless
+		// auth.insecure_short_secret is set: say loudly what that costs.
+		switch {
+		case configured == DevSecret || strings.HasPrefix(configured, "dev-secret"):
+			log.Warn("!!! JWT secret is AuroraChat's public default 'dev-secret': anyone can forge tokens. Set auth.jwt_secret (AURORA_AUTH_JWT_SECRET or JWT_SECRET) to a random value (openssl rand -hex 32) !!!",
+				"bytes", len(configured))
+		case len(configured) < config.MinSecretLength:
+			log.Warn(fmt.Sprintf("!!! auth.insecure_short_secret: the JWT secret is only %d bytes (at least %d are safe): it can be guessed from any token, and then tokens forged. Rotate to a random one (openssl rand -hex 32) !!!",
+				len(configured), config.MinSecretLength), "bytes", len(configured))
 		}
 		return []byte(configured), nil
 	}

@@ -12,16 +12,22 @@ import (
 	"testing"
 
 	"github.com/auroradev/aurora/app"
+	"github.com/auroradev/aurora/config"
 )
 
 func TestJWTSecretConfigured(t *testing.T) {
+	// The configuration lets a secret under 32 bytes through only with
+	// auth.insecure_short_secret; JWTSecret then says loudly what it costs.
 	cases := []struct {
 		secret string
-		warn   bool
+		warn   string // in the WARN line; "" for none
 	}{
-		{"a-perfectly-good-random-secret-0123456789", false},
-		{app.DevSecret, true},
-		{"dev-secret-change-in-production", true}, // AuroraChat's .env example
+		{"a-perfectly-good-random-secret-0123456789", ""},
+		{strings.Repeat("x", 32), ""},
+		{app.DevSecret, "AuroraChat's public default 'dev-secret'"},
+		{"dev-secret-change-in-production", "AuroraChat's public default 'dev-secret'"}, // AuroraChat's .env example
+		{"abc", "auth.insecure_short_secret: the JWT secret is only 3 bytes (at least 32 are safe)"},
+		{strings.Repeat("x", 31), "only 31 bytes"},
 	}
 	for _, tc := range cases {
 		var logs bytes.Buffer
@@ -33,9 +39,15 @@ func TestJWTSecretConfigured(t *testing.T) {
 		if string(got) != tc.secret {
 			t.Errorf("JWTSecret(%q) = %q, want the configured secret", tc.secret, got)
 		}
-		warned := strings.Contains(logs.String(), "level=WARN") && strings.Contains(logs.String(), "dev-secret")
-		if warned != tc.warn {
-			t.Errorf("JWTSecret(%q): warned=%v, want %v; logs:\n%s", tc.secret, warned, tc.warn, logs.String())
+		out := logs.String()
+		if tc.warn == "" && out != "" {
+			t.Errorf("JWTSecret(%q) logged:\n%s", tc.secret, out)
+		}
+		if tc.warn != "" && (strings.Count(out, "level=WARN") != 1 || !strings.Contains(out, tc.warn) || !strings.Contains(out, "openssl rand -hex 32")) {
+			t.Errorf("JWTSecret(%q): want one WARN saying %q and how to make a secret; logs:\n%s", tc.secret, tc.warn, out)
+		}
+		if strings.Contains(out, tc.secret) && tc.secret != app.DevSecret {
+			t.Errorf("JWTSecret(%q) logged the secret:\n%s", tc.secret, out)
 		}
 		if _, err := os.Stat(filepath.Join(dir, "jwt-secret")); !os.IsNotExist(err) {
 			t.Errorf("a configured secret wrote a secret file (stat: %v)", err)
@@ -175,5 +187,31 @@ func TestRedisOptions(t *testing.T) {
 
 	if _, err := app.RedisOptions("http://nope"); err == nil || !strings.Contains(err.Error(), "redis.url") {
 		t.Errorf("bad URL: %v, want an error naming redis.url", err)
+	}
+}
+
+// TestShortSecretNeedsTheFlag: a process configured with AuroraChat's
+// dev-secret does not validate; with auth.insecure_short_secret it starts
+// and its tokens module warns.
+func TestShortSecretNeedsTheFlag(t *testing.T) {
+	role := uniq("tokens")
+	registerFake(role, true, []string{app.ModTokens}, &fake{name: role, rec: &recorder{}})
+	cfg := testConfig(t, role)
+	cfg.Auth.JWTSecret = app.DevSecret
+	// Validated with real roles: the test role is not one.
+	validate := func() error { c := *cfg; c.Roles = config.ValidRoles; return c.Validate() }
+	if err := validate(); err == nil || !strings.Contains(err.Error(), "auth.jwt_secret") {
+		t.Fatalf("Validate with dev-secret: %v, want an error naming auth.jwt_secret", err)
+	}
+	cfg.Auth.InsecureShortSecret = true
+	if err := validate(); err != nil {
+		t.Fatalf("Validate with the flag: %v", err)
+	}
+	s := startApp(t, cfg)
+	if !strings.Contains(s.logs.String(), "level=WARN") || !strings.Contains(s.logs.String(), "public default 'dev-secret'") {
+		t.Errorf("no warning for dev-secret:\n%s", s.logs.String())
+	}
+	if _, _, err := s.app.Host().Tokens.Issue("u1", "alice"); err != nil {
+		t.Errorf("issue a token with dev-secret: %v", err)
 	}
 }

@@ -326,6 +326,8 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		"negative replicas":     {"roles": map[string]any{"chat": map[string]any{"replicas": -1}}},
 		"bad redis url":         {"redis": map[string]any{"url": "http://redis:6379"}},
 		"bad service type":      {"service": map[string]any{"type": "Magic"}},
+		// Aurora refuses a secret under 32 bytes at start: fail at install.
+		"short jwt secret": {"secret": map[string]any{"jwtSecret": "dev-secret"}},
 	}
 	for name, vals := range bad {
 		t.Run(name, func(t *testing.T) {
@@ -333,6 +335,15 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 				t.Fatalf("values %v rendered; the schema should reject them", vals)
 			}
 		})
+	}
+	// The secret rule refuses short secrets only.
+	if _, err := render(t, map[string]any{"secret": map[string]any{"jwtSecret": "dev-secret"}}); err == nil || !strings.Contains(err.Error(), "jwtSecret") {
+		t.Errorf("short jwtSecret: %v, want a schema error naming jwtSecret", err)
+	}
+	for _, ok := range []string{"", strings.Repeat("k", 32)} {
+		if _, err := render(t, map[string]any{"secret": map[string]any{"jwtSecret": ok}}); err != nil {
+			t.Errorf("jwtSecret of %d characters refused: %v", len(ok), err)
+		}
 	}
 }
 

@@ -161,6 +161,33 @@ func TestConfigPrintBadValue(t *testing.T) {
 	}
 }
 
+func TestShortJWTSecret(t *testing.T) {
+	clearConfigEnv(t)
+	t.Setenv("JWT_SECRET", "dev-secret") // AuroraChat's default
+	dir := filepath.Join(t.TempDir(), "data")
+	code, _, errOut := runAurora(t, "serve", "--data-dir", dir, "--http-addr", "127.0.0.1:0")
+	if code == 0 {
+		t.Fatal("serve with JWT_SECRET=dev-secret exited 0")
+	}
+	for _, want := range []string{"config key auth.jwt_secret: is 10 bytes, at least 32", "openssl rand -hex 32", "AURORA_AUTH_INSECURE_SHORT_SECRET=true"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr %q lacks %q", errOut, want)
+		}
+	}
+	if strings.Contains(errOut, "dev-secret") && !strings.Contains(errOut, "AuroraChat's dev-secret") {
+		t.Errorf("stderr shows the secret: %q", errOut)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("serve touched the data dir before refusing (stat: %v)", err)
+	}
+
+	t.Setenv("AURORA_AUTH_INSECURE_SHORT_SECRET", "true")
+	code, out, errOut := runAurora(t, "config", "print")
+	if code != 0 || !strings.Contains(out, "insecure_short_secret: true") {
+		t.Fatalf("config print with the flag: exit %d\n%s\n%s", code, out, errOut)
+	}
+}
+
 func TestMigrateSQLite(t *testing.T) {
 	clearConfigEnv(t)
 	dir := filepath.Join(t.TempDir(), "data")

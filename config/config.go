@@ -80,11 +80,14 @@ type Mongo struct {
 type Auth struct {
 	// JWTSecret signs tokens (HS256). Empty: a random secret is generated
 	// once and kept in <data_dir>/jwt-secret.
-	JWTSecret        string        `mapstructure:"jwt_secret" secret:"true"`
-	TokenTTL         time.Duration `mapstructure:"token_ttl"`
-	BcryptCost       int           `mapstructure:"bcrypt_cost"`
-	LoginMaxFailures int           `mapstructure:"login_max_failures"`
-	LoginWindow      time.Duration `mapstructure:"login_window"`
+	JWTSecret string `mapstructure:"jwt_secret" secret:"true"`
+	// InsecureShortSecret accepts a JWTSecret shorter than MinSecretLength
+	// (AuroraChat's dev-secret, say, during a migration), with a WARN.
+	InsecureShortSecret bool          `mapstructure:"insecure_short_secret"`
+	TokenTTL            time.Duration `mapstructure:"token_ttl"`
+	BcryptCost          int           `mapstructure:"bcrypt_cost"`
+	LoginMaxFailures    int           `mapstructure:"login_max_failures"`
+	LoginWindow         time.Duration `mapstructure:"login_window"`
 }
 
 // Chat configures the WebSocket gateway.
@@ -117,6 +120,11 @@ type Ingest struct {
 	// reconnect recovery before they are trimmed.
 	KeepRecent int `mapstructure:"keep_recent"`
 }
+
+// MinSecretLength is the shortest auth.jwt_secret accepted, in bytes,
+// without auth.insecure_short_secret: HS256 wants a key of at least its
+// 256-bit output, and a short one can be brute-forced from any token.
+const MinSecretLength = 32
 
 // generalRoom is the room every chat connection joins on connect, as in
 // AuroraChat; chat.rooms_allowed must keep it.
@@ -323,6 +331,12 @@ func (c *Config) Validate() error {
 		if u, err := url.Parse(c.Mongo.URL); err != nil || (u.Scheme != "mongodb" && u.Scheme != "mongodb+srv") {
 			bad("mongo.url", "must be a mongodb:// or mongodb+srv:// URL")
 		}
+	}
+	if n := len(c.Auth.JWTSecret); n > 0 && n < MinSecretLength && !c.Auth.InsecureShortSecret {
+		bad("auth.jwt_secret", "is %d bytes, at least %d are required (a short secret can be guessed offline from any one token, "+
+			"and then tokens forged): generate one with `openssl rand -hex 32`, or leave it empty to have one generated in data_dir; "+
+			"to accept it anyway (AuroraChat's dev-secret during a migration), set auth.insecure_short_secret: true (AURORA_AUTH_INSECURE_SHORT_SECRET=true)",
+			n, MinSecretLength)
 	}
 	if c.Auth.TokenTTL < time.Minute {
 		bad("auth.token_ttl", "must be at least 1m")

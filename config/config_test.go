@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -79,6 +80,7 @@ func TestDefaults(t *testing.T) {
 		{"redis.url", c.Redis.URL, ""},
 		{"mongo.url", c.Mongo.URL, ""},
 		{"auth.jwt_secret", c.Auth.JWTSecret, ""},
+		{"auth.insecure_short_secret", c.Auth.InsecureShortSecret, false},
 		{"auth.token_ttl", c.Auth.TokenTTL, 24 * time.Hour},
 		{"auth.bcrypt_cost", c.Auth.BcryptCost, 10},
 		{"chat.room_rate", c.Chat.RoomRate, 3},
@@ -201,6 +203,12 @@ func TestEnvLists(t *testing.T) {
 	}
 }
 
+// Secrets of the minimum length or more, as every configured secret must be.
+const (
+	legacySecret = "legacy-secret-0123456789abcdef0123"
+	newSecret    = "new-secret-0123456789abcdef0123456"
+)
+
 func TestAuroraChatEnv(t *testing.T) {
 	cases := []struct {
 		name   string
@@ -214,10 +222,10 @@ func TestAuroraChatEnv(t *testing.T) {
 			func(c *Config) (string, string) { return c.HTTP.Addr, "127.0.0.1:5000" }},
 		{"flag beats PORT", env("PORT", "4000"), []string{"--http-addr", "127.0.0.1:6000"},
 			func(c *Config) (string, string) { return c.HTTP.Addr, "127.0.0.1:6000" }},
-		{"JWT_SECRET", env("JWT_SECRET", "legacy-secret"), nil,
-			func(c *Config) (string, string) { return c.Auth.JWTSecret, "legacy-secret" }},
-		{"AURORA_AUTH_JWT_SECRET beats JWT_SECRET", env("JWT_SECRET", "legacy-secret", "AURORA_AUTH_JWT_SECRET", "new-secret"), nil,
-			func(c *Config) (string, string) { return c.Auth.JWTSecret, "new-secret" }},
+		{"JWT_SECRET", env("JWT_SECRET", legacySecret), nil,
+			func(c *Config) (string, string) { return c.Auth.JWTSecret, legacySecret }},
+		{"AURORA_AUTH_JWT_SECRET beats JWT_SECRET", env("JWT_SECRET", legacySecret, "AURORA_AUTH_JWT_SECRET", newSecret), nil,
+			func(c *Config) (string, string) { return c.Auth.JWTSecret, newSecret }},
 		{"REDIS_HOST with default port", env("REDIS_HOST", "redis.svc"), nil,
 			func(c *Config) (string, string) { return c.Redis.URL, "redis://redis.svc:6379" }},
 		{"REDIS_HOST and REDIS_PORT", env("REDIS_HOST", "redis.svc", "REDIS_PORT", "6380"), nil,
@@ -346,6 +354,7 @@ func TestInvalidValues(t *testing.T) {
 		{"AURORA_LOG_FORMAT", "xml", "log.format"},
 		{"AURORA_REDIS_URL", "http://redis:6379", "redis.url"},
 		{"AURORA_MONGO_URL", "postgres://db", "mongo.url"},
+		{"AURORA_AUTH_INSECURE_SHORT_SECRET", "maybe", "auth.insecure_short_secret"},
 		{"AURORA_AUTH_TOKEN_TTL", "30s", "auth.token_ttl"},
 		{"AURORA_AUTH_BCRYPT_COST", "3", "auth.bcrypt_cost"},
 		{"AURORA_AUTH_BCRYPT_COST", "32", "auth.bcrypt_cost"},
@@ -436,6 +445,68 @@ func TestValidEdgeValues(t *testing.T) {
 		if _, err := load("", nil, env(tc.env, tc.value)); err != nil {
 			t.Errorf("%s=%s rejected: %v", tc.env, tc.value, err)
 		}
+	}
+}
+
+func TestJWTSecretLength(t *testing.T) {
+	short := strings.Repeat("s", MinSecretLength-1)
+	// Refused below 32 bytes, from every source, with an error that names
+	// the key, the length, how to generate one and the flag.
+	for _, tc := range []struct {
+		name   string
+		file   string
+		getenv func(string) string
+		n      int
+	}{
+		{"AURORA_AUTH_JWT_SECRET", "", env("AURORA_AUTH_JWT_SECRET", "abc"), 3},
+		{"AuroraChat's JWT_SECRET=dev-secret", "", env("JWT_SECRET", "dev-secret"), 10},
+		{"AuroraChat's .env example", "", env("JWT_SECRET", "dev-secret-change-in-production"), 31},
+		{"one byte short", "", env("AURORA_AUTH_JWT_SECRET", short), MinSecretLength - 1},
+		{"file", writeFile(t, "auth:\n  jwt_secret: hunter2\n"), env(), 7},
+		{"flag false", "", env("AURORA_AUTH_JWT_SECRET", "abc", "AURORA_AUTH_INSECURE_SHORT_SECRET", "false"), 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := load(tc.file, nil, tc.getenv)
+			if err == nil {
+				t.Fatal("a short secret was accepted")
+			}
+			for _, want := range []string{"config key auth.jwt_secret", fmt.Sprintf("is %d bytes", tc.n), "at least 32",
+				"openssl rand -hex 32", "auth.insecure_short_secret: true", "AURORA_AUTH_INSECURE_SHORT_SECRET=true"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not say %q", err, want)
+				}
+			}
+		})
+	}
+
+	// Accepted: 32 bytes or more, empty (generated), or short with the flag
+	// from the environment or the file.
+	for _, tc := range []struct {
+		name   string
+		file   string
+		getenv func(string) string
+		want   string
+	}{
+		{"32 bytes", "", env("AURORA_AUTH_JWT_SECRET", short+"s"), short + "s"},
+		{"empty", "", env(), ""},
+		{"flag in env", "", env("JWT_SECRET", "dev-secret", "AURORA_AUTH_INSECURE_SHORT_SECRET", "true"), "dev-secret"},
+		{"flag in file", writeFile(t, "auth:\n  jwt_secret: dev-secret\n  insecure_short_secret: true\n"), env(), "dev-secret"},
+	} {
+		c, err := load(tc.file, nil, tc.getenv)
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if c.Auth.JWTSecret != tc.want {
+			t.Errorf("%s: jwt_secret %q, want %q", tc.name, c.Auth.JWTSecret, tc.want)
+		}
+	}
+}
+
+func TestBoolKeys(t *testing.T) {
+	c := mustLoad(t, "", nil, env("AURORA_AUTH_INSECURE_SHORT_SECRET", "1"))
+	if !c.Auth.InsecureShortSecret {
+		t.Error("env: insecure_short_secret false, want true")
 	}
 }
 
