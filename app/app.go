@@ -247,8 +247,13 @@ func (a *App) warnNullOrigin() {
 	}
 }
 
-// checks runs every started module's readiness check.
-func (a *App) checks(ctx context.Context) (map[string]string, bool) {
+// CheckUnavailable is what /readyz says of a failing check to a client that
+// may not see its error.
+const CheckUnavailable = "unavailable"
+
+// checks runs every started module's readiness check: "ok", or the error
+// when details is set, else CheckUnavailable.
+func (a *App) checks(ctx context.Context, details bool) (map[string]string, bool) {
 	a.mu.Lock()
 	mods := append([]started(nil), a.started...)
 	a.mu.Unlock()
@@ -262,10 +267,14 @@ func (a *App) checks(ctx context.Context) (map[string]string, bool) {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		err := c.Check(cctx)
 		cancel()
-		if err != nil {
+		switch {
+		case err != nil && details:
 			out[s.name] = err.Error()
 			ok = false
-		} else {
+		case err != nil:
+			out[s.name] = CheckUnavailable
+			ok = false
+		default:
 			out[s.name] = "ok"
 		}
 	}

@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
@@ -30,7 +32,10 @@ func (a *App) routes() {
 		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	h.Mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		checks, ok := a.checks(r.Context())
+		// A failing check's error names internal hosts and addresses: for
+		// the operator on this machine, or everyone when configured.
+		details := h.Config.HTTP.ReadyzDetails || FromLoopback(r)
+		checks, ok := a.checks(r.Context(), details)
 		status, code := "ok", http.StatusOK
 		if !ok {
 			status, code = "unavailable", http.StatusServiceUnavailable
@@ -172,6 +177,26 @@ func OriginAllowed(r *http.Request, allow []string) bool {
 		}
 	}
 	return false
+}
+
+// FromLoopback reports whether r came straight from this machine: over a
+// loopback connection (127.0.0.0/8 or ::1, IPv4-mapped included) and not
+// relayed by a proxy. Only the connection's address can say loopback; a
+// forwarding header (Forwarded, X-Forwarded-For, X-Real-Ip), which anyone
+// can send, only ever takes it away, since a reverse proxy on this machine
+// relays remote clients over loopback.
+func FromLoopback(r *http.Request) bool {
+	for _, h := range []string{"Forwarded", "X-Forwarded-For", "X-Real-Ip"} {
+		if _, relayed := r.Header[h]; relayed {
+			return false
+		}
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }
 
 type logKey struct{}

@@ -55,6 +55,10 @@ type HTTP struct {
 	// ShutdownDelay is how long /readyz reports 503 before the drain starts,
 	// so load balancers stop routing new connections here first.
 	ShutdownDelay time.Duration `mapstructure:"shutdown_delay"`
+	// ReadyzDetails shows each failing check's error in /readyz to every
+	// client; otherwise only loopback clients see it, others "unavailable"
+	// (the errors name internal hosts and addresses).
+	ReadyzDetails bool `mapstructure:"readyz_details"`
 }
 
 // Log configures slog.

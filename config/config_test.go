@@ -81,6 +81,7 @@ func TestDefaults(t *testing.T) {
 		{"mongo.url", c.Mongo.URL, ""},
 		{"auth.jwt_secret", c.Auth.JWTSecret, ""},
 		{"auth.insecure_short_secret", c.Auth.InsecureShortSecret, false},
+		{"http.readyz_details", c.HTTP.ReadyzDetails, false},
 		{"auth.token_ttl", c.Auth.TokenTTL, 24 * time.Hour},
 		{"auth.bcrypt_cost", c.Auth.BcryptCost, 10},
 		{"chat.room_rate", c.Chat.RoomRate, 3},
@@ -355,6 +356,7 @@ func TestInvalidValues(t *testing.T) {
 		{"AURORA_REDIS_URL", "http://redis:6379", "redis.url"},
 		{"AURORA_MONGO_URL", "postgres://db", "mongo.url"},
 		{"AURORA_AUTH_INSECURE_SHORT_SECRET", "maybe", "auth.insecure_short_secret"},
+		{"AURORA_HTTP_READYZ_DETAILS", "sometimes", "http.readyz_details"},
 		{"AURORA_AUTH_TOKEN_TTL", "30s", "auth.token_ttl"},
 		{"AURORA_AUTH_BCRYPT_COST", "3", "auth.bcrypt_cost"},
 		{"AURORA_AUTH_BCRYPT_COST", "32", "auth.bcrypt_cost"},
@@ -441,6 +443,7 @@ func TestValidEdgeValues(t *testing.T) {
 		{"AURORA_HTTP_CORS_ORIGINS", "http://[::1]:8000"},
 		{"AURORA_HTTP_CORS_ORIGINS", "chrome-extension://abcdef"},
 		{"AURORA_CHAT_ROOMS_ALLOWED", "general"},
+		{"AURORA_HTTP_READYZ_DETAILS", "true"},
 	} {
 		if _, err := load("", nil, env(tc.env, tc.value)); err != nil {
 			t.Errorf("%s=%s rejected: %v", tc.env, tc.value, err)
@@ -504,9 +507,13 @@ func TestJWTSecretLength(t *testing.T) {
 }
 
 func TestBoolKeys(t *testing.T) {
-	c := mustLoad(t, "", nil, env("AURORA_AUTH_INSECURE_SHORT_SECRET", "1"))
-	if !c.Auth.InsecureShortSecret {
-		t.Error("env: insecure_short_secret false, want true")
+	c := mustLoad(t, "", nil, env("AURORA_HTTP_READYZ_DETAILS", "true", "AURORA_AUTH_INSECURE_SHORT_SECRET", "1"))
+	if !c.HTTP.ReadyzDetails || !c.Auth.InsecureShortSecret {
+		t.Errorf("env: readyz_details %v, insecure_short_secret %v; want both true", c.HTTP.ReadyzDetails, c.Auth.InsecureShortSecret)
+	}
+	c = mustLoad(t, writeFile(t, "http:\n  readyz_details: true\n"), nil, env())
+	if !c.HTTP.ReadyzDetails {
+		t.Error("file: readyz_details false, want true")
 	}
 }
 
