@@ -68,6 +68,7 @@ func TestAuth(t *testing.T) {
 		{"ThrottleResetOnSuccess", testThrottleReset},
 		{"Metrics", testMetrics},
 		{"ThrottleWindowExpires", testThrottleWindow},
+		{"LongUsernameLogBounded", testLongUsernameLogged},
 		{"RedisDown", testRedisDown},
 		{"StoreDown", testStoreDown},
 	}
@@ -821,6 +822,47 @@ func testThrottleWindow(t *testing.T, e *env) {
 	}
 	time.Sleep(time.Until(locked.Add(2100 * time.Millisecond)))
 	e.login(t, srv.URL, "ivan", "ivan-password").want(t, http.StatusOK)
+}
+
+// testLongUsernameLogged: a client's username reaches the log bounded,
+// whatever its length: a 16 KB username that fails to log in and is then
+// throttled, and a long AuroraChat-era stored name that logs in, each give
+// log lines under 1 KB.
+func testLongUsernameLogged(t *testing.T, e *env) {
+	srv, logs := e.server(t, func(c *config.Config) { c.Auth.LoginMaxFailures = 2 })
+	huge := strings.Repeat("u", 16000) // the body limit is 16 KiB
+	for range 2 {
+		e.login(t, srv.URL, huge, "wrong-password").wantError(t, http.StatusUnauthorized, "invalid credentials")
+	}
+	e.login(t, srv.URL, huge, "wrong-password").wantError(t, http.StatusTooManyRequests, "too many failed logins")
+
+	long := "legacy-" + strings.Repeat("Long", 75) // 307 bytes, registered before the 32-byte rule
+	hash, err := bcrypt.GenerateFromPassword([]byte("legacy-password"), 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.App.Host().Store.CreateUser(context.Background(), store.User{Username: long, PasswordHash: string(hash)}); err != nil {
+		t.Fatal(err)
+	}
+	e.login(t, srv.URL, long, "legacy-password").want(t, http.StatusOK)
+
+	out := logs.String()
+	for _, want := range []string{
+		`level=INFO msg="login failed"`,
+		`level=WARN msg="login throttled"`,
+		`username_key="` + strings.Repeat("u", 64) + `…(16000 bytes)"`,
+		`level=INFO msg="user logged in"`,
+		`username="` + long[:64] + `…(307 bytes)"`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q:\n%.2000s", want, out)
+		}
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if len(line) > 1024 {
+			t.Errorf("a log line is %d bytes: %.300s…", len(line), line)
+		}
+	}
 }
 
 // testRedisDown: without Redis the throttle cannot be enforced, so login

@@ -61,7 +61,7 @@ func (m *module) register(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		log.Error("hash password for registration", "username", c.Username, "err", err)
+		log.Error("hash password for registration", "username", app.UserInput(c.Username), "err", err)
 		app.WriteError(w, http.StatusServiceUnavailable, msgUnavailable)
 		return
 	}
@@ -73,12 +73,12 @@ func (m *module) register(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		log.Error("create user", "username", c.Username, "store", m.store.Kind(), "err", err)
+		log.Error("create user", "username", app.UserInput(c.Username), "store", m.store.Kind(), "err", err)
 		app.WriteError(w, http.StatusServiceUnavailable, msgUnavailable)
 		return
 	}
 	m.registrations.Inc()
-	log.Info("user registered", "user_id", u.ID, "username", u.Username)
+	log.Info("user registered", "user_id", u.ID, "username", app.UserInput(u.Username))
 	app.WriteJSON(w, http.StatusCreated, registerResponse{OK: true, User: userJSON{u.ID, u.Username}})
 }
 
@@ -103,7 +103,7 @@ func (m *module) login(w http.ResponseWriter, r *http.Request) {
 	}
 	if !ok {
 		m.logins.WithLabelValues(resultThrottled).Inc()
-		log.Warn("login throttled", "username_key", store.UsernameKey(c.Username), "retry_after", wait)
+		log.Warn("login throttled", "username_key", app.UserInput(store.UsernameKey(c.Username)), "retry_after", wait)
 		w.Header().Set("Retry-After", strconv.FormatInt(retryAfterSeconds(wait), 10))
 		app.WriteError(w, http.StatusTooManyRequests, msgThrottled)
 		return
@@ -148,7 +148,7 @@ func (m *module) login(w http.ResponseWriter, r *http.Request) {
 		log.Warn("could not reset failed logins", "user_id", u.ID, "err", err)
 	}
 	m.logins.WithLabelValues(resultOK).Inc()
-	log.Info("user logged in", "user_id", u.ID, "username", u.Username)
+	log.Info("user logged in", "user_id", u.ID, "username", app.UserInput(u.Username))
 	app.WriteJSON(w, http.StatusOK, loginResponse{
 		Token:     tok,
 		ExpiresAt: exp.UTC().Format(time.RFC3339),
