@@ -130,7 +130,7 @@ func (c *conn) run(expires time.Time) {
 	} else {
 		c.reply(welcomeFrame{Type: "welcome", User: welcomeUser{ID: c.userID, Username: c.username}})
 	}
-	c.q.endRecovery(generalRoom, nil, bus.ID{})
+	c.q.endRecovery(generalRoom, bus.ID{}, nil, true, nil)
 	c.readLoop()
 }
 
@@ -268,6 +268,7 @@ func (c *conn) writeQueued() (err error) {
 			}
 			m.delivered.Inc()
 		}
+		c.q.written(it)
 	}
 	return nil
 }

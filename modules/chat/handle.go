@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/auroradev/aurora/app/bus"
+	"github.com/auroradev/aurora/modules/chat/history"
 	"github.com/auroradev/aurora/modules/chat/presence"
 )
 
@@ -228,7 +229,7 @@ func (c *conn) join(room string, since *bus.ID, implicit bool) string {
 		if err := g.subs.sync(ctx, room); err != nil {
 			g.hub.leave(room, c)
 			if replay {
-				c.q.endRecovery(room, nil, bus.ID{})
+				c.q.endRecovery(room, *since, nil, false, nil)
 			}
 			c.log.Warn("join failed", "room", room, "err", err)
 			return codeUnavailable
@@ -258,25 +259,24 @@ func (c *conn) join(room string, since *bus.ID, implicit bool) string {
 		c.reply(joined)
 		return ""
 	}
-	frames, complete, err := g.history.Since(ctx, room, *since)
-	if err != nil {
-		c.log.Warn("read history for recovery", "room", room, "since", since.String(), "err", err)
-		frames, complete = nil, false
-	}
-	joined.Recovered = &complete
-	c.reply(joined)
-	last := *since
-	for _, f := range frames {
-		var h struct {
-			ID string `json:"id"`
-		}
-		if json.Unmarshal(f, &h) == nil {
-			if id, err := bus.ParseID(h.ID); err == nil && id.Compare(last) > 0 {
-				last = id
-			}
+	// No more than the queue can take now (endRecovery decides exactly).
+	var frames []history.Frame
+	complete := false
+	if limit := c.q.replayRoom(); limit > 0 {
+		frames, complete, err = g.history.Since(ctx, room, *since, limit)
+		if err != nil {
+			c.log.Warn("read history for recovery", "room", room, "since", since.String(), "err", err)
+			frames, complete = nil, false
 		}
 	}
-	c.q.endRecovery(room, frames, last)
+	c.q.endRecovery(room, *since, frames, complete, func(complete bool) []byte {
+		joined.Recovered = &complete
+		b, err := json.Marshal(joined)
+		if err != nil {
+			c.log.Error("encode frame", "err", err)
+		}
+		return b
+	})
 	return ""
 }
 

@@ -5,7 +5,14 @@ import (
 	"time"
 
 	"github.com/auroradev/aurora/app/bus"
+	"github.com/auroradev/aurora/modules/chat/history"
 )
+
+// replayMaxBytes bounds the replayed frames a connection holds, queued or
+// being written. Live frames are encoded once per replica and shared by
+// every member's queue; a replay is the connection's own copy, so it is
+// what a client that asks for replays and never reads could pile up.
+const replayMaxBytes = 1 << 20
 
 // item is one entry of a connection's send queue: one frame, or several
 // frames written back to back (a presence batch, a history replay).
@@ -18,6 +25,18 @@ type item struct {
 	// id is the message id, for the gap-free join of a recovering
 	// connection; zero when the frame is not an Aurora message.
 	id bus.ID
+	// replayBytes is the size of frames when they are a replay (0
+	// otherwise); the writer releases it once they are written.
+	replayBytes int
+}
+
+// slots is how much of the queue's limit the item takes: a replay one per
+// frame, any other item one (a presence batch goes out together).
+func (it item) slots() int {
+	if it.replayBytes > 0 {
+		return len(it.frames)
+	}
+	return 1
 }
 
 // sendQueue is a connection's bounded outbound queue. Pushes never block:
@@ -29,7 +48,13 @@ type sendQueue struct {
 	items []item
 	spare []item
 	max   int
-	wake  chan struct{} // capacity 1: "something was queued"
+	// n is the slots the queued items take (see item.slots), at most max
+	// but for the live frames that followed a replay.
+	n int
+	// replayBytes is the size of the replayed frames queued or being
+	// written, at most replayMaxBytes.
+	replayBytes int
+	wake        chan struct{} // capacity 1: "something was queued"
 	// dropped: the connection is going away; pushes are discarded.
 	dropped bool
 
@@ -69,12 +94,13 @@ func (q *sendQueue) push(room string, it item) bool {
 		q.mu.Unlock()
 		return true
 	}
-	if len(q.items) >= q.max {
+	if q.n >= q.max {
 		q.full()
 		q.mu.Unlock()
 		return false
 	}
 	q.items = append(q.items, it)
+	q.n += it.slots()
 	q.mu.Unlock()
 	select {
 	case q.wake <- struct{}{}:
@@ -120,8 +146,30 @@ func (q *sendQueue) take() []item {
 	clear(q.spare)
 	q.items = q.spare[:0]
 	q.spare = out
+	q.n = 0
 	q.fullSince = time.Time{}
 	return out
+}
+
+// written releases the replay budget of an item the writer has written.
+func (q *sendQueue) written(it item) {
+	if it.replayBytes == 0 {
+		return
+	}
+	q.mu.Lock()
+	q.replayBytes -= it.replayBytes
+	q.mu.Unlock()
+}
+
+// replayRoom is how many frames a replay could be given now (see
+// endRecovery), for asking the history for no more than that.
+func (q *sendQueue) replayRoom() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.replayBytes >= replayMaxBytes {
+		return 0
+	}
+	return max(q.max/2-q.n, 0)
 }
 
 // drop discards everything queued and every later push, freeing the memory
@@ -131,6 +179,7 @@ func (q *sendQueue) drop() {
 	defer q.mu.Unlock()
 	q.dropped = true
 	q.items, q.spare, q.recovering = nil, nil, nil
+	q.n, q.replayBytes = 0, 0
 	if q.slowTimer != nil {
 		q.slowTimer.Stop()
 	}
@@ -158,12 +207,21 @@ func (q *sendQueue) beginRecovery(room string) {
 	}
 }
 
-// endRecovery queues the replayed frames (one item however long: the
-// replay is bounded by the history service and must not be cut short by the
-// queue limit), then the buffered live frames that are not among them
-// (message ids after last; frames without an id always), and ends
-// buffering for room.
-func (q *sendQueue) endRecovery(room string, replay [][]byte, last bus.ID) {
+// endRecovery ends buffering room's live frames. It queues head (the
+// answer to the join, built with whether the replay is complete, when not
+// nil), then the replay as far as it fits, then the buffered live frames
+// that are not among the replayed ones (message ids after the last one
+// replayed, or after since; frames without an id always).
+//
+// A replay takes one slot of the queue per frame, like the live frames it
+// would otherwise delay, and only as far as it leaves half of the queue's
+// slots free for them and keeps the connection's replayed bytes within
+// replayMaxBytes. What does not fit is not queued: the replay is then not
+// complete, and the client pages on through the history API. So however
+// often a client asks for replays without reading, its queue never holds
+// more than that; the live frames behave as they always did (a client that
+// lets them fill the queue for chat.slow_timeout is cut with 4008).
+func (q *sendQueue) endRecovery(room string, since bus.ID, replay []history.Frame, complete bool, head func(complete bool) []byte) {
 	q.mu.Lock()
 	buf := q.recovering[room]
 	delete(q.recovering, room)
@@ -171,12 +229,36 @@ func (q *sendQueue) endRecovery(room string, replay [][]byte, last bus.ID) {
 		q.mu.Unlock()
 		return
 	}
-	if len(replay) > 0 {
-		q.items = append(q.items, item{frames: replay})
+	free, budget := q.max/2-q.n, replayMaxBytes-q.replayBytes
+	k, size := 0, 0
+	for k < len(replay) && k < free && size+len(replay[k].JSON) <= budget {
+		size += len(replay[k].JSON)
+		k++
+	}
+	if k < len(replay) {
+		complete = false
+	}
+	if head != nil {
+		q.items = append(q.items, item{frame: head(complete)})
+		q.n++
+	}
+	last := since
+	if k > 0 {
+		frames := make([][]byte, k)
+		for i, f := range replay[:k] {
+			frames[i] = f.JSON
+			if f.ID.Compare(last) > 0 {
+				last = f.ID
+			}
+		}
+		q.items = append(q.items, item{frames: frames, replayBytes: size})
+		q.n += k
+		q.replayBytes += size
 	}
 	for _, it := range buf {
 		if it.id.IsZero() || it.id.Compare(last) > 0 {
 			q.items = append(q.items, it)
+			q.n += it.slots()
 		}
 	}
 	q.mu.Unlock()

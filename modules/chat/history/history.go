@@ -139,14 +139,22 @@ func (s *Service) page(ctx context.Context, room string, before, after *bus.ID, 
 	return p, nil
 }
 
-// Since returns the encoded message frames (JSON of bus.MessageFrame) of
-// room with an id after since, oldest first, for a client that reconnects
-// and saw everything up to since; ctx should carry a deadline, since the
-// Redis client retries reads while Redis is unreachable. complete is false when the client must
-// not trust the replay to be gap-free from since to now: more than MaxSince
-// messages (the frames are then the oldest MaxSince, so the client can page
-// on with the history API), the stream read hit its cap, or coverage cannot
-// be vouched for.
+// Frame is a message of a replay: its id and its encoded frame (JSON of
+// bus.MessageFrame).
+type Frame struct {
+	ID   bus.ID
+	JSON []byte
+}
+
+// Since returns the message frames of room with an id after since, oldest
+// first, at most limit of them (at most MaxSince), for a client that
+// reconnects and saw everything up to since; ctx should carry a deadline,
+// since the Redis client retries reads while Redis is unreachable. complete
+// is false when the client must not trust the replay to be gap-free from
+// since to now: more than limit messages (the frames are then the oldest
+// limit, so the client can page on with the history API; a limit below 1
+// reads nothing), the stream read hit its cap, or coverage cannot be
+// vouched for.
 //
 // Coverage: the replay is complete when the store and the stream together
 // hold every message after since. The store holds everything ingested and
@@ -158,15 +166,20 @@ func (s *Service) page(ctx context.Context, room string, before, after *bus.ID, 
 // itself still holds everything after since), or when the store holds a
 // message of the room at or before since (the store reaches back to since,
 // so what the stream lost before its oldest entry is in the store).
-func (s *Service) Since(ctx context.Context, room string, since bus.ID) (frames [][]byte, complete bool, err error) {
+func (s *Service) Since(ctx context.Context, room string, since bus.ID, limit int) (frames []Frame, complete bool, err error) {
+	limit = min(limit, MaxSince)
+	if limit < 1 {
+		return nil, false, nil
+	}
 	ti, err := s.tail(ctx)
 	if err != nil {
 		return nil, false, err
 	}
 	var msgs []store.Message
 	storeMore := false
-	for after := since; len(msgs) <= MaxSince; {
-		page, more, err := s.store.Messages(ctx, room, store.Page{After: &after, Limit: storePage})
+	for after := since; len(msgs) <= limit; {
+		// One more than limit tells whether more lie beyond.
+		page, more, err := s.store.Messages(ctx, room, store.Page{After: &after, Limit: min(storePage, limit+1-len(msgs))})
 		if err != nil {
 			return nil, false, fmt.Errorf("read messages of room %s after %s from the store: %w", room, after, err)
 		}
@@ -182,12 +195,12 @@ func (s *Service) Since(ctx context.Context, room string, since bus.ID) (frames 
 	ok = raise(&lo, since) && ok
 	if storeMore && len(msgs) > 0 {
 		// As in page: nothing beyond the store's last can be among the
-		// first MaxSince.
+		// first limit.
 		ok = lower(&hi, msgs[len(msgs)-1].ID) && ok
 	}
 	var sc scan
 	if ok {
-		sc, err = s.scanRoom(ctx, room, lo, hi, true, MaxSince+1)
+		sc, err = s.scanRoom(ctx, room, lo, hi, true, limit+1)
 		if err != nil {
 			return nil, false, err
 		}
@@ -202,8 +215,8 @@ func (s *Service) Since(ctx context.Context, room string, since bus.ID) (frames 
 		}
 		all = all[:n]
 	}
-	if len(all) > MaxSince {
-		all, complete = all[:MaxSince], false
+	if len(all) > limit {
+		all, complete = all[:limit], false
 	}
 	if complete && !since.IsZero() && !(ti.oldestOK && since.Compare(ti.oldest) >= 0) {
 		complete, err = s.storeReaches(ctx, room, since)
@@ -212,9 +225,10 @@ func (s *Service) Since(ctx context.Context, room string, since bus.ID) (frames 
 		}
 	}
 
-	frames = make([][]byte, len(all))
+	frames = make([]Frame, len(all))
 	for i, f := range all {
-		if frames[i], err = json.Marshal(f.frame); err != nil {
+		frames[i].ID = f.id
+		if frames[i].JSON, err = json.Marshal(f.frame); err != nil {
 			return nil, false, fmt.Errorf("encode message %s: %w", f.id, err)
 		}
 	}

@@ -735,7 +735,7 @@ func TestUnavailable(t *testing.T) {
 			t.Fatal(err)
 		}
 		checkUnavailable(t, e.url)
-		if _, _, err := e.svc.Since(context.Background(), room, bus.ID{}); err == nil {
+		if _, _, err := e.svc.Since(context.Background(), room, bus.ID{}, history.MaxSince); err == nil {
 			t.Error("Since with a closed store: no error")
 		}
 	})
@@ -752,7 +752,7 @@ func TestUnavailable(t *testing.T) {
 		checkUnavailable(t, url)
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		if _, _, err := svc.Since(ctx, room, bus.ID{}); err == nil {
+		if _, _, err := svc.Since(ctx, room, bus.ID{}, history.MaxSince); err == nil {
 			t.Error("Since without Redis: no error")
 		}
 	})
@@ -766,20 +766,30 @@ func checkUnavailable(t *testing.T, url string) {
 	}
 }
 
-// since calls Since and decodes the frames.
+// since calls Since with the largest limit and decodes the frames.
 func (e *env) since(from bus.ID) ([]bus.MessageFrame, bool) {
 	e.t.Helper()
-	raw, complete, err := e.svc.Since(context.Background(), room, from)
+	return e.sinceN(from, history.MaxSince)
+}
+
+// sinceN calls Since with limit and decodes the frames, checking each
+// frame's id is the one Since gives with it.
+func (e *env) sinceN(from bus.ID, limit int) ([]bus.MessageFrame, bool) {
+	e.t.Helper()
+	raw, complete, err := e.svc.Since(context.Background(), room, from, limit)
 	if err != nil {
-		e.t.Fatalf("Since(%s): %v", from, err)
+		e.t.Fatalf("Since(%s, %d): %v", from, limit, err)
 	}
 	frames := make([]bus.MessageFrame, len(raw))
-	for i, b := range raw {
-		if err := json.Unmarshal(b, &frames[i]); err != nil {
-			e.t.Fatalf("frame %s: %v", b, err)
+	for i, f := range raw {
+		if err := json.Unmarshal(f.JSON, &frames[i]); err != nil {
+			e.t.Fatalf("frame %s: %v", f.JSON, err)
 		}
 		if frames[i].Type != "message" || frames[i].Room != room {
-			e.t.Fatalf("frame %s is not a message of %s", b, room)
+			e.t.Fatalf("frame %s is not a message of %s", f.JSON, room)
+		}
+		if frames[i].ID != f.ID.String() {
+			e.t.Fatalf("frame %s given with id %s", f.JSON, f.ID)
 		}
 	}
 	return frames, complete
@@ -812,13 +822,53 @@ func TestSince(t *testing.T) {
 		t.Error("since the newest: not complete")
 	}
 	// Byte-exact live frames.
-	raw, _, err := e.svc.Since(context.Background(), room, id(499))
+	raw, _, err := e.svc.Since(context.Background(), room, id(499), history.MaxSince)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want, _ := json.Marshal(entry(room, 500).Frame())
-	if len(raw) != 1 || string(raw[0]) != string(want) {
-		t.Errorf("frame %s, want %s", raw, want)
+	if len(raw) != 1 || string(raw[0].JSON) != string(want) {
+		t.Errorf("frames %v, want %s", raw, want)
+	}
+}
+
+// TestSinceLimit: a limit below MaxSince replays the oldest limit messages,
+// complete only when no more lie beyond them, from the store and the stream
+// alike; a limit below 1 reads nothing and vouches for nothing.
+func TestSinceLimit(t *testing.T) {
+	e := newEnv(t, openSQLite)
+	// 1..300 ingested (1..250 trimmed from the stream), 301..500 only in
+	// the stream.
+	e.history(500, 300, 250)
+	cases := []struct {
+		from, limit int
+		want        []int
+		complete    bool
+	}{
+		{0, 10, seq(1, 10), false},       // from the store
+		{295, 10, seq(296, 305), false},  // across store and stream
+		{400, 10, seq(401, 410), false},  // from the stream
+		{490, 10, seq(491, 500), true},   // exactly what is left
+		{489, 10, seq(490, 499), false},  // one more than the limit
+		{0, 500, seq(1, 500), true},      // the whole room
+		{0, 5000, seq(1, 500), true},     // above MaxSince: MaxSince
+		{123, 300, seq(124, 423), false}, // more than a store page
+		{200, 300, seq(201, 500), true},  // exactly, over a store page
+		{500, 1, nil, true},              // nothing missed
+		{100, 0, nil, false},             // no room: nothing, not vouched
+		{100, -1, nil, false},
+	}
+	for _, tc := range cases {
+		from := bus.ID{}
+		if tc.from > 0 {
+			from = id(tc.from)
+		}
+		frames, complete := e.sinceN(from, tc.limit)
+		what := fmt.Sprintf("since %d limit %d", tc.from, tc.limit)
+		checkIDs(t, what, frames, tc.want)
+		if complete != tc.complete {
+			t.Errorf("%s: complete %v, want %v", what, complete, tc.complete)
+		}
 	}
 }
 
