@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
@@ -36,6 +37,14 @@ const (
 	// with up to 29 of them.
 	limitedLimit  = 100
 	limitedWindow = 10 * time.Second
+	// A connection's join and leave frames draw on a token bucket of
+	// chat.max_rooms_per_conn + joinBurstExtra tokens (60 by default), so a
+	// client joining every room it may be in at once after a reconnect
+	// never waits, refilled at joinRate a second; a frame finding it empty
+	// is answered with a rate_limited error (which counts as an invalid
+	// frame). Each join costs Redis and store reads, and a replay.
+	joinBurstExtra = 10
+	joinRate       = 2
 	// typingPerSecond bounds the typing frames a connection publishes;
 	// extra ones are dropped (typing state is advisory).
 	typingPerSecond = 5
@@ -70,6 +79,8 @@ type conn struct {
 	limitedN     int
 	typingStart  time.Time
 	typingN      int
+	joinTokens   float64
+	joinAt       time.Time // when joinTokens was last brought up to date
 	// generalOnConnect: the connection is in general by its join on
 	// connect only, so a join frame for general may still replay.
 	generalOnConnect bool
@@ -339,11 +350,38 @@ func (c *conn) rateLimited(room, clientID string, retryAfter time.Duration) {
 	}
 }
 
+// joinAllowed takes a token for a join or leave frame; when none is left it
+// answers the frame with a rate_limited error and returns false.
+func (c *conn) joinAllowed(clientID string) bool {
+	burst := float64(c.g.cfg.MaxRoomsPerConn + joinBurstExtra)
+	now := time.Now()
+	if c.joinAt.IsZero() {
+		c.joinTokens = burst
+	} else {
+		c.joinTokens = min(burst, c.joinTokens+now.Sub(c.joinAt).Seconds()*joinRate)
+	}
+	c.joinAt = now
+	if c.joinTokens >= 1 {
+		c.joinTokens--
+		return true
+	}
+	wait := time.Duration((1 - c.joinTokens) / joinRate * float64(time.Second))
+	ms := max(int64((wait+time.Millisecond-1)/time.Millisecond), 1)
+	c.failFrame(errorFrame{Type: "error", Code: codeRateLimited, ClientID: clientID, RetryAfterMs: ms,
+		Message: fmt.Sprintf("too many joins and leaves: at most %d a second after the first %.0f, retry in %d ms", joinRate, burst, ms)})
+	return false
+}
+
 // fail sends an error frame and counts client faults towards the garbage
 // threshold.
 func (c *conn) fail(code, msg, clientID string) {
+	c.failFrame(errorFrame{Type: "error", Code: code, Message: msg, ClientID: clientID})
+}
+
+func (c *conn) failFrame(f errorFrame) {
+	code := f.Code
 	c.g.metrics.errorFrame(code)
-	c.reply(errorFrame{Type: "error", Code: code, Message: msg, ClientID: clientID})
+	c.reply(f)
 	if code == codeUnavailable {
 		return
 	}

@@ -20,6 +20,7 @@ const (
 	codeNotMember      = "not_member"
 	codeTooManyRooms   = "too_many_rooms"
 	codeUnavailable    = "unavailable"
+	codeRateLimited    = "rate_limited"
 )
 
 // Limits of the protocol.
@@ -77,6 +78,8 @@ type errorFrame struct {
 	Code     string `json:"code"`
 	Message  string `json:"message"`
 	ClientID string `json:"clientId,omitempty"`
+	// RetryAfterMs is set with codeRateLimited.
+	RetryAfterMs int64 `json:"retryAfterMs,omitempty"`
 }
 
 type typingFrame struct {

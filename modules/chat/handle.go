@@ -174,6 +174,9 @@ func (c *conn) onMessage(in inbound, clientID string, legacy bool) {
 }
 
 func (c *conn) onJoin(in inbound, clientID string) {
+	if !c.joinAllowed(clientID) {
+		return
+	}
 	room, ok := c.room(in, clientID)
 	if !ok {
 		return
@@ -281,6 +284,9 @@ func (c *conn) join(room string, since *bus.ID, implicit bool) string {
 }
 
 func (c *conn) onLeave(in inbound, clientID string) {
+	if !c.joinAllowed(clientID) {
+		return
+	}
 	room, ok := c.room(in, clientID)
 	if !ok {
 		return

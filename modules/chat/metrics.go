@@ -57,7 +57,7 @@ func newMetrics() *metrics {
 	// request path.
 	m.errorsByCode = map[string]prometheus.Counter{}
 	for _, c := range []string{codeInvalidJSON, codeInvalidMessage, codeUnknownType, codeEmptyText, codeTextTooLong,
-		codeInvalidRoom, codeNotMember, codeTooManyRooms, codeUnavailable} {
+		codeInvalidRoom, codeNotMember, codeTooManyRooms, codeUnavailable, codeRateLimited} {
 		m.errorsByCode[c] = m.errors.WithLabelValues(c)
 	}
 	return m

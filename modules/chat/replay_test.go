@@ -84,6 +84,7 @@ func TestReplayOfAClientThatNeverReadsIsBounded(t *testing.T) {
 		}
 	}()
 
+	// 60 join and leave frames: the join rate's burst, so each is handled.
 	const joins, cycles = 40, 10
 	join := []byte(`{"type":"join","room":"dev","since":"0-0"}`)
 	for i := 0; i < joins; i++ {
@@ -211,4 +212,71 @@ func (q *sendQueue) usage() (slots, replayed, queued int) {
 		}
 	}
 	return q.n, q.replayBytes, queued
+}
+
+// TestJoinsAreRateLimited: a connection's join and leave frames draw on a
+// bucket of chat.max_rooms_per_conn+10 (60), refilled at 2 a second. Over
+// it, a frame is answered with a rate_limited error carrying retryAfterMs,
+// after which a join is accepted; the refusals count as invalid frames, so
+// a client that keeps on is closed with 1008.
+func TestJoinsAreRateLimited(t *testing.T) {
+	s := startChat(t, chatConfig(t))
+	c := s.dial("u1", "alice")
+	burst := s.cfg.Chat.MaxRoomsPerConn + joinBurstExtra
+
+	const frames = 70
+	start := time.Now()
+	for i := 0; i < frames/2; i++ {
+		c.send(map[string]any{"type": "join", "room": "dev", "clientId": fmt.Sprint("j", i)})
+		c.send(map[string]any{"type": "leave", "room": "dev", "clientId": fmt.Sprint("l", i)})
+	}
+	var answered, refused int
+	var retry float64
+	for answered+refused < frames {
+		f := c.read()
+		switch f["type"] {
+		case "joined", "left":
+			answered++
+		case "error":
+			if f["code"] != codeRateLimited {
+				t.Fatalf("error %v", f)
+			}
+			if cid, _ := f["clientId"].(string); cid == "" || f["message"] == "" {
+				t.Errorf("rate_limited error %v without clientId or message", f)
+			}
+			ms, _ := f["retryAfterMs"].(float64)
+			if ms < 1 || ms > 1000/joinRate {
+				t.Errorf("retryAfterMs %v, want 1..%d", f["retryAfterMs"], 1000/joinRate)
+			}
+			retry = ms
+			refused++
+		case "presence":
+		default:
+			t.Fatalf("unexpected %v", f)
+		}
+	}
+	// The bucket refills while the frames are handled.
+	refill := int(time.Since(start).Seconds()*joinRate) + 1
+	t.Logf("%d answered, %d refused in %s", answered, refused, time.Since(start).Round(time.Millisecond))
+	if answered < burst || answered > burst+refill || refused == 0 {
+		t.Fatalf("%d of %d join/leave frames answered, want %d..%d", answered, frames, burst, burst+refill)
+	}
+
+	// After retryAfterMs the next one is accepted.
+	time.Sleep(time.Duration(retry) * time.Millisecond)
+	c.send(map[string]any{"type": "join", "room": "dev"})
+	c.next("joined")
+
+	// Refusals are invalid frames: a client that keeps on is closed.
+	for i := 0; i < 100; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+		err := c.ws.Write(ctx, websocket.MessageText, []byte(`{"type":"join","room":"dev"}`))
+		cancel()
+		if err != nil {
+			break // closed already
+		}
+	}
+	if got := c.closeStatus(); got != websocket.StatusPolicyViolation {
+		t.Errorf("closed with %v, want 1008", got)
+	}
 }
