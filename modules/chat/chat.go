@@ -59,7 +59,7 @@ type presenceTracker interface {
 
 // historyReader is what the gateway needs of history.Service.
 type historyReader interface {
-	Since(ctx context.Context, room string, since bus.ID, limit int) ([]history.Frame, bool, error)
+	Since(ctx context.Context, room string, since bus.ID, limit, maxBytes int) ([]history.Frame, bool, error)
 }
 
 // gateway is the chat module: the WebSocket endpoint and everything behind it.

@@ -262,11 +262,11 @@ func (c *conn) join(room string, since *bus.ID, implicit bool) string {
 		c.reply(joined)
 		return ""
 	}
-	// No more than the queue can take now (endRecovery decides exactly).
+	// No more than the replay budget admits now (endRecovery decides).
 	var frames []history.Frame
 	complete := false
-	if limit := c.q.replayRoom(); limit > 0 {
-		frames, complete, err = g.history.Since(ctx, room, *since, limit)
+	if limit, maxBytes := c.q.replayRoom(); limit > 0 && maxBytes > 0 {
+		frames, complete, err = g.history.Since(ctx, room, *since, limit, maxBytes)
 		if err != nil {
 			c.log.Warn("read history for recovery", "room", room, "since", since.String(), "err", err)
 			frames, complete = nil, false

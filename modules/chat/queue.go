@@ -8,11 +8,16 @@ import (
 	"github.com/auroradev/aurora/modules/chat/history"
 )
 
-// replayMaxBytes bounds the replayed frames a connection holds, queued or
-// being written. Live frames are encoded once per replica and shared by
-// every member's queue; a replay is the connection's own copy, so it is
-// what a client that asks for replays and never reads could pile up.
-const replayMaxBytes = 1 << 20
+// A connection's replayed frames, queued or being written, are at most
+// replayMaxFrames frames and replayMaxBytes bytes. Live frames are encoded
+// once per replica and shared by every member's queue; a replay is the
+// connection's own copy, so it is what a client that asks for replays and
+// never reads could pile up. One whole replay of typical messages (a few
+// hundred bytes each) fits.
+const (
+	replayMaxFrames = history.MaxSince
+	replayMaxBytes  = 1 << 20
+)
 
 // item is one entry of a connection's send queue: one frame, or several
 // frames written back to back (a presence batch, a history replay).
@@ -25,18 +30,18 @@ type item struct {
 	// id is the message id, for the gap-free join of a recovering
 	// connection; zero when the frame is not an Aurora message.
 	id bus.ID
-	// replayBytes is the size of frames when they are a replay (0
-	// otherwise); the writer releases it once they are written.
-	replayBytes int
+	// replay: frames are a replay, counted in the replay budget until the
+	// writer has written them.
+	replay bool
 }
 
-// slots is how much of the queue's limit the item takes: a replay one per
-// frame, any other item one (a presence batch goes out together).
-func (it item) slots() int {
-	if it.replayBytes > 0 {
-		return len(it.frames)
+// size is the bytes of its frames.
+func (it item) size() int {
+	n := len(it.frame)
+	for _, f := range it.frames {
+		n += len(f)
 	}
-	return 1
+	return n
 }
 
 // sendQueue is a connection's bounded outbound queue. Pushes never block:
@@ -48,13 +53,10 @@ type sendQueue struct {
 	items []item
 	spare []item
 	max   int
-	// n is the slots the queued items take (see item.slots), at most max
-	// but for the live frames that followed a replay.
-	n int
-	// replayBytes is the size of the replayed frames queued or being
-	// written, at most replayMaxBytes.
-	replayBytes int
-	wake        chan struct{} // capacity 1: "something was queued"
+	wake  chan struct{} // capacity 1: "something was queued"
+	// replayFrames and replayBytes count the replayed frames queued or
+	// being written, within replayMaxFrames and replayMaxBytes.
+	replayFrames, replayBytes int
 	// dropped: the connection is going away; pushes are discarded.
 	dropped bool
 
@@ -94,13 +96,12 @@ func (q *sendQueue) push(room string, it item) bool {
 		q.mu.Unlock()
 		return true
 	}
-	if q.n >= q.max {
+	if len(q.items) >= q.max {
 		q.full()
 		q.mu.Unlock()
 		return false
 	}
 	q.items = append(q.items, it)
-	q.n += it.slots()
 	q.mu.Unlock()
 	select {
 	case q.wake <- struct{}{}:
@@ -146,30 +147,28 @@ func (q *sendQueue) take() []item {
 	clear(q.spare)
 	q.items = q.spare[:0]
 	q.spare = out
-	q.n = 0
 	q.fullSince = time.Time{}
 	return out
 }
 
 // written releases the replay budget of an item the writer has written.
 func (q *sendQueue) written(it item) {
-	if it.replayBytes == 0 {
+	if !it.replay {
 		return
 	}
 	q.mu.Lock()
-	q.replayBytes -= it.replayBytes
+	q.replayFrames -= len(it.frames)
+	q.replayBytes -= it.size()
 	q.mu.Unlock()
 }
 
-// replayRoom is how many frames a replay could be given now (see
-// endRecovery), for asking the history for no more than that.
-func (q *sendQueue) replayRoom() int {
+// replayRoom is what is left of the replay budget: how many frames and
+// bytes a replay could be given now (see endRecovery), for asking the
+// history for no more than that.
+func (q *sendQueue) replayRoom() (frames, bytes int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.replayBytes >= replayMaxBytes {
-		return 0
-	}
-	return max(q.max/2-q.n, 0)
+	return max(replayMaxFrames-q.replayFrames, 0), max(replayMaxBytes-q.replayBytes, 0)
 }
 
 // drop discards everything queued and every later push, freeing the memory
@@ -179,7 +178,7 @@ func (q *sendQueue) drop() {
 	defer q.mu.Unlock()
 	q.dropped = true
 	q.items, q.spare, q.recovering = nil, nil, nil
-	q.n, q.replayBytes = 0, 0
+	q.replayFrames, q.replayBytes = 0, 0
 	if q.slowTimer != nil {
 		q.slowTimer.Stop()
 	}
@@ -209,18 +208,20 @@ func (q *sendQueue) beginRecovery(room string) {
 
 // endRecovery ends buffering room's live frames. It queues head (the
 // answer to the join, built with whether the replay is complete, when not
-// nil), then the replay as far as it fits, then the buffered live frames
-// that are not among the replayed ones (message ids after the last one
-// replayed, or after since; frames without an id always).
+// nil), then the replay as far as the replay budget admits it, then the
+// buffered live frames that are not among the replayed ones (message ids
+// after the last one replayed, or after since; frames without an id
+// always).
 //
-// A replay takes one slot of the queue per frame, like the live frames it
-// would otherwise delay, and only as far as it leaves half of the queue's
-// slots free for them and keeps the connection's replayed bytes within
-// replayMaxBytes. What does not fit is not queued: the replay is then not
-// complete, and the client pages on through the history API. So however
-// often a client asks for replays without reading, its queue never holds
-// more than that; the live frames behave as they always did (a client that
-// lets them fill the queue for chat.slow_timeout is cut with 4008).
+// The replay is one entry of the queue, written back to back as a
+// presence batch is, so it never takes the room of live frames; its frames
+// count in the connection's replay budget (replayMaxFrames, replayMaxBytes)
+// until they are written. What does not fit is not queued: the replay is
+// then not complete, and the client pages on through the history API. So
+// however often a client asks for replays without reading them, it holds
+// no more than the budget; the live frames behave as they always did (a
+// client that lets them fill the queue for chat.slow_timeout is cut with
+// 4008).
 func (q *sendQueue) endRecovery(room string, since bus.ID, replay []history.Frame, complete bool, head func(complete bool) []byte) {
 	q.mu.Lock()
 	buf := q.recovering[room]
@@ -229,7 +230,7 @@ func (q *sendQueue) endRecovery(room string, since bus.ID, replay []history.Fram
 		q.mu.Unlock()
 		return
 	}
-	free, budget := q.max/2-q.n, replayMaxBytes-q.replayBytes
+	free, budget := replayMaxFrames-q.replayFrames, replayMaxBytes-q.replayBytes
 	k, size := 0, 0
 	for k < len(replay) && k < free && size+len(replay[k].JSON) <= budget {
 		size += len(replay[k].JSON)
@@ -240,7 +241,6 @@ func (q *sendQueue) endRecovery(room string, since bus.ID, replay []history.Fram
 	}
 	if head != nil {
 		q.items = append(q.items, item{frame: head(complete)})
-		q.n++
 	}
 	last := since
 	if k > 0 {
@@ -251,14 +251,13 @@ func (q *sendQueue) endRecovery(room string, since bus.ID, replay []history.Fram
 				last = f.ID
 			}
 		}
-		q.items = append(q.items, item{frames: frames, replayBytes: size})
-		q.n += k
+		q.items = append(q.items, item{frames: frames, replay: true})
+		q.replayFrames += k
 		q.replayBytes += size
 	}
 	for _, it := range buf {
 		if it.id.IsZero() || it.id.Compare(last) > 0 {
 			q.items = append(q.items, it)
-			q.n += it.slots()
 		}
 	}
 	q.mu.Unlock()

@@ -56,9 +56,9 @@ func heapInUse() uint64 {
 // and rejoins it 10 times. Before, each join queued up to 1000 replayed
 // frames outside the queue limit: 40 joins took the server from 46 MB to
 // 896 MB (issue #11, item 4). Now the rejoins of a room joined already
-// replay nothing, and each replay fits in the connection's queue: at most
-// half its slots and replayMaxBytes, so the server keeps a few MB for the
-// connection whatever it asks for.
+// replay nothing, and the connection's replays, queued or being written,
+// stay within its replay budget (replayMaxBytes), so the server keeps a few
+// MB for the connection whatever it asks for.
 func TestReplayOfAClientThatNeverReadsIsBounded(t *testing.T) {
 	s := startChat(t, chatConfig(t))
 	ids := seedRoom(t, s, "dev", 1000)
@@ -105,11 +105,11 @@ func TestReplayOfAClientThatNeverReadsIsBounded(t *testing.T) {
 	// What the connection holds: its queue, and the replayed frames its
 	// writer took and is stuck writing (the socket's buffers are full).
 	for _, c := range connsOf(gatewayOf(t, s), "u1") {
-		slots, replayed, queued := c.q.usage()
-		t.Logf("queue: %d slots, %d bytes queued, %d bytes of replays queued or being written", slots, queued, replayed)
-		if slots > s.cfg.Chat.SendQueue || replayed > replayMaxBytes || queued > replayed+64<<10 {
-			t.Errorf("queue holds %d slots and %d bytes, %d of replays: want at most %d slots and %d bytes of replays",
-				slots, queued, replayed, s.cfg.Chat.SendQueue, replayMaxBytes)
+		entries, replayed, queued := c.q.usage()
+		t.Logf("queue: %d entries, %d bytes queued, %d bytes of replays queued or being written", entries, queued, replayed)
+		if entries > s.cfg.Chat.SendQueue || replayed > replayMaxBytes || queued > replayed+64<<10 {
+			t.Errorf("queue holds %d entries and %d bytes, %d of replays: want at most %d entries and %d bytes of replays",
+				entries, queued, replayed, s.cfg.Chat.SendQueue, replayMaxBytes)
 		}
 	}
 	retained := int64(heapInUse()) - int64(before)
@@ -165,8 +165,8 @@ func TestReplayOfAClientThatNeverReadsIsBounded(t *testing.T) {
 		t.Fatalf("%d joined and %d left answers, want %d and %d", len(replays), left, joins+cycles, cycles)
 	}
 	for i, r := range replays {
-		if r.frames > s.cfg.Chat.SendQueue/2 || r.bytes > replayMaxBytes {
-			t.Errorf("join %d replayed %d frames, %d bytes: over half the queue or %d bytes", i, r.frames, r.bytes, replayMaxBytes)
+		if r.frames > replayMaxFrames || r.bytes > replayMaxBytes {
+			t.Errorf("join %d replayed %d frames, %d bytes: over %d frames or %d bytes", i, r.frames, r.bytes, replayMaxFrames, replayMaxBytes)
 		}
 		// 1000 messages never fit: no replay is complete.
 		if r.recovered != false {
@@ -199,10 +199,10 @@ func connsOf(g *gateway, userID string) []*conn {
 	return out
 }
 
-// usage reads what the queue holds: the slots taken, the bytes of its
+// usage reads what the queue holds: its entries, the bytes of its
 // replayed frames queued or being written (the replay budget's count), and
 // the bytes it holds, counted from the items.
-func (q *sendQueue) usage() (slots, replayed, queued int) {
+func (q *sendQueue) usage() (entries, replayed, queued int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for _, it := range q.items {
@@ -211,7 +211,7 @@ func (q *sendQueue) usage() (slots, replayed, queued int) {
 			queued += len(f)
 		}
 	}
-	return q.n, q.replayBytes, queued
+	return len(q.items), q.replayBytes, queued
 }
 
 // TestJoinsAreRateLimited: a connection's join and leave frames draw on a

@@ -147,12 +147,13 @@ type Frame struct {
 }
 
 // Since returns the message frames of room with an id after since, oldest
-// first, at most limit of them (at most MaxSince), for a client that
-// reconnects and saw everything up to since; ctx should carry a deadline,
-// since the Redis client retries reads while Redis is unreachable. complete
-// is false when the client must not trust the replay to be gap-free from
-// since to now: more than limit messages (the frames are then the oldest
-// limit, so the client can page on with the history API; a limit below 1
+// first, at most limit of them (at most MaxSince) and at most maxBytes of
+// encoded frames, for a client that reconnects and saw everything up to
+// since; ctx should carry a deadline, since the Redis client retries reads
+// while Redis is unreachable. complete is false when the client must not
+// trust the replay to be gap-free from since to now: more messages than
+// limit or maxBytes allow (the frames are then the oldest that fit, so the
+// client can page on with the history API; a limit or maxBytes below 1
 // reads nothing), the stream read hit its cap, or coverage cannot be
 // vouched for.
 //
@@ -166,9 +167,9 @@ type Frame struct {
 // itself still holds everything after since), or when the store holds a
 // message of the room at or before since (the store reaches back to since,
 // so what the stream lost before its oldest entry is in the store).
-func (s *Service) Since(ctx context.Context, room string, since bus.ID, limit int) (frames []Frame, complete bool, err error) {
+func (s *Service) Since(ctx context.Context, room string, since bus.ID, limit, maxBytes int) (frames []Frame, complete bool, err error) {
 	limit = min(limit, MaxSince)
-	if limit < 1 {
+	if limit < 1 || maxBytes < 1 {
 		return nil, false, nil
 	}
 	ti, err := s.tail(ctx)
@@ -225,12 +226,17 @@ func (s *Service) Since(ctx context.Context, room string, since bus.ID, limit in
 		}
 	}
 
-	frames = make([]Frame, len(all))
-	for i, f := range all {
-		frames[i].ID = f.id
-		if frames[i].JSON, err = json.Marshal(f.frame); err != nil {
+	frames = make([]Frame, 0, len(all))
+	size := 0
+	for _, f := range all {
+		b, err := json.Marshal(f.frame)
+		if err != nil {
 			return nil, false, fmt.Errorf("encode message %s: %w", f.id, err)
 		}
+		if size += len(b); size > maxBytes {
+			return frames, false, nil
+		}
+		frames = append(frames, Frame{ID: f.id, JSON: b})
 	}
 	return frames, complete, nil
 }

@@ -735,7 +735,7 @@ func TestUnavailable(t *testing.T) {
 			t.Fatal(err)
 		}
 		checkUnavailable(t, e.url)
-		if _, _, err := e.svc.Since(context.Background(), room, bus.ID{}, history.MaxSince); err == nil {
+		if _, _, err := e.svc.Since(context.Background(), room, bus.ID{}, history.MaxSince, 1<<30); err == nil {
 			t.Error("Since with a closed store: no error")
 		}
 	})
@@ -752,7 +752,7 @@ func TestUnavailable(t *testing.T) {
 		checkUnavailable(t, url)
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		if _, _, err := svc.Since(ctx, room, bus.ID{}, history.MaxSince); err == nil {
+		if _, _, err := svc.Since(ctx, room, bus.ID{}, history.MaxSince, 1<<30); err == nil {
 			t.Error("Since without Redis: no error")
 		}
 	})
@@ -766,19 +766,20 @@ func checkUnavailable(t *testing.T, url string) {
 	}
 }
 
-// since calls Since with the largest limit and decodes the frames.
+// since calls Since with the largest limit and no byte bound to speak of,
+// and decodes the frames.
 func (e *env) since(from bus.ID) ([]bus.MessageFrame, bool) {
 	e.t.Helper()
-	return e.sinceN(from, history.MaxSince)
+	return e.sinceN(from, history.MaxSince, 1<<30)
 }
 
-// sinceN calls Since with limit and decodes the frames, checking each
-// frame's id is the one Since gives with it.
-func (e *env) sinceN(from bus.ID, limit int) ([]bus.MessageFrame, bool) {
+// sinceN calls Since with limit and maxBytes and decodes the frames,
+// checking each frame's id is the one Since gives with it.
+func (e *env) sinceN(from bus.ID, limit, maxBytes int) ([]bus.MessageFrame, bool) {
 	e.t.Helper()
-	raw, complete, err := e.svc.Since(context.Background(), room, from, limit)
+	raw, complete, err := e.svc.Since(context.Background(), room, from, limit, maxBytes)
 	if err != nil {
-		e.t.Fatalf("Since(%s, %d): %v", from, limit, err)
+		e.t.Fatalf("Since(%s, %d, %d): %v", from, limit, maxBytes, err)
 	}
 	frames := make([]bus.MessageFrame, len(raw))
 	for i, f := range raw {
@@ -822,7 +823,7 @@ func TestSince(t *testing.T) {
 		t.Error("since the newest: not complete")
 	}
 	// Byte-exact live frames.
-	raw, _, err := e.svc.Since(context.Background(), room, id(499), history.MaxSince)
+	raw, _, err := e.svc.Since(context.Background(), room, id(499), history.MaxSince, 1<<30)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -833,8 +834,9 @@ func TestSince(t *testing.T) {
 }
 
 // TestSinceLimit: a limit below MaxSince replays the oldest limit messages,
-// complete only when no more lie beyond them, from the store and the stream
-// alike; a limit below 1 reads nothing and vouches for nothing.
+// and maxBytes the oldest whose frames fit in it, complete only when no
+// more lie beyond them, from the store and the stream alike; a limit or
+// maxBytes below 1 reads nothing and vouches for nothing.
 func TestSinceLimit(t *testing.T) {
 	e := newEnv(t, openSQLite)
 	// 1..300 ingested (1..250 trimmed from the stream), 301..500 only in
@@ -863,8 +865,38 @@ func TestSinceLimit(t *testing.T) {
 		if tc.from > 0 {
 			from = id(tc.from)
 		}
-		frames, complete := e.sinceN(from, tc.limit)
+		frames, complete := e.sinceN(from, tc.limit, 1<<30)
 		what := fmt.Sprintf("since %d limit %d", tc.from, tc.limit)
+		checkIDs(t, what, frames, tc.want)
+		if complete != tc.complete {
+			t.Errorf("%s: complete %v, want %v", what, complete, tc.complete)
+		}
+	}
+
+	// maxBytes bounds the encoded frames: the oldest that fit, not complete.
+	size := func(from, to int) int {
+		n := 0
+		for i := from; i <= to; i++ {
+			b, _ := json.Marshal(entry(room, i).Frame())
+			n += len(b)
+		}
+		return n
+	}
+	bytesCases := []struct {
+		from, maxBytes int
+		want           []int
+		complete       bool
+	}{
+		{490, size(491, 500), seq(491, 500), true},      // exactly what is left
+		{490, size(491, 500) - 1, seq(491, 499), false}, // one byte short
+		{400, size(401, 403), seq(401, 403), false},
+		{400, size(401, 401) - 1, nil, false}, // not even one
+		{400, 0, nil, false},
+		{400, -1, nil, false},
+	}
+	for _, tc := range bytesCases {
+		frames, complete := e.sinceN(id(tc.from), history.MaxSince, tc.maxBytes)
+		what := fmt.Sprintf("since %d maxBytes %d", tc.from, tc.maxBytes)
 		checkIDs(t, what, frames, tc.want)
 		if complete != tc.complete {
 			t.Errorf("%s: complete %v, want %v", what, complete, tc.complete)
