@@ -184,7 +184,8 @@ func (c *conn) shutdown() {
 	c.closeWith(websocket.StatusGoingAway, "server shutting down")
 }
 
-// slow is called by the send queue when it stayed full for SlowTimeout.
+// slow is called by the send queue when it stayed full for SlowTimeout, or
+// at once when a message did not fit.
 func (c *conn) slow() {
 	if c.closing() {
 		return

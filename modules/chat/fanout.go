@@ -20,7 +20,7 @@ func (g *gateway) deliver(channel, payload string) {
 			g.log.Debug("dropping a non-object payload", "channel", channel)
 			return
 		}
-		it := item{frame: frame, id: id, ts: ts}
+		it := item{frame: frame, id: id, ts: ts, message: true}
 		g.hub.each(room, func(c *conn) { c.q.push(room, it) })
 
 	case strings.HasPrefix(channel, bus.PresenceChannelPrefix):

@@ -37,7 +37,7 @@ func newMetrics() *metrics {
 		}),
 		slowDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "aurora_chat_slow_consumers_dropped_total",
-			Help: "Connections closed (4008) because their send queue stayed full.",
+			Help: "Connections closed (4008) because their send queue stayed full, or a message did not fit it.",
 		}),
 		heartbeat: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "aurora_chat_heartbeat_closes_total",

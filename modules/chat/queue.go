@@ -33,6 +33,9 @@ type item struct {
 	// replay: frames are a replay, counted in the replay budget until the
 	// writer has written them.
 	replay bool
+	// message: a chat message. One that does not fit the queue is never
+	// dropped quietly: the connection is closed so the client recovers it.
+	message bool
 }
 
 // size is the bytes of its frames.
@@ -59,6 +62,8 @@ type sendQueue struct {
 	replayFrames, replayBytes int
 	// dropped: the connection is going away; pushes are discarded.
 	dropped bool
+	// lost: a message did not fit; onSlow has been called for it.
+	lost bool
 
 	// Slow consumer detection: fullSince is when a push first found the
 	// queue full since the writer last took from it; the timer calls onSlow
@@ -89,6 +94,9 @@ func (q *sendQueue) push(room string, it item) bool {
 	if buf, ok := q.recovering[room]; ok && room != "" {
 		if len(buf) >= q.max {
 			q.full()
+			if it.message {
+				q.lose()
+			}
 			q.mu.Unlock()
 			return false
 		}
@@ -98,6 +106,9 @@ func (q *sendQueue) push(room string, it item) bool {
 	}
 	if len(q.items) >= q.max {
 		q.full()
+		if it.message {
+			q.lose()
+		}
 		q.mu.Unlock()
 		return false
 	}
@@ -121,6 +132,19 @@ func (q *sendQueue) full() {
 	} else {
 		q.slowTimer.Reset(q.slowAfter)
 	}
+}
+
+// lose notes that a message did not fit; called with mu held. The client's
+// view of the room now has a hole that no later frame fills, so waiting
+// for slowAfter would let a client that catches up in time go on without
+// the message: it is closed as a slow consumer at once instead, and
+// recovers the message with since when it reconnects.
+func (q *sendQueue) lose() {
+	if q.lost {
+		return
+	}
+	q.lost = true
+	go q.onSlow() // onSlow takes mu
 }
 
 func (q *sendQueue) checkSlow() {

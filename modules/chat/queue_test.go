@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/auroradev/aurora/app/bus"
 	"github.com/auroradev/aurora/config"
@@ -109,4 +110,42 @@ func frameTexts(items []item) string {
 		out = append(out, string(it.frame))
 	}
 	return fmt.Sprint(out)
+}
+
+// TestLostMessageClosesAtOnce: a message that does not fit the queue closes
+// the connection at once, even when the writer catches up before the slow
+// timeout; a presence batch that does not fit waits for the timeout as
+// before (it is superseded by the next one). Before, the message was
+// dropped and a client that caught up in time never learnt of it.
+func TestLostMessageClosesAtOnce(t *testing.T) {
+	def := config.Default().Chat
+	slow := make(chan struct{}, 2)
+	q := newSendQueue(def.SendQueue, def.SlowTimeout, func() { slow <- struct{}{} })
+	defer q.stop()
+	for i := 0; i < def.SendQueue; i++ {
+		q.push("general", item{frame: []byte("m"), message: true})
+	}
+	if q.push("general", item{frames: [][]byte{[]byte("presence")}}) {
+		t.Fatal("a push into a full queue was accepted")
+	}
+	select {
+	case <-slow:
+		t.Fatal("a presence batch that did not fit closed the connection before the slow timeout")
+	case <-time.After(200 * time.Millisecond):
+	}
+	if q.push("general", item{frame: []byte("lost"), message: true}) {
+		t.Fatal("a push into a full queue was accepted")
+	}
+	q.take() // the writer catches up at once
+	select {
+	case <-slow:
+	case <-time.After(time.Second):
+		t.Fatal("a message that did not fit the queue did not close the connection")
+	}
+	q.push("general", item{frame: []byte("again"), message: true})
+	select {
+	case <-slow:
+		t.Fatal("closed twice")
+	case <-time.After(100 * time.Millisecond):
+	}
 }
