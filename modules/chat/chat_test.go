@@ -186,9 +186,64 @@ func TestConnectionCapAcrossReplicas(t *testing.T) {
 	future := fmt.Sprint(time.Now().Add(time.Minute).UnixMilli())
 	do(t, a.redis, "ZADD", connsKey("u9"), past, "dead:1", past, "dead:2")
 	a.dial("u9", "ghost")
+	// A replica is alive while its heartbeat is.
+	do(t, a.redis, "SET", replicaKey("live"), "1", "PX", "60000")
 	do(t, a.redis, "ZADD", connsKey("u8"), future, "live:1", future, "live:2")
 	if status, _ := a.dialStatus("/ws?token="+url.QueryEscape(a.token("u8", "x")), nil); status != http.StatusTooManyRequests {
 		t.Errorf("user with 2 live entries elsewhere: status %d, want 429", status)
+	}
+}
+
+// TestCrashedReplicaFreesSlotsFast: the entries of a replica that stopped
+// without closing its connections (SIGKILL, a lost node) stop counting as
+// soon as its heartbeat expires, not when the entries do (30 s later).
+// Before, a user at the cap was locked out for those 30 s.
+func TestCrashedReplicaFreesSlotsFast(t *testing.T) {
+	s := startChat(t, chatConfig(t))
+	max := s.cfg.Chat.MaxConnsPerUser
+	// What a replica that crashed a moment ago leaves: a heartbeat about to
+	// expire (shortened from replicaTTL so the test need not wait 5 s) and
+	// entries good for 30 s.
+	do(t, s.redis, "SET", replicaKey("crashed"), "1", "PX", "800")
+	future := fmt.Sprint(time.Now().Add(slotTTL).UnixMilli())
+	for i := 0; i < max; i++ {
+		do(t, s.redis, "ZADD", connsKey("u1"), future, fmt.Sprintf("crashed:c%d", i))
+	}
+	path := "/ws?token=" + url.QueryEscape(s.token("u1", "alice"))
+	if status, _ := s.dialStatus(path, nil); status != http.StatusTooManyRequests {
+		t.Fatalf("at the cap on a live replica: status %d, want 429", status)
+	}
+	time.Sleep(time.Second)
+	if status, msg := s.dialStatus(path, nil); status != 0 {
+		t.Fatalf("after the crashed replica's heartbeat expired: status %d %q, want a connection", status, msg)
+	}
+	if n, err := do(t, s.redis, "ZCARD", connsKey("u1")).AsInt64(); err != nil || n != 1 {
+		t.Fatalf("entries after the purge: %d %v, want only the new connection's", n, err)
+	}
+}
+
+// TestConnectionCapAfterRedisWipe: Redis losing its data (a restart without
+// persistence) does not lift the cap: each replica notices its heartbeat is
+// gone and adds its connections back. Before, the refresh only updated
+// entries that still existed, so the cap was gone until every connection
+// had been replaced.
+func TestConnectionCapAfterRedisWipe(t *testing.T) {
+	s := startChat(t, chatConfig(t))
+	max := s.cfg.Chat.MaxConnsPerUser
+	for i := 0; i < max; i++ {
+		s.dial("u1", "alice")
+	}
+	path := "/ws?token=" + url.QueryEscape(s.token("u1", "alice"))
+	if status, _ := s.dialStatus(path, nil); status != http.StatusTooManyRequests {
+		t.Fatalf("connection %d: status %d, want 429", max+1, status)
+	}
+	do(t, s.redis, "FLUSHALL")
+	eventually(t, "the connections to be counted again after the wipe", func() bool {
+		n, err := s.redis.Do(context.Background(), s.redis.B().Zcard().Key(connsKey("u1")).Build()).AsInt64()
+		return err == nil && n == int64(max)
+	})
+	if status, _ := s.dialStatus(path, nil); status != http.StatusTooManyRequests {
+		t.Fatalf("connection %d after the wipe: status %d, want 429", max+1, status)
 	}
 }
 
