@@ -15,6 +15,11 @@
 // appended the first event of a window flushes the room Interval later,
 // taking the list atomically, cancelling a user's online/offline pairs and
 // publishing what is left as ONE JSON array on bus.PresenceChannel(room).
+// A batch whose publish fails is kept by the replica that took it (one
+// event per user, the latest) and retried with the room's next flush, ahead
+// of the newer events; an event of it whose user has no newer event and no
+// longer has that state (another replica published a newer change) is
+// dropped as stale, so the latest state wins.
 // Rooms with more than MaxMembers users publish nothing; clients then poll
 // the members (Members).
 //
@@ -120,6 +125,14 @@ type Tracker struct {
 	rooms map[string]*room
 	due   map[string]time.Time // rooms this replica flushes, and when
 	wake  chan struct{}        // tells Run that due changed
+	// unsent holds, per room, the events of a batch this replica took but
+	// failed to publish (as pending items, one per user), for the room's
+	// next flush.
+	unsent map[string][]string
+
+	// beforePublish, when set (by tests), runs between taking a batch and
+	// publishing it.
+	beforePublish func()
 }
 
 // room is the local state of one room.
@@ -157,6 +170,8 @@ func New(r rueidis.Client, replicaID string, opt Options, log *slog.Logger) *Tra
 		rooms: map[string]*room{},
 		due:   map[string]time.Time{},
 		wake:  make(chan struct{}, 1),
+
+		unsent: map[string][]string{},
 
 		touchScript:   rueidis.NewLuaScript(touchSrc),
 		removeScript:  rueidis.NewLuaScript(removeSrc),
@@ -596,20 +611,34 @@ func (t *Tracker) write(ctx context.Context, s *rueidis.Lua, roomName string, ar
 }
 
 // flush takes the room's pending events and publishes them, coalesced, as
-// one message. Unless force is set it leaves them to the replica due to
-// flush them, if that one is alive.
+// one message, after the events of an earlier batch of the room whose
+// publish failed. Unless force is set it leaves them to the replica due to
+// flush them, if that one is alive. When the publish fails, the coalesced
+// events (at most one per user) are kept for the room's next flush, which
+// the caller schedules on the error.
 func (t *Tracker) flush(ctx context.Context, roomName string, force bool) error {
 	f := "0"
 	if force {
 		f = "1"
 	}
-	items, err := t.flushScript.Exec(ctx, t.r, keysOf(roomName), []string{
+	t.mu.Lock()
+	unsent := t.unsent[roomName]
+	t.mu.Unlock()
+	args := append([]string{
 		ms(t.now()), strconv.FormatInt(max(t.opt.Interval.Milliseconds(), 1), 10), strconv.Itoa(t.opt.MaxMembers), f,
-	}).AsStrSlice()
+	}, unsent...)
+	res, err := t.flushScript.Exec(ctx, t.r, keysOf(roomName), args).AsStrSlice()
 	if err != nil {
 		return fmt.Errorf("take presence events of room %s: %w", roomName, err)
 	}
-	frames := coalesce(roomName, items)
+	if len(res) == 0 || res[0] != "1" {
+		return nil // another replica is due to flush; unsent stays for ours
+	}
+	// The script has taken (or dropped as stale) what was unsent.
+	t.mu.Lock()
+	delete(t.unsent, roomName)
+	t.mu.Unlock()
+	frames := coalesce(roomName, res[1:])
 	if len(frames) == 0 {
 		return nil
 	}
@@ -617,11 +646,31 @@ func (t *Tracker) flush(ctx context.Context, roomName string, force bool) error 
 	if err != nil {
 		return fmt.Errorf("encode %d presence frames: %w", len(frames), err)
 	}
+	if t.beforePublish != nil {
+		t.beforePublish()
+	}
 	ch := bus.PresenceChannel(roomName)
 	if err := t.r.Do(ctx, t.r.B().Publish().Channel(ch).Message(string(payload)).Build()).Error(); err != nil {
-		return fmt.Errorf("publish %d presence frames on %s: %w", len(frames), ch, err)
+		t.keepUnsent(roomName, frames)
+		return fmt.Errorf("publish %d presence frames on %s (kept for the next flush): %w", len(frames), ch, err)
 	}
 	return nil
+}
+
+// keepUnsent keeps frames, whose publish failed, for room's next flush, as
+// pending items: coalesced, they are one per user already.
+func (t *Tracker) keepUnsent(roomName string, frames []Frame) {
+	items := make([]string, len(frames))
+	for i, f := range frames {
+		sign := "+"
+		if f.Status == StatusOffline {
+			sign = "-"
+		}
+		items[i] = sign + f.UserID + "\x00" + f.User
+	}
+	t.mu.Lock()
+	t.unsent[roomName] = items
+	t.mu.Unlock()
 }
 
 // coalesce turns pending events ("+" or "-", user id, NUL, username) into
@@ -745,17 +794,40 @@ return finish()
 `
 
 // ARGV: now ms, interval ms, max members, force ("1": the caller is due to
-// flush; "0": take the events only when the replica due is gone).
+// flush; "0": take the events only when the replica due is gone), then the
+// caller's unsent items (of a batch it failed to publish). Returns "0" when
+// it took nothing (another replica is due), else "1" followed by the items
+// to publish, oldest first: the unsent ones that are not stale, then the
+// pending ones. An unsent item is stale when its user has no pending event
+// and is not (or no longer) in its state: a newer change was published.
 const flushSrc = `
 local C, P, D = KEYS[2], KEYS[4], KEYS[5]
 local d = redis.call('GET', D)
 if ARGV[4] ~= '1' and d and tonumber(d) + tonumber(ARGV[2]) >= tonumber(ARGV[1]) then
-  return {}
+  return {'0'}
 end
 local items = redis.call('LRANGE', P, 0, -1)
 redis.call('DEL', P, D)
-if redis.call('HLEN', C) > tonumber(ARGV[3]) then return {} end
-return items
+if redis.call('HLEN', C) > tonumber(ARGV[3]) then return {'1'} end
+local function uid(it)
+  local sep = string.find(it, '\0', 1, true)
+  if not sep then return nil end
+  return string.sub(it, 2, sep - 1)
+end
+local newer = {}
+for _, it in ipairs(items) do
+  local u = uid(it)
+  if u then newer[u] = true end
+end
+local out = {'1'}
+for i = 5, #ARGV do
+  local it, u = ARGV[i], uid(ARGV[i])
+  if u and (newer[u] or (redis.call('HEXISTS', C, u) == 1) == (string.sub(it, 1, 1) == '+')) then
+    out[#out + 1] = it
+  end
+end
+for _, it in ipairs(items) do out[#out + 1] = it end
+return out
 `
 
 // ARGV: now ms. Returns user id, username pairs of the members as
