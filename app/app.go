@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -66,10 +67,14 @@ type App struct {
 	started  []started
 	ready    atomic.Bool
 
-	httpRequests *prometheus.CounterVec
-	httpDuration *prometheus.HistogramVec
-	draining     atomic.Bool
-	mu           sync.Mutex
+	httpRequests    *prometheus.CounterVec
+	httpDuration    *prometheus.HistogramVec
+	connsRefused    prometheus.Counter
+	upgradesRefused prometheus.Counter
+	upgrades        *upgradeLimiter
+	trusted         []netip.Prefix
+	draining        atomic.Bool
+	mu              sync.Mutex
 }
 
 type started struct {
@@ -92,7 +97,17 @@ func New(cfg *config.Config, log *slog.Logger) *App {
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}, []string{"route"}),
 	}
-	reg.MustRegister(a.httpRequests, a.httpDuration)
+	a.connsRefused = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "aurora_http_conns_refused_total",
+		Help: "Connections answered 429 and closed because their address already held http.max_conns_per_ip.",
+	})
+	a.upgradesRefused = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "aurora_http_upgrades_refused_total",
+		Help: "WebSocket handshakes answered 429 because their address exceeded http.upgrade_rate_per_ip.",
+	})
+	a.trusted = cfg.TrustedProxyPrefixes()
+	a.upgrades = newUpgradeLimiter(cfg.HTTP.UpgradeRatePerIP, cfg.HTTP.UpgradeBurstPerIP)
+	reg.MustRegister(a.httpRequests, a.httpDuration, a.connsRefused, a.upgradesRefused)
 	a.host = &Host{
 		Config:  cfg,
 		Log:     log,
@@ -135,13 +150,19 @@ func (a *App) Run(ctx context.Context) error {
 	a.mu.Unlock()
 
 	a.routes()
+	// ReadTimeout bounds a request's headers and body; the middleware lifts
+	// it for WebSocket upgrades and sets each response's write deadline
+	// (not WriteTimeout, which would outlive a hijack and cut WebSockets).
 	srv := &http.Server{
 		Handler:           a.middleware(h.Mux),
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: min(10*time.Second, cfg.HTTP.ReadTimeout),
+		ReadTimeout:       cfg.HTTP.ReadTimeout,
+		IdleTimeout:       cfg.HTTP.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(h.Log.Handler(), slog.LevelDebug),
 	}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	limited := newConnLimitListener(ln, cfg.HTTP.MaxConnsPerIP, a.trusted, a.connsRefused)
+	go func() { serveErr <- srv.Serve(limited) }()
 
 	startErr := a.start(ctx, regs)
 	if startErr == nil {

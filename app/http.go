@@ -100,6 +100,21 @@ func (a *App) middleware(next http.Handler) http.Handler {
 				return
 			}
 		}
+		if a.isUpgrade(r) {
+			// A WebSocket outlives any request deadline: set no write
+			// deadline (net/http clears the read deadline ReadTimeout set
+			// when the connection is hijacked); the chat role pings instead.
+			if a.upgrades != nil {
+				if ok, wait := a.upgrades.allow(ClientIP(r, a.trusted)); !ok {
+					a.upgradesRefused.Inc()
+					hd.Set("Retry-After", strconv.FormatInt(int64((wait+time.Second-1)/time.Second), 10))
+					WriteError(w, http.StatusTooManyRequests, "too many WebSocket handshakes from this address; retry later")
+					return
+				}
+			}
+		} else {
+			_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(cfg.HTTP.WriteTimeout))
+		}
 		rec := &statusRecorder{ResponseWriter: w}
 		start := time.Now()
 		next.ServeHTTP(rec, r)
@@ -119,6 +134,16 @@ func (a *App) middleware(next http.Handler) http.Handler {
 			a.httpDuration.WithLabelValues(route).Observe(time.Since(start).Seconds())
 		}
 	})
+}
+
+// isUpgrade reports whether r asks for a WebSocket on a route that serves
+// one. Only those routes lose the read deadline: an Upgrade header sent to
+// any other route changes nothing.
+func (a *App) isUpgrade(r *http.Request) bool {
+	if a.host.WebSocket == nil || !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		return false
+	}
+	return r.URL.Path == "/" || r.URL.Path == "/ws"
 }
 
 // statusRecorder remembers the status code a handler wrote. Unwrap lets

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -59,6 +60,24 @@ type HTTP struct {
 	// client; otherwise only loopback clients see it, others "unavailable"
 	// (the errors name internal hosts and addresses).
 	ReadyzDetails bool `mapstructure:"readyz_details"`
+	// ReadTimeout bounds reading one request, headers and body; IdleTimeout
+	// how long a keep-alive connection may wait for its next request;
+	// WriteTimeout writing one response. A WebSocket upgrade is exempt from
+	// the read and write bounds once its headers are read.
+	ReadTimeout  time.Duration `mapstructure:"read_timeout"`
+	IdleTimeout  time.Duration `mapstructure:"idle_timeout"`
+	WriteTimeout time.Duration `mapstructure:"write_timeout"`
+	// MaxConnsPerIP caps the open connections of one remote address
+	// (0: no cap). Peers in TrustedProxies are not capped.
+	MaxConnsPerIP int `mapstructure:"max_conns_per_ip"`
+	// UpgradeRatePerIP and UpgradeBurstPerIP are the token bucket of
+	// WebSocket handshakes per client address (rate 0: no limit).
+	UpgradeRatePerIP  float64 `mapstructure:"upgrade_rate_per_ip"`
+	UpgradeBurstPerIP int     `mapstructure:"upgrade_burst_per_ip"`
+	// TrustedProxies lists the CIDRs of reverse proxies whose
+	// X-Forwarded-For is believed: the client is the right-most address
+	// in it that is not a trusted proxy.
+	TrustedProxies []string `mapstructure:"trusted_proxies"`
 }
 
 // Log configures slog.
@@ -143,9 +162,15 @@ func Default() Config {
 		DataDir: "./data",
 		Roles:   append([]string(nil), ValidRoles...),
 		HTTP: HTTP{
-			Addr:          ":8080",
-			DrainTimeout:  25 * time.Second,
-			ShutdownDelay: 0,
+			Addr:              ":8080",
+			DrainTimeout:      25 * time.Second,
+			ShutdownDelay:     0,
+			ReadTimeout:       30 * time.Second,
+			IdleTimeout:       120 * time.Second,
+			WriteTimeout:      60 * time.Second,
+			MaxConnsPerIP:     256,
+			UpgradeRatePerIP:  20,
+			UpgradeBurstPerIP: 100,
 		},
 		Log:   Log{Level: "info", Format: "auto"},
 		Mongo: Mongo{},
@@ -313,6 +338,29 @@ func (c *Config) Validate() error {
 			bad("http.cors_origins", "%q %v", o, err)
 		}
 	}
+	for k, d := range map[string]time.Duration{
+		"http.read_timeout":  c.HTTP.ReadTimeout,
+		"http.idle_timeout":  c.HTTP.IdleTimeout,
+		"http.write_timeout": c.HTTP.WriteTimeout,
+	} {
+		if d < 100*time.Millisecond {
+			bad(k, "must be at least 100ms")
+		}
+	}
+	if c.HTTP.MaxConnsPerIP < 0 {
+		bad("http.max_conns_per_ip", "must not be negative (0: no cap)")
+	}
+	if c.HTTP.UpgradeRatePerIP < 0 {
+		bad("http.upgrade_rate_per_ip", "must not be negative (0: no limit)")
+	}
+	if c.HTTP.UpgradeRatePerIP > 0 && c.HTTP.UpgradeBurstPerIP < 1 {
+		bad("http.upgrade_burst_per_ip", "must be at least 1")
+	}
+	for _, p := range c.HTTP.TrustedProxies {
+		if _, err := ParsePrefix(p); err != nil {
+			bad("http.trusted_proxies", "%q is not a CIDR (10.0.0.0/8) or an address", p)
+		}
+	}
 	switch strings.ToLower(c.Log.Level) {
 	case "debug", "info", "warn", "warning", "error":
 	default:
@@ -422,6 +470,32 @@ func checkOrigin(o string) error {
 		return errors.New(`wildcards are not supported inside an origin; list each origin, or "*" for all`)
 	}
 	return nil
+}
+
+// ParsePrefix parses one http.trusted_proxies entry: a CIDR, or a single
+// address (a /32 or /128).
+func ParsePrefix(s string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// TrustedProxyPrefixes returns http.trusted_proxies parsed (Validate has
+// checked them).
+func (c *Config) TrustedProxyPrefixes() []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range c.HTTP.TrustedProxies {
+		if p, err := ParsePrefix(s); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func isValidRole(r string) bool {

@@ -88,6 +88,12 @@ func TestDefaults(t *testing.T) {
 		{"chat.ping_interval", c.Chat.PingInterval, 30 * time.Second},
 		{"ingest.batch_size", c.Ingest.BatchSize, 50},
 		{"http.drain_timeout", c.HTTP.DrainTimeout, 25 * time.Second},
+		{"http.read_timeout", c.HTTP.ReadTimeout, 30 * time.Second},
+		{"http.idle_timeout", c.HTTP.IdleTimeout, 120 * time.Second},
+		{"http.write_timeout", c.HTTP.WriteTimeout, 60 * time.Second},
+		{"http.max_conns_per_ip", c.HTTP.MaxConnsPerIP, 256},
+		{"http.upgrade_rate_per_ip", c.HTTP.UpgradeRatePerIP, 20.0},
+		{"http.upgrade_burst_per_ip", c.HTTP.UpgradeBurstPerIP, 100},
 	}
 	for _, ck := range checks {
 		if !reflect.DeepEqual(ck.got, ck.want) {
@@ -335,6 +341,9 @@ func TestExampleFileMatchesDefaults(t *testing.T) {
 	if len(c.HTTP.CORSOrigins) == 0 && len(def.HTTP.CORSOrigins) == 0 {
 		c.HTTP.CORSOrigins = def.HTTP.CORSOrigins
 	}
+	if len(c.HTTP.TrustedProxies) == 0 && len(def.HTTP.TrustedProxies) == 0 {
+		c.HTTP.TrustedProxies = def.HTTP.TrustedProxies
+	}
 	if len(c.Chat.RoomsAllowed) == 0 && len(def.Chat.RoomsAllowed) == 0 {
 		c.Chat.RoomsAllowed = def.Chat.RoomsAllowed
 	}
@@ -391,6 +400,14 @@ func TestInvalidValues(t *testing.T) {
 		{"AURORA_HTTP_CORS_ORIGINS", "https://ok.example,file://", "http.cors_origins"},
 		{"AURORA_CHAT_ROOMS_ALLOWED", "general,Dev", "chat.rooms_allowed"},
 		{"AURORA_CHAT_ROOMS_ALLOWED", "dev", "chat.rooms_allowed"}, // without general
+		{"AURORA_HTTP_READ_TIMEOUT", "0s", "http.read_timeout"},
+		{"AURORA_HTTP_IDLE_TIMEOUT", "10ms", "http.idle_timeout"},
+		{"AURORA_HTTP_WRITE_TIMEOUT", "-1s", "http.write_timeout"},
+		{"AURORA_HTTP_MAX_CONNS_PER_IP", "-1", "http.max_conns_per_ip"},
+		{"AURORA_HTTP_UPGRADE_RATE_PER_IP", "-1", "http.upgrade_rate_per_ip"},
+		{"AURORA_HTTP_UPGRADE_BURST_PER_IP", "0", "http.upgrade_burst_per_ip"},
+		{"AURORA_HTTP_TRUSTED_PROXIES", "10.0.0.0/8,proxy.local", "http.trusted_proxies"},
+		{"AURORA_HTTP_TRUSTED_PROXIES", "10.0.0.0/33", "http.trusted_proxies"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.env+"="+tc.value, func(t *testing.T) {
