@@ -77,6 +77,9 @@ type gateway struct {
 	// scriptCalls counts the send script's calls (what a message costs
 	// Redis); tests read it.
 	scriptCalls atomic.Int64
+	// typingFailing is set while typing publishes fail, so that an outage
+	// is logged once.
+	typingFailing atomic.Bool
 
 	hub   *hub
 	subs  *subscriber

@@ -345,7 +345,15 @@ func (c *conn) onTyping(in inbound, clientID string) {
 	defer cancel()
 	r := c.g.redis
 	if err := r.Do(ctx, r.B().Publish().Channel(bus.TypingChannel(room)).Message(string(b)).Build()).Error(); err != nil {
-		// Typing is advisory: not worth an error frame.
-		c.log.Debug("publish typing", "room", room, "err", err)
+		// Typing is ephemeral: not worth an error frame nor a retry (it
+		// would be stale), but counted, and logged once per outage.
+		c.g.metrics.typingDropped.Inc()
+		if c.g.typingFailing.CompareAndSwap(false, true) {
+			c.g.log.Warn("typing: redis failing; dropping typing frames until it recovers", "room", room, "err", err)
+		}
+		return
+	}
+	if c.g.typingFailing.Load() && c.g.typingFailing.CompareAndSwap(true, false) {
+		c.g.log.Info("typing: redis recovered")
 	}
 }

@@ -6,15 +6,17 @@ import (
 
 // metrics are the gateway's Prometheus metrics (aurora_chat_*).
 type metrics struct {
-	connections  prometheus.Gauge
-	received     prometheus.Counter
-	delivered    prometheus.Counter
-	rateLimited  prometheus.Counter
-	slowDropped  prometheus.Counter
-	heartbeat    prometheus.Counter
-	fanout       prometheus.Histogram
-	errors       *prometheus.CounterVec
-	errorsByCode map[string]prometheus.Counter
+	connections prometheus.Gauge
+	received    prometheus.Counter
+	delivered   prometheus.Counter
+	rateLimited prometheus.Counter
+	slowDropped prometheus.Counter
+	// typingDropped counts typing frames lost to a failing Redis.
+	typingDropped prometheus.Counter
+	heartbeat     prometheus.Counter
+	fanout        prometheus.Histogram
+	errors        *prometheus.CounterVec
+	errorsByCode  map[string]prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -38,6 +40,10 @@ func newMetrics() *metrics {
 		slowDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "aurora_chat_slow_consumers_dropped_total",
 			Help: "Connections closed (4008) because their send queue stayed full, or a message did not fit it.",
+		}),
+		typingDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "aurora_chat_typing_dropped_total",
+			Help: "Typing frames not published because Redis failed.",
 		}),
 		heartbeat: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "aurora_chat_heartbeat_closes_total",
@@ -65,7 +71,7 @@ func newMetrics() *metrics {
 
 func (m *metrics) register(r prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{m.connections, m.received, m.delivered, m.rateLimited,
-		m.slowDropped, m.heartbeat, m.fanout, m.errors} {
+		m.slowDropped, m.typingDropped, m.heartbeat, m.fanout, m.errors} {
 		if err := r.Register(c); err != nil {
 			return err
 		}
