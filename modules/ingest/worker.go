@@ -22,10 +22,12 @@ import (
 
 // Retry pacing for a failing store or Redis: capped exponential backoff
 // with jitter, so many workers recovering together do not hit the store in
-// lockstep.
+// lockstep. The ceiling bounds how long ingest takes to resume once Redis
+// or the store is back (a wait is at most maxBackoff): 2 s keeps that short
+// while a failing worker still tries only about once a second.
 const (
 	minBackoff = 100 * time.Millisecond
-	maxBackoff = 10 * time.Second
+	maxBackoff = 2 * time.Second
 	// attemptTimeout bounds one store or Redis call, so a hung connection
 	// becomes an error that is retried rather than a stuck worker.
 	attemptTimeout = 30 * time.Second
