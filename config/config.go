@@ -111,6 +111,16 @@ type Auth struct {
 	BcryptCost          int           `mapstructure:"bcrypt_cost"`
 	LoginMaxFailures    int           `mapstructure:"login_max_failures"`
 	LoginWindow         time.Duration `mapstructure:"login_window"`
+	// RegisterPerIP and LoginPerIP bound the registrations and login
+	// attempts of one client address per IPWindow, across replicas.
+	RegisterPerIP int           `mapstructure:"register_per_ip"`
+	LoginPerIP    int           `mapstructure:"login_per_ip"`
+	IPWindow      time.Duration `mapstructure:"ip_window"`
+	// BcryptConcurrency bounds the bcrypt hashes and comparisons running
+	// at once (0: GOMAXPROCS); a request that cannot start one within
+	// BcryptWait is answered 503.
+	BcryptConcurrency int           `mapstructure:"bcrypt_concurrency"`
+	BcryptWait        time.Duration `mapstructure:"bcrypt_wait"`
 }
 
 // Chat configures the WebSocket gateway.
@@ -175,10 +185,15 @@ func Default() Config {
 		Log:   Log{Level: "info", Format: "auto"},
 		Mongo: Mongo{},
 		Auth: Auth{
-			TokenTTL:         24 * time.Hour,
-			BcryptCost:       10,
-			LoginMaxFailures: 5,
-			LoginWindow:      15 * time.Minute,
+			TokenTTL:          24 * time.Hour,
+			BcryptCost:        10,
+			LoginMaxFailures:  5,
+			LoginWindow:       15 * time.Minute,
+			RegisterPerIP:     10,
+			LoginPerIP:        30,
+			IPWindow:          time.Minute,
+			BcryptConcurrency: 0,
+			BcryptWait:        2 * time.Second,
 		},
 		Chat: Chat{
 			MaxTextLength:      4000,
@@ -402,7 +417,18 @@ func (c *Config) Validate() error {
 	if c.Auth.LoginWindow < time.Second {
 		bad("auth.login_window", "must be at least 1s")
 	}
+	if c.Auth.BcryptConcurrency < 0 {
+		bad("auth.bcrypt_concurrency", "must not be negative (0: GOMAXPROCS)")
+	}
+	if c.Auth.BcryptWait <= 0 {
+		bad("auth.bcrypt_wait", "must be a positive duration")
+	}
+	if c.Auth.IPWindow < time.Second {
+		bad("auth.ip_window", "must be at least 1s")
+	}
 	positive := map[string]int{
+		"auth.register_per_ip":      c.Auth.RegisterPerIP,
+		"auth.login_per_ip":         c.Auth.LoginPerIP,
 		"chat.max_text_length":      c.Chat.MaxTextLength,
 		"chat.room_rate":            c.Chat.RoomRate,
 		"chat.user_rate":            c.Chat.UserRate,

@@ -94,6 +94,11 @@ func TestDefaults(t *testing.T) {
 		{"http.max_conns_per_ip", c.HTTP.MaxConnsPerIP, 256},
 		{"http.upgrade_rate_per_ip", c.HTTP.UpgradeRatePerIP, 20.0},
 		{"http.upgrade_burst_per_ip", c.HTTP.UpgradeBurstPerIP, 100},
+		{"auth.register_per_ip", c.Auth.RegisterPerIP, 10},
+		{"auth.login_per_ip", c.Auth.LoginPerIP, 30},
+		{"auth.ip_window", c.Auth.IPWindow, time.Minute},
+		{"auth.bcrypt_concurrency", c.Auth.BcryptConcurrency, 0},
+		{"auth.bcrypt_wait", c.Auth.BcryptWait, 2 * time.Second},
 	}
 	for _, ck := range checks {
 		if !reflect.DeepEqual(ck.got, ck.want) {
@@ -408,6 +413,11 @@ func TestInvalidValues(t *testing.T) {
 		{"AURORA_HTTP_UPGRADE_BURST_PER_IP", "0", "http.upgrade_burst_per_ip"},
 		{"AURORA_HTTP_TRUSTED_PROXIES", "10.0.0.0/8,proxy.local", "http.trusted_proxies"},
 		{"AURORA_HTTP_TRUSTED_PROXIES", "10.0.0.0/33", "http.trusted_proxies"},
+		{"AURORA_AUTH_REGISTER_PER_IP", "0", "auth.register_per_ip"},
+		{"AURORA_AUTH_LOGIN_PER_IP", "0", "auth.login_per_ip"},
+		{"AURORA_AUTH_IP_WINDOW", "100ms", "auth.ip_window"},
+		{"AURORA_AUTH_BCRYPT_CONCURRENCY", "-1", "auth.bcrypt_concurrency"},
+		{"AURORA_AUTH_BCRYPT_WAIT", "0s", "auth.bcrypt_wait"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.env+"="+tc.value, func(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,7 +45,14 @@ type module struct {
 	store    store.Store
 	tokens   *token.Issuer
 	throttle *throttle
-	cost     int
+	// registerIP and loginIP count attempts per client address; trusted
+	// are the proxies whose X-Forwarded-For names that address.
+	registerIP *throttle
+	loginIP    *throttle
+	trusted    []netip.Prefix
+	// slots bounds the bcrypt work running at once.
+	slots *hashSlots
+	cost  int
 	// dummyHash is compared against when the user does not exist, so an
 	// unknown username costs the same bcrypt work as a wrong password and
 	// the response time does not tell which usernames exist.
@@ -52,6 +60,8 @@ type module struct {
 
 	registrations prometheus.Counter
 	logins        *prometheus.CounterVec
+	ipLimited     *prometheus.CounterVec
+	bcryptBusy    prometheus.Counter
 }
 
 func newModule(_ context.Context, h *app.Host) (app.Module, error) {
@@ -66,12 +76,16 @@ func newModule(_ context.Context, h *app.Host) (app.Module, error) {
 		return nil, fmt.Errorf("compute dummy bcrypt hash at cost %d: %w", cfg.BcryptCost, err)
 	}
 	m := &module{
-		log:       h.Log.With("module", "auth"),
-		store:     h.Store,
-		tokens:    h.Tokens,
-		throttle:  newThrottle(h.Redis, cfg.LoginMaxFailures, cfg.LoginWindow),
-		cost:      cfg.BcryptCost,
-		dummyHash: dummy,
+		log:        h.Log.With("module", "auth"),
+		store:      h.Store,
+		tokens:     h.Tokens,
+		throttle:   newThrottle(h.Redis, cfg.LoginMaxFailures, cfg.LoginWindow),
+		registerIP: newThrottle(h.Redis, cfg.RegisterPerIP, cfg.IPWindow),
+		loginIP:    newThrottle(h.Redis, cfg.LoginPerIP, cfg.IPWindow),
+		trusted:    h.Config.TrustedProxyPrefixes(),
+		slots:      newHashSlots(cfg.BcryptConcurrency, cfg.BcryptWait),
+		cost:       cfg.BcryptCost,
+		dummyHash:  dummy,
 		registrations: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "aurora_auth_registrations_total",
 			Help: "Users registered through POST /api/auth/register.",
@@ -80,12 +94,31 @@ func newModule(_ context.Context, h *app.Host) (app.Module, error) {
 			Name: "aurora_auth_logins_total",
 			Help: "Login attempts by result: ok, invalid (bad credentials) or throttled (too many failures).",
 		}, []string{"result"}),
+		ipLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "aurora_auth_ip_limited_total",
+			Help: "Registrations and logins refused with 429 because their client address exceeded auth.register_per_ip or auth.login_per_ip.",
+		}, []string{"action"}),
+		bcryptBusy: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "aurora_auth_bcrypt_busy_total",
+			Help: "Registrations and logins answered 503 because no bcrypt slot freed up within auth.bcrypt_wait.",
+		}),
+	}
+	inFlight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "aurora_auth_bcrypt_in_flight",
+		Help: "bcrypt hashes and comparisons running now (at most auth.bcrypt_concurrency).",
+	}, func() float64 { b, _ := m.slots.stats(); return float64(b) })
+	peak := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "aurora_auth_bcrypt_in_flight_peak",
+		Help: "The most bcrypt hashes and comparisons that ran at once since the process started.",
+	}, func() float64 { _, p := m.slots.stats(); return float64(p) })
+	for _, a := range []string{"register", "login"} {
+		m.ipLimited.WithLabelValues(a)
 	}
 	// Create the series up front so dashboards see zeros, not gaps.
 	for _, r := range []string{resultOK, resultInvalid, resultThrottled} {
 		m.logins.WithLabelValues(r)
 	}
-	for _, c := range []prometheus.Collector{m.registrations, m.logins} {
+	for _, c := range []prometheus.Collector{m.registrations, m.logins, m.ipLimited, m.bcryptBusy, inFlight, peak} {
 		if err := h.Metrics.Register(c); err != nil {
 			return nil, fmt.Errorf("register auth metrics: %w", err)
 		}

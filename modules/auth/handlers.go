@@ -21,6 +21,8 @@ const (
 	msgUserExists   = "User exists" // AuroraChat's exact text
 	msgInvalid      = "invalid credentials"
 	msgThrottled    = "too many failed logins; try again later"
+	msgIPLimited    = "too many attempts from this address; try again later"
+	msgBusy         = "server busy; try again shortly"
 	msgUnavailable  = "service unavailable"
 	msgMissingToken = "missing bearer token"
 	msgBadToken     = "invalid token"
@@ -54,7 +56,15 @@ func (m *module) register(w http.ResponseWriter, r *http.Request) {
 		app.WriteError(w, rerr.status, rerr.msg)
 		return
 	}
+	if !m.allowIP(w, r, m.registerIP, "register", true) {
+		return
+	}
+	if err := m.slots.acquire(r.Context()); err != nil {
+		m.busy(w, r, err)
+		return
+	}
 	nu, err := NewUser(c.Username, c.Password, m.cost)
+	m.slots.release()
 	var invalid *InvalidError
 	if errors.As(err, &invalid) {
 		app.WriteError(w, http.StatusBadRequest, invalid.Error())
@@ -94,6 +104,9 @@ func (m *module) login(w http.ResponseWriter, r *http.Request) {
 		app.WriteError(w, rerr.status, rerr.msg)
 		return
 	}
+	if !m.allowIP(w, r, m.loginIP, "login", false) {
+		return
+	}
 	key := FailKey(c.Username)
 	ok, wait, err := m.throttle.reserve(r.Context(), key)
 	if err != nil {
@@ -112,20 +125,27 @@ func (m *module) login(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
 	defer cancel()
 	u, err := m.store.UserByName(ctx, c.Username)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		_ = bcrypt.CompareHashAndPassword(m.dummyHash, []byte(c.Password))
-		m.fail(w, log, "unknown user")
-		return
-	case err != nil:
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		log.Error("look up user for login", "store", m.store.Kind(), "err", err)
-		if err := m.throttle.release(r.Context(), key); err != nil {
-			log.Warn("could not take back a login attempt", "err", err)
-		}
+		m.takeBack(r, log, key)
 		app.WriteError(w, http.StatusServiceUnavailable, msgUnavailable)
 		return
 	}
-	if err := bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(c.Password)); err != nil {
+	if serr := m.slots.acquire(r.Context()); serr != nil {
+		// Our capacity, not the user's guess: do not count it as a failure.
+		m.takeBack(r, log, key)
+		m.busy(w, r, serr)
+		return
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		_ = bcrypt.CompareHashAndPassword(m.dummyHash, []byte(c.Password))
+		m.slots.release()
+		m.fail(w, log, "unknown user")
+		return
+	}
+	err = bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(c.Password))
+	m.slots.release()
+	if err != nil {
 		if !errors.Is(err, bcrypt.ErrMismatchedHashAndPassword) {
 			log.Error("stored password hash unusable", "user_id", u.ID, "err", err)
 		}
@@ -154,6 +174,14 @@ func (m *module) login(w http.ResponseWriter, r *http.Request) {
 		ExpiresAt: exp.UTC().Format(time.RFC3339),
 		User:      userJSON{u.ID, u.Username},
 	})
+}
+
+// takeBack returns a login attempt reserve counted, when it failed for a
+// reason of ours.
+func (m *module) takeBack(r *http.Request, log *slog.Logger, key string) {
+	if err := m.throttle.release(r.Context(), key); err != nil {
+		log.Warn("could not take back a login attempt", "err", err)
+	}
 }
 
 // fail answers a failed login. The attempt was already counted by reserve.
