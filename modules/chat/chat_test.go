@@ -155,10 +155,12 @@ func TestNullOriginUpgrade(t *testing.T) {
 func TestConnectionCapAcrossReplicas(t *testing.T) {
 	cfg := chatConfig(t)
 	cfg.Chat.MaxConnsPerUser = 2
-	a := startChat(t, cfg)
+	// Both configurations before either server starts: with a real Redis,
+	// making one flushes it, which would wipe a's heartbeat.
 	cfgB := chatConfig(t)
 	cfgB.Redis.URL = cfg.Redis.URL
 	cfgB.Chat.MaxConnsPerUser = 2
+	a := startChat(t, cfg)
 	b := startChat(t, cfgB)
 
 	first := a.dial("u1", "alice")
