@@ -5,12 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -312,91 +310,6 @@ func do(t testing.TB, r rueidis.Client, args ...string) rueidis.RedisResult {
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
 	return r.Do(ctx, r.B().Arbitrary(args...).Build())
-}
-
-// redisProxy forwards TCP to a Redis; down() cuts every connection and
-// refuses new ones (accepting and closing them) until up().
-type redisProxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	isDown bool
-	conns  map[net.Conn]struct{}
-	wg     sync.WaitGroup
-}
-
-// newRedisProxy proxies the Redis of rawURL and returns the proxy and the
-// URL to reach Redis through it.
-func newRedisProxy(t testing.TB, rawURL string) (*redisProxy, string) {
-	t.Helper()
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &redisProxy{ln: ln, target: u.Host, conns: map[net.Conn]struct{}{}}
-	p.wg.Add(1)
-	go p.serve()
-	t.Cleanup(func() {
-		ln.Close()
-		p.down()
-		p.wg.Wait()
-	})
-	u.Host = ln.Addr().String()
-	return p, u.String()
-}
-
-func (p *redisProxy) serve() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		if p.isDown {
-			p.mu.Unlock()
-			c.Close()
-			continue
-		}
-		up, err := net.Dial("tcp", p.target)
-		if err != nil {
-			p.mu.Unlock()
-			c.Close()
-			continue
-		}
-		p.conns[c] = struct{}{}
-		p.conns[up] = struct{}{}
-		p.wg.Add(2)
-		p.mu.Unlock()
-		pipe := func(dst, src net.Conn) {
-			defer p.wg.Done()
-			_, _ = io.Copy(dst, src)
-			dst.Close()
-			src.Close()
-		}
-		go pipe(up, c)
-		go pipe(c, up)
-	}
-}
-
-func (p *redisProxy) down() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.isDown = true
-	for c := range p.conns {
-		c.Close()
-	}
-	clear(p.conns)
-}
-
-func (p *redisProxy) up() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.isDown = false
 }
 
 // xlen is the stream's length.

@@ -250,14 +250,14 @@ func TestGracefulShutdown(t *testing.T) {
 
 func TestRedisOutage(t *testing.T) {
 	cfg := chatConfig(t)
-	proxy, viaProxy := newRedisProxy(t, cfg.Redis.URL)
+	proxy, viaProxy := apptest.NewRedisProxy(t, cfg.Redis.URL)
 	direct := cfg.Redis.URL
 	cfg.Redis.URL = viaProxy
 	s := startChat(t, cfg)
 	alice := s.dial("u1", "alice")
 	alice.msg("general", "before", "b0")
 
-	proxy.down()
+	proxy.Down()
 	alice.send(map[string]any{"type": "message", "room": "general", "text": "during", "clientId": "d0"})
 	f := alice.next("error", "message")
 	if f["code"] != codeUnavailable || f["clientId"] != "d0" {
@@ -273,7 +273,7 @@ func TestRedisOutage(t *testing.T) {
 		t.Errorf("connect during the outage: status %d, want 503", status)
 	}
 
-	proxy.up()
+	proxy.Up()
 	eventually(t, "/readyz 200", func() bool { return s.readyStatus() == 200 })
 	// The resend of the refused message goes through, and it is delivered:
 	// the room was subscribed again.

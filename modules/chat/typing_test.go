@@ -15,7 +15,7 @@ import (
 // Before, the drop was only a debug line: neither counted nor visible.
 func TestTypingDroppedWhileRedisFails(t *testing.T) {
 	cfg := chatConfig(t)
-	proxy, viaProxy := newRedisProxy(t, cfg.Redis.URL)
+	proxy, viaProxy := apptest.NewRedisProxy(t, cfg.Redis.URL)
 	direct := cfg.Redis.URL
 	cfg.Redis.URL = viaProxy
 	var logs apptest.Buffer
@@ -29,7 +29,7 @@ func TestTypingDroppedWhileRedisFails(t *testing.T) {
 	bob.join("dev")
 	typing := map[string]any{"type": "typing", "room": "dev", "isTyping": true}
 
-	proxy.down()
+	proxy.Down()
 	alice.send(typing)
 	eventually(t, "one typing frame dropped", func() bool { return s.metric("aurora_chat_typing_dropped_total") == 1 })
 	alice.send(typing)
@@ -43,7 +43,7 @@ func TestTypingDroppedWhileRedisFails(t *testing.T) {
 		t.Errorf("the typing failure is logged %d times, want once:\n%s", n, logs.String())
 	}
 
-	proxy.up()
+	proxy.Up()
 	eventually(t, "/readyz 200", func() bool { return s.readyStatus() == 200 })
 	// Typing flows again once the room is subscribed again: alice types,
 	// bob pings, and bob reads up to his pong.

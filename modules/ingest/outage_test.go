@@ -1,106 +1,11 @@
 package ingest
 
 import (
-	"io"
-	"net"
-	"net/url"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/auroradev/aurora/app/apptest"
 )
-
-// redisProxy forwards TCP to a Redis. down() cuts every connection and,
-// until up(), accepts and closes new ones, signalling each on refused: that
-// is a client attempting to reach Redis during the outage.
-type redisProxy struct {
-	ln      net.Listener
-	target  string
-	refused chan struct{}
-	mu      sync.Mutex
-	isDown  bool
-	conns   map[net.Conn]struct{}
-	wg      sync.WaitGroup
-}
-
-// newRedisProxy proxies the Redis of rawURL and returns the URL to reach it
-// through the proxy.
-func newRedisProxy(t *testing.T, rawURL string) (*redisProxy, string) {
-	t.Helper()
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &redisProxy{ln: ln, target: u.Host, refused: make(chan struct{}, 1), conns: map[net.Conn]struct{}{}}
-	p.wg.Add(1)
-	go p.serve()
-	t.Cleanup(func() {
-		ln.Close()
-		p.down()
-		p.wg.Wait()
-	})
-	u.Host = ln.Addr().String()
-	return p, u.String()
-}
-
-func (p *redisProxy) serve() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		if p.isDown {
-			p.mu.Unlock()
-			c.Close()
-			select {
-			case p.refused <- struct{}{}:
-			default:
-			}
-			continue
-		}
-		up, err := net.Dial("tcp", p.target)
-		if err != nil {
-			p.mu.Unlock()
-			c.Close()
-			continue
-		}
-		p.conns[c] = struct{}{}
-		p.conns[up] = struct{}{}
-		p.wg.Add(2)
-		p.mu.Unlock()
-		pipe := func(dst, src net.Conn) {
-			defer p.wg.Done()
-			_, _ = io.Copy(dst, src)
-			dst.Close()
-			src.Close()
-		}
-		go pipe(up, c)
-		go pipe(c, up)
-	}
-}
-
-func (p *redisProxy) down() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.isDown = true
-	for c := range p.conns {
-		c.Close()
-	}
-	clear(p.conns)
-}
-
-func (p *redisProxy) up() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.isDown = false
-}
 
 // TestResumesSoonAfterARedisOutage: after Redis has been unreachable for
 // several seconds, the worker's retries have backed off to their ceiling;
@@ -112,7 +17,7 @@ func (p *redisProxy) up() {
 func TestResumesSoonAfterARedisOutage(t *testing.T) {
 	direct := apptest.RedisURL(t)
 	rc := apptest.RedisClient(t, direct)
-	proxy, viaProxy := newRedisProxy(t, direct)
+	proxy, viaProxy := apptest.NewRedisProxy(t, direct)
 	fs := testStore(t)
 	// No maintenance during the test: the worker's reads are its only
 	// attempts to reach Redis.
@@ -120,21 +25,21 @@ func TestResumesSoonAfterARedisOutage(t *testing.T) {
 	xadd(t, rc, entry("r", "before").Fields()...)
 	eventually(t, "the first message stored", func() bool { return countStored(t, fs, "r") == 1 })
 
-	proxy.down()
+	proxy.Down()
 	// Past 7 s the old backoff (steps doubling from 100 ms, each wait in
 	// the upper half of its step: at most 6.3 s for the first six) was at
 	// its 10 s step; the new one has long reached its 2 s ceiling.
 	time.Sleep(7 * time.Second)
 	select {
-	case <-proxy.refused: // an attempt before now
+	case <-proxy.Refused(): // an attempt before now
 	default:
 	}
 	select {
-	case <-proxy.refused: // the worker just failed an attempt, and backs off
+	case <-proxy.Refused(): // the worker just failed an attempt, and backs off
 	case <-time.After(20 * time.Second):
 		t.Fatal("the worker made no attempt to reach Redis in 20s")
 	}
-	proxy.up()
+	proxy.Up()
 	back := time.Now()
 	xadd(t, rc, entry("r", "after").Fields()...)
 	eventually(t, "the message sent after the outage stored", func() bool { return countStored(t, fs, "r") == 2 })
