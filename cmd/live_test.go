@@ -256,7 +256,9 @@ func TestLiveSoak(t *testing.T) {
 		t.Skip("the soak runs two minutes; -short leaves it out")
 	}
 	const users, soak, every = 20, 2 * time.Minute, 2 * time.Second
-	n, dataDir := liveNode(t, nil)
+	// auth.register_per_ip raised from 10: all 20 users sign up from
+	// 127.0.0.1 within a minute, where the default expects one client.
+	n, dataDir := liveNode(t, map[string]any{"auth.register_per_ip": users})
 	rc := liveRedis(t, dataDir)
 	side := []string{"dev", "ops", "design", "random"}
 	clients := make([]*liveClient, users)
