@@ -11,6 +11,7 @@ type metrics struct {
 	deadLettered  prometheus.Counter
 	storeErrors   prometheus.Counter
 	lost          prometheus.Counter
+	groupLost     prometheus.Counter
 	trimmed       prometheus.Counter
 	batchSize     prometheus.Histogram
 	insertLatency prometheus.Histogram
@@ -35,6 +36,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		storeErrors:  counter("store_errors_total", "Failed store writes (the batch stays pending and is retried)."),
 		lost:         counter("lost_total", "Pending entries found deleted from the stream before they were stored."),
 		trimmed:      counter("trimmed_total", "Acknowledged entries trimmed from the stream."),
+		groupLost:    counter("group_lost_total", "Times the consumer group was found gone (Redis lost the stream): acknowledged messages not yet stored may be lost."),
 		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "aurora", Subsystem: "ingest", Name: "batch_size",
 			Help:    "Entries per batch.",
@@ -51,7 +53,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.consumed, m.inserted, m.duplicates, m.claimed, m.deadLettered, m.storeErrors,
-			m.lost, m.trimmed, m.batchSize, m.insertLatency, m.pending, m.lag, m.length)
+			m.lost, m.groupLost, m.trimmed, m.batchSize, m.insertLatency, m.pending, m.lag, m.length)
 	}
 	return m
 }

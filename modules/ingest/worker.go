@@ -78,6 +78,10 @@ type Worker struct {
 	stopping   atomic.Bool
 	// left counts entries read and not stored when the worker exited.
 	left atomic.Int64
+	// lastRead is the highest stream id this worker has read: what it can
+	// tell of the stream when Redis loses it.
+	lastMu   sync.Mutex
+	lastRead string
 
 	storeHealth health
 	redisHealth health
@@ -252,13 +256,53 @@ func (w *Worker) read(ctx context.Context, id string, block bool) ([]rueidis.XRa
 		if err := EnsureGroup(ctx, c); err != nil {
 			return nil, err
 		}
-		w.log.Warn("the consumer group was gone; created it again", "stream", bus.Stream, "group", bus.Group)
+		w.groupLost(ctx)
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read %s as %s/%s: %w", bus.Stream, bus.Group, w.o.Consumer, err)
 	}
-	return res[bus.Stream], nil
+	entries := res[bus.Stream]
+	if n := len(entries); n > 0 {
+		w.noteRead(entries[n-1].ID)
+	}
+	return entries, nil
+}
+
+// noteRead remembers id when it is the highest read so far.
+func (w *Worker) noteRead(id string) {
+	pid, err := bus.ParseID(id)
+	if err != nil {
+		return
+	}
+	w.lastMu.Lock()
+	defer w.lastMu.Unlock()
+	if last, err := bus.ParseID(w.lastRead); err != nil || last.Compare(pid) < 0 {
+		w.lastRead = id
+	}
+}
+
+// groupLost reports that the consumer group vanished. Only a stream deleted
+// by hand or Redis losing its data (a restart without persistence, a
+// failover to a replica that lagged) does that, and then every entry that
+// was appended (acknowledged to its sender) and not yet stored is gone with
+// it: say so as an error, with what this worker knows of the range.
+func (w *Worker) groupLost(ctx context.Context) {
+	w.lastMu.Lock()
+	last := w.lastRead
+	w.lastMu.Unlock()
+	first := "(empty)"
+	c := w.o.Redis
+	if e, err := c.Do(ctx, c.B().Xrange().Key(bus.Stream).Start("-").End("+").Count(1).Build()).AsXRange(); err == nil && len(e) > 0 {
+		first = e[0].ID
+	}
+	if last == "" {
+		last = "(none read by this worker)"
+	}
+	w.log.Error("the consumer group was gone: Redis lost the message stream, so messages acknowledged to their senders "+
+		"and not yet stored may be lost; created the group again (see docs/reliability.md)",
+		"stream", bus.Stream, "group", bus.Group, "last_read_by_this_worker", last, "stream_now_starts_at", first)
+	w.m.groupLost.Inc()
 }
 
 // ownPending stores this consumer's pending entries: left by a previous
