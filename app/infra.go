@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/redis/rueidis"
 
@@ -106,6 +107,9 @@ func newRedisModule(ctx context.Context, h *Host) (Module, error) {
 		return nil, fmt.Errorf("connect to redis: %w", err)
 	}
 	h.Redis = client
+	if embedded == nil {
+		warnWithoutAOF(ctx, client, h.Log)
+	}
 	return funcModule{
 		stop: func(context.Context) error {
 			client.Close()
@@ -116,6 +120,22 @@ func newRedisModule(ctx context.Context, h *Host) (Module, error) {
 			return client.Do(ctx, client.B().Ping().Build()).Error()
 		},
 	}, nil
+}
+
+// warnWithoutAOF warns when the Redis says it keeps no append-only file: a
+// restart then loses every message acknowledged and not yet stored. Best
+// effort: managed Redis often refuses CONFIG, and then nothing is said.
+func warnWithoutAOF(ctx context.Context, c rueidis.Client, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	kv, err := c.Do(ctx, c.B().ConfigGet().Parameter("appendonly").Build()).AsStrMap()
+	if err != nil {
+		return
+	}
+	if v, ok := kv["appendonly"]; ok && v == "no" {
+		log.Warn("Redis runs without its append-only file (appendonly no): a Redis restart loses the messages " +
+			"acknowledged to senders and not yet stored; see docs/reliability.md")
+	}
 }
 
 // RedisOptions returns client options for a Redis URL. Client-side caching is
