@@ -136,11 +136,14 @@ func (a *App) middleware(next http.Handler) http.Handler {
 	})
 }
 
-// isUpgrade reports whether r asks for a WebSocket on a route that serves
-// one. Only those routes lose the read deadline: an Upgrade header sent to
-// any other route changes nothing.
+// isUpgrade reports whether r asks for a WebSocket on a route that can
+// serve one. Only those routes lose the write deadline: an Upgrade header
+// sent to any other route changes nothing. It does not look at
+// Host.WebSocket: requests are served while the modules are still being
+// built (that is when /readyz says "starting"), and the chat module sets it
+// then.
 func (a *App) isUpgrade(r *http.Request) bool {
-	if a.host.WebSocket == nil || !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
 		return false
 	}
 	return r.URL.Path == "/" || r.URL.Path == "/ws"
