@@ -133,6 +133,7 @@ func newModule(_ context.Context, h *app.Host) (app.Module, error) {
 func (g *gateway) init() {
 	g.hub = newHub()
 	g.subs = newSubscriber(g.redis, g.hub, g.deliver, g.log.With("part", "pubsub"))
+	g.subs.onGap = g.recoverGap
 	g.slots = newSlots(g.redis, g.replicaID, g.cfg.MaxConnsPerUser)
 }
 

@@ -21,6 +21,10 @@ import (
 const (
 	closeTokenExpired websocket.StatusCode = 4001
 	closeSlowConsumer websocket.StatusCode = 4008
+	// closeRecover (1012, "service restart") asks the client to reconnect
+	// and rejoin its rooms with since: this replica missed what was
+	// published while its Pub/Sub connection was down.
+	closeRecover websocket.StatusCode = 1012
 )
 
 // Abuse thresholds.
@@ -182,6 +186,21 @@ func (c *conn) shutdown() {
 	c.stopped = true
 	c.procMu.Unlock()
 	c.closeWith(websocket.StatusGoingAway, "server shutting down")
+}
+
+// recoverGap closes every local member after the replica's Pub/Sub
+// connection came back: messages acknowledged meanwhile (by any replica)
+// were never delivered here, and nothing else would tell the members. They
+// reconnect and rejoin with since, which replays them from the stream.
+func (g *gateway) recoverGap() {
+	members := g.hub.members()
+	if len(members) == 0 {
+		return
+	}
+	g.log.Warn("pubsub was down: closing local members (1012) so they recover what was published meanwhile", "connections", len(members))
+	for _, c := range members {
+		c.closeWith(closeRecover, "reconnect and rejoin with since: messages may have been missed")
+	}
 }
 
 // slow is called by the send queue when it stayed full for SlowTimeout, or

@@ -106,6 +106,23 @@ func (h *hub) each(room string, fn func(*conn)) {
 	}
 }
 
+// members returns every connection that is in at least one room.
+func (h *hub) members() []*conn {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	seen := map[*conn]struct{}{}
+	for _, cs := range h.rooms {
+		for c := range cs {
+			seen[c] = struct{}{}
+		}
+	}
+	out := make([]*conn, 0, len(seen))
+	for c := range seen {
+		out = append(out, c)
+	}
+	return out
+}
+
 // slotsByUser returns the connection-slot members of every local
 // connection, by user id.
 func (h *hub) slotsByUser() map[string][]string {

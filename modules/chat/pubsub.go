@@ -38,6 +38,11 @@ type subscriber struct {
 	closed     bool
 
 	up atomic.Bool
+
+	// onGap is called after the connection came back from a loss: what was
+	// published meanwhile never reached this replica (Pub/Sub keeps
+	// nothing), so the local members must recover it.
+	onGap func()
 }
 
 func newSubscriber(c rueidis.Client, h *hub, onMessage func(channel, payload string), log *slog.Logger) *subscriber {
@@ -117,6 +122,7 @@ func (s *subscriber) teardown() {
 // connection to fail, then reconnects with backoff.
 func (s *subscriber) run(ctx context.Context) {
 	backoff := 50 * time.Millisecond
+	lost := false // the connection was up and broke: a gap to recover
 	for {
 		s.mu.Lock()
 		errs := s.errs
@@ -128,6 +134,10 @@ func (s *subscriber) run(ctx context.Context) {
 			if err == nil {
 				s.log.Info("pubsub connected", "rooms", len(s.hub.roomNames()))
 				backoff = 50 * time.Millisecond
+				if lost && s.onGap != nil {
+					s.onGap()
+				}
+				lost = false
 				continue
 			}
 			if ctx.Err() != nil {
@@ -148,6 +158,7 @@ func (s *subscriber) run(ctx context.Context) {
 		case err := <-errs:
 			s.log.Warn("pubsub connection lost", "err", err)
 			s.teardown()
+			lost = true
 		}
 	}
 }

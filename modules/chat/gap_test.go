@@ -1,0 +1,52 @@
+package chat
+
+import (
+	"testing"
+
+	"github.com/coder/websocket"
+
+	"github.com/auroradev/aurora/app/apptest"
+)
+
+// TestPubSubGapMakesMembersRecover: a message acked by another replica while
+// this replica's Pub/Sub connection is down is never published to it. When
+// the connection comes back, its members are closed with 1012 so they
+// reconnect and rejoin with since, which replays the message. Before, they
+// stayed connected and never received it (3 of 66 messages in the review).
+func TestPubSubGapMakesMembersRecover(t *testing.T) {
+	cfgA := chatConfig(t)
+	cfgB := chatConfig(t)
+	direct := cfgA.Redis.URL
+	cfgB.Redis.URL = direct
+	proxy, viaProxy := apptest.NewRedisProxy(t, direct)
+	cfgA.Redis.URL = viaProxy
+	a := &server{Server: apptest.Start(t, cfgA), t: t, cfg: cfgA, redis: apptest.RedisClient(t, direct)}
+	b := startChat(t, cfgB)
+
+	bob := a.dial("u2", "bob")   // on the replica that loses Pub/Sub
+	alice := b.dial("u1", "alice") // on the other one
+	before := alice.msg("general", "before the gap", "c-0")
+	if f := bob.next("message", "presence"); f["id"] != before["id"] {
+		t.Fatalf("bob got %v, want the message before the gap", f)
+	}
+
+	proxy.Down()
+	missed := alice.msg("general", "during the gap", "c-1")
+	proxy.Up()
+
+	if code := bob.closeStatus(); code != websocket.StatusServiceRestart {
+		t.Fatalf("bob's connection closed with %d, want 1012 after the gap", code)
+	}
+	eventually(t, "replica a ready again", func() bool { return a.readyStatus() == 200 })
+	bob = a.dial("u2", "bob")
+	bob.send(map[string]any{"type": "join", "room": "general", "since": before["id"]})
+	for {
+		f := bob.next("message", "presence", "joined")
+		if f["type"] == "message" {
+			if f["id"] != missed["id"] {
+				t.Fatalf("replayed %v, want the message acked during the gap", f)
+			}
+			return
+		}
+	}
+}
