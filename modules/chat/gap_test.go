@@ -23,7 +23,7 @@ func TestPubSubGapMakesMembersRecover(t *testing.T) {
 	a := &server{Server: apptest.Start(t, cfgA), t: t, cfg: cfgA, redis: apptest.RedisClient(t, direct)}
 	b := startChat(t, cfgB)
 
-	bob := a.dial("u2", "bob")   // on the replica that loses Pub/Sub
+	bob := a.dial("u2", "bob")     // on the replica that loses Pub/Sub
 	alice := b.dial("u1", "alice") // on the other one
 	before := alice.msg("general", "before the gap", "c-0")
 	if f := bob.next("message", "presence"); f["id"] != before["id"] {
