@@ -74,6 +74,10 @@ type gateway struct {
 	history   historyReader
 	metrics   *metrics
 	replicaID string
+
+	// delivered is the highest message id Pub/Sub brought this replica.
+	deliveredMu sync.Mutex
+	delivered   bus.ID
 	// scriptCalls counts the send script's calls (what a message costs
 	// Redis); tests read it.
 	scriptCalls atomic.Int64

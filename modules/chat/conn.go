@@ -188,16 +188,55 @@ func (c *conn) shutdown() {
 	c.closeWith(websocket.StatusGoingAway, "server shutting down")
 }
 
-// recoverGap closes every local member after the replica's Pub/Sub
-// connection came back: messages acknowledged meanwhile (by any replica)
-// were never delivered here, and nothing else would tell the members. They
-// reconnect and rejoin with since, which replays them from the stream.
-func (g *gateway) recoverGap() {
-	members := g.hub.members()
+// gapScan bounds how many stream entries recoverGap reads; a longer gap
+// closes every member.
+const gapScan = 10000
+
+// recoverGap runs after the replica's Pub/Sub connection came back from a
+// loss: messages acknowledged meanwhile (by any replica) were never
+// delivered here, and nothing else would tell the members. It reads the
+// stream after the last message this replica delivered (or from shortly
+// before the loss) and closes, with 1012, the local members of every room
+// that received one; they reconnect and rejoin with since, which replays
+// it. A gap in which nothing reached the replica's rooms costs nothing.
+func (g *gateway) recoverGap(lostAt time.Time) {
+	from := g.lastDelivered()
+	if from.IsZero() {
+		// Nothing delivered yet: start a little before the loss (the
+		// margin covers the clocks of this host and Redis disagreeing).
+		from = bus.ID{Ms: uint64(max(lostAt.Add(-5*time.Second).UnixMilli(), 0))}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
+	defer cancel()
+	entries, err := g.redis.Do(ctx, g.redis.B().Xrange().Key(bus.Stream).Start(from.String()).End("+").Count(gapScan).Build()).AsXRange()
+	all := err != nil || len(entries) == gapScan
+	rooms := map[string]bool{}
+	for _, e := range entries {
+		id, perr := bus.ParseID(e.ID)
+		if perr != nil || id.Compare(from) <= 0 {
+			continue
+		}
+		rooms[e.FieldValues[bus.FieldRoomID]] = true
+	}
+	var members []*conn
+	if all {
+		members = g.hub.members()
+	} else {
+		seen := map[*conn]bool{}
+		for room := range rooms {
+			g.hub.each(room, func(c *conn) {
+				if !seen[c] {
+					seen[c] = true
+					members = append(members, c)
+				}
+			})
+		}
+	}
 	if len(members) == 0 {
 		return
 	}
-	g.log.Warn("pubsub was down: closing local members (1012) so they recover what was published meanwhile", "connections", len(members))
+	g.log.Warn("pubsub was down while messages were sent: closing their rooms' local members (1012) so they recover them",
+		"connections", len(members), "rooms", len(rooms), "stream_read_failed", err != nil)
 	for _, c := range members {
 		c.closeWith(closeRecover, "reconnect and rejoin with since: messages may have been missed")
 	}

@@ -7,6 +7,25 @@ import (
 	"github.com/auroradev/aurora/app/bus"
 )
 
+// noteDelivered remembers the highest message id that reached this
+// replica, where recoverGap starts reading after a Pub/Sub loss.
+func (g *gateway) noteDelivered(id bus.ID) {
+	if id.IsZero() {
+		return
+	}
+	g.deliveredMu.Lock()
+	if g.delivered.Compare(id) < 0 {
+		g.delivered = id
+	}
+	g.deliveredMu.Unlock()
+}
+
+func (g *gateway) lastDelivered() bus.ID {
+	g.deliveredMu.Lock()
+	defer g.deliveredMu.Unlock()
+	return g.delivered
+}
+
 // deliver forwards a Pub/Sub payload to the room's local members. It runs
 // on the Pub/Sub goroutine, once per payload per replica: the payload is
 // decoded at most once and the same bytes are queued for every member;
@@ -21,6 +40,7 @@ func (g *gateway) deliver(channel, payload string) {
 			return
 		}
 		it := item{frame: frame, id: id, ts: ts, message: true}
+		g.noteDelivered(id)
 		g.hub.each(room, func(c *conn) { c.q.push(room, it) })
 
 	case strings.HasPrefix(channel, bus.PresenceChannelPrefix):

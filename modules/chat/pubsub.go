@@ -39,10 +39,10 @@ type subscriber struct {
 
 	up atomic.Bool
 
-	// onGap is called after the connection came back from a loss: what was
-	// published meanwhile never reached this replica (Pub/Sub keeps
-	// nothing), so the local members must recover it.
-	onGap func()
+	// onGap is called after the connection came back from a loss (lost at
+	// lostAt): what was published meanwhile never reached this replica
+	// (Pub/Sub keeps nothing), so the local members may have to recover it.
+	onGap func(lostAt time.Time)
 }
 
 func newSubscriber(c rueidis.Client, h *hub, onMessage func(channel, payload string), log *slog.Logger) *subscriber {
@@ -122,7 +122,7 @@ func (s *subscriber) teardown() {
 // connection to fail, then reconnects with backoff.
 func (s *subscriber) run(ctx context.Context) {
 	backoff := 50 * time.Millisecond
-	lost := false // the connection was up and broke: a gap to recover
+	var lostAt time.Time // the connection was up and broke then: a gap to recover
 	for {
 		s.mu.Lock()
 		errs := s.errs
@@ -134,10 +134,10 @@ func (s *subscriber) run(ctx context.Context) {
 			if err == nil {
 				s.log.Info("pubsub connected", "rooms", len(s.hub.roomNames()))
 				backoff = 50 * time.Millisecond
-				if lost && s.onGap != nil {
-					s.onGap()
+				if !lostAt.IsZero() && s.onGap != nil {
+					s.onGap(lostAt)
 				}
-				lost = false
+				lostAt = time.Time{}
 				continue
 			}
 			if ctx.Err() != nil {
@@ -158,7 +158,7 @@ func (s *subscriber) run(ctx context.Context) {
 		case err := <-errs:
 			s.log.Warn("pubsub connection lost", "err", err)
 			s.teardown()
-			lost = true
+			lostAt = time.Now()
 		}
 	}
 }
