@@ -1,6 +1,7 @@
 package chat
 
 import (
+	"net/url"
 	"testing"
 
 	"github.com/coder/websocket"
@@ -37,7 +38,14 @@ func TestPubSubGapMakesMembersRecover(t *testing.T) {
 	if code := bob.closeStatus(); code != websocket.StatusServiceRestart {
 		t.Fatalf("bob's connection closed with %d, want 1012 after the gap", code)
 	}
-	eventually(t, "replica a ready again", func() bool { return a.readyStatus() == 200 })
+	// Reconnect as a client does, retrying while the replica's own Redis
+	// connections are still coming back (a first command may fail with EOF
+	// and the upgrade answer 503).
+	path := "/ws?token=" + url.QueryEscape(a.token("u2", "bob"))
+	eventually(t, "replica a to accept bob again", func() bool {
+		status, _ := a.dialStatus(path, nil)
+		return status == 0
+	})
 	bob = a.dial("u2", "bob")
 	bob.send(map[string]any{"type": "join", "room": "general", "since": before["id"]})
 	for {
