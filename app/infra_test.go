@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/auroradev/aurora/app"
-	"github.com/auroradev/aurora/app/apptest"
 	"github.com/auroradev/aurora/config"
 )
 
@@ -214,22 +213,5 @@ func TestShortSecretNeedsTheFlag(t *testing.T) {
 	}
 	if _, _, err := s.app.Host().Tokens.Issue("u1", "alice"); err != nil {
 		t.Errorf("issue a token with dev-secret: %v", err)
-	}
-}
-
-// TestWarnsWithoutAOF: a real Redis that keeps no append-only file gets a
-// start-up WARN, since its restart loses the un-ingested tail. CI's real
-// Redis runs with --appendonly no; the embedded one is warned about
-// separately (it keeps nothing at all).
-func TestWarnsWithoutAOF(t *testing.T) {
-	if !apptest.RealRedis() {
-		t.Skipf("needs the real Redis of %s (CI's second pass sets it)", apptest.RedisEnv)
-	}
-	var logs apptest.Buffer
-	cfg := apptest.Config(t)
-	cfg.Roles = []string{"auth"}
-	apptest.StartWithLog(t, cfg, slog.New(slog.NewTextHandler(&logs, nil)))
-	if !strings.Contains(logs.String(), "appendonly no") {
-		t.Fatalf("no warning about appendonly no:\n%s", logs.String())
 	}
 }

@@ -111,6 +111,10 @@ func TestBcryptConcurrencyBound(t *testing.T) {
 		c.Auth.BcryptConcurrency = slots
 		// Raised from apptest's 4 so hashes last long enough to overlap.
 		c.Auth.BcryptCost = 10
+		// This test counts the peak, not the wait: 16 hashes through 2
+		// slots outlast the 2 s default wait under -race, so the wait is
+		// raised (the wait itself is tested below).
+		c.Auth.BcryptWait = 30 * time.Second
 		// Each request comes "from" its own client so the per-address
 		// limit stays out of the way.
 		c.HTTP.TrustedProxies = []string{"127.0.0.1"}
