@@ -102,7 +102,7 @@ func newMigrateCmd(o *options) *cobra.Command {
 
 // migrateUp applies the pending migrations. For people it prints one line
 // (scripts match it) and logs each migration this run applied.
-func migrateUp(ctx context.Context, o *options, cfg *config.Config, s store.Store, asJSON bool) error {
+func migrateUp(ctx context.Context, o *options, cfg *config.Config, s store.Admin, asJSON bool) error {
 	before, err := s.Migrations(ctx)
 	if err != nil {
 		return fmt.Errorf("read %s store migrations: %w", s.Kind(), err)

@@ -1,6 +1,7 @@
 // Package store is Aurora's persistence: the narrow set of user, message and
-// room operations the roles need, behind one interface with two
-// implementations, MongoDB (mongostore) and an embedded SQLite file
+// room operations the roles need, behind interfaces narrowed per consumer
+// (Users, MessageReader, MessageWriter, Rooms, Admin; Store is all of them)
+// with two implementations, MongoDB (mongostore) and an embedded SQLite file
 // (sqlitestore). Collections and tables share names (users, messages, rooms)
 // and fields/columns share names, so operators query either the same way.
 // One contract suite (storetest) runs against both.
@@ -111,10 +112,62 @@ type InsertResult struct {
 	Rejected map[int]string
 }
 
-// Store is the persistence the roles use.
-type Store interface {
+// The store is used through narrow interfaces, one per kind of consumer, so
+// each module and command names only what it calls: auth and `aurora users`
+// take Users, the history reader MessageReader, the ingest writer
+// MessageWriter, `aurora rooms` Rooms, the runtime and `aurora migrate`
+// Admin. Store composes them; both backends implement it whole. Every
+// interface carries Kind, so a consumer can name the backend in its logs.
+
+// Backend names the store behind any of the interfaces.
+type Backend interface {
 	// Kind names the backend ("mongodb" or "sqlite") for logs and checks.
 	Kind() string
+}
+
+// Users is the user accounts.
+type Users interface {
+	Backend
+	// CreateUser stores a new user and returns it with ID and timestamps set.
+	// A username equal case-insensitively to an existing one: ErrUserExists.
+	CreateUser(ctx context.Context, u User) (User, error)
+	// UserByName finds a user by username, case-insensitively; ErrNotFound.
+	UserByName(ctx context.Context, username string) (User, error)
+	// ListUsers returns every user in creation order (by id).
+	ListUsers(ctx context.Context) ([]User, error)
+	// UpdateUser sets PasswordHash and Disabled of the user with u.ID; ErrNotFound.
+	UpdateUser(ctx context.Context, u User) error
+}
+
+// MessageReader pages through the stored messages of a room.
+type MessageReader interface {
+	Backend
+	// Messages returns one page of a room and whether more lie beyond it.
+	Messages(ctx context.Context, room string, p Page) ([]Message, bool, error)
+}
+
+// MessageWriter stores messages.
+type MessageWriter interface {
+	Backend
+	// InsertMessages stores a batch, skipping messages already stored (same
+	// RoomID and ID) so a redelivered batch is stored exactly once. An error
+	// means nothing can be assumed stored; retrying the batch is safe.
+	InsertMessages(ctx context.Context, msgs []Message) (InsertResult, error)
+}
+
+// Rooms is the rooms created explicitly.
+type Rooms interface {
+	Backend
+	// CreateRoom stores a room, CreatedAt set to now when zero; ErrRoomExists.
+	CreateRoom(ctx context.Context, r Room) (Room, error)
+	// ListRooms returns every room ordered by name.
+	ListRooms(ctx context.Context) ([]Room, error)
+	DeleteRoom(ctx context.Context, name string) error // ErrNotFound
+}
+
+// Admin is the store's lifecycle: reachability, schema and shutdown.
+type Admin interface {
+	Backend
 	// Ping checks the store answers.
 	Ping(ctx context.Context) error
 	// Migrate applies, in version order, every migration not yet recorded
@@ -129,33 +182,16 @@ type Store interface {
 	// It changes nothing: on a store never migrated, none is applied.
 	Migrations(ctx context.Context) ([]MigrationStatus, error)
 	Close(ctx context.Context) error
+}
 
-	// CreateUser stores a new user and returns it with ID and timestamps set.
-	// A username equal case-insensitively to an existing one: ErrUserExists.
-	CreateUser(ctx context.Context, u User) (User, error)
-	// UserByName finds a user by username, case-insensitively; ErrNotFound.
-	UserByName(ctx context.Context, username string) (User, error)
-	// UserByID finds a user by id; ErrNotFound.
-	UserByID(ctx context.Context, id string) (User, error)
-	// ListUsers returns every user in creation order (by id).
-	ListUsers(ctx context.Context) ([]User, error)
-	// UpdateUser sets PasswordHash and Disabled of the user with u.ID; ErrNotFound.
-	UpdateUser(ctx context.Context, u User) error
-
-	// InsertMessages stores a batch, skipping messages already stored (same
-	// RoomID and ID) so a redelivered batch is stored exactly once. An error
-	// means nothing can be assumed stored; retrying the batch is safe.
-	InsertMessages(ctx context.Context, msgs []Message) (InsertResult, error)
-	// Messages returns one page of a room and whether more lie beyond it.
-	Messages(ctx context.Context, room string, p Page) ([]Message, bool, error)
-	// LatestMessage returns the newest stored message of a room; ErrNotFound.
-	LatestMessage(ctx context.Context, room string) (Message, error)
-
-	// CreateRoom stores a room, CreatedAt set to now when zero; ErrRoomExists.
-	CreateRoom(ctx context.Context, r Room) (Room, error)
-	// ListRooms returns every room ordered by name.
-	ListRooms(ctx context.Context) ([]Room, error)
-	DeleteRoom(ctx context.Context, name string) error // ErrNotFound
+// Store is the whole persistence: what the runtime opens and hands out, one
+// narrow interface to each consumer.
+type Store interface {
+	Users
+	MessageReader
+	MessageWriter
+	Rooms
+	Admin
 }
 
 // MigrationStatus is one versioned migration step of a store and whether it

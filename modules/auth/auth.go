@@ -42,7 +42,7 @@ const (
 // the redis and store modules it depends on already report theirs.
 type module struct {
 	log      *slog.Logger
-	store    store.Store
+	store    store.Users
 	tokens   *token.Issuer
 	throttle *throttle
 	// registerIP and loginIP count attempts per client address; trusted

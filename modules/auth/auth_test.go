@@ -534,7 +534,7 @@ func testLogin(t *testing.T, e *env) {
 }
 
 func testLoginInvalid(t *testing.T, e *env) {
-	id := e.register(t, "carol", "carol-password")
+	e.register(t, "carol", "carol-password")
 	ctx := context.Background()
 
 	// Unknown user, wrong password, right password in the wrong case: the
@@ -556,7 +556,7 @@ func testLoginInvalid(t *testing.T, e *env) {
 	e.login(t, e.srv.URL, "carol", "carol-password").want(t, http.StatusOK)
 
 	t.Run("disabled user", func(t *testing.T) {
-		u, err := e.store().UserByID(ctx, id)
+		u, err := e.store().UserByName(ctx, "carol")
 		if err != nil {
 			t.Fatal(err)
 		}

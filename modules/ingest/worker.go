@@ -39,7 +39,7 @@ const (
 // Options configure a Worker.
 type Options struct {
 	Redis rueidis.Client
-	Store store.Store
+	Store store.MessageWriter
 	Log   *slog.Logger // default: discard
 	// Config is the ingest section of the configuration.
 	Config config.Ingest

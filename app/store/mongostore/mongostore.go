@@ -264,7 +264,9 @@ func (s *Store) UserByName(ctx context.Context, username string) (store.User, er
 	})
 }
 
-// UserByID finds a user by ObjectId hex; a malformed id matches nothing.
+// UserByID finds a user by ObjectId hex; a malformed id matches nothing. No
+// role looks users up by id: it is here for the contract suite
+// (storetest.Store) and tests.
 func (s *Store) UserByID(ctx context.Context, id string) (store.User, error) {
 	oid, err := bson.ObjectIDFromHex(id)
 	if err != nil {
@@ -513,7 +515,8 @@ func (s *Store) findMessages(ctx context.Context, filter bson.D, opts *options.F
 	return msgs, nil
 }
 
-// LatestMessage returns the newest message of a room.
+// LatestMessage returns the newest message of a room, for the contract
+// suite (storetest.Store) and tests; no role needs it.
 func (s *Store) LatestMessage(ctx context.Context, room string) (store.Message, error) {
 	msgs, _, err := s.Messages(ctx, room, store.Page{Limit: 1})
 	if err != nil {

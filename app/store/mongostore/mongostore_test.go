@@ -58,7 +58,7 @@ func raw(t *testing.T, uri string) *mongo.Database {
 }
 
 func TestContract(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) store.Store { return open(t, storetest.MongoURL(t)) })
+	storetest.Run(t, func(t *testing.T) storetest.Store { return open(t, storetest.MongoURL(t)) })
 }
 
 // TestAuroraChatUser: a user as AuroraChat's user-service writes it (no

@@ -412,7 +412,9 @@ func (s *Store) UserByName(ctx context.Context, username string) (store.User, er
 	return s.userWhere(ctx, fmt.Sprintf("%q", username), "usernameKey = ?", store.UsernameKey(username))
 }
 
-// UserByID finds a user by id; a malformed id simply matches nothing.
+// UserByID finds a user by id; a malformed id simply matches nothing. No
+// role looks users up by id: it is here for the contract suite
+// (storetest.Store) and tests.
 func (s *Store) UserByID(ctx context.Context, id string) (store.User, error) {
 	return s.userWhere(ctx, "id "+id, "_id = ?", id)
 }
@@ -599,7 +601,8 @@ func bound(op string, id bus.ID) (string, []any) {
 	return " AND (msgMs, msgSeq) " + op + " (?, ?)", []any{int64(id.Ms), int64(id.Seq)}
 }
 
-// LatestMessage returns the newest message of a room.
+// LatestMessage returns the newest message of a room, for the contract
+// suite (storetest.Store) and tests; no role needs it.
 func (s *Store) LatestMessage(ctx context.Context, room string) (store.Message, error) {
 	m, err := scanMessage(s.db.QueryRowContext(ctx,
 		`SELECT `+messageColumns+` FROM messages WHERE roomId = ? ORDER BY msgMs DESC, msgSeq DESC LIMIT 1`, room))

@@ -32,7 +32,7 @@ func open(t *testing.T, path string) *sqlitestore.Store {
 }
 
 func TestContract(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) store.Store {
+	storetest.Run(t, func(t *testing.T) storetest.Store {
 		return open(t, filepath.Join(t.TempDir(), "aurora.db"))
 	})
 }

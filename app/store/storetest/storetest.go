@@ -20,11 +20,22 @@ import (
 	"github.com/auroradev/aurora/app/store"
 )
 
+// Store is what the contract suite tests: the whole store.Store plus two
+// lookups no role needs but both backends keep, so the suite can check what
+// a write left behind by id and by newest message.
+type Store interface {
+	store.Store
+	// UserByID finds a user by id; ErrNotFound, also for a malformed id.
+	UserByID(ctx context.Context, id string) (store.User, error)
+	// LatestMessage returns the newest stored message of a room; ErrNotFound.
+	LatestMessage(ctx context.Context, room string) (store.Message, error)
+}
+
 // Run runs the contract suite. open returns a new, empty, open (not
 // migrated) store for the subtest t and closes it when t ends; every subtest
 // gets its own.
-func Run(t *testing.T, open func(t *testing.T) store.Store) {
-	migrated := func(t *testing.T) store.Store {
+func Run(t *testing.T, open func(t *testing.T) Store) {
+	migrated := func(t *testing.T) Store {
 		t.Helper()
 		s := open(t)
 		if err := s.Migrate(context.Background()); err != nil {
@@ -51,7 +62,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 
 var objectIDHex = regexp.MustCompile(`^[0-9a-f]{24}$`)
 
-func testMigrate(t *testing.T, s store.Store) {
+func testMigrate(t *testing.T, s Store) {
 	ctx := context.Background()
 	if s.Kind() == "" {
 		t.Error("Kind() is empty")
@@ -81,7 +92,7 @@ func testMigrate(t *testing.T, s store.Store) {
 
 // migrations returns s.Migrations(), checking the list is well formed:
 // versions 1, 2, ... in order, each named.
-func migrations(t *testing.T, s store.Store) []store.MigrationStatus {
+func migrations(t *testing.T, s Store) []store.MigrationStatus {
 	t.Helper()
 	ms, err := s.Migrations(context.Background())
 	if err != nil {
@@ -104,7 +115,7 @@ func migrations(t *testing.T, s store.Store) []store.MigrationStatus {
 // testMigrations: a new store has every migration pending (and listing
 // them creates nothing); Migrate applies each once, recording when; running
 // it again changes no record.
-func testMigrations(t *testing.T, s store.Store) {
+func testMigrations(t *testing.T, s Store) {
 	ctx := context.Background()
 	pending := migrations(t, s)
 	for _, m := range pending {
@@ -150,7 +161,7 @@ func testMigrations(t *testing.T, s store.Store) {
 // testConcurrentMigrate is several replicas starting at once on a new
 // store: every Migrate succeeds, each migration is recorded, and the schema
 // works.
-func testConcurrentMigrate(t *testing.T, s store.Store) {
+func testConcurrentMigrate(t *testing.T, s Store) {
 	ctx := context.Background()
 	const n = 4
 	errs := make([]error, n)
@@ -191,7 +202,7 @@ func sameUser(t *testing.T, what string, got, want store.User) {
 	}
 }
 
-func testUsers(t *testing.T, s store.Store) {
+func testUsers(t *testing.T, s Store) {
 	ctx := context.Background()
 	before := time.Now().Add(-time.Second)
 	alice, err := s.CreateUser(ctx, store.User{Username: "Alice", PasswordHash: "$2a$04$alice"})
@@ -248,7 +259,7 @@ func testUsers(t *testing.T, s store.Store) {
 	}
 }
 
-func testConcurrentCreateUser(t *testing.T, s store.Store) {
+func testConcurrentCreateUser(t *testing.T, s Store) {
 	ctx := context.Background()
 	const n = 12
 	names := []string{"Zed", "zed", "ZED", "zEd"}
@@ -281,7 +292,7 @@ func testConcurrentCreateUser(t *testing.T, s store.Store) {
 	}
 }
 
-func testUpdateUser(t *testing.T, s store.Store) {
+func testUpdateUser(t *testing.T, s Store) {
 	ctx := context.Background()
 	u, err := s.CreateUser(ctx, store.User{Username: "bob", PasswordHash: "old"})
 	if err != nil {
@@ -327,7 +338,7 @@ func testUpdateUser(t *testing.T, s store.Store) {
 	}
 }
 
-func testListUsers(t *testing.T, s store.Store) {
+func testListUsers(t *testing.T, s Store) {
 	ctx := context.Background()
 	users, err := s.ListUsers(ctx)
 	if err != nil || len(users) != 0 {
@@ -365,7 +376,7 @@ func msg(room string, ms, seq uint64) store.Message {
 }
 
 // all returns every message of room, oldest first.
-func all(t *testing.T, s store.Store, room string) []store.Message {
+func all(t *testing.T, s Store, room string) []store.Message {
 	t.Helper()
 	msgs, more, err := s.Messages(context.Background(), room, store.Page{After: &bus.ID{}, Limit: 10000})
 	if err != nil {
@@ -395,7 +406,7 @@ func wantResult(t *testing.T, what string, got store.InsertResult, err error, in
 	}
 }
 
-func testInsertMessages(t *testing.T, s store.Store) {
+func testInsertMessages(t *testing.T, s Store) {
 	ctx := context.Background()
 	res, err := s.InsertMessages(ctx, nil)
 	wantResult(t, "InsertMessages(nil)", res, err, 0, 0)
@@ -444,7 +455,7 @@ func testInsertMessages(t *testing.T, s store.Store) {
 	}
 }
 
-func testInsertIdempotent(t *testing.T, s store.Store) {
+func testInsertIdempotent(t *testing.T, s Store) {
 	ctx := context.Background()
 	batch := []store.Message{msg("r", 10, 0), msg("r", 10, 1), msg("r", 11, 0), msg("s", 10, 0)}
 	res, err := s.InsertMessages(ctx, batch)
@@ -472,7 +483,7 @@ func testInsertIdempotent(t *testing.T, s store.Store) {
 
 // testConcurrentRedelivery is two ingest workers storing the same batch at
 // once (a claimed entry redelivered while the first worker still writes).
-func testConcurrentRedelivery(t *testing.T, s store.Store) {
+func testConcurrentRedelivery(t *testing.T, s Store) {
 	ctx := context.Background()
 	var batch []store.Message
 	for i := range 40 {
@@ -502,7 +513,7 @@ func testConcurrentRedelivery(t *testing.T, s store.Store) {
 	}
 }
 
-func testInsertRejected(t *testing.T, s store.Store) {
+func testInsertRejected(t *testing.T, s Store) {
 	ctx := context.Background()
 	noRoom := msg("", 2, 0)
 	noUser := msg("r", 3, 0)
@@ -533,7 +544,7 @@ func testInsertRejected(t *testing.T, s store.Store) {
 
 func id(ms, seq uint64) *bus.ID { return &bus.ID{Ms: ms, Seq: seq} }
 
-func testPaging(t *testing.T, s store.Store) {
+func testPaging(t *testing.T, s Store) {
 	ctx := context.Background()
 	// Ids sharing a millisecond (ordered by seq) and crossing digit counts
 	// (999 < 1000 < 10000 numerically, not as text), stored shuffled among
@@ -596,7 +607,7 @@ func testPaging(t *testing.T, s store.Store) {
 	}
 }
 
-func testPagingDefaultLimit(t *testing.T, s store.Store) {
+func testPagingDefaultLimit(t *testing.T, s Store) {
 	ctx := context.Background()
 	var batch []store.Message
 	for i := range store.DefaultPageLimit + 5 {
@@ -615,7 +626,7 @@ func testPagingDefaultLimit(t *testing.T, s store.Store) {
 	}
 }
 
-func testLatestMessage(t *testing.T, s store.Store) {
+func testLatestMessage(t *testing.T, s Store) {
 	ctx := context.Background()
 	_, err := s.LatestMessage(ctx, "r")
 	wantErr(t, "LatestMessage of an empty room", err, store.ErrNotFound)
@@ -632,7 +643,7 @@ func testLatestMessage(t *testing.T, s store.Store) {
 	wantErr(t, "LatestMessage of another empty room", err, store.ErrNotFound)
 }
 
-func testRooms(t *testing.T, s store.Store) {
+func testRooms(t *testing.T, s Store) {
 	ctx := context.Background()
 	rooms, err := s.ListRooms(ctx)
 	if err != nil || len(rooms) != 0 {

@@ -47,13 +47,13 @@ type Service struct {
 	// (chat.rooms_allowed); any other is answered 400. Set it before serving.
 	Rooms []string
 
-	store store.Store
+	store store.MessageReader
 	redis rueidis.Client
 	log   *slog.Logger
 }
 
 // New returns a Service over the store and the Redis holding bus.Stream.
-func New(s store.Store, r rueidis.Client, log *slog.Logger) *Service {
+func New(s store.MessageReader, r rueidis.Client, log *slog.Logger) *Service {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
