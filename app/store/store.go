@@ -8,11 +8,9 @@
 package store
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"math"
-	"slices"
 	"strings"
 	"time"
 
@@ -192,57 +190,4 @@ type Store interface {
 	MessageWriter
 	Rooms
 	Admin
-}
-
-// MigrationStatus is one versioned migration step of a store and whether it
-// has been applied (recorded in the migrations table or collection as
-// {version, name, appliedAt}).
-type MigrationStatus struct {
-	Version   int
-	Name      string
-	Applied   bool
-	AppliedAt time.Time // zero when not applied
-}
-
-// Migration names one versioned step; each backend keeps an ordered list of
-// them with the code that applies each.
-type Migration struct {
-	Version int
-	Name    string
-}
-
-// AppliedMigration is one record of the migrations table or collection.
-type AppliedMigration struct {
-	Version   int
-	Name      string
-	AppliedAt time.Time
-}
-
-// MigrationStatuses merges a backend's known steps with the records of the
-// applied ones: every known step in version order, then the recorded
-// versions this build does not know, in version order.
-func MigrationStatuses(known []Migration, applied []AppliedMigration) []MigrationStatus {
-	byVersion := make(map[int]AppliedMigration, len(applied))
-	for _, a := range applied {
-		byVersion[a.Version] = a
-	}
-	out := make([]MigrationStatus, 0, max(len(known), len(applied)))
-	seen := make(map[int]bool, len(known))
-	for _, m := range known {
-		seen[m.Version] = true
-		st := MigrationStatus{Version: m.Version, Name: m.Name}
-		if a, ok := byVersion[m.Version]; ok {
-			st.Applied, st.AppliedAt = true, a.AppliedAt.UTC()
-		}
-		out = append(out, st)
-	}
-	var unknown []MigrationStatus
-	for _, a := range applied {
-		if !seen[a.Version] {
-			seen[a.Version] = true
-			unknown = append(unknown, MigrationStatus{Version: a.Version, Name: a.Name, Applied: true, AppliedAt: a.AppliedAt.UTC()})
-		}
-	}
-	slices.SortFunc(unknown, func(a, b MigrationStatus) int { return cmp.Compare(a.Version, b.Version) })
-	return append(out, unknown...)
 }

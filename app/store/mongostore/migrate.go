@@ -15,21 +15,24 @@ import (
 	"github.com/auroradev/aurora/app/store"
 )
 
-// step is one versioned migration. apply must be idempotent, also when two
-// processes run it at once: a step is recorded only after it completed, so
-// one interrupted, or raced by another process, runs again.
-type step struct {
-	store.Migration
-	apply func(s *Store, ctx context.Context) error
-}
+// apply is a MongoDB migration step's code. It must be idempotent, also
+// when two processes run it at once: a step is recorded only after it
+// completed, so one interrupted, or raced by another process, runs again.
+type apply func(s *Store, ctx context.Context) error
 
-// steps is the database's history, in version order. Append new steps;
-// never change or renumber an applied one.
-func steps() []step {
-	return []step{
-		{store.Migration{Version: 1, Name: "initial schema"}, (*Store).createIndexes},
-		{store.Migration{Version: 2, Name: "aurorachat-users"}, (*Store).upgradeUsers},
-		{store.Migration{Version: 3, Name: "aurorachat-messages"}, (*Store).upgradeMessages},
+// migrator is this database's side of store.Migrator. Its steps are the
+// database's history, in version order: append new steps; never change or
+// renumber an applied one.
+func (s *Store) migrator() store.Migrator[apply] {
+	return store.Migrator[apply]{
+		Store: "mongodb",
+		Steps: []store.Step[apply]{
+			{Migration: store.Migration{Version: 1, Name: "initial schema"}, Apply: (*Store).createIndexes},
+			{Migration: store.Migration{Version: 2, Name: "aurorachat-users"}, Apply: (*Store).upgradeUsers},
+			{Migration: store.Migration{Version: 3, Name: "aurorachat-messages"}, Apply: (*Store).upgradeMessages},
+		},
+		Applied: s.applied,
+		Apply:   s.applyStep,
 	}
 }
 
@@ -46,40 +49,33 @@ type migrationDoc struct {
 // order, recording each after it completed. Two processes starting at once
 // may both apply a step (each step is idempotent); the second record is a
 // duplicate key and ignored.
-func (s *Store) Migrate(ctx context.Context) error {
-	applied, err := s.applied(ctx)
-	if err != nil {
-		return fmt.Errorf("migrate mongodb: %w", err)
+func (s *Store) Migrate(ctx context.Context) error { return s.migrator().Migrate(ctx) }
+
+// Migrations reports every known step and whether it is applied; it only
+// reads.
+func (s *Store) Migrations(ctx context.Context) ([]store.MigrationStatus, error) {
+	return s.migrator().Statuses(ctx)
+}
+
+// applyStep runs a step, then records it; a record another process wrote
+// meanwhile is a duplicate key, which is success.
+func (s *Store) applyStep(ctx context.Context, st store.Step[apply]) error {
+	if err := st.Apply(s, ctx); err != nil {
+		return err
 	}
-	done := make(map[int]bool, len(applied))
-	for _, a := range applied {
-		done[a.Version] = true
-	}
-	for _, st := range steps() {
-		if done[st.Version] {
-			continue
-		}
-		if err := st.apply(s, ctx); err != nil {
-			return fmt.Errorf("migrate mongodb: migration %d %q: %w", st.Version, st.Name, err)
-		}
-		_, err := s.migrations.InsertOne(ctx, migrationDoc{
-			ID: int64(st.Version), Version: int64(st.Version), Name: st.Name, AppliedAt: now(),
-		})
-		if err != nil && !mongo.IsDuplicateKeyError(err) {
-			return fmt.Errorf("migrate mongodb: record migration %d %q: %w", st.Version, st.Name, err)
-		}
+	_, err := s.migrations.InsertOne(ctx, migrationDoc{
+		ID: int64(st.Version), Version: int64(st.Version), Name: st.Name, AppliedAt: now(),
+	})
+	if err != nil && !mongo.IsDuplicateKeyError(err) {
+		return fmt.Errorf("record: %w", err)
 	}
 	return nil
 }
 
 // applied reads the migrations collection (empty when never migrated).
 func (s *Store) applied(ctx context.Context) ([]store.AppliedMigration, error) {
-	cur, err := s.migrations.Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
+	docs, err := findAll[migrationDoc](ctx, s.migrations, bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
 	if err != nil {
-		return nil, fmt.Errorf("read migrations: %w", err)
-	}
-	var docs []migrationDoc
-	if err := cur.All(ctx, &docs); err != nil {
 		return nil, fmt.Errorf("read migrations: %w", err)
 	}
 	out := make([]store.AppliedMigration, len(docs))
@@ -87,21 +83,6 @@ func (s *Store) applied(ctx context.Context) ([]store.AppliedMigration, error) {
 		out[i] = store.AppliedMigration{Version: int(d.Version), Name: d.Name, AppliedAt: d.AppliedAt.UTC()}
 	}
 	return out, nil
-}
-
-// Migrations reports every known step and whether it is applied; it only
-// reads.
-func (s *Store) Migrations(ctx context.Context) ([]store.MigrationStatus, error) {
-	applied, err := s.applied(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("mongodb: %w", err)
-	}
-	all := steps()
-	known := make([]store.Migration, len(all))
-	for i, st := range all {
-		known[i] = st.Migration
-	}
-	return store.MigrationStatuses(known, applied), nil
 }
 
 // missing is the filter that a document lacks field.

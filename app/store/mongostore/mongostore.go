@@ -275,14 +275,23 @@ func (s *Store) UserByID(ctx context.Context, id string) (store.User, error) {
 	return s.findUser(ctx, "id "+id, bson.D{{Key: "_id", Value: oid}})
 }
 
+// findAll decodes every document of coll that filter selects.
+func findAll[D any](ctx context.Context, coll *mongo.Collection, filter bson.D, opts *options.FindOptionsBuilder) ([]D, error) {
+	cur, err := coll.Find(ctx, filter, opts)
+	if err != nil {
+		return nil, err
+	}
+	var docs []D
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, err
+	}
+	return docs, nil
+}
+
 // ListUsers returns every user in creation order (ObjectIds sort by time).
 func (s *Store) ListUsers(ctx context.Context) ([]store.User, error) {
-	cur, err := s.users.Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
+	docs, err := findAll[userDoc](ctx, s.users, bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
 	if err != nil {
-		return nil, fmt.Errorf("list users: %w", err)
-	}
-	var docs []userDoc
-	if err := cur.All(ctx, &docs); err != nil {
 		return nil, fmt.Errorf("list users: %w", err)
 	}
 	users := make([]store.User, len(docs))
@@ -496,12 +505,8 @@ func (s *Store) Messages(ctx context.Context, room string, p store.Page) ([]stor
 }
 
 func (s *Store) findMessages(ctx context.Context, filter bson.D, opts *options.FindOptionsBuilder) ([]store.Message, error) {
-	cur, err := s.messages.Find(ctx, filter, opts)
+	docs, err := findAll[messageRead](ctx, s.messages, filter, opts)
 	if err != nil {
-		return nil, err
-	}
-	var docs []messageRead
-	if err := cur.All(ctx, &docs); err != nil {
 		return nil, err
 	}
 	msgs := make([]store.Message, 0, len(docs))
@@ -553,12 +558,8 @@ func (s *Store) CreateRoom(ctx context.Context, r store.Room) (store.Room, error
 
 // ListRooms returns every room ordered by name.
 func (s *Store) ListRooms(ctx context.Context) ([]store.Room, error) {
-	cur, err := s.rooms.Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "name", Value: 1}}))
+	docs, err := findAll[roomDoc](ctx, s.rooms, bson.D{}, options.Find().SetSort(bson.D{{Key: "name", Value: 1}}))
 	if err != nil {
-		return nil, fmt.Errorf("list rooms: %w", err)
-	}
-	var docs []roomDoc
-	if err := cur.All(ctx, &docs); err != nil {
 		return nil, fmt.Errorf("list rooms: %w", err)
 	}
 	rooms := make([]store.Room, len(docs))

@@ -16,7 +16,7 @@
 // before "1000-0").
 //
 // The schema is versioned: the migrations table records each applied step of
-// steps() (see Migrate and docs/migrations.md).
+// the migrator (see Migrate and docs/migrations.md).
 //
 // The file holds the users' password hashes, so it and its -wal and -shm
 // are kept at FileMode (0600) whatever the umask: Open creates the file
@@ -99,17 +99,17 @@ CREATE TABLE IF NOT EXISTS migrations (
 );
 `
 
-// step is one versioned migration: SQL run in the transaction that records it.
-type step struct {
-	store.Migration
-	sql string
-}
-
-// steps is the schema's history, in version order. Append new steps; never
-// change or renumber an applied one.
-func steps() []step {
-	return []step{
-		{store.Migration{Version: 1, Name: "initial schema"}, schema},
+// migrator is this file's side of store.Migrator: each step is SQL run in
+// the transaction that records it. Its steps are the schema's history, in
+// version order: append new steps; never change or renumber an applied one.
+func (s *Store) migrator() store.Migrator[string] {
+	return store.Migrator[string]{
+		Store: "sqlite " + s.path,
+		Steps: []store.Step[string]{
+			{Migration: store.Migration{Version: 1, Name: "initial schema"}, Apply: schema},
+		},
+		Applied: s.applied,
+		Apply:   s.apply,
 	}
 }
 
@@ -232,28 +232,12 @@ func (s *Store) Migrate(ctx context.Context) error {
 	if _, err := s.db.ExecContext(ctx, migrationsTable); err != nil {
 		return fmt.Errorf("migrate sqlite %s: create migrations table: %w", s.path, err)
 	}
-	applied, err := s.applied(ctx)
-	if err != nil {
-		return fmt.Errorf("migrate sqlite %s: %w", s.path, err)
-	}
-	done := make(map[int]bool, len(applied))
-	for _, a := range applied {
-		done[a.Version] = true
-	}
-	for _, st := range steps() {
-		if done[st.Version] {
-			continue
-		}
-		if err := s.apply(ctx, st); err != nil {
-			return fmt.Errorf("migrate sqlite %s: migration %d %q: %w", s.path, st.Version, st.Name, err)
-		}
-	}
-	return nil
+	return s.migrator().Migrate(ctx)
 }
 
 // apply runs one step and records it, unless another process recorded it
 // since Migrate read the table.
-func (s *Store) apply(ctx context.Context, st step) error {
+func (s *Store) apply(ctx context.Context, st store.Step[string]) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
@@ -266,7 +250,7 @@ func (s *Store) apply(ctx context.Context, st step) error {
 	if n > 0 {
 		return nil
 	}
-	if _, err := tx.ExecContext(ctx, st.sql); err != nil {
+	if _, err := tx.ExecContext(ctx, st.Apply); err != nil {
 		return err
 	}
 	if _, err := tx.ExecContext(ctx,
@@ -290,24 +274,19 @@ func (s *Store) applied(ctx context.Context) ([]store.AppliedMigration, error) {
 	if n == 0 {
 		return nil, nil
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT version, name, appliedAt FROM migrations ORDER BY version`)
-	if err != nil {
-		return nil, fmt.Errorf("read migrations: %w", err)
-	}
-	defer rows.Close()
-	var out []store.AppliedMigration
-	for rows.Next() {
+	out, err := queryAll(ctx, s.db, func(r scanner) (store.AppliedMigration, error) {
 		var a store.AppliedMigration
 		var at string
-		if err := rows.Scan(&a.Version, &a.Name, &at); err != nil {
-			return nil, fmt.Errorf("read migrations: %w", err)
+		if err := r.Scan(&a.Version, &a.Name, &at); err != nil {
+			return a, err
 		}
+		var err error
 		if a.AppliedAt, err = parseTime(at); err != nil {
-			return nil, fmt.Errorf("read migration %d: %w", a.Version, err)
+			return a, fmt.Errorf("migration %d: %w", a.Version, err)
 		}
-		out = append(out, a)
-	}
-	if err := rows.Err(); err != nil {
+		return a, nil
+	}, `SELECT version, name, appliedAt FROM migrations ORDER BY version`)
+	if err != nil {
 		return nil, fmt.Errorf("read migrations: %w", err)
 	}
 	return out, nil
@@ -316,15 +295,7 @@ func (s *Store) applied(ctx context.Context) ([]store.AppliedMigration, error) {
 // Migrations reports every known step and whether it is applied; it only
 // reads, so it does not create the migrations table.
 func (s *Store) Migrations(ctx context.Context) ([]store.MigrationStatus, error) {
-	applied, err := s.applied(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite %s: %w", s.path, err)
-	}
-	known := make([]store.Migration, 0, len(steps()))
-	for _, st := range steps() {
-		known = append(known, st.Migration)
-	}
-	return store.MigrationStatuses(known, applied), nil
+	return s.migrator().Statuses(ctx)
 }
 
 // Close closes the database.
@@ -380,6 +351,27 @@ const userColumns = `_id, username, passwordHash, disabled, createdAt, updatedAt
 
 type scanner interface{ Scan(dest ...any) error }
 
+// queryAll runs q and scans every row it returns with scan.
+func queryAll[T any](ctx context.Context, db *sql.DB, scan func(scanner) (T, error), q string, args ...any) ([]T, error) {
+	rows, err := db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func scanUser(r scanner) (store.User, error) {
 	var u store.User
 	var created, updated string
@@ -421,20 +413,8 @@ func (s *Store) UserByID(ctx context.Context, id string) (store.User, error) {
 
 // ListUsers returns every user in creation order (ObjectIds sort by time).
 func (s *Store) ListUsers(ctx context.Context) ([]store.User, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+userColumns+` FROM users ORDER BY _id`)
+	users, err := queryAll(ctx, s.db, scanUser, `SELECT `+userColumns+` FROM users ORDER BY _id`)
 	if err != nil {
-		return nil, fmt.Errorf("list users: %w", err)
-	}
-	defer rows.Close()
-	var users []store.User
-	for rows.Next() {
-		u, err := scanUser(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list users: %w", err)
-		}
-		users = append(users, u)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list users: %w", err)
 	}
 	return users, nil
@@ -634,24 +614,17 @@ func (s *Store) CreateRoom(ctx context.Context, r store.Room) (store.Room, error
 
 // ListRooms returns every room ordered by name.
 func (s *Store) ListRooms(ctx context.Context) ([]store.Room, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT name, createdBy, createdAt FROM rooms ORDER BY name`)
-	if err != nil {
-		return nil, fmt.Errorf("list rooms: %w", err)
-	}
-	defer rows.Close()
-	var rooms []store.Room
-	for rows.Next() {
+	rooms, err := queryAll(ctx, s.db, func(row scanner) (store.Room, error) {
 		var r store.Room
 		var created string
-		if err := rows.Scan(&r.Name, &r.CreatedBy, &created); err != nil {
-			return nil, fmt.Errorf("list rooms: %w", err)
+		if err := row.Scan(&r.Name, &r.CreatedBy, &created); err != nil {
+			return r, err
 		}
-		if r.CreatedAt, err = parseTime(created); err != nil {
-			return nil, fmt.Errorf("list rooms: %w", err)
-		}
-		rooms = append(rooms, r)
-	}
-	if err := rows.Err(); err != nil {
+		var err error
+		r.CreatedAt, err = parseTime(created)
+		return r, err
+	}, `SELECT name, createdBy, createdAt FROM rooms ORDER BY name`)
+	if err != nil {
 		return nil, fmt.Errorf("list rooms: %w", err)
 	}
 	return rooms, nil
