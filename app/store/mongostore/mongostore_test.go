@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,19 +19,9 @@ import (
 	"github.com/auroradev/aurora/app/store/storetest"
 )
 
-// database returns the database named by a MongoURL.
-func database(t *testing.T, raw string) string {
-	t.Helper()
-	u, err := url.Parse(raw)
-	if err != nil {
-		t.Fatalf("parse %q: %v", raw, err)
-	}
-	return strings.TrimPrefix(u.Path, "/")
-}
-
 func open(t *testing.T, uri string) *mongostore.Store {
 	t.Helper()
-	s, err := mongostore.Open(context.Background(), uri, database(t, uri))
+	s, err := mongostore.Open(context.Background(), uri, storetest.DatabaseName(t, uri))
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -43,18 +31,6 @@ func open(t *testing.T, uri string) *mongostore.Store {
 		}
 	})
 	return s
-}
-
-// raw connects a plain driver client to the test database, to write and
-// inspect documents the way AuroraChat does.
-func raw(t *testing.T, uri string) *mongo.Database {
-	t.Helper()
-	client, err := mongo.Connect(options.Client().ApplyURI(uri))
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
-	return client.Database(database(t, uri))
 }
 
 func TestContract(t *testing.T) {
@@ -67,7 +43,7 @@ func TestContract(t *testing.T) {
 func TestAuroraChatUser(t *testing.T) {
 	ctx := context.Background()
 	uri := storetest.MongoURL(t)
-	db := raw(t, uri)
+	db := storetest.MongoDatabase(t, uri)
 	oid := bson.NewObjectID()
 	created := time.Date(2024, 1, 11, 0, 0, 0, 0, time.UTC)
 	const hash = "$2b$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy"
@@ -123,7 +99,7 @@ func TestAuroraChatUser(t *testing.T) {
 func TestAuroraChatMessages(t *testing.T) {
 	ctx := context.Background()
 	uri := storetest.MongoURL(t)
-	db := raw(t, uri)
+	db := storetest.MongoDatabase(t, uri)
 	user := bson.NewObjectID()
 	var old []any
 	for i := range 3 {
@@ -193,7 +169,7 @@ func TestDocumentShape(t *testing.T) {
 	if err != nil || res.Inserted != 2 {
 		t.Fatalf("InsertMessages = %+v, %v", res, err)
 	}
-	coll := raw(t, uri).Collection("messages")
+	coll := storetest.MongoDatabase(t, uri).Collection("messages")
 	var doc bson.M
 	if err := coll.FindOne(ctx, bson.D{{Key: "msgId", Value: "1704931200123-4"}}).Decode(&doc); err != nil {
 		t.Fatalf("find: %v", err)
@@ -298,7 +274,7 @@ func wantApplied(t *testing.T, s *mongostore.Store, want ...bool) {
 func TestAuroraChatUpgrade(t *testing.T) {
 	ctx := context.Background()
 	uri := storetest.MongoURL(t)
-	db := raw(t, uri)
+	db := storetest.MongoDatabase(t, uri)
 	created := time.Date(2024, 1, 11, 0, 0, 0, 0, time.UTC)
 	const hash = "$2b$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy"
 	alice, bob := oid(t, 1), oid(t, 2)
@@ -440,7 +416,7 @@ func TestAuroraChatUpgrade(t *testing.T) {
 func TestAuroraChatUsersDifferingInCase(t *testing.T) {
 	ctx := context.Background()
 	uri := storetest.MongoURL(t)
-	db := raw(t, uri)
+	db := storetest.MongoDatabase(t, uri)
 	if _, err := db.Collection("users").InsertMany(ctx, []any{
 		bson.D{{Key: "_id", Value: oid(t, 1)}, {Key: "username", Value: "Carol"}, {Key: "passwordHash", Value: "h1"}},
 		bson.D{{Key: "_id", Value: oid(t, 2)}, {Key: "username", Value: "carol"}, {Key: "passwordHash", Value: "h2"}},
@@ -478,7 +454,7 @@ func TestAuroraChatUsersDifferingInCase(t *testing.T) {
 func TestConcurrentUpgrade(t *testing.T) {
 	ctx := context.Background()
 	uri := storetest.MongoURL(t)
-	db := raw(t, uri)
+	db := storetest.MongoDatabase(t, uri)
 	const perGroup, groups = 8, 4
 	var docs []any
 	want := map[string]string{} // text → msgId
@@ -500,17 +476,7 @@ func TestConcurrentUpgrade(t *testing.T) {
 		t.Fatal(err)
 	}
 	stores := []*mongostore.Store{open(t, uri), open(t, uri)}
-	errs := make([]error, len(stores))
-	var wg sync.WaitGroup
-	for i, s := range stores {
-		wg.Go(func() { errs[i] = s.Migrate(ctx) })
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Errorf("replica %d: Migrate: %v", i, err)
-		}
-	}
+	storetest.MigrateAtOnce(t, "replica", stores...)
 	wantApplied(t, stores[0], true, true, true)
 	cur, err := db.Collection("messages").Find(ctx, bson.D{})
 	if err != nil {

@@ -120,17 +120,7 @@ func TestConcurrentMigrateSharedFile(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "aurora.db")
 	stores := []*sqlitestore.Store{open(t, path), open(t, path), open(t, path)}
-	errs := make([]error, len(stores))
-	var wg sync.WaitGroup
-	for i, s := range stores {
-		wg.Go(func() { errs[i] = s.Migrate(ctx) })
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Errorf("process %d: Migrate: %v", i, err)
-		}
-	}
+	storetest.MigrateAtOnce(t, "process", stores...)
 	for i, s := range stores {
 		ms, err := s.Migrations(ctx)
 		if err != nil {

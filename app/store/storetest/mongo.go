@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -41,6 +42,30 @@ func MongoURL(t testing.TB) string {
 		return u
 	}
 	return startFerretDB(t) + db
+}
+
+// DatabaseName returns the database a MongoURL names (its path, which
+// config.MongoDatabase reads too).
+func DatabaseName(t testing.TB, uri string) string {
+	t.Helper()
+	u, err := url.Parse(uri)
+	if err != nil {
+		t.Fatalf("parse %q: %v", uri, err)
+	}
+	return strings.TrimPrefix(u.Path, "/")
+}
+
+// MongoDatabase connects a plain driver client to the database a MongoURL
+// names, for tests that write and inspect documents directly (the way
+// AuroraChat does). It is disconnected when t ends.
+func MongoDatabase(t testing.TB, uri string) *mongo.Database {
+	t.Helper()
+	client, err := mongo.Connect(options.Client().ApplyURI(uri))
+	if err != nil {
+		t.Fatalf("connect to %s: %v", uri, err)
+	}
+	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
+	return client.Database(DatabaseName(t, uri))
 }
 
 // withDatabase returns raw with its path set to db. When the URL carries

@@ -2,34 +2,21 @@ package storetest
 
 import (
 	"context"
-	"net/url"
 	"strings"
 	"testing"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // TestMongoURL checks the URL reaches a server that stores and returns a
 // document in the database named by its path.
 func TestMongoURL(t *testing.T) {
 	raw := MongoURL(t)
-	u, err := url.Parse(raw)
-	if err != nil {
-		t.Fatalf("parse %q: %v", raw, err)
-	}
-	db := strings.TrimPrefix(u.Path, "/")
-	if !strings.HasPrefix(db, "aurora_test_") {
+	if db := DatabaseName(t, raw); !strings.HasPrefix(db, "aurora_test_") {
 		t.Fatalf("database in %q = %q, want aurora_test_...", raw, db)
 	}
 	ctx := context.Background()
-	client, err := mongo.Connect(options.Client().ApplyURI(raw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
-	coll := client.Database(db).Collection("probe")
+	coll := MongoDatabase(t, raw).Collection("probe")
 	if _, err := coll.InsertOne(ctx, bson.D{{Key: "k", Value: "v"}}); err != nil {
 		t.Fatalf("insert: %v", err)
 	}

@@ -163,18 +163,7 @@ func testMigrations(t *testing.T, s Store) {
 // works.
 func testConcurrentMigrate(t *testing.T, s Store) {
 	ctx := context.Background()
-	const n = 4
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() { errs[i] = s.Migrate(ctx) })
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Errorf("concurrent Migrate #%d: %v", i, err)
-		}
-	}
+	MigrateAtOnce(t, "concurrent migration", s, s, s, s)
 	for _, m := range migrations(t, s) {
 		if !m.Applied {
 			t.Errorf("after concurrent Migrate: migration %d %q not applied", m.Version, m.Name)
@@ -185,6 +174,25 @@ func testConcurrentMigrate(t *testing.T, s Store) {
 	}
 	_, err := s.CreateUser(ctx, store.User{Username: "ONCE", PasswordHash: "h"})
 	wantErr(t, "CreateUser ONCE (unique index in force)", err, store.ErrUserExists)
+}
+
+// MigrateAtOnce runs Migrate on every store at the same time, as replicas
+// starting together do, and fails t for each that returns an error; who
+// names one in the failure ("replica" gives "replica 1: Migrate: ...").
+func MigrateAtOnce[S store.Admin](t testing.TB, who string, stores ...S) {
+	t.Helper()
+	ctx := context.Background()
+	errs := make([]error, len(stores))
+	var wg sync.WaitGroup
+	for i, s := range stores {
+		wg.Go(func() { errs[i] = s.Migrate(ctx) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("%s %d: Migrate: %v", who, i, err)
+		}
+	}
 }
 
 func wantErr(t *testing.T, what string, err, want error) {
