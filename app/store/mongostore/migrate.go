@@ -74,13 +74,11 @@ func (s *Store) applyStep(ctx context.Context, st store.Step[apply]) error {
 
 // applied reads the migrations collection (empty when never migrated).
 func (s *Store) applied(ctx context.Context) ([]store.AppliedMigration, error) {
-	docs, err := findAll[migrationDoc](ctx, s.migrations, bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
+	out, err := findAll(ctx, s.migrations, bson.D{}, sortBy("_id"), func(d migrationDoc) (store.AppliedMigration, error) {
+		return store.AppliedMigration{Version: int(d.Version), Name: d.Name, AppliedAt: d.AppliedAt.UTC()}, nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("read migrations: %w", err)
-	}
-	out := make([]store.AppliedMigration, len(docs))
-	for i, d := range docs {
-		out[i] = store.AppliedMigration{Version: int(d.Version), Name: d.Name, AppliedAt: d.AppliedAt.UTC()}
 	}
 	return out, nil
 }

@@ -275,8 +275,9 @@ func (s *Store) UserByID(ctx context.Context, id string) (store.User, error) {
 	return s.findUser(ctx, "id "+id, bson.D{{Key: "_id", Value: oid}})
 }
 
-// findAll decodes every document of coll that filter selects.
-func findAll[D any](ctx context.Context, coll *mongo.Collection, filter bson.D, opts *options.FindOptionsBuilder) ([]D, error) {
+// findAll decodes every document of coll that filter selects as a D and
+// converts each with conv.
+func findAll[D, T any](ctx context.Context, coll *mongo.Collection, filter bson.D, opts *options.FindOptionsBuilder, conv func(D) (T, error)) ([]T, error) {
 	cur, err := coll.Find(ctx, filter, opts)
 	if err != nil {
 		return nil, err
@@ -285,18 +286,25 @@ func findAll[D any](ctx context.Context, coll *mongo.Collection, filter bson.D, 
 	if err := cur.All(ctx, &docs); err != nil {
 		return nil, err
 	}
-	return docs, nil
+	out := make([]T, len(docs))
+	for i, d := range docs {
+		if out[i], err = conv(d); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// sortBy is the find options sorting on key, ascending.
+func sortBy(key string) *options.FindOptionsBuilder {
+	return options.Find().SetSort(bson.D{{Key: key, Value: 1}})
 }
 
 // ListUsers returns every user in creation order (ObjectIds sort by time).
 func (s *Store) ListUsers(ctx context.Context) ([]store.User, error) {
-	docs, err := findAll[userDoc](ctx, s.users, bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
+	users, err := findAll(ctx, s.users, bson.D{}, sortBy("_id"), func(d userDoc) (store.User, error) { return d.user(), nil })
 	if err != nil {
 		return nil, fmt.Errorf("list users: %w", err)
-	}
-	users := make([]store.User, len(docs))
-	for i, d := range docs {
-		users[i] = d.user()
 	}
 	return users, nil
 }
@@ -505,19 +513,7 @@ func (s *Store) Messages(ctx context.Context, room string, p store.Page) ([]stor
 }
 
 func (s *Store) findMessages(ctx context.Context, filter bson.D, opts *options.FindOptionsBuilder) ([]store.Message, error) {
-	docs, err := findAll[messageRead](ctx, s.messages, filter, opts)
-	if err != nil {
-		return nil, err
-	}
-	msgs := make([]store.Message, 0, len(docs))
-	for _, d := range docs {
-		m, err := d.message()
-		if err != nil {
-			return nil, err
-		}
-		msgs = append(msgs, m)
-	}
-	return msgs, nil
+	return findAll(ctx, s.messages, filter, opts, messageRead.message)
 }
 
 // LatestMessage returns the newest message of a room, for the contract
@@ -558,13 +554,11 @@ func (s *Store) CreateRoom(ctx context.Context, r store.Room) (store.Room, error
 
 // ListRooms returns every room ordered by name.
 func (s *Store) ListRooms(ctx context.Context) ([]store.Room, error) {
-	docs, err := findAll[roomDoc](ctx, s.rooms, bson.D{}, options.Find().SetSort(bson.D{{Key: "name", Value: 1}}))
+	rooms, err := findAll(ctx, s.rooms, bson.D{}, sortBy("name"), func(d roomDoc) (store.Room, error) {
+		return store.Room{Name: d.Name, CreatedBy: d.CreatedBy, CreatedAt: d.CreatedAt.UTC()}, nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("list rooms: %w", err)
-	}
-	rooms := make([]store.Room, len(docs))
-	for i, d := range docs {
-		rooms[i] = store.Room{Name: d.Name, CreatedBy: d.CreatedBy, CreatedAt: d.CreatedAt.UTC()}
 	}
 	return rooms, nil
 }
