@@ -6,27 +6,23 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/auroradev/aurora/app"
 	"github.com/auroradev/aurora/app/store"
-	"github.com/auroradev/aurora/app/token"
+	"github.com/auroradev/aurora/app/tokenauth"
 )
 
 // Response messages fixed by the wire contract.
 const (
-	msgUserExists   = "User exists" // AuroraChat's exact text
-	msgInvalid      = "invalid credentials"
-	msgThrottled    = "too many failed logins; try again later"
-	msgIPLimited    = "too many attempts from this address; try again later"
-	msgBusy         = "server busy; try again shortly"
-	msgUnavailable  = "service unavailable"
-	msgMissingToken = "missing bearer token"
-	msgBadToken     = "invalid token"
-	msgExpiredToken = "token expired"
+	msgUserExists  = "User exists" // AuroraChat's exact text
+	msgInvalid     = "invalid credentials"
+	msgThrottled   = "too many failed logins; try again later"
+	msgIPLimited   = "too many attempts from this address; try again later"
+	msgBusy        = "server busy; try again shortly"
+	msgUnavailable = "service unavailable"
 )
 
 // userJSON is the public view of a user: never the hash.
@@ -196,32 +192,10 @@ func (m *module) fail(w http.ResponseWriter, log *slog.Logger, why string) {
 // so a disabled user keeps access until the token expires but cannot log in
 // again.
 func (m *module) me(w http.ResponseWriter, r *http.Request) {
-	raw, ok := bearer(r.Header.Get("Authorization"))
-	if !ok {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="aurora"`)
-		app.WriteError(w, http.StatusUnauthorized, msgMissingToken)
-		return
-	}
-	c, err := m.tokens.Verify(raw)
+	c, err := tokenauth.Verify(r, m.tokens, tokenauth.Bearer)
 	if err != nil {
-		msg := msgBadToken
-		if errors.Is(err, token.ErrExpired) {
-			msg = msgExpiredToken
-		}
-		w.Header().Set("WWW-Authenticate", `Bearer realm="aurora", error="invalid_token"`)
-		app.WriteError(w, http.StatusUnauthorized, msg)
+		tokenauth.Unauthorized(w, err)
 		return
 	}
 	app.WriteJSON(w, http.StatusOK, userJSON{c.UserID, c.Username})
-}
-
-// bearer extracts the token of an "Authorization: Bearer <token>" header
-// (the scheme is case-insensitive).
-func bearer(h string) (string, bool) {
-	scheme, tok, ok := strings.Cut(strings.TrimSpace(h), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
-	}
-	tok = strings.TrimSpace(tok)
-	return tok, tok != ""
 }

@@ -25,7 +25,6 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,6 +34,7 @@ import (
 	"github.com/auroradev/aurora/app"
 	"github.com/auroradev/aurora/app/bus"
 	"github.com/auroradev/aurora/app/token"
+	"github.com/auroradev/aurora/app/tokenauth"
 	"github.com/auroradev/aurora/config"
 	"github.com/auroradev/aurora/modules/chat/history"
 	"github.com/auroradev/aurora/modules/chat/presence"
@@ -206,32 +206,13 @@ func (g *gateway) Check(ctx context.Context) error {
 
 // verifyBearer reads the Authorization: Bearer token of an HTTP API request.
 func (g *gateway) verifyBearer(r *http.Request) (token.Claims, error) {
-	raw, ok := bearer(r)
-	if !ok {
-		return token.Claims{}, fmt.Errorf("%w: no bearer token", token.ErrInvalid)
-	}
-	return g.tokens.Verify(raw)
-}
-
-func bearer(r *http.Request) (string, bool) {
-	h := r.Header.Get("Authorization")
-	scheme, raw, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
-	}
-	raw = strings.TrimSpace(raw)
-	return raw, raw != ""
+	return tokenauth.Verify(r, g.tokens, tokenauth.Bearer)
 }
 
 // servePresence is GET /api/rooms/{room}/presence: the room's online members.
 func (g *gateway) servePresence(w http.ResponseWriter, r *http.Request) {
 	if _, err := g.verifyBearer(r); err != nil {
-		msg := "missing or invalid bearer token"
-		if errors.Is(err, token.ErrExpired) {
-			msg = "token expired"
-		}
-		w.Header().Set("WWW-Authenticate", `Bearer realm="aurora"`)
-		app.WriteError(w, http.StatusUnauthorized, msg)
+		tokenauth.Unauthorized(w, err)
 		return
 	}
 	room := r.PathValue("room")

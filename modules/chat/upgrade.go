@@ -2,7 +2,6 @@ package chat
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"strings"
 	"time"
@@ -10,32 +9,19 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/auroradev/aurora/app"
-	"github.com/auroradev/aurora/app/token"
+	"github.com/auroradev/aurora/app/tokenauth"
 )
 
-// Subprotocols: a client that cannot set headers (a browser) may send its
-// token as "aurora.bearer.<jwt>" next to "aurora.v1"; the server answers
-// with aurora.v1 only, never echoing the token.
-const (
-	subprotocol       = "aurora.v1"
-	bearerSubprotocol = "aurora.bearer."
-)
+// subprotocol is the one the server answers with. A client that cannot set
+// headers (a browser) may send its token as the subprotocol
+// tokenauth.SubprotocolPrefix+"<jwt>" next to it; the server never echoes
+// the token.
+const subprotocol = "aurora.v1"
 
-// tokenOf returns the request's token: Authorization: Bearer, the
-// aurora.bearer.<jwt> subprotocol, or AuroraChat's ?token=.
-func tokenOf(r *http.Request) string {
-	if raw, ok := bearer(r); ok {
-		return raw
-	}
-	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
-		for _, p := range strings.Split(v, ",") {
-			if p = strings.TrimSpace(p); strings.HasPrefix(p, bearerSubprotocol) {
-				return p[len(bearerSubprotocol):]
-			}
-		}
-	}
-	return r.URL.Query().Get("token")
-}
+// tokenSources are where an upgrade request may carry its token:
+// Authorization: Bearer, the aurora.bearer.<jwt> subprotocol, or
+// AuroraChat's ?token=.
+const tokenSources = tokenauth.Bearer | tokenauth.Subprotocol | tokenauth.Query
 
 func headerHasToken(r *http.Request, name, tok string) bool {
 	for _, v := range r.Header.Values(name) {
@@ -60,18 +46,9 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		app.WriteError(w, http.StatusForbidden, "origin not allowed")
 		return
 	}
-	raw := tokenOf(r)
-	if raw == "" {
-		app.WriteError(w, http.StatusUnauthorized, "missing token")
-		return
-	}
-	claims, err := g.tokens.Verify(raw)
+	claims, err := tokenauth.Verify(r, g.tokens, tokenSources)
 	if err != nil {
-		msg := "invalid token"
-		if errors.Is(err, token.ErrExpired) {
-			msg = "token expired"
-		}
-		app.WriteError(w, http.StatusUnauthorized, msg)
+		tokenauth.Unauthorized(w, err)
 		return
 	}
 	if !headerHasToken(r, "Connection", "upgrade") || !headerHasToken(r, "Upgrade", "websocket") {

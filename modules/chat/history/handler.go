@@ -13,6 +13,7 @@ import (
 	"github.com/auroradev/aurora/app"
 	"github.com/auroradev/aurora/app/bus"
 	"github.com/auroradev/aurora/app/token"
+	"github.com/auroradev/aurora/app/tokenauth"
 )
 
 // response is the body of a history page. Messages are exactly the live
@@ -37,12 +38,7 @@ func (s *Service) Handler(verify func(*http.Request) (token.Claims, error)) http
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		log := app.Logger(r.Context(), s.log)
 		if _, err := verify(r); err != nil {
-			msg := "missing or invalid bearer token"
-			if errors.Is(err, token.ErrExpired) {
-				msg = "token expired"
-			}
-			w.Header().Set("WWW-Authenticate", `Bearer realm="aurora"`)
-			app.WriteError(w, http.StatusUnauthorized, msg)
+			tokenauth.Unauthorized(w, err)
 			return
 		}
 		q, err := parseQuery(r, s.Rooms)
