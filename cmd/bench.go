@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/auroradev/aurora/app"
+	"github.com/auroradev/aurora/app/bus"
 	"github.com/auroradev/aurora/app/loadgen"
 )
 
@@ -135,8 +136,8 @@ server; refused messages are counted as rate_limited.`,
 				return fmt.Errorf("--rate %g: want more than 0 and at most 1000 messages per second per sender", rate)
 			case duration <= 0:
 				return errors.New("--duration must be positive")
-			case !validBenchRoom(room):
-				return fmt.Errorf("--room %q: room names are 1-64 of a-z, 0-9, _ and -", room)
+			case !bus.ValidRoom(room):
+				return fmt.Errorf("--room %q: %s", room, bus.RoomRule)
 			case textSize < 0 || textSize > 4000:
 				return fmt.Errorf("--text-size %d: want 0 to 4000", textSize)
 			}
@@ -170,18 +171,6 @@ func newBenchWorkerCmd(o *options) *cobra.Command {
 			return loadgen.ServeStdio(cmd.Context(), cmd.InOrStdin(), o.stdout)
 		},
 	}
-}
-
-func validBenchRoom(name string) bool {
-	if len(name) < 1 || len(name) > 64 {
-		return false
-	}
-	for _, c := range name {
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 // benchURLs derives the WebSocket and /metrics URLs from --url.

@@ -82,13 +82,13 @@ func newRoomsCmd(o *options) *cobra.Command {
 	})
 	c.AddCommand(&cobra.Command{
 		Use:     "create NAME",
-		Short:   "Create a room (1-64 of a-z 0-9 _ -)",
+		Short:   "Create a room (" + bus.RoomRule + ")",
 		Example: "  aurora rooms create dev\n  aurora rooms create announcements --json",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
 			if !bus.ValidRoom(name) {
-				return fmt.Errorf("room name %q: must be 1-64 characters of a-z 0-9 _ -", name)
+				return fmt.Errorf("room name %q: %s", name, bus.RoomRule)
 			}
 			return withStore(cmd, o, func(ctx context.Context, _ *config.Config, s store.Store) error {
 				r, err := s.CreateRoom(ctx, store.Room{Name: name, CreatedBy: "aurora-cli"})

@@ -462,7 +462,7 @@ func (c *Config) Validate() error {
 	}
 	for _, r := range c.Chat.RoomsAllowed {
 		if !bus.ValidRoom(r) {
-			bad("chat.rooms_allowed", "%q is not a room name (1-64 of a-z, 0-9, _ and -)", r)
+			bad("chat.rooms_allowed", "%q is not a room name: %s", r, bus.RoomRule)
 		}
 	}
 	if len(c.Chat.RoomsAllowed) > 0 && !slices.Contains(c.Chat.RoomsAllowed, generalRoom) {

@@ -204,8 +204,13 @@ func (e Entry) Frame() MessageFrame {
 	}
 }
 
-// ValidRoom reports whether name is a room name: 1-64 of [a-z0-9_-]. Room
-// names become channel names and keys, so every role checks them here.
+// RoomRule says what ValidRoom accepts, in the words of every refusal of a
+// room name (API errors, error frames, config and command-line messages).
+const RoomRule = "room names are 1-64 characters of a-z 0-9 _ -"
+
+// ValidRoom reports whether name is a room name: 1-64 of [a-z0-9_-]
+// (RoomRule). Room names become channel names and keys, so every role
+// checks them here.
 func ValidRoom(name string) bool {
 	if len(name) == 0 || len(name) > 64 {
 		return false

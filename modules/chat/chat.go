@@ -217,7 +217,7 @@ func (g *gateway) servePresence(w http.ResponseWriter, r *http.Request) {
 	}
 	room := r.PathValue("room")
 	if !bus.ValidRoom(room) {
-		app.WriteError(w, http.StatusBadRequest, "invalid room name: want 1-64 of a-z, 0-9, _ and -")
+		app.WriteError(w, http.StatusBadRequest, bus.RoomRule)
 		return
 	}
 	if !g.roomAllowed(room) {

@@ -97,7 +97,7 @@ func (c *conn) room(in inbound, clientID string) (string, bool) {
 		return "", false
 	}
 	if !bus.ValidRoom(room) {
-		c.fail(codeInvalidRoom, "room names are 1-64 of a-z, 0-9, _ and -", clientID)
+		c.fail(codeInvalidRoom, bus.RoomRule, clientID)
 		return "", false
 	}
 	if !c.g.roomAllowed(room) {

@@ -82,7 +82,7 @@ type query struct {
 func parseQuery(r *http.Request, rooms []string) (query, error) {
 	q := query{room: r.PathValue("room"), limit: DefaultLimit}
 	if !bus.ValidRoom(q.room) {
-		return q, errors.New("room must be 1-64 characters of a-z, 0-9, _ and -")
+		return q, errors.New(bus.RoomRule)
 	}
 	if len(rooms) > 0 && !slices.Contains(rooms, q.room) {
 		return q, errors.New(RoomRefusal(q.room, rooms))
