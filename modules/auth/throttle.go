@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"crypto/sha256"
+	_ "embed" // the Lua scripts
 	"encoding/hex"
 	"fmt"
 	"strconv"
@@ -38,36 +39,18 @@ func FailKey(username string) string {
 // is ever left without one. The window is fixed from the first failure.
 //
 // KEYS[1] counter; ARGV[1] max failures; ARGV[2] window in ms.
-var reserveScript = rueidis.NewLuaScript(`
-local max = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-local n = tonumber(redis.call('GET', KEYS[1]) or '0')
-if n >= max then
-  local ttl = redis.call('PTTL', KEYS[1])
-  if ttl < 0 then
-    redis.call('PEXPIRE', KEYS[1], window)
-    ttl = window
-  end
-  return {0, ttl}
-end
-n = redis.call('INCR', KEYS[1])
-if n == 1 or redis.call('PTTL', KEYS[1]) < 0 then
-  redis.call('PEXPIRE', KEYS[1], window)
-end
-return {1, n}
-`)
+var reserveScript = rueidis.NewLuaScript(reserveLua)
+
+//go:embed reserve.lua
+var reserveLua string
 
 // releaseScript takes back an attempt that reserve counted but that failed
 // for a reason of ours (the store did not answer), so an outage does not
 // lock users out. It never creates the key.
-var releaseScript = rueidis.NewLuaScript(`
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  if redis.call('DECR', KEYS[1]) <= 0 then
-    redis.call('DEL', KEYS[1])
-  end
-end
-return 0
-`)
+var releaseScript = rueidis.NewLuaScript(releaseLua)
+
+//go:embed release.lua
+var releaseLua string
 
 // throttle limits failed logins per username, in Redis so that the limit is
 // shared by every replica.
