@@ -774,6 +774,14 @@ func testMetrics(t *testing.T, e *env) {
 // result label ("" for an unlabelled counter).
 func counter(t *testing.T, reg *prometheus.Registry, name, result string) float64 {
 	t.Helper()
+	return metric(t, reg, name, "result", result)
+}
+
+// metric reads the counter or gauge name from reg: the series whose label
+// has value, where a series without label has the value "" (so label and
+// value "" read an unlabelled metric).
+func metric(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
+	t.Helper()
 	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -783,18 +791,22 @@ func counter(t *testing.T, reg *prometheus.Registry, name, result string) float6
 			continue
 		}
 		for _, m := range f.GetMetric() {
-			label := ""
+			got := ""
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "result" {
-					label = l.GetValue()
+				if l.GetName() == label {
+					got = l.GetValue()
 				}
 			}
-			if label == result {
-				return m.GetCounter().GetValue()
+			if got != value {
+				continue
 			}
+			if c := m.GetCounter(); c != nil {
+				return c.GetValue()
+			}
+			return m.GetGauge().GetValue()
 		}
 	}
-	t.Fatalf("metric %s{result=%q} not registered", name, result)
+	t.Fatalf("metric %s{%s=%q} not registered", name, label, value)
 	return 0
 }
 

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/auroradev/aurora/app/apptest"
 	"github.com/auroradev/aurora/config"
 )
@@ -55,7 +53,7 @@ func TestRegisterPerIP(t *testing.T) {
 	r := register(t, s, "reg10", "")
 	r.wantError(t, http.StatusTooManyRequests, "too many attempts from this address")
 	wantRetryAfter(t, r, window)
-	if n := counterLabel(t, s.App.Host().Metrics, "aurora_auth_ip_limited_total", "action", "register"); n != 1 {
+	if n := metric(t, s.App.Host().Metrics, "aurora_auth_ip_limited_total", "action", "register"); n != 1 {
 		t.Fatalf("aurora_auth_ip_limited_total{action=register} = %v, want 1", n)
 	}
 	// Logins are counted apart: still allowed.
@@ -126,10 +124,10 @@ func TestBcryptConcurrencyBound(t *testing.T) {
 		}
 	}
 	reg := s.App.Host().Metrics
-	if peak := gauge(t, reg, "aurora_auth_bcrypt_in_flight_peak"); peak != slots {
+	if peak := metric(t, reg, "aurora_auth_bcrypt_in_flight_peak", "", ""); peak != slots {
 		t.Fatalf("at most %v bcrypt ran at once, want exactly %d (bounded, and the requests did overlap)", peak, slots)
 	}
-	if busy := gauge(t, reg, "aurora_auth_bcrypt_in_flight"); busy != 0 {
+	if busy := metric(t, reg, "aurora_auth_bcrypt_in_flight", "", ""); busy != 0 {
 		t.Fatalf("%v bcrypt slots still held after every request ended", busy)
 	}
 }
@@ -168,7 +166,7 @@ func TestBcryptBusy(t *testing.T) {
 	wg.Add(1)
 	go func() { defer wg.Done(); _, _ = post(s, "holder", "192.0.2.200") }()
 	deadline := time.Now().Add(5 * time.Second)
-	for gauge(t, s.App.Host().Metrics, "aurora_auth_bcrypt_in_flight") == 0 {
+	for metric(t, s.App.Host().Metrics, "aurora_auth_bcrypt_in_flight", "", "") == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the holder's hash never started")
 		}
@@ -222,41 +220,4 @@ func post(s *apptest.Server, name, xff string) (int, error) {
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return resp.StatusCode, nil
-}
-
-func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() == name && len(f.GetMetric()) == 1 {
-			return f.GetMetric()[0].GetGauge().GetValue()
-		}
-	}
-	t.Fatalf("gauge %s not registered", name)
-	return 0
-}
-
-func counterLabel(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
-	t.Helper()
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == label && l.GetValue() == value {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	t.Fatalf("metric %s{%s=%q} not registered", name, label, value)
-	return 0
 }
