@@ -428,37 +428,22 @@ func testConflict(t *testing.T, e *env) {
 
 func testConcurrentRegistrations(t *testing.T, e *env) {
 	const n = 8
-	statuses := make([]int, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			// Differently cased: the same user for the store.
-			name := "racer"
-			if i%2 == 1 {
-				name = "RACER"
-			}
-			resp, err := http.Post(e.srv.URL+"/api/auth/register", jsonType, strings.NewReader(creds(name, "race-password")))
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			statuses[i] = resp.StatusCode
-		}()
-	}
-	close(start)
-	wg.Wait()
+	statuses := atOnce(t, n, func(i int) (int, error) {
+		// Differently cased: the same user for the store.
+		name := "racer"
+		if i%2 == 1 {
+			name = "RACER"
+		}
+		resp, err := http.Post(e.srv.URL+"/api/auth/register", jsonType, strings.NewReader(creds(name, "race-password")))
+		if err != nil {
+			return 0, err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	})
 	created, conflicts := 0, 0
 	for i, s := range statuses {
-		if errs[i] != nil {
-			t.Fatalf("request %d: %v", i, errs[i])
-		}
 		switch s {
 		case http.StatusCreated:
 			created++
@@ -768,6 +753,31 @@ func testMetrics(t *testing.T, e *env) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
+}
+
+// atOnce sends n requests at the same moment: do(i) runs in its own
+// goroutine (so it must not call t.Fatal), all released together, and
+// returns the status of request i. A request that failed fails t.
+func atOnce(t *testing.T, n int, do func(i int) (int, error)) []int {
+	t.Helper()
+	statuses := make([]int, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			statuses[i], errs[i] = do(i)
+		})
+	}
+	close(start)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+	}
+	return statuses
 }
 
 // counter reads a counter from reg; result selects the series by its

@@ -183,26 +183,9 @@ func TestBcryptBusy(t *testing.T) {
 // statuses.
 func concurrentRegistrations(t *testing.T, s *apptest.Server, n int) []int {
 	t.Helper()
-	statuses := make([]int, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			statuses[i], errs[i] = post(s, fmt.Sprintf("flood%02d", i), fmt.Sprintf("192.0.2.%d", i+1))
-		}()
-	}
-	close(start)
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("registration %d: %v", i, err)
-		}
-	}
-	return statuses
+	return atOnce(t, n, func(i int) (int, error) {
+		return post(s, fmt.Sprintf("flood%02d", i), fmt.Sprintf("192.0.2.%d", i+1))
+	})
 }
 
 // post registers name from xff, for goroutines (which must not t.Fatal).
