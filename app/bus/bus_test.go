@@ -124,7 +124,7 @@ func TestNamesAndRooms(t *testing.T) {
 func TestNextAndPrev(t *testing.T) {
 	top := MaxID()
 	for _, tc := range []struct {
-		id, next, prev ID
+		id, next, prev   ID
 		hasNext, hasPrev bool
 	}{
 		{ID{}, ID{Seq: 1}, ID{}, true, false},
