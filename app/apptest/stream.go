@@ -2,7 +2,9 @@ package apptest
 
 import (
 	"context"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/redis/rueidis"
 
@@ -66,4 +68,18 @@ func StreamLen(t testing.TB, c rueidis.Client, key string) int64 {
 		t.Fatalf("xlen %s: %v", key, err)
 	}
 	return n
+}
+
+// AddEntries appends n messages of room to bus.Stream, as the chat role
+// writes them (texts "<room>-<i>", clientIds "c-<text>"), and returns their
+// ids.
+func AddEntries(t testing.TB, c rueidis.Client, room string, n int) []string {
+	t.Helper()
+	ids := make([]string, n)
+	for i := range ids {
+		text := fmt.Sprintf("%s-%d", room, i)
+		ids[i] = XAdd(t, c, bus.Stream, "*", bus.Entry{RoomID: room, UserID: "507f1f77bcf86cd799439011", Username: "ann",
+			Text: text, TS: time.Now().UnixMilli(), ClientID: "c-" + text}.Fields()...)
+	}
+	return ids
 }
