@@ -83,3 +83,13 @@ func AddEntries(t testing.TB, c rueidis.Client, room string, n int) []string {
 	}
 	return ids
 }
+
+// FirstID returns the id of the oldest entry of bus.Stream, "" when empty.
+func FirstID(t testing.TB, c rueidis.Client) string {
+	t.Helper()
+	id, err := bus.FirstID(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}

@@ -23,15 +23,6 @@ func ackIDs(t *testing.T, c rueidis.Client, group string, ids ...string) {
 	apptest.Ack(t, c, group, ids...)
 }
 
-func firstID(t *testing.T, c rueidis.Client) string {
-	t.Helper()
-	id, err := bus.FirstID(context.Background(), c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return id
-}
-
 func trim(t *testing.T, c rueidis.Client, keep int64) bus.TrimResult {
 	t.Helper()
 	res, err := bus.Trim(context.Background(), c, keep, 0, false)
@@ -62,8 +53,8 @@ func TestTrimNeverRemovesUnacknowledgedEntries(t *testing.T) {
 	}
 	ackIDs(t, rc, bus.Group, ids[0:5]...)
 	ackIDs(t, rc, bus.Group, ids[6:10]...)
-	if res := trim(t, rc, 5); res.Trimmed != 5 || res.SafeID != ids[5] || firstID(t, rc) != ids[5] {
-		t.Errorf("with 5 pending: %+v, first entry now %s; want 0..4 trimmed", res, firstID(t, rc))
+	if res := trim(t, rc, 5); res.Trimmed != 5 || res.SafeID != ids[5] || apptest.FirstID(t, rc) != ids[5] {
+		t.Errorf("with 5 pending: %+v, first entry now %s; want 0..4 trimmed", res, apptest.FirstID(t, rc))
 	}
 	// A dry run tells without trimming.
 	ackIDs(t, rc, bus.Group, ids[5])
@@ -72,20 +63,20 @@ func TestTrimNeverRemovesUnacknowledgedEntries(t *testing.T) {
 		t.Errorf("dry run: %+v %v, length %d", res, err, apptest.StreamLen(t, rc, bus.Stream))
 	}
 	// 10..29 were never delivered: they stay.
-	if res := trim(t, rc, 5); res.Trimmed != 5 || firstID(t, rc) != ids[10] {
-		t.Errorf("with 10..29 undelivered: %+v, first %s", res, firstID(t, rc))
+	if res := trim(t, rc, 5); res.Trimmed != 5 || apptest.FirstID(t, rc) != ids[10] {
+		t.Errorf("with 10..29 undelivered: %+v, first %s", res, apptest.FirstID(t, rc))
 	}
 	// All acknowledged: the newest 5 stay for reconnect recovery.
 	ackIDs(t, rc, bus.Group, readAs(t, rc, "a", 100)...)
-	if res := trim(t, rc, 5); res.Trimmed != 15 || firstID(t, rc) != ids[25] || apptest.StreamLen(t, rc, bus.Stream) != 5 {
-		t.Errorf("all acknowledged: %+v, first %s, length %d", res, firstID(t, rc), apptest.StreamLen(t, rc, bus.Stream))
+	if res := trim(t, rc, 5); res.Trimmed != 15 || apptest.FirstID(t, rc) != ids[25] || apptest.StreamLen(t, rc, bus.Stream) != 5 {
+		t.Errorf("all acknowledged: %+v, first %s, length %d", res, apptest.FirstID(t, rc), apptest.StreamLen(t, rc, bus.Stream))
 	}
 	// A second group that has read up to 27 holds 28 and 29 back.
 	if err := rc.Do(ctx, rc.B().XgroupCreate().Key(bus.Stream).Group("archive").Id(ids[27]).Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
-	if res := trim(t, rc, 1); res.Trimmed != 3 || firstID(t, rc) != ids[28] {
-		t.Errorf("two groups: %+v, first %s; want the minimum over groups", res, firstID(t, rc))
+	if res := trim(t, rc, 1); res.Trimmed != 3 || apptest.FirstID(t, rc) != ids[28] {
+		t.Errorf("two groups: %+v, first %s; want the minimum over groups", res, apptest.FirstID(t, rc))
 	}
 	// A limit bounds one pass.
 	apptest.AddEntries(t, rc, "r", 10)

@@ -183,16 +183,6 @@ func streamLen(t *testing.T, c rueidis.Client, key string) int64 {
 	return apptest.StreamLen(t, c, key)
 }
 
-// firstID is the id of the oldest entry of the stream ("" when empty).
-func firstID(t *testing.T, c rueidis.Client) string {
-	t.Helper()
-	id, err := bus.FirstID(context.Background(), c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return id
-}
-
 // crashedRead does what a worker named consumer did before it crashed
 // between its insert and its XACK: it read every entry of the stream (want
 // of them) and stored the first stored ones, acknowledging none.

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/auroradev/aurora/app/apptest"
 	"github.com/auroradev/aurora/app/bus"
 )
 
@@ -28,8 +29,8 @@ func TestWorkerKeepsTheStreamBounded(t *testing.T) {
 	eventually(t, "a maintenance pass during the outage", func() bool {
 		return value(w.m.length) == 100 && value(w.m.storeErrors) > 0
 	})
-	if n := streamLen(t, rc, bus.Stream); n != 100 || firstID(t, rc) != second[0] {
-		t.Fatalf("during the outage the stream holds %d entries from %s, want the 100 unstored from %s", n, firstID(t, rc), second[0])
+	if n := streamLen(t, rc, bus.Stream); n != 100 || apptest.FirstID(t, rc) != second[0] {
+		t.Fatalf("during the outage the stream holds %d entries from %s, want the 100 unstored from %s", n, apptest.FirstID(t, rc), second[0])
 	}
 	fs.down.Store(false)
 	eventually(t, "stored and trimmed to 20 again", func() bool {
