@@ -25,9 +25,10 @@ import (
 
 // Retry pacing for a failing store or Redis (app/backoff): capped
 // exponential backoff with jitter, so many workers recovering together do
-// not hit the store in lockstep. The ceiling bounds how long ingest takes to resume once Redis
-// or the store is back (a wait is at most maxBackoff): 2 s keeps that short
-// while a failing worker still tries only about once a second.
+// not hit the store in lockstep. The ceiling bounds how long ingest takes
+// to resume once Redis or the store is back (a wait is at most maxBackoff):
+// 2 s keeps that short while a failing worker still tries only about once
+// a second.
 const (
 	minBackoff = 100 * time.Millisecond
 	maxBackoff = 2 * time.Second

@@ -80,7 +80,7 @@ type page struct {
 // never skips a message, and hasMore is true.
 func (s *Service) page(ctx context.Context, room string, before, after *bus.ID, limit int) (page, error) {
 	asc := after != nil
-	ti, err := bus.ReadBacklog(ctx, s.redis)
+	ti, err := bus.ReadBacklog(ctx, s.redis) // before the store: see its doc
 	if err != nil {
 		return page{}, err
 	}
@@ -172,7 +172,7 @@ func (s *Service) Since(ctx context.Context, room string, since bus.ID, limit, m
 	if limit < 1 || maxBytes < 1 {
 		return nil, false, nil
 	}
-	ti, err := bus.ReadBacklog(ctx, s.redis)
+	ti, err := bus.ReadBacklog(ctx, s.redis) // before the store: see its doc
 	if err != nil {
 		return nil, false, err
 	}

@@ -12,9 +12,10 @@ const chunk = 500
 // scanCap bounds how many stream entries (of all rooms) one read may scan
 // to find want entries of a room: 10 per wanted message plus 1000. The scan
 // starts at the oldest entry the ingest role has not acknowledged
-// (bus.Backlog.From), so it only bites when ingest is that far behind; then the read
-// stops there and reports truncated, and callers serve only the part they
-// scanned (never a page with a hole in it) and say that more exists.
+// (bus.Backlog.From), so it only bites when ingest is that far behind; then
+// the read stops there and reports truncated, and callers serve only the
+// part they scanned (never a page with a hole in it) and say that more
+// exists.
 func scanCap(want int) int { return 10*want + 1000 }
 
 // scan is the outcome of a stream read.
