@@ -17,7 +17,6 @@ import (
 	"github.com/auroradev/aurora/app/bus"
 	"github.com/auroradev/aurora/app/embeddedredis"
 	"github.com/auroradev/aurora/config"
-	"github.com/auroradev/aurora/modules/ingest"
 )
 
 // withRedis connects to the configured Redis for one operator command. With
@@ -86,7 +85,7 @@ func newStreamsInfoCmd(o *options, asJSON *bool) *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withRedis(cmd, o, func(ctx context.Context, c rueidis.Client, _ *config.Config) error {
-				info, err := ingest.Info(ctx, c)
+				info, err := bus.Info(ctx, c)
 				if err != nil {
 					return err
 				}
@@ -131,7 +130,7 @@ func orDash(s string) string {
 }
 
 func newStreamsPendingCmd(o *options, asJSON *bool) *cobra.Command {
-	var f ingest.PendingFilter
+	var f bus.PendingFilter
 	c := &cobra.Command{
 		Use:   "pending",
 		Short: "List entries delivered to an ingest worker and not acknowledged yet, oldest first",
@@ -147,7 +146,7 @@ func newStreamsPendingCmd(o *options, asJSON *bool) *cobra.Command {
 				return fmt.Errorf("--min-idle %s: must not be negative", f.MinIdle)
 			}
 			return withRedis(cmd, o, func(ctx context.Context, c rueidis.Client, _ *config.Config) error {
-				pend, err := ingest.Pending(ctx, c, f)
+				pend, err := bus.Pending(ctx, c, f)
 				if err != nil {
 					return err
 				}
@@ -195,7 +194,7 @@ func newStreamsClaimCmd(o *options, asJSON *bool) *cobra.Command {
 				return errors.New("--to: name the consumer to claim the entries for")
 			}
 			return withRedis(cmd, o, func(ctx context.Context, c rueidis.Client, _ *config.Config) error {
-				ids, err := ingest.Claim(ctx, c, to, from, minIdle, count)
+				ids, err := bus.Claim(ctx, c, to, from, minIdle, count)
 				if err != nil {
 					return err
 				}
@@ -239,13 +238,13 @@ func newStreamsTrimCmd(o *options, asJSON *bool) *cobra.Command {
 					return fmt.Errorf("--keep %d: must not be negative", keep)
 				}
 				const perPass = 10000
-				var total ingest.TrimResult
+				var total bus.TrimResult
 				for pass := 0; ; pass++ {
 					limit := int64(perPass)
 					if dryRun {
 						limit = 0 // one pass that trims nothing
 					}
-					res, err := ingest.Trim(ctx, c, keep, limit, dryRun)
+					res, err := bus.Trim(ctx, c, keep, limit, dryRun)
 					if err != nil {
 						return err
 					}
@@ -324,7 +323,7 @@ func newStreamsTailCmd(o *options, asJSON *bool) *cobra.Command {
 				last := from
 				if last == "$" {
 					var err error
-					if last, err = ingest.LastID(ctx, c); err != nil {
+					if last, err = bus.LastID(ctx, c); err != nil {
 						return err
 					}
 				}
@@ -335,7 +334,7 @@ func newStreamsTailCmd(o *options, asJSON *bool) *cobra.Command {
 					if count > 0 {
 						n = int64(count - printed)
 					}
-					es, err := ingest.ReadAfter(ctx, c, last, n, time.Second)
+					es, err := bus.ReadAfter(ctx, c, last, n, time.Second)
 					if ctx.Err() != nil {
 						return nil // Ctrl-C
 					}
@@ -395,7 +394,7 @@ func newStreamsDeadCmd(o *options, asJSON *bool) *cobra.Command {
 				return errors.New("--id selects entries to requeue: use it with --requeue")
 			}
 			return withRedis(cmd, o, func(ctx context.Context, c rueidis.Client, _ *config.Config) error {
-				dead, err := ingest.DeadEntries(ctx, c, count)
+				dead, err := bus.DeadEntries(ctx, c, count)
 				if err != nil {
 					return err
 				}
@@ -413,7 +412,7 @@ func newStreamsDeadCmd(o *options, asJSON *bool) *cobra.Command {
 					for _, id := range ids {
 						want[id] = true
 					}
-					var sel []ingest.DeadEntry
+					var sel []bus.DeadEntry
 					for _, d := range dead {
 						if want[d.ID] || want[d.DeadID] {
 							sel = append(sel, d)
@@ -421,7 +420,7 @@ func newStreamsDeadCmd(o *options, asJSON *bool) *cobra.Command {
 					}
 					dead = sel
 				}
-				res, err := ingest.Requeue(ctx, c, dead)
+				res, err := bus.Requeue(ctx, c, dead)
 				if err != nil {
 					return err
 				}

@@ -10,12 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/rueidis"
-
 	"github.com/auroradev/aurora/app/apptest"
 	"github.com/auroradev/aurora/app/bus"
 	"github.com/auroradev/aurora/cmd"
-	"github.com/auroradev/aurora/modules/ingest"
 )
 
 // streams runs `aurora streams ARGS --redis-url URL` in process.
@@ -40,34 +37,8 @@ func streamsJSON(t *testing.T, url string, v any, args ...string) {
 	}
 }
 
-func addMessage(t *testing.T, c rueidis.Client, key string, fields ...string) string {
-	t.Helper()
-	cmd := c.B().Xadd().Key(key).Id("*").FieldValue()
-	for i := 0; i+1 < len(fields); i += 2 {
-		cmd = cmd.FieldValue(fields[i], fields[i+1])
-	}
-	id, err := c.Do(context.Background(), cmd.Build()).ToString()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return id
-}
-
 func message(room, text string) []string {
 	return bus.Entry{RoomID: room, UserID: "u1", Username: "ann", Text: text, TS: 1}.Fields()
-}
-
-func readGroup(t *testing.T, c rueidis.Client, consumer string, n int64) []string {
-	t.Helper()
-	res, err := c.Do(context.Background(), c.B().Xreadgroup().Group(bus.Group, consumer).Count(n).Streams().Key(bus.Stream).Id(">").Build()).AsXReadSlices()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ids []string
-	for _, e := range res[bus.Stream] {
-		ids = append(ids, e.ID)
-	}
-	return ids
 }
 
 func TestStreamsCommands(t *testing.T) {
@@ -77,19 +48,17 @@ func TestStreamsCommands(t *testing.T) {
 
 	var ids []string
 	for i := 0; i < 10; i++ {
-		ids = append(ids, addMessage(t, rc, bus.Stream, message("lobby", "m"+string(rune('a'+i)))...))
+		ids = append(ids, apptest.XAdd(t, rc, bus.Stream, "*", message("lobby", "m"+string(rune('a'+i)))...))
 	}
-	if err := ingest.EnsureGroup(ctx, rc); err != nil {
+	if err := bus.EnsureGroup(ctx, rc); err != nil {
 		t.Fatal(err)
 	}
-	readGroup(t, rc, "worker-a", 4)
-	readGroup(t, rc, "worker-b", 2)
-	if err := rc.Do(ctx, rc.B().Xack().Key(bus.Stream).Group(bus.Group).Id(ids[0]).Build()).Error(); err != nil {
-		t.Fatal(err)
-	}
+	apptest.ReadGroupIDs(t, rc, bus.Group, "worker-a", 4)
+	apptest.ReadGroupIDs(t, rc, bus.Group, "worker-b", 2)
+	apptest.Ack(t, rc, bus.Group, ids[0])
 
 	t.Run("info", func(t *testing.T) {
-		var info ingest.StreamInfo
+		var info bus.StreamInfo
 		streamsJSON(t, url, &info, "info")
 		if info.Length != 10 || info.FirstID != ids[0] || info.LastID != ids[9] || len(info.Groups) != 1 {
 			t.Fatalf("info: %+v", info)
@@ -105,7 +74,7 @@ func TestStreamsCommands(t *testing.T) {
 	})
 
 	t.Run("pending", func(t *testing.T) {
-		var pend []ingest.PendingEntry
+		var pend []bus.PendingEntry
 		streamsJSON(t, url, &pend, "pending", "--consumer", "worker-a")
 		if len(pend) != 3 || pend[0].ID != ids[1] || pend[0].Consumer != "worker-a" || pend[0].Deliveries != 1 {
 			t.Errorf("pending of worker-a: %+v", pend)
@@ -128,7 +97,7 @@ func TestStreamsCommands(t *testing.T) {
 		if res.To != "worker-b" || strings.Join(res.Claimed, " ") != strings.Join(ids[1:4], " ") {
 			t.Errorf("claim: %+v, want %v", res, ids[1:4])
 		}
-		var pend []ingest.PendingEntry
+		var pend []bus.PendingEntry
 		streamsJSON(t, url, &pend, "pending", "--consumer", "worker-b")
 		if len(pend) != 5 {
 			t.Errorf("worker-b holds %d entries after the claim, want 5", len(pend))
@@ -157,21 +126,21 @@ func TestStreamsCommands(t *testing.T) {
 
 	t.Run("trim", func(t *testing.T) {
 		// ids[0] is acknowledged; ids[1] is the oldest pending entry.
-		var res ingest.TrimResult
+		var res bus.TrimResult
 		streamsJSON(t, url, &res, "trim", "--keep", "2", "--dry-run")
-		if res.Trimmed != 1 || !res.DryRun || xlen(t, rc, bus.Stream) != 10 {
+		if res.Trimmed != 1 || !res.DryRun || apptest.StreamLen(t, rc, bus.Stream) != 10 {
 			t.Errorf("dry run: %+v", res)
 		}
 		streamsJSON(t, url, &res, "trim", "--keep", "2")
-		if res.Trimmed != 1 || res.SafeID != ids[1] || xlen(t, rc, bus.Stream) != 9 {
-			t.Errorf("trim: %+v, length %d", res, xlen(t, rc, bus.Stream))
+		if res.Trimmed != 1 || res.SafeID != ids[1] || apptest.StreamLen(t, rc, bus.Stream) != 9 {
+			t.Errorf("trim: %+v, length %d", res, apptest.StreamLen(t, rc, bus.Stream))
 		}
 	})
 
 	t.Run("dead and requeue", func(t *testing.T) {
-		d1 := addMessage(t, rc, bus.DeadStream, bus.FieldRoomID, "lobby", bus.FieldUserID, "u1", bus.FieldText, "bad",
+		d1 := apptest.XAdd(t, rc, bus.DeadStream, "*", bus.FieldRoomID, "lobby", bus.FieldUserID, "u1", bus.FieldText, "bad",
 			bus.FieldUsername, "ann", bus.FieldDeadID, "1700000000000-0", bus.FieldDeadReason, "rejected by the store: test")
-		var dead []ingest.DeadEntry
+		var dead []bus.DeadEntry
 		streamsJSON(t, url, &dead, "dead")
 		if len(dead) != 1 || dead[0].ID != d1 || dead[0].DeadID != "1700000000000-0" || dead[0].Fields[bus.FieldText] != "bad" ||
 			!strings.Contains(dead[0].Reason, "rejected") {
@@ -181,10 +150,10 @@ func TestStreamsCommands(t *testing.T) {
 			t.Errorf("--id without --requeue: exit %d, %s", code, errOut)
 		}
 		var res struct {
-			Requeued []ingest.Requeued `json:"requeued"`
+			Requeued []bus.Requeued `json:"requeued"`
 		}
 		streamsJSON(t, url, &res, "dead", "--requeue")
-		if len(res.Requeued) != 1 || res.Requeued[0].NewID == "" || xlen(t, rc, bus.DeadStream) != 0 {
+		if len(res.Requeued) != 1 || res.Requeued[0].NewID == "" || apptest.StreamLen(t, rc, bus.DeadStream) != 0 {
 			t.Fatalf("requeue: %+v", res)
 		}
 		back, err := rc.Do(ctx, rc.B().Xrange().Key(bus.Stream).Start(res.Requeued[0].NewID).End("+").Build()).AsXRangeSlices()
@@ -201,20 +170,11 @@ func TestStreamsCommands(t *testing.T) {
 	})
 }
 
-func xlen(t *testing.T, c rueidis.Client, key string) int64 {
-	t.Helper()
-	n, err := c.Do(context.Background(), c.B().Xlen().Key(key).Build()).AsInt64()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
 // tail follows entries appended after it started and exits after --count.
 func TestStreamsTailFollows(t *testing.T) {
 	url := apptest.RedisURL(t)
 	rc := apptest.RedisClient(t, url)
-	before := addMessage(t, rc, bus.Stream, message("lobby", "old")...)
+	before := apptest.XAdd(t, rc, bus.Stream, "*", message("lobby", "old")...)
 
 	var out, errOut apptest.Buffer
 	done := make(chan int, 1)
@@ -234,7 +194,7 @@ loop:
 		case code = <-done:
 			break loop
 		case <-tick.C:
-			added = append(added, addMessage(t, rc, bus.Stream, message("lobby", "new")...))
+			added = append(added, apptest.XAdd(t, rc, bus.Stream, "*", message("lobby", "new")...))
 		case <-deadline:
 			t.Fatal("tail did not exit after --count 2")
 		}

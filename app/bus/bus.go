@@ -1,16 +1,22 @@
 // Package bus is the contract the roles share on Redis: the names of the
-// stream, consumer group and channels, the fields of a stream entry, and the
-// message id. The chat role writes what the ingest role reads, so both import
-// this package and neither imports the other. The names are AuroraChat's, so
-// an AuroraChat service and an Aurora role can share one Redis.
+// stream, consumer group and channels, the fields of a stream entry, the
+// message id and its arithmetic, the shapes of a message on the wire (stream
+// entry, client frame), and every operation on the stream: append's fields,
+// group reads, claims, acknowledgements, the trim point and trim, pending
+// entries, dead letters, and the classification of Redis's errors. The chat
+// role writes what the ingest role reads, the history API and `aurora
+// streams` read both, so all of them call this package and none imports
+// another. The names are AuroraChat's, so an AuroraChat service and an
+// Aurora role can share one Redis.
+//
+// Files: bus.go names, id.go ids, entry.go the entry and its frame,
+// group.go the consumer group's side (read, claim, ack, leave),
+// progress.go what may not be stored yet (ReadBacklog, TrimPoint),
+// trim.go, dead.go, inspect.go (the operator's view), errors.go, and
+// scripts.go with the Lua scripts of lua/.
 package bus
 
-import (
-	"errors"
-	"fmt"
-	"strconv"
-	"strings"
-)
+import "strings"
 
 // Stream names and the consumer group, as in AuroraChat.
 const (
@@ -62,146 +68,6 @@ func RoomOfChannel(ch string) (string, bool) {
 		return "", false
 	}
 	return ch[len(ChannelPrefix):], true
-}
-
-// Entry is one message as the stream holds it.
-type Entry struct {
-	ID       ID // the stream entry id, set on read
-	RoomID   string
-	UserID   string
-	Username string
-	Text     string
-	TS       int64 // ms since epoch; 0 in AuroraChat's entries (use ID.Ms)
-	ClientID string
-}
-
-// Fields returns the entry as XADD field-value pairs.
-func (e Entry) Fields() []string {
-	f := []string{
-		FieldRoomID, e.RoomID,
-		FieldUserID, e.UserID,
-		FieldText, e.Text,
-		FieldUsername, e.Username,
-	}
-	if e.TS != 0 {
-		f = append(f, FieldTS, strconv.FormatInt(e.TS, 10))
-	}
-	if e.ClientID != "" {
-		f = append(f, FieldClientID, e.ClientID)
-	}
-	return f
-}
-
-// ErrBadEntry is wrapped by DecodeEntry's errors.
-var ErrBadEntry = errors.New("bad stream entry")
-
-// DecodeEntry reads an entry from its id and fields, accepting AuroraChat's
-// entries (no ts, no clientId).
-func DecodeEntry(id string, fields map[string]string) (Entry, error) {
-	pid, err := ParseID(id)
-	if err != nil {
-		return Entry{}, fmt.Errorf("%w: %v", ErrBadEntry, err)
-	}
-	e := Entry{
-		ID:       pid,
-		RoomID:   fields[FieldRoomID],
-		UserID:   fields[FieldUserID],
-		Username: fields[FieldUsername],
-		Text:     fields[FieldText],
-		ClientID: fields[FieldClientID],
-	}
-	if e.RoomID == "" {
-		return Entry{}, fmt.Errorf("%w %s: no %s", ErrBadEntry, id, FieldRoomID)
-	}
-	if e.UserID == "" {
-		return Entry{}, fmt.Errorf("%w %s: no %s", ErrBadEntry, id, FieldUserID)
-	}
-	if _, ok := fields[FieldText]; !ok {
-		return Entry{}, fmt.Errorf("%w %s: no %s", ErrBadEntry, id, FieldText)
-	}
-	if ts, ok := fields[FieldTS]; ok {
-		e.TS, err = strconv.ParseInt(ts, 10, 64)
-		if err != nil {
-			return Entry{}, fmt.Errorf("%w %s: %s %q is not a number", ErrBadEntry, id, FieldTS, ts)
-		}
-	} else {
-		e.TS = int64(pid.Ms)
-	}
-	return e, nil
-}
-
-// ID is a message id: a Redis stream entry id "<ms>-<seq>". IDs compare
-// numerically, part by part.
-type ID struct {
-	Ms  uint64
-	Seq uint64
-}
-
-// ParseID parses "<ms>-<seq>". A bare "<ms>" is not accepted: ids on the
-// wire are always complete.
-func ParseID(s string) (ID, error) {
-	ms, seq, ok := strings.Cut(s, "-")
-	if !ok {
-		return ID{}, fmt.Errorf("message id %q is not <ms>-<seq>", s)
-	}
-	m, err1 := strconv.ParseUint(ms, 10, 64)
-	q, err2 := strconv.ParseUint(seq, 10, 64)
-	if err1 != nil || err2 != nil || ms == "" || seq == "" || ms[0] == '+' || seq[0] == '+' {
-		return ID{}, fmt.Errorf("message id %q is not <ms>-<seq>", s)
-	}
-	return ID{Ms: m, Seq: q}, nil
-}
-
-// String formats the id as Redis does.
-func (id ID) String() string {
-	return strconv.FormatUint(id.Ms, 10) + "-" + strconv.FormatUint(id.Seq, 10)
-}
-
-// Compare returns -1, 0 or +1 as id is before, equal to or after o.
-func (id ID) Compare(o ID) int {
-	switch {
-	case id.Ms < o.Ms:
-		return -1
-	case id.Ms > o.Ms:
-		return 1
-	case id.Seq < o.Seq:
-		return -1
-	case id.Seq > o.Seq:
-		return 1
-	}
-	return 0
-}
-
-// IsZero reports whether id is the zero id "0-0".
-func (id ID) IsZero() bool { return id.Ms == 0 && id.Seq == 0 }
-
-// MessageFrame is a message as clients receive it: the live "message" frame,
-// the payload on chat.<room>, and an item of the history API. User, Text and
-// TS sit at the top level as AuroraChat sends them, so AuroraChat's clients
-// and chat-service read Aurora's messages.
-type MessageFrame struct {
-	Type     string `json:"type"` // "message"
-	ID       string `json:"id"`
-	Room     string `json:"room"`
-	User     string `json:"user"`
-	UserID   string `json:"userId"`
-	Text     string `json:"text"`
-	TS       int64  `json:"ts"`
-	ClientID string `json:"clientId,omitempty"`
-}
-
-// Frame returns the message frame of a stream entry.
-func (e Entry) Frame() MessageFrame {
-	return MessageFrame{
-		Type:     "message",
-		ID:       e.ID.String(),
-		Room:     e.RoomID,
-		User:     e.Username,
-		UserID:   e.UserID,
-		Text:     e.Text,
-		TS:       e.TS,
-		ClientID: e.ClientID,
-	}
 }
 
 // RoomRule says what ValidRoom accepts, in the words of every refusal of a

@@ -1,8 +1,11 @@
 package bus
 
 import (
+	"encoding/json"
 	"errors"
+	"strconv"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestParseIDAndCompare(t *testing.T) {
@@ -114,6 +117,73 @@ func TestNamesAndRooms(t *testing.T) {
 	for _, bad := range []string{"", "Dev", "a b", "dev.x", "ü", string(long), "*"} {
 		if ValidRoom(bad) {
 			t.Errorf("ValidRoom(%q) = true", bad)
+		}
+	}
+}
+
+func TestNextAndPrev(t *testing.T) {
+	top := MaxID()
+	for _, tc := range []struct {
+		id, next, prev   ID
+		hasNext, hasPrev bool
+	}{
+		{ID{}, ID{Seq: 1}, ID{}, true, false},
+		{ID{Ms: 5, Seq: 2}, ID{Ms: 5, Seq: 3}, ID{Ms: 5, Seq: 1}, true, true},
+		{ID{Ms: 5, Seq: top.Seq}, ID{Ms: 6}, ID{Ms: 5, Seq: top.Seq - 1}, true, true},
+		{ID{Ms: 6}, ID{Ms: 6, Seq: 1}, ID{Ms: 5, Seq: top.Seq}, true, true},
+		{top, top, ID{Ms: top.Ms, Seq: top.Seq - 1}, false, true},
+	} {
+		if n, ok := tc.id.Next(); n != tc.next || ok != tc.hasNext {
+			t.Errorf("%s.Next() = %s %v, want %s %v", tc.id, n, ok, tc.next, tc.hasNext)
+		}
+		if p, ok := tc.id.Prev(); p != tc.prev || ok != tc.hasPrev {
+			t.Errorf("%s.Prev() = %s %v, want %s %v", tc.id, p, ok, tc.prev, tc.hasPrev)
+		}
+	}
+}
+
+func TestParseGroupID(t *testing.T) {
+	for s, want := range map[string]ID{"0": {}, "0-0": {}, "12": {Ms: 12}, "12-3": {Ms: 12, Seq: 3}} {
+		if got, err := parseGroupID(s); err != nil || got != want {
+			t.Errorf("parseGroupID(%q) = %v %v, want %v", s, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "x", "+1", "1-x"} {
+		if _, err := parseGroupID(bad); err == nil {
+			t.Errorf("parseGroupID(%q) accepted", bad)
+		}
+	}
+}
+
+// hostile are strings that JSON encoders get wrong: quotes, backslashes,
+// control characters, HTML, invalid UTF-8, the JavaScript line separators.
+var hostile = []string{
+	"", `"`, `\`, `"\"\\`, "a\x00b\x01\x1f\x7f", "tab\tnew\nline\r", "<script>&amp;</script>",
+	"\xff\xfe bad \xc3\x28 utf8 \xed\xa0\x80", "\u2028\u2029", "emoji 😀 and ü", "}\",\"type\":\"x",
+}
+
+// TestFramePartsMatchJSON: the live frame the send script assembles from
+// FrameParts is byte for byte json.Marshal of the entry's MessageFrame, so
+// every copy of a message (live, Pub/Sub, history, replay) reads the same.
+func TestFramePartsMatchJSON(t *testing.T) {
+	for _, s := range hostile {
+		for _, e := range []Entry{
+			{ID: ID{Ms: 1700000000123, Seq: 7}, RoomID: s, UserID: s, Username: s, Text: s, TS: 1700000000123, ClientID: s},
+			{ID: ID{Ms: 1, Seq: 0}, RoomID: "dev", UserID: "u", Username: s, Text: s, TS: 1},
+		} {
+			prefix, middle, suffix := e.FrameParts()
+			live := prefix + e.ID.String() + middle + strconv.FormatInt(e.TS, 10) + suffix
+			want, err := json.Marshal(e.Frame())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if live != string(want) {
+				t.Errorf("%q: live frame\n%s\nwant\n%s", s, live, want)
+			}
+			var back MessageFrame
+			if err := json.Unmarshal([]byte(live), &back); err != nil || back != e.Frame() && utf8.ValidString(s) {
+				t.Errorf("%q: live frame decodes to %+v (%v), want %+v", s, back, err, e.Frame())
+			}
 		}
 	}
 }

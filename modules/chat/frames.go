@@ -92,33 +92,8 @@ type typingFrame struct {
 
 var pongFrame = []byte(`{"type":"pong"}`)
 
-// messageFrameParts pre-encodes the message frame around its id and ts,
-// which only the hot-path script knows: frame = prefix+id+middle+ts+suffix.
-// The result decodes to the same bus.MessageFrame as json.Marshal gives.
-func messageFrameParts(room, username, userID, text, clientID string) (prefix, middle, suffix string) {
-	var b bytes.Buffer
-	b.Grow(len(text) + len(username) + len(room) + len(userID) + len(clientID) + 64)
-	b.WriteString(`","room":`)
-	writeJSONString(&b, room)
-	b.WriteString(`,"user":`)
-	writeJSONString(&b, username)
-	b.WriteString(`,"userId":`)
-	writeJSONString(&b, userID)
-	b.WriteString(`,"text":`)
-	writeJSONString(&b, text)
-	b.WriteString(`,"ts":`)
-	middle = b.String()
-	suffix = "}"
-	if clientID != "" {
-		b.Reset()
-		b.WriteString(`,"clientId":`)
-		writeJSONString(&b, clientID)
-		b.WriteString("}")
-		suffix = b.String()
-	}
-	return `{"type":"message","id":"`, middle, suffix
-}
-
+// writeJSONString writes s as a JSON string (the message frame's own
+// encoder is bus.Entry.FrameParts).
 func writeJSONString(b *bytes.Buffer, s string) {
 	// json.Marshal of a string cannot fail.
 	enc, _ := json.Marshal(s)

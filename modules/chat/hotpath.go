@@ -132,7 +132,7 @@ func (g *gateway) send(ctx context.Context, m outgoing) (sendResult, error) {
 	if m.ClientID != "" {
 		dedupeMs = strconv.FormatInt(g.cfg.DedupeWindow.Milliseconds(), 10)
 	}
-	prefix, middle, suffix := messageFrameParts(m.Room, m.Username, m.UserID, m.Text, m.ClientID)
+	prefix, middle, suffix := bus.Entry{RoomID: m.Room, UserID: m.UserID, Username: m.Username, Text: m.Text, ClientID: m.ClientID}.FrameParts()
 	keys := []string{dedupeKey(m.UserID, m.Room, m.ClientID), roomRateKey(m.UserID, m.Room), userRateKey(m.UserID), bus.Stream,
 		legacyDedupeKey(m.UserID, m.ClientID)}
 	args := append([]string{

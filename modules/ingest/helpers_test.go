@@ -3,7 +3,6 @@ package ingest
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -93,27 +92,17 @@ func entry(room, text string) bus.Entry {
 		TS: time.Now().UnixMilli(), ClientID: "c-" + text}
 }
 
+// xadd appends an entry of the given field-value pairs to the stream.
 func xadd(t *testing.T, c rueidis.Client, fields ...string) string {
 	t.Helper()
-	cmd := c.B().Xadd().Key(bus.Stream).Id("*").FieldValue()
-	for i := 0; i+1 < len(fields); i += 2 {
-		cmd = cmd.FieldValue(fields[i], fields[i+1])
-	}
-	id, err := c.Do(context.Background(), cmd.Build()).ToString()
-	if err != nil {
-		t.Fatalf("xadd: %v", err)
-	}
-	return id
+	return apptest.XAdd(t, c, bus.Stream, "*", fields...)
 }
 
-// addEntries appends n Aurora entries to room and returns their ids.
+// addEntries appends n Aurora entries (as entry makes them) to room and
+// returns their ids.
 func addEntries(t *testing.T, c rueidis.Client, room string, n int) []string {
 	t.Helper()
-	ids := make([]string, n)
-	for i := range ids {
-		ids[i] = xadd(t, c, entry(room, fmt.Sprintf("%s-%d", room, i)).Fields()...)
-	}
-	return ids
+	return apptest.AddEntries(t, c, room, n)
 }
 
 // stored returns every stored message of room, oldest first.
@@ -176,7 +165,7 @@ func countStored(t *testing.T, s store.Store, room string) int { return len(stor
 // groupState returns the ingest group's pending and undelivered counts.
 func groupState(t *testing.T, c rueidis.Client) (pending, lag int64) {
 	t.Helper()
-	gs, _, err := groups(context.Background(), c)
+	gs, _, err := bus.Groups(context.Background(), c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,11 +180,29 @@ func groupState(t *testing.T, c rueidis.Client) (pending, lag int64) {
 
 func streamLen(t *testing.T, c rueidis.Client, key string) int64 {
 	t.Helper()
-	n, err := c.Do(context.Background(), c.B().Xlen().Key(key).Build()).AsInt64()
-	if err != nil {
+	return apptest.StreamLen(t, c, key)
+}
+
+// crashedRead does what a worker named consumer did before it crashed
+// between its insert and its XACK: it read every entry of the stream (want
+// of them) and stored the first stored ones, acknowledging none.
+func crashedRead(t *testing.T, rc rueidis.Client, st store.Store, consumer string, want, stored int) {
+	t.Helper()
+	entries := apptest.ReadGroup(t, rc, bus.Group, consumer, int64(want)+100)
+	if len(entries) != want {
+		t.Fatalf("crashed worker's read: %d entries, want %d", len(entries), want)
+	}
+	msgs := make([]store.Message, 0, stored)
+	for _, x := range entries[:stored] {
+		e, err := bus.DecodeForStore(x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs = append(msgs, store.MessageFromEntry(e, time.Now()))
+	}
+	if _, err := st.InsertMessages(context.Background(), msgs); err != nil {
 		t.Fatal(err)
 	}
-	return n
 }
 
 func value(c prometheus.Collector) float64 { return testutil.ToFloat64(c) }

@@ -3,10 +3,8 @@ package ingest
 import (
 	"context"
 	"testing"
-	"time"
 
 	"github.com/auroradev/aurora/app/bus"
-	"github.com/auroradev/aurora/app/store"
 	"github.com/auroradev/aurora/app/store/mongostore"
 	"github.com/auroradev/aurora/app/store/storetest"
 	"github.com/auroradev/aurora/config"
@@ -28,7 +26,7 @@ func TestExactlyOnceIntoMongoDB(t *testing.T) {
 		t.Fatal(err)
 	}
 	rc := testRedis(t)
-	if err := EnsureGroup(ctx, rc); err != nil {
+	if err := bus.EnsureGroup(ctx, rc); err != nil {
 		t.Fatal(err)
 	}
 	ids := addEntries(t, rc, "r", 120)
@@ -37,21 +35,7 @@ func TestExactlyOnceIntoMongoDB(t *testing.T) {
 
 	// A worker read everything, stored the first 70 and crashed before XACK.
 	const name = "host-1"
-	res, err := rc.Do(ctx, rc.B().Xreadgroup().Group(bus.Group, name).Count(1000).Streams().Key(bus.Stream).Id(">").Build()).AsXReadSlices()
-	if err != nil || len(res[bus.Stream]) != 121 {
-		t.Fatalf("crashed worker's read: %v", err)
-	}
-	var msgs []store.Message
-	for _, e := range res[bus.Stream][:70] {
-		m, err := decode(e, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		msgs = append(msgs, m)
-	}
-	if _, err := st.InsertMessages(ctx, msgs); err != nil {
-		t.Fatal(err)
-	}
+	crashedRead(t, rc, st, name, 121, 70)
 
 	c := testConfig()
 	c.BatchSize = 50

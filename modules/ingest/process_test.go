@@ -98,7 +98,7 @@ func TestProcessesSurviveAKill(t *testing.T) {
 				t.Fatal(err)
 			}
 			_ = a.Wait() // killed: the exit error is expected
-			pend, err := Pending(ctx, rc, PendingFilter{Count: 1000})
+			pend, err := bus.Pending(ctx, rc, bus.PendingFilter{Count: 1000})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -65,28 +65,14 @@ func TestExactlyOnceAfterCrashBetweenInsertAndAck(t *testing.T) {
 	rc := testRedis(t)
 	st := testStore(t)
 	ctx := context.Background()
-	if err := EnsureGroup(ctx, rc); err != nil {
+	if err := bus.EnsureGroup(ctx, rc); err != nil {
 		t.Fatal(err)
 	}
 	ids := addEntries(t, rc, "r", 25)
 
 	// The crashed run: read everything, stored the first 15, died.
 	const name = "host-1"
-	res, err := rc.Do(ctx, rc.B().Xreadgroup().Group(bus.Group, name).Count(100).Streams().Key(bus.Stream).Id(">").Build()).AsXReadSlices()
-	if err != nil || len(res[bus.Stream]) != 25 {
-		t.Fatalf("crashed worker's read: %v (%d entries)", err, len(res[bus.Stream]))
-	}
-	var msgs []store.Message
-	for _, e := range res[bus.Stream][:15] {
-		m, err := decode(e, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		msgs = append(msgs, m)
-	}
-	if _, err := st.InsertMessages(ctx, msgs); err != nil {
-		t.Fatal(err)
-	}
+	crashedRead(t, rc, st, name, 25, 15)
 	if p, _ := groupState(t, rc); p != 25 {
 		t.Fatalf("pending before restart = %d, want 25", p)
 	}
@@ -154,7 +140,7 @@ func TestClaimsIdleEntriesOfADeadConsumer(t *testing.T) {
 	rc := testRedis(t)
 	st := testStore(t)
 	ctx := context.Background()
-	if err := EnsureGroup(ctx, rc); err != nil {
+	if err := bus.EnsureGroup(ctx, rc); err != nil {
 		t.Fatal(err)
 	}
 	ids := addEntries(t, rc, "r", 20)
@@ -192,11 +178,11 @@ func TestPoisonEntriesGoToTheDeadStreamWithoutBlocking(t *testing.T) {
 	})
 	assertStoredOnce(t, fs, "r", good)
 
-	dead, err := DeadEntries(context.Background(), rc, 10)
+	dead, err := bus.DeadEntries(context.Background(), rc, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
-	byDead := map[string]DeadEntry{}
+	byDead := map[string]bus.DeadEntry{}
 	for _, d := range dead {
 		byDead[d.DeadID] = d
 	}
@@ -280,7 +266,7 @@ func TestStopFinishesTheBatchInHand(t *testing.T) {
 	}
 	assertStoredOnce(t, fs, "r", ids[:n])
 	// It left the group, having nothing pending.
-	cs, err := consumers(context.Background(), rc, bus.Group)
+	cs, err := bus.Consumers(context.Background(), rc, bus.Group)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,7 +329,7 @@ func TestStopDeadlineWithStoreDownAcknowledgesNothing(t *testing.T) {
 func TestExpiresIdleConsumersWithNothingPending(t *testing.T) {
 	rc := testRedis(t)
 	ctx := context.Background()
-	if err := EnsureGroup(ctx, rc); err != nil {
+	if err := bus.EnsureGroup(ctx, rc); err != nil {
 		t.Fatal(err)
 	}
 	addEntries(t, rc, "r", 2)
@@ -363,7 +349,7 @@ func TestExpiresIdleConsumersWithNothingPending(t *testing.T) {
 	}
 	time.Sleep(100 * time.Millisecond) // the idle time is what is tested
 	w.expireConsumers()
-	cs, err := consumers(ctx, rc, bus.Group)
+	cs, err := bus.Consumers(ctx, rc, bus.Group)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -80,7 +80,7 @@ type page struct {
 // never skips a message, and hasMore is true.
 func (s *Service) page(ctx context.Context, room string, before, after *bus.ID, limit int) (page, error) {
 	asc := after != nil
-	ti, err := s.tail(ctx)
+	ti, err := bus.ReadBacklog(ctx, s.redis) // before the store: see its doc
 	if err != nil {
 		return page{}, err
 	}
@@ -91,7 +91,7 @@ func (s *Service) page(ctx context.Context, room string, before, after *bus.ID, 
 
 	// The stream range that can matter, inclusive, oldest to newest; ok
 	// turns false when it is empty.
-	lo, hi, ok := ti.from, maxID(), ti.oldestOK
+	lo, hi, ok := ti.From, bus.MaxID(), ti.HasOldest
 	if asc {
 		ok = raise(&lo, *after) && ok
 		if more && len(msgs) > 0 {
@@ -172,7 +172,7 @@ func (s *Service) Since(ctx context.Context, room string, since bus.ID, limit, m
 	if limit < 1 || maxBytes < 1 {
 		return nil, false, nil
 	}
-	ti, err := s.tail(ctx)
+	ti, err := bus.ReadBacklog(ctx, s.redis) // before the store: see its doc
 	if err != nil {
 		return nil, false, err
 	}
@@ -192,7 +192,7 @@ func (s *Service) Since(ctx context.Context, room string, since bus.ID, limit, m
 		after = page[len(page)-1].ID
 	}
 
-	lo, hi, ok := ti.from, maxID(), ti.oldestOK
+	lo, hi, ok := ti.From, bus.MaxID(), ti.HasOldest
 	ok = raise(&lo, since) && ok
 	if storeMore && len(msgs) > 0 {
 		// As in page: nothing beyond the store's last can be among the
@@ -219,7 +219,7 @@ func (s *Service) Since(ctx context.Context, room string, since bus.ID, limit, m
 	if len(all) > limit {
 		all, complete = all[:limit], false
 	}
-	if complete && !since.IsZero() && !(ti.oldestOK && since.Compare(ti.oldest) >= 0) {
+	if complete && !since.IsZero() && !(ti.HasOldest && since.Compare(ti.Oldest) >= 0) {
 		complete, err = s.storeReaches(ctx, room, since)
 		if err != nil {
 			return nil, false, err
@@ -244,10 +244,7 @@ func (s *Service) Since(ctx context.Context, room string, since bus.ID, limit, m
 // storeReaches reports whether the store holds a message of room at or
 // before id.
 func (s *Service) storeReaches(ctx context.Context, room string, id bus.ID) (bool, error) {
-	b, ok := succ(id)
-	if !ok {
-		b = id
-	}
+	b, _ := id.Next() // the largest id itself when it has no next
 	msgs, _, err := s.store.Messages(ctx, room, store.Page{Before: &b, Limit: 1})
 	if err != nil {
 		return false, fmt.Errorf("read the message of room %s at or before %s: %w", room, id, err)
@@ -267,7 +264,7 @@ type merged struct {
 func merge(msgs []store.Message, entries []bus.Entry) []merged {
 	out := make([]merged, 0, len(msgs)+len(entries))
 	for _, m := range msgs {
-		out = append(out, merged{m.ID, frameOf(m)})
+		out = append(out, merged{m.ID, m.Entry().Frame()})
 	}
 	for _, e := range entries {
 		out = append(out, merged{e.ID, e.Frame()})
@@ -277,28 +274,10 @@ func merge(msgs []store.Message, entries []bus.Entry) []merged {
 	return slices.CompactFunc(out, func(a, b merged) bool { return a.id == b.id })
 }
 
-// frameOf is the live message frame of a stored message.
-func frameOf(m store.Message) bus.MessageFrame {
-	ts := m.CreatedAt.UnixMilli()
-	if m.CreatedAt.IsZero() {
-		ts = int64(m.ID.Ms)
-	}
-	return bus.MessageFrame{
-		Type:     "message",
-		ID:       m.ID.String(),
-		Room:     m.RoomID,
-		User:     m.Username,
-		UserID:   m.UserID,
-		Text:     m.Text,
-		TS:       ts,
-		ClientID: m.ClientID,
-	}
-}
-
 // raise moves the inclusive lower bound lo above the exclusive bound after
 // when that is higher; false when nothing lies above after.
 func raise(lo *bus.ID, after bus.ID) bool {
-	a, ok := succ(after)
+	a, ok := after.Next()
 	if ok && a.Compare(*lo) > 0 {
 		*lo = a
 	}
@@ -308,7 +287,7 @@ func raise(lo *bus.ID, after bus.ID) bool {
 // lower moves the inclusive upper bound hi below the exclusive bound before
 // when that is lower; false when nothing lies below before.
 func lower(hi *bus.ID, before bus.ID) bool {
-	b, ok := pred(before)
+	b, ok := before.Prev()
 	if ok && b.Compare(*hi) < 0 {
 		*hi = b
 	}

@@ -134,29 +134,15 @@ func entry(r string, i int) bus.Entry {
 // xadd appends entries to the stream with their own ids.
 func (e *env) xadd(entries ...bus.Entry) {
 	e.t.Helper()
-	ctx := context.Background()
 	for _, en := range entries {
-		cmd := e.rc.B().Xadd().Key(bus.Stream).Id(en.ID.String()).FieldValue()
-		f := en.Fields()
-		for i := 0; i < len(f); i += 2 {
-			cmd = cmd.FieldValue(f[i], f[i+1])
-		}
-		if err := e.rc.Do(ctx, cmd.Build()).Error(); err != nil {
-			e.t.Fatalf("xadd %s: %v", en.ID, err)
-		}
+		apptest.XAdd(e.t, e.rc, bus.Stream, en.ID.String(), en.Fields()...)
 	}
 }
 
 // xaddRaw appends an entry with arbitrary fields.
 func (e *env) xaddRaw(id string, fv ...string) {
 	e.t.Helper()
-	cmd := e.rc.B().Xadd().Key(bus.Stream).Id(id).FieldValue()
-	for i := 0; i < len(fv); i += 2 {
-		cmd = cmd.FieldValue(fv[i], fv[i+1])
-	}
-	if err := e.rc.Do(context.Background(), cmd.Build()).Error(); err != nil {
-		e.t.Fatalf("xadd %s: %v", id, err)
-	}
+	apptest.XAdd(e.t, e.rc, bus.Stream, id, fv...)
 }
 
 // store inserts messages straight into the store.
@@ -167,10 +153,7 @@ func (e *env) store(entries ...bus.Entry) {
 	}
 	msgs := make([]store.Message, len(entries))
 	for i, en := range entries {
-		msgs[i] = store.Message{
-			ID: en.ID, RoomID: en.RoomID, UserID: en.UserID, Username: en.Username,
-			Text: en.Text, ClientID: en.ClientID, Status: "sent",
-		}
+		msgs[i] = store.MessageFromEntry(en, time.Now())
 	}
 	for len(msgs) > 0 {
 		n := min(len(msgs), 500)
@@ -187,19 +170,11 @@ func (e *env) store(entries ...bus.Entry) {
 // and acknowledges them. Without ack they stay pending, not stored.
 func (e *env) deliver(n int, ack bool) {
 	e.t.Helper()
-	ctx := context.Background()
-	err := e.rc.Do(ctx, e.rc.B().XgroupCreate().Key(bus.Stream).Group(bus.Group).Id("0").Mkstream().Build()).Error()
-	if err != nil && !strings.Contains(err.Error(), "BUSYGROUP") {
-		e.t.Fatalf("create group: %v", err)
+	if err := bus.EnsureGroup(context.Background(), e.rc); err != nil {
+		e.t.Fatal(err)
 	}
 	for n > 0 {
-		c := min(n, 500)
-		got, err := e.rc.Do(ctx, e.rc.B().Xreadgroup().Group(bus.Group, "test").Count(int64(c)).
-			Streams().Key(bus.Stream).Id(">").Build()).AsXRead()
-		if err != nil {
-			e.t.Fatalf("xreadgroup: %v", err)
-		}
-		xs := got[bus.Stream]
+		xs := apptest.ReadGroup(e.t, e.rc, bus.Group, "test", int64(min(n, 500)))
 		if len(xs) == 0 {
 			e.t.Fatalf("deliver: stream has %d entries fewer than asked", n)
 		}
@@ -211,14 +186,12 @@ func (e *env) deliver(n int, ack bool) {
 		ids := make([]string, 0, len(xs))
 		for _, x := range xs {
 			ids = append(ids, x.ID)
-			if en, err := bus.DecodeEntry(x.ID, x.FieldValues); err == nil {
+			if en, err := bus.DecodeForStore(x); err == nil {
 				entries = append(entries, en)
 			}
 		}
 		e.store(entries...)
-		if err := e.rc.Do(ctx, e.rc.B().Xack().Key(bus.Stream).Group(bus.Group).Id(ids...).Build()).Error(); err != nil {
-			e.t.Fatalf("xack: %v", err)
-		}
+		apptest.Ack(e.t, e.rc, bus.Group, ids...)
 	}
 }
 
