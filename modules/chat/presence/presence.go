@@ -29,6 +29,7 @@ package presence
 
 import (
 	"context"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -119,8 +120,6 @@ type Tracker struct {
 	log *slog.Logger
 	now func() time.Time // the clock of the scores; tests move it
 
-	touchScript, removeScript, flushScript, membersScript *rueidis.Lua
-
 	mu    sync.Mutex
 	rooms map[string]*room
 	due   map[string]time.Time // rooms this replica flushes, and when
@@ -172,11 +171,6 @@ func New(r rueidis.Client, replicaID string, opt Options, log *slog.Logger) *Tra
 		wake:  make(chan struct{}, 1),
 
 		unsent: map[string][]string{},
-
-		touchScript:   rueidis.NewLuaScript(touchSrc),
-		removeScript:  rueidis.NewLuaScript(removeSrc),
-		flushScript:   rueidis.NewLuaScript(flushSrc),
-		membersScript: rueidis.NewLuaScript(membersSrc),
 	}
 }
 
@@ -299,7 +293,7 @@ func (t *Tracker) Leave(ctx context.Context, roomName, userID string) error {
 // joiner's own join is such a pending change: the gateway adds the joiner
 // to the list it sends it.) An empty room gives an empty slice.
 func (t *Tracker) Members(ctx context.Context, roomName string) ([]Member, error) {
-	res, err := t.membersScript.Exec(ctx, t.r, keysOf(roomName), []string{ms(t.now())}).AsStrSlice()
+	res, err := membersScript.Exec(ctx, t.r, keysOf(roomName), []string{ms(t.now())}).AsStrSlice()
 	if err != nil {
 		return nil, fmt.Errorf("read members of room %s: %w", roomName, err)
 	}
@@ -591,12 +585,12 @@ func (t *Tracker) touch(ctx context.Context, roomName string, members []Member) 
 	for _, m := range members {
 		a = append(a, m.UserID, m.Username)
 	}
-	return t.write(ctx, t.touchScript, roomName, a)
+	return t.write(ctx, touchScript, roomName, a)
 }
 
 // remove removes this replica's entries of users.
 func (t *Tracker) remove(ctx context.Context, roomName string, userIDs []string) error {
-	return t.write(ctx, t.removeScript, roomName, append(t.args(len(userIDs)), userIDs...))
+	return t.write(ctx, removeScript, roomName, append(t.args(len(userIDs)), userIDs...))
 }
 
 func (t *Tracker) write(ctx context.Context, s *rueidis.Lua, roomName string, args []string) error {
@@ -627,7 +621,7 @@ func (t *Tracker) flush(ctx context.Context, roomName string, force bool) error 
 	args := append([]string{
 		ms(t.now()), strconv.FormatInt(max(t.opt.Interval.Milliseconds(), 1), 10), strconv.Itoa(t.opt.MaxMembers), f,
 	}, unsent...)
-	res, err := t.flushScript.Exec(ctx, t.r, keysOf(roomName), args).AsStrSlice()
+	res, err := flushScript.Exec(ctx, t.r, keysOf(roomName), args).AsStrSlice()
 	if err != nil {
 		return fmt.Errorf("take presence events of room %s: %w", roomName, err)
 	}
@@ -710,158 +704,43 @@ func coalesce(roomName string, items []string) []Frame {
 	return frames
 }
 
-// The scripts. KEYS: entries Z, counts C, names N, pending P, due D (see
-// keysOf). ARGV of the write scripts: now ms, expiry ms, due ms, TTL ms,
-// interval ms, max members, replica id, then their data. Numbers passed to
-// redis.call are the ARGV strings or small integers, because Lua formats
-// large numbers in exponent notation.
-const scriptPrelude = `
-local Z, C, N, P, D = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local now, expiry, due = ARGV[1], ARGV[2], ARGV[3]
-local ttl, interval, maxm = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local rid = ARGV[7]
-local events = 0
+// The scripts, each built once for every Tracker. KEYS: entries Z, counts
+// C, names N, pending P, due D (see keysOf). ARGV of the write scripts
+// (touch, remove): now ms, expiry ms, due ms, TTL ms, interval ms, max
+// members, replica id, then their data; they run after prelude.lua, their
+// shared helpers (event, drop, purge, finish). Numbers passed to redis.call
+// are the ARGV strings or small integers, because Lua formats large numbers
+// in exponent notation.
+var (
+	//go:embed prelude.lua
+	preludeLua string
+	//go:embed touch.lua
+	touchLua string
+	//go:embed remove.lua
+	removeLua string
+	//go:embed flush.lua
+	flushLua string
+	//go:embed members.lua
+	membersLua string
 
-local function event(sign, uid, name)
-  if redis.call('HLEN', C) > maxm then return end
-  redis.call('RPUSH', P, sign .. uid .. '\0' .. name)
-  events = events + 1
-end
-
--- drop accounts for an entry removed from Z.
-local function drop(member)
-  local sep = string.find(member, '\0', 1, true)
-  if not sep then return end
-  local uid = string.sub(member, 1, sep - 1)
-  if redis.call('HINCRBY', C, uid, -1) <= 0 then
-    redis.call('HDEL', C, uid)
-    local name = redis.call('HGET', N, uid) or ''
-    redis.call('HDEL', N, uid)
-    event('-', uid, name)
-  end
-end
-
--- purge removes expired entries (of dead replicas).
-local function purge()
-  local expired = redis.call('ZRANGEBYSCORE', Z, '-inf', now, 'LIMIT', 0, 1000)
-  for _, m in ipairs(expired) do
-    if redis.call('ZREM', Z, m) == 1 then drop(m) end
-  end
-end
-
--- finish keeps the pending list bounded in time and returns 1 when this
--- replica is now the one to flush the room (nobody alive is due to).
-local function finish()
-  if events == 0 then return 0 end
-  redis.call('PEXPIRE', P, ttl)
-  local d = redis.call('GET', D)
-  if d and tonumber(d) + interval >= tonumber(now) then return 0 end
-  redis.call('SET', D, due, 'PX', 2 * interval + 1000)
-  return 1
-end
-`
-
-const touchSrc = scriptPrelude + `
-purge()
-for i = 8, #ARGV - 1, 2 do
-  local uid, name = ARGV[i], ARGV[i + 1]
-  if redis.call('ZADD', Z, expiry, uid .. '\0' .. rid) == 1 then
-    if redis.call('HINCRBY', C, uid, 1) == 1 then
-      redis.call('HSET', N, uid, name)
-      event('+', uid, name)
-    end
-  end
-end
--- The keys outlive the latest entry by a TTL, and vanish when every
--- replica is gone.
-local top = redis.call('ZREVRANGE', Z, 0, 0, 'WITHSCORES')
-if top[2] then
-  local keep = math.floor(tonumber(top[2]) - tonumber(now)) + ttl
-  redis.call('PEXPIRE', Z, keep)
-  redis.call('PEXPIRE', C, keep)
-  redis.call('PEXPIRE', N, keep)
-end
-return finish()
-`
-
-const removeSrc = scriptPrelude + `
-purge()
-for i = 8, #ARGV do
-  local m = ARGV[i] .. '\0' .. rid
-  if redis.call('ZREM', Z, m) == 1 then drop(m) end
-end
-return finish()
-`
-
-// ARGV: now ms, interval ms, max members, force ("1": the caller is due to
-// flush; "0": take the events only when the replica due is gone), then the
-// caller's unsent items (of a batch it failed to publish). Returns "0" when
-// it took nothing (another replica is due), else "1" followed by the items
-// to publish, oldest first: the unsent ones that are not stale, then the
-// pending ones. An unsent item is stale when its user has no pending event
-// and is not (or no longer) in its state: a newer change was published.
-const flushSrc = `
-local C, P, D = KEYS[2], KEYS[4], KEYS[5]
-local d = redis.call('GET', D)
-if ARGV[4] ~= '1' and d and tonumber(d) + tonumber(ARGV[2]) >= tonumber(ARGV[1]) then
-  return {'0'}
-end
-local items = redis.call('LRANGE', P, 0, -1)
-redis.call('DEL', P, D)
-if redis.call('HLEN', C) > tonumber(ARGV[3]) then return {'1'} end
-local function uid(it)
-  local sep = string.find(it, '\0', 1, true)
-  if not sep then return nil end
-  return string.sub(it, 2, sep - 1)
-end
-local newer = {}
-for _, it in ipairs(items) do
-  local u = uid(it)
-  if u then newer[u] = true end
-end
-local out = {'1'}
-for i = 5, #ARGV do
-  local it, u = ARGV[i], uid(ARGV[i])
-  if u and (newer[u] or (redis.call('HEXISTS', C, u) == 1) == (string.sub(it, 1, 1) == '+')) then
-    out[#out + 1] = it
-  end
-end
-for _, it in ipairs(items) do out[#out + 1] = it end
-return out
-`
-
-// ARGV: now ms. Returns user id, username pairs of the members as
-// announced (see Members): live entries, less users whose first pending
-// event is an online, plus users whose first pending event is an offline.
-const membersSrc = `
-local Z, N, P = KEYS[1], KEYS[3], KEYS[4]
-local first = {}
-for _, it in ipairs(redis.call('LRANGE', P, 0, -1)) do
-  local sign, rest = string.sub(it, 1, 1), string.sub(it, 2)
-  local sep = string.find(rest, '\0', 1, true)
-  if sep and (sign == '+' or sign == '-') then
-    local uid = string.sub(rest, 1, sep - 1)
-    if not first[uid] then first[uid] = {sign, string.sub(rest, sep + 1)} end
-  end
-end
-local seen, out = {}, {}
-for _, m in ipairs(redis.call('ZRANGEBYSCORE', Z, '(' .. ARGV[1], '+inf')) do
-  local sep = string.find(m, '\0', 1, true)
-  if sep then
-    local uid = string.sub(m, 1, sep - 1)
-    if not seen[uid] and not (first[uid] and first[uid][1] == '+') then
-      seen[uid] = true
-      out[#out + 1] = uid
-      out[#out + 1] = redis.call('HGET', N, uid) or ''
-    end
-  end
-end
-for uid, f in pairs(first) do
-  if f[1] == '-' and not seen[uid] then
-    seen[uid] = true
-    out[#out + 1] = uid
-    out[#out + 1] = f[2]
-  end
-end
-return out
-`
+	// touchScript adds or refreshes this replica's entries of users (ARGV
+	// data: user id, username pairs).
+	touchScript = rueidis.NewLuaScript(preludeLua + touchLua)
+	// removeScript removes this replica's entries of users (ARGV data: user
+	// ids).
+	removeScript = rueidis.NewLuaScript(preludeLua + removeLua)
+	// flushScript: ARGV: now ms, interval ms, max members, force ("1": the
+	// caller is due to flush; "0": take the events only when the replica
+	// due is gone), then the caller's unsent items (of a batch it failed to
+	// publish). Returns "0" when it took nothing (another replica is due),
+	// else "1" followed by the items to publish, oldest first: the unsent
+	// ones that are not stale, then the pending ones. An unsent item is
+	// stale when its user has no pending event and is not (or no longer) in
+	// its state: a newer change was published.
+	flushScript = rueidis.NewLuaScript(flushLua)
+	// membersScript: ARGV: now ms. Returns user id, username pairs of the
+	// members as announced (see Members): live entries, less users whose
+	// first pending event is an online, plus users whose first pending
+	// event is an offline.
+	membersScript = rueidis.NewLuaScript(membersLua)
+)
