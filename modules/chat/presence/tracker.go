@@ -1,48 +1,16 @@
-// Package presence tracks which users are online in which rooms across all chat replicas, in Redis.
-//
-// Each room has, in Redis, a sorted set of entries "<userId>\x00<replicaID>"
-// scored by their expiry time (ms since epoch). A replica writes an entry
-// when the first of its connections of a user joins a room, refreshes the
-// scores of all its entries every Refresh and removes an entry when its last
-// connection of the user leaves; entries of a replica that died stop being
-// refreshed, so readers ignore them once expired and writers purge them.
-// Beside the set, a hash counts the live entries of each user: it is what
-// decides, atomically in a Lua script, that a user came online (first entry
-// across replicas) or went offline (last entry gone).
-//
-// Those transitions are appended to a per-room pending list in Redis, so
-// that they are ordered and coalesced across replicas: the replica that
-// appended the first event of a window flushes the room Interval later,
-// taking the list atomically, cancelling a user's online/offline pairs and
-// publishing what is left as ONE JSON array on bus.PresenceChannel(room).
-// A batch whose publish fails is kept by the replica that took it (one
-// event per user, the latest) and retried with the room's next flush, ahead
-// of the newer events; an event of it whose user has no newer event and no
-// longer has that state (another replica published a newer change) is
-// dropped as stale, so the latest state wins.
-// Rooms with more than MaxMembers users publish nothing; clients then poll
-// the members (Members).
-//
-// The keys share a hash tag ("chat:presence:{<room>}...") so the scripts
-// work on a Redis Cluster too. Only this package knows them.
 package presence
 
 import (
 	"context"
-	_ "embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/redis/rueidis"
-
-	"github.com/auroradev/aurora/app/bus"
 )
 
 // Member is one online user of a room.
@@ -381,82 +349,6 @@ func (h *health) report(log *slog.Logger, err error) {
 	}
 }
 
-// nextDue returns the earliest time a room is due for a flush.
-func (t *Tracker) nextDue() (time.Time, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	var next time.Time
-	for _, d := range t.due {
-		if next.IsZero() || d.Before(next) {
-			next = d
-		}
-	}
-	return next, !next.IsZero()
-}
-
-// schedule makes this replica flush room after Interval, unless it already
-// will.
-func (t *Tracker) schedule(roomName string) {
-	t.mu.Lock()
-	if _, ok := t.due[roomName]; !ok {
-		t.due[roomName] = time.Now().Add(t.opt.Interval)
-	}
-	t.mu.Unlock()
-	select {
-	case t.wake <- struct{}{}:
-	default:
-	}
-}
-
-// flushDue flushes the rooms due by now.
-func (t *Tracker) flushDue(ctx context.Context, now time.Time) error {
-	t.mu.Lock()
-	var rooms []string
-	for r, d := range t.due {
-		if !d.After(now) {
-			rooms = append(rooms, r)
-			delete(t.due, r)
-		}
-	}
-	t.mu.Unlock()
-	var errs []error
-	for _, r := range rooms {
-		if err := t.flush(ctx, r, true); err != nil {
-			errs = append(errs, err)
-			t.retryFlush(r)
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// retryFlush schedules another flush of room, after a failed one, an
-// Interval later (the events stay pending in Redis).
-func (t *Tracker) retryFlush(roomName string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if _, ok := t.due[roomName]; !ok {
-		t.due[roomName] = time.Now().Add(t.opt.Interval)
-	}
-}
-
-// flushAll flushes every room this replica is due to flush, now.
-func (t *Tracker) flushAll(ctx context.Context) error {
-	t.mu.Lock()
-	rooms := make([]string, 0, len(t.due))
-	for r := range t.due {
-		rooms = append(rooms, r)
-	}
-	clear(t.due)
-	t.mu.Unlock()
-	var errs []error
-	for _, r := range rooms {
-		if err := t.flush(ctx, r, true); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
-}
-
 // roomNames returns the rooms with local state, sorted.
 func (t *Tracker) roomNames() []string {
 	t.mu.Lock()
@@ -499,9 +391,6 @@ func (t *Tracker) lockRoom(roomName string) (members []Member, unlock func(), ok
 		t.mu.Unlock()
 	}, true
 }
-
-// batch bounds the users one script call writes, to keep scripts short.
-const batch = 500
 
 // refresh rewrites the entries of all local users (re-adding any that
 // expired or failed to be written), purging expired entries of other
@@ -554,193 +443,3 @@ func (t *Tracker) removeAll(ctx context.Context) error {
 	}
 	return errors.Join(errs...)
 }
-
-// keysOf returns the Redis keys of a room, in the order the scripts use:
-// entries (zset), live entries per user (hash), usernames (hash), pending
-// events (list), flush due time (string).
-func keysOf(roomName string) []string {
-	base := "chat:presence:{" + roomName + "}"
-	return []string{base, base + ":count", base + ":names", base + ":pending", base + ":due"}
-}
-
-func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
-
-// args returns the arguments common to the write scripts.
-func (t *Tracker) args(extra int) []string {
-	now := t.now()
-	a := make([]string, 7, 7+extra)
-	a[0] = ms(now)
-	a[1] = ms(now.Add(t.opt.TTL))
-	a[2] = ms(now.Add(t.opt.Interval))
-	a[3] = strconv.FormatInt(t.opt.TTL.Milliseconds(), 10)
-	a[4] = strconv.FormatInt(max(t.opt.Interval.Milliseconds(), 1), 10)
-	a[5] = strconv.Itoa(t.opt.MaxMembers)
-	a[6] = t.id
-	return a
-}
-
-// touch writes (adds or refreshes) this replica's entries of members.
-func (t *Tracker) touch(ctx context.Context, roomName string, members []Member) error {
-	a := t.args(2 * len(members))
-	for _, m := range members {
-		a = append(a, m.UserID, m.Username)
-	}
-	return t.write(ctx, touchScript, roomName, a)
-}
-
-// remove removes this replica's entries of users.
-func (t *Tracker) remove(ctx context.Context, roomName string, userIDs []string) error {
-	return t.write(ctx, removeScript, roomName, append(t.args(len(userIDs)), userIDs...))
-}
-
-func (t *Tracker) write(ctx context.Context, s *rueidis.Lua, roomName string, args []string) error {
-	sched, err := s.Exec(ctx, t.r, keysOf(roomName), args).AsInt64()
-	if err != nil {
-		return err
-	}
-	if sched == 1 {
-		t.schedule(roomName)
-	}
-	return nil
-}
-
-// flush takes the room's pending events and publishes them, coalesced, as
-// one message, after the events of an earlier batch of the room whose
-// publish failed. Unless force is set it leaves them to the replica due to
-// flush them, if that one is alive. When the publish fails, the coalesced
-// events (at most one per user) are kept for the room's next flush, which
-// the caller schedules on the error.
-func (t *Tracker) flush(ctx context.Context, roomName string, force bool) error {
-	f := "0"
-	if force {
-		f = "1"
-	}
-	t.mu.Lock()
-	unsent := t.unsent[roomName]
-	t.mu.Unlock()
-	args := append([]string{
-		ms(t.now()), strconv.FormatInt(max(t.opt.Interval.Milliseconds(), 1), 10), strconv.Itoa(t.opt.MaxMembers), f,
-	}, unsent...)
-	res, err := flushScript.Exec(ctx, t.r, keysOf(roomName), args).AsStrSlice()
-	if err != nil {
-		return fmt.Errorf("take presence events of room %s: %w", roomName, err)
-	}
-	if len(res) == 0 || res[0] != "1" {
-		return nil // another replica is due to flush; unsent stays for ours
-	}
-	// The script has taken (or dropped as stale) what was unsent.
-	t.mu.Lock()
-	delete(t.unsent, roomName)
-	t.mu.Unlock()
-	frames := coalesce(roomName, res[1:])
-	if len(frames) == 0 {
-		return nil
-	}
-	payload, err := json.Marshal(frames)
-	if err != nil {
-		return fmt.Errorf("encode %d presence frames: %w", len(frames), err)
-	}
-	if t.beforePublish != nil {
-		t.beforePublish()
-	}
-	ch := bus.PresenceChannel(roomName)
-	if err := t.r.Do(ctx, t.r.B().Publish().Channel(ch).Message(string(payload)).Build()).Error(); err != nil {
-		t.keepUnsent(roomName, frames)
-		return fmt.Errorf("publish %d presence frames on %s (kept for the next flush): %w", len(frames), ch, err)
-	}
-	return nil
-}
-
-// keepUnsent keeps frames, whose publish failed, for room's next flush, as
-// pending items: coalesced, they are one per user already.
-func (t *Tracker) keepUnsent(roomName string, frames []Frame) {
-	items := make([]string, len(frames))
-	for i, f := range frames {
-		sign := "+"
-		if f.Status == StatusOffline {
-			sign = "-"
-		}
-		items[i] = sign + f.UserID + "\x00" + f.User
-	}
-	t.mu.Lock()
-	t.unsent[roomName] = items
-	t.mu.Unlock()
-}
-
-// coalesce turns pending events ("+" or "-", user id, NUL, username) into
-// frames: a user's events alternate online/offline, so an online and an
-// offline of one user cancel out, and what is left of each user is one
-// frame, in the order of the users' last events.
-func coalesce(roomName string, items []string) []Frame {
-	type state struct {
-		frame Frame
-		seq   int
-	}
-	last := map[string]*state{}
-	for i, it := range items {
-		if len(it) < 2 || (it[0] != '+' && it[0] != '-') {
-			continue // not ours
-		}
-		id, name, _ := strings.Cut(it[1:], "\x00")
-		status := StatusOnline
-		if it[0] == '-' {
-			status = StatusOffline
-		}
-		if s, ok := last[id]; ok && s.frame.Status != status {
-			delete(last, id)
-			continue
-		}
-		last[id] = &state{seq: i, frame: Frame{Type: "presence", Room: roomName, User: name, UserID: id, Status: status}}
-	}
-	states := make([]*state, 0, len(last))
-	for _, s := range last {
-		states = append(states, s)
-	}
-	sort.Slice(states, func(i, j int) bool { return states[i].seq < states[j].seq })
-	frames := make([]Frame, len(states))
-	for i, s := range states {
-		frames[i] = s.frame
-	}
-	return frames
-}
-
-// The scripts, each built once for every Tracker. KEYS: entries Z, counts
-// C, names N, pending P, due D (see keysOf). ARGV of the write scripts
-// (touch, remove): now ms, expiry ms, due ms, TTL ms, interval ms, max
-// members, replica id, then their data; they run after prelude.lua, their
-// shared helpers (event, drop, purge, finish). Numbers passed to redis.call
-// are the ARGV strings or small integers, because Lua formats large numbers
-// in exponent notation.
-var (
-	//go:embed prelude.lua
-	preludeLua string
-	//go:embed touch.lua
-	touchLua string
-	//go:embed remove.lua
-	removeLua string
-	//go:embed flush.lua
-	flushLua string
-	//go:embed members.lua
-	membersLua string
-
-	// touchScript adds or refreshes this replica's entries of users (ARGV
-	// data: user id, username pairs).
-	touchScript = rueidis.NewLuaScript(preludeLua + touchLua)
-	// removeScript removes this replica's entries of users (ARGV data: user
-	// ids).
-	removeScript = rueidis.NewLuaScript(preludeLua + removeLua)
-	// flushScript: ARGV: now ms, interval ms, max members, force ("1": the
-	// caller is due to flush; "0": take the events only when the replica
-	// due is gone), then the caller's unsent items (of a batch it failed to
-	// publish). Returns "0" when it took nothing (another replica is due),
-	// else "1" followed by the items to publish, oldest first: the unsent
-	// ones that are not stale, then the pending ones. An unsent item is
-	// stale when its user has no pending event and is not (or no longer) in
-	// its state: a newer change was published.
-	flushScript = rueidis.NewLuaScript(flushLua)
-	// membersScript: ARGV: now ms. Returns user id, username pairs of the
-	// members as announced (see Members): live entries, less users whose
-	// first pending event is an online, plus users whose first pending
-	// event is an offline.
-	membersScript = rueidis.NewLuaScript(membersLua)
-)
