@@ -24,11 +24,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/redis/rueidis"
 
@@ -49,24 +47,17 @@ func init() {
 	})
 }
 
-// presenceTracker is what the gateway needs of presence.Tracker.
-type presenceTracker interface {
-	Join(ctx context.Context, room string, m presence.Member) error
-	Leave(ctx context.Context, room, userID string) error
-	Members(ctx context.Context, room string) ([]presence.Member, error)
-	Run(ctx context.Context)
-}
-
-// historyReader is what the gateway needs of history.Service.
-type historyReader interface {
-	Since(ctx context.Context, room string, since bus.ID, limit, maxBytes int) ([]history.Frame, bool, error)
-}
-
 // gateway is the chat module: the WebSocket endpoint and everything behind it.
 type gateway struct {
+	// rooms owns room membership: hub, subscriptions, presence, fan-out
+	// and recovery.
+	*rooms
+	// sender is the hot path of a message.
+	*sender
+
 	cfg       config.Chat
 	origins   []string
-	rooms     []string // chat.rooms_allowed: when not empty, the only rooms served
+	allowed   allowedRooms // chat.rooms_allowed
 	log       *slog.Logger
 	redis     rueidis.Client
 	tokens    *token.Issuer
@@ -75,19 +66,9 @@ type gateway struct {
 	metrics   *metrics
 	replicaID string
 
-	// delivered is the highest message id Pub/Sub brought this replica.
-	deliveredMu sync.Mutex
-	delivered   bus.ID
-	// scriptCalls counts the send script's calls (what a message costs
-	// Redis); tests read it.
-	scriptCalls atomic.Int64
-	// typingFailing is set while typing publishes fail, so that an outage
-	// is logged once.
-	typingFailing atomic.Bool
-
-	hub   *hub
-	subs  *subscriber
 	slots *slots
+	// deps is what every connection is given of the gateway.
+	deps *connDeps
 
 	draining atomic.Bool
 	conns    sync.WaitGroup // one per connection handler
@@ -106,7 +87,7 @@ func newModule(_ context.Context, h *app.Host) (app.Module, error) {
 	g := &gateway{
 		cfg:       cfg,
 		origins:   h.Config.HTTP.CORSOrigins,
-		rooms:     cfg.RoomsAllowed,
+		allowed:   cfg.RoomsAllowed,
 		log:       log,
 		redis:     h.Redis,
 		tokens:    h.Tokens,
@@ -135,10 +116,18 @@ func newModule(_ context.Context, h *app.Host) (app.Module, error) {
 // init builds the parts that depend only on the fields set by the caller, so
 // tests and benchmarks can build a gateway without an app.
 func (g *gateway) init() {
-	g.hub = newHub()
-	g.subs = newSubscriber(g.redis, g.hub, g.deliver, g.log.With("part", "pubsub"))
-	g.subs.onGap = g.recoverGap
+	g.rooms = newRooms(g.redis, g.presence, g.history, g.log)
+	g.sender = &sender{redis: g.redis, cfg: g.cfg}
 	g.slots = newSlots(g.redis, g.replicaID, g.cfg.MaxConnsPerUser)
+	g.deps = &connDeps{
+		cfg:     g.cfg,
+		log:     g.log,
+		metrics: g.metrics,
+		rooms:   g.rooms,
+		sender:  g.sender,
+		typing:  &typingPublisher{redis: g.redis, log: g.log, dropped: g.metrics.typingDropped},
+		allowed: g.allowed,
+	}
 }
 
 // Start subscribes, starts the presence loop and the slot refresher.
@@ -152,7 +141,7 @@ func (g *gateway) Start(ctx context.Context) error {
 	g.bg.Add(3)
 	go func() { defer g.bg.Done(); g.subs.run(bg) }()
 	go func() { defer g.bg.Done(); g.presence.Run(bg) }()
-	go func() { defer g.bg.Done(); g.slots.run(bg, g.hub, g.log) }()
+	go func() { defer g.bg.Done(); g.slots.run(bg, g.hub.slotsByUser, g.log) }()
 	return nil
 }
 
@@ -165,7 +154,7 @@ func (g *gateway) Stop(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c.shutdown()
+			c.ep.shutdown()
 		}()
 	}
 	done := make(chan struct{})
@@ -180,7 +169,7 @@ func (g *gateway) Stop(ctx context.Context) error {
 	case <-ctx.Done():
 		err = fmt.Errorf("close %d websocket connections: %w", len(conns), ctx.Err())
 		for _, c := range conns {
-			c.kill()
+			c.ep.kill()
 		}
 		<-done
 	}
@@ -259,15 +248,8 @@ func (g *gateway) servePresence(w http.ResponseWriter, r *http.Request) {
 
 // roomAllowed reports whether chat.rooms_allowed lets users into room (an
 // empty list lets them into every room).
-func (g *gateway) roomAllowed(room string) bool {
-	return len(g.rooms) == 0 || slices.Contains(g.rooms, room)
-}
+func (g *gateway) roomAllowed(room string) bool { return g.allowed.allows(room) }
 
 // roomRefusal is the human part of refusing a room chat.rooms_allowed
 // keeps closed.
-func (g *gateway) roomRefusal(room string) string {
-	return history.RoomRefusal(room, g.rooms)
-}
-
-// redisTimeout bounds every Redis call made for a client request.
-const redisTimeout = 5 * time.Second
+func (g *gateway) roomRefusal(room string) string { return g.allowed.refusal(room) }

@@ -5,10 +5,12 @@ import (
 	_ "embed"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 
 	"github.com/redis/rueidis"
 
 	"github.com/auroradev/aurora/app/bus"
+	"github.com/auroradev/aurora/config"
 )
 
 // Redis keys private to the chat role. Rate-limit windows are fixed one
@@ -84,28 +86,37 @@ type outgoing struct {
 	Room, UserID, Username, Text, ClientID string
 }
 
+// sender runs the hot path: it is all a connection needs to send a message.
+type sender struct {
+	redis rueidis.Client
+	cfg   config.Chat
+	// scriptCalls counts the send script's calls (what a message costs
+	// Redis); tests read it.
+	scriptCalls atomic.Int64
+}
+
 // send runs the hot-path script for m.
-func (g *gateway) send(ctx context.Context, m outgoing) (sendResult, error) {
+func (s *sender) send(ctx context.Context, m outgoing) (sendResult, error) {
 	dedupeMs := "0"
 	if m.ClientID != "" {
-		dedupeMs = strconv.FormatInt(g.cfg.DedupeWindow.Milliseconds(), 10)
+		dedupeMs = strconv.FormatInt(s.cfg.DedupeWindow.Milliseconds(), 10)
 	}
 	prefix, middle, suffix := messageFrameParts(m.Room, m.Username, m.UserID, m.Text, m.ClientID)
 	keys := []string{dedupeKey(m.UserID, m.Room, m.ClientID), roomRateKey(m.UserID, m.Room), userRateKey(m.UserID), bus.Stream,
 		legacyDedupeKey(m.UserID, m.ClientID)}
 	args := append([]string{
-		strconv.Itoa(g.cfg.RoomRate), strconv.Itoa(g.cfg.UserRate), strconv.Itoa(rateWindowMs), dedupeMs,
+		strconv.Itoa(s.cfg.RoomRate), strconv.Itoa(s.cfg.UserRate), strconv.Itoa(rateWindowMs), dedupeMs,
 		bus.Channel(m.Room), prefix, middle, suffix, bus.FieldTS, bus.FieldRoomID, m.Room,
 	}, bus.Entry{RoomID: m.Room, UserID: m.UserID, Username: m.Username, Text: m.Text, ClientID: m.ClientID}.Fields()...)
-	g.scriptCalls.Add(1)
-	res, err := sendScript.Exec(ctx, g.redis, keys, args).ToArray()
+	s.scriptCalls.Add(1)
+	res, err := sendScript.Exec(ctx, s.redis, keys, args).ToArray()
 	if _, isRedisErr := rueidis.IsRedisErr(err); err != nil && !isRedisErr && m.ClientID != "" && ctx.Err() == nil {
 		// A connection that broke while Redis was away fails its next
 		// command once (EOF) before the client dials again. With a
 		// clientId the script is idempotent (a resend is answered with the
 		// original id), so one retry is safe.
-		g.scriptCalls.Add(1)
-		res, err = sendScript.Exec(ctx, g.redis, keys, args).ToArray()
+		s.scriptCalls.Add(1)
+		res, err = sendScript.Exec(ctx, s.redis, keys, args).ToArray()
 	}
 	if err != nil {
 		return sendResult{}, fmt.Errorf("send message to room %s: %w", m.Room, err)

@@ -1,29 +1,68 @@
 package chat
 
 import (
+	"encoding/json"
+	"log/slog"
 	"sort"
 	"sync"
 	"sync/atomic"
+
+	"github.com/coder/websocket"
 )
+
+// member is one local connection as membership sees it: who it is, where
+// its frames go and how to close it. A conn embeds its member; the hub,
+// fan-out, gap recovery and the gateway's drain hold the member, never the
+// conn, so they do not depend on how a connection reads and writes.
+type member struct {
+	userID, username string
+	// slot is the connection's entry in the per-user connection cap
+	// (slots.member).
+	slot string
+	log  *slog.Logger
+	q    *sendQueue
+	ep   endpoint
+}
+
+// endpoint is how a member's connection is closed (conn implements it).
+type endpoint interface {
+	// closeWith flushes what is queued and closes with code; the first
+	// request wins.
+	closeWith(code websocket.StatusCode, reason string)
+	// shutdown lets the frame being handled finish, then closes with 1001.
+	shutdown()
+	// kill closes without waiting for the peer.
+	kill()
+}
+
+// reply queues a frame for this connection alone.
+func (m *member) reply(v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		m.log.Error("encode frame", "err", err)
+		return
+	}
+	m.q.push("", item{frame: b})
+}
 
 // hub is this replica's membership: which local connections are in which
 // room. Fan-out reads it under a read lock for every message, so it holds
 // nothing else and no I/O ever happens under its lock.
 type hub struct {
 	mu       sync.RWMutex
-	rooms    map[string]map[*conn]struct{}
-	conns    map[*conn]struct{}
+	rooms    map[string]map[*member]struct{}
+	conns    map[*member]struct{}
 	draining bool
 }
 
 func newHub() *hub {
-	return &hub{rooms: map[string]map[*conn]struct{}{}, conns: map[*conn]struct{}{}}
+	return &hub{rooms: map[string]map[*member]struct{}{}, conns: map[*member]struct{}{}}
 }
 
 // register adds a connection unless the gateway is draining; it counts the
 // connection on wg under the same lock, so Stop's wait sees every
 // connection registered before it started draining.
-func (h *hub) register(c *conn, wg *sync.WaitGroup) bool {
+func (h *hub) register(c *member, wg *sync.WaitGroup) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.draining {
@@ -34,7 +73,7 @@ func (h *hub) register(c *conn, wg *sync.WaitGroup) bool {
 	return true
 }
 
-func (h *hub) unregister(c *conn) {
+func (h *hub) unregister(c *member) {
 	h.mu.Lock()
 	delete(h.conns, c)
 	h.mu.Unlock()
@@ -42,12 +81,12 @@ func (h *hub) unregister(c *conn) {
 
 // drain marks the hub draining (no more registrations) and returns the
 // registered connections.
-func (h *hub) drain(flag *atomic.Bool) []*conn {
+func (h *hub) drain(flag *atomic.Bool) []*member {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.draining = true
 	flag.Store(true)
-	out := make([]*conn, 0, len(h.conns))
+	out := make([]*member, 0, len(h.conns))
 	for c := range h.conns {
 		out = append(out, c)
 	}
@@ -55,19 +94,19 @@ func (h *hub) drain(flag *atomic.Bool) []*conn {
 }
 
 // join adds c to room.
-func (h *hub) join(room string, c *conn) {
+func (h *hub) join(room string, c *member) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	m := h.rooms[room]
 	if m == nil {
-		m = map[*conn]struct{}{}
+		m = map[*member]struct{}{}
 		h.rooms[room] = m
 	}
 	m[c] = struct{}{}
 }
 
 // leave removes c from room.
-func (h *hub) leave(room string, c *conn) {
+func (h *hub) leave(room string, c *member) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	m := h.rooms[room]
@@ -98,7 +137,7 @@ func (h *hub) roomNames() []string {
 
 // each calls fn for every local member of room, under the read lock: fn
 // must not block.
-func (h *hub) each(room string, fn func(*conn)) {
+func (h *hub) each(room string, fn func(*member)) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for c := range h.rooms[room] {
@@ -107,16 +146,16 @@ func (h *hub) each(room string, fn func(*conn)) {
 }
 
 // members returns every connection that is in at least one room.
-func (h *hub) members() []*conn {
+func (h *hub) members() []*member {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	seen := map[*conn]struct{}{}
+	seen := map[*member]struct{}{}
 	for _, cs := range h.rooms {
 		for c := range cs {
 			seen[c] = struct{}{}
 		}
 	}
-	out := make([]*conn, 0, len(seen))
+	out := make([]*member, 0, len(seen))
 	for c := range seen {
 		out = append(out, c)
 	}

@@ -177,9 +177,10 @@ func (s *slots) beat(ctx context.Context) (lost bool, err error) {
 	return false, nil
 }
 
-// run keeps the heartbeat and refreshes this replica's entries until ctx is
-// done; a lost heartbeat refreshes them at once.
-func (s *slots) run(ctx context.Context, h *hub, log *slog.Logger) {
+// run keeps the heartbeat and refreshes this replica's entries (local
+// returns them, by user id) until ctx is done; a lost heartbeat refreshes
+// them at once.
+func (s *slots) run(ctx context.Context, local func() map[string][]string, log *slog.Logger) {
 	beat := time.NewTicker(replicaBeat)
 	defer beat.Stop()
 	t := time.NewTicker(slotRefresh)
@@ -188,7 +189,7 @@ func (s *slots) run(ctx context.Context, h *hub, log *slog.Logger) {
 	refresh := func() {
 		rctx, cancel := context.WithTimeout(ctx, redisTimeout)
 		defer cancel()
-		if err := s.refresh(rctx, h.slotsByUser()); err != nil && ctx.Err() == nil {
+		if err := s.refresh(rctx, local()); err != nil && ctx.Err() == nil {
 			log.Warn("refresh connection slots", "err", err)
 		}
 	}

@@ -113,8 +113,8 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		releaseSlot()
 		return
 	}
-	c := newConn(g, ws, cw.conn, connID, slot, claims)
-	if !g.hub.register(c, &g.conns) {
+	c := newConn(g.deps, ws, cw.conn, connID, slot, claims)
+	if !g.hub.register(&c.member, &g.conns) {
 		ws.Close(websocket.StatusGoingAway, "server shutting down")
 		releaseSlot()
 		return
@@ -124,6 +124,7 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer g.metrics.connections.Dec()
 	c.log.Debug("connected", "subprotocol", ws.Subprotocol(), "expires", claims.ExpiresAt)
 	c.run(claims.ExpiresAt)
+	g.hub.unregister(&c.member)
 	releaseSlot()
 }
 
