@@ -1,21 +1,3 @@
-// Package chat is the chat role: Aurora's WebSocket gateway, wire-compatible
-// with AuroraChat's chat-service.
-//
-// A client connects to GET /ws (or GET / with an Upgrade header, where
-// AuroraChat clients connect) with a JWT, is joined to room "general" and
-// then sends and receives JSON frames (docs/protocol.md). An accepted message
-// costs exactly one Redis round trip: a Lua script that checks the resend
-// dedupe key and the rate limits, appends the message to the stream
-// (bus.Stream) for the ingest role, and publishes the finished message frame
-// on the room's channel (bus.Channel). Every replica forwards what arrives on
-// the channels of the rooms its local connections are in, encoded once per
-// replica, through a bounded per-connection queue drained by one writer
-// goroutine, so one slow client never holds up the others.
-//
-// The replica subscribes to a room's channels only while it has local members
-// in it, on one dedicated Redis connection that is re-established (and every
-// room re-subscribed) after a failure. Presence (package presence) and
-// history (package history) are separate packages this one calls.
 package chat
 
 import (

@@ -16,16 +16,6 @@ import (
 	"github.com/auroradev/aurora/config"
 )
 
-// Close codes beyond RFC 6455's.
-const (
-	closeTokenExpired websocket.StatusCode = 4001
-	closeSlowConsumer websocket.StatusCode = 4008
-	// closeRecover (1012, "service restart") asks the client to reconnect
-	// and rejoin its rooms with since: this replica missed what was
-	// published while its Pub/Sub connection was down.
-	closeRecover websocket.StatusCode = 1012
-)
-
 // Abuse thresholds.
 const (
 	// garbageLimit invalid frames within garbageWindow close the connection
@@ -396,4 +386,9 @@ func (c *conn) failFrame(f errorFrame) {
 		c.log.Info("too many invalid frames: closing", "count", c.garbageN)
 		c.closeWith(websocket.StatusPolicyViolation, "too many invalid frames")
 	}
+}
+
+// expiryTimer closes the connection with 4001 when its token expires.
+func expiryTimer(exp time.Time, fn func()) *time.Timer {
+	return time.AfterFunc(time.Until(exp), fn)
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/coder/websocket"
 
@@ -126,9 +125,4 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.run(claims.ExpiresAt)
 	g.hub.unregister(&c.member)
 	releaseSlot()
-}
-
-// expiryTimer closes the connection with 4001 when its token expires.
-func expiryTimer(exp time.Time, fn func()) *time.Timer {
-	return time.AfterFunc(time.Until(exp), fn)
 }
