@@ -43,7 +43,9 @@ func (r *rooms) deliver(channel, payload string) {
 		}
 		it := item{frame: frame, id: id, ts: ts, message: true}
 		r.noteDelivered(id)
-		r.hub.each(room, func(c *member) { c.q.push(room, it) })
+		for _, c := range r.hub.inRoom(room) {
+			c.deliver(room, it)
+		}
 
 	case strings.HasPrefix(channel, bus.PresenceChannelPrefix):
 		room := channel[len(bus.PresenceChannelPrefix):]
@@ -61,7 +63,9 @@ func (r *rooms) deliver(channel, payload string) {
 		}
 		// One item: the batch is written together.
 		it := item{frames: frames}
-		r.hub.each(room, func(c *member) { c.q.push(room, it) })
+		for _, c := range r.hub.inRoom(room) {
+			c.deliver(room, it)
+		}
 
 	case strings.HasPrefix(channel, bus.TypingChannelPrefix):
 		room := channel[len(bus.TypingChannelPrefix):]
@@ -73,12 +77,12 @@ func (r *rooms) deliver(channel, payload string) {
 			return
 		}
 		it := item{frame: []byte(payload)}
-		r.hub.each(room, func(c *member) {
+		for _, c := range r.hub.inRoom(room) {
 			// To the others: a user's own tabs need not see it typing.
 			if c.userID != h.UserID {
-				c.q.push(room, it)
+				c.deliver(room, it)
 			}
-		})
+		}
 	}
 }
 
@@ -118,12 +122,12 @@ func (r *rooms) recoverGap(lostAt time.Time) {
 	} else {
 		seen := map[*member]bool{}
 		for room := range rooms {
-			r.hub.each(room, func(c *member) {
+			for _, c := range r.hub.inRoom(room) {
 				if !seen[c] {
 					seen[c] = true
 					members = append(members, c)
 				}
-			})
+			}
 		}
 	}
 	if len(members) == 0 {

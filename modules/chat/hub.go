@@ -3,6 +3,7 @@ package chat
 import (
 	"encoding/json"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -22,6 +23,39 @@ type member struct {
 	log  *slog.Logger
 	q    *sendQueue
 	ep   endpoint
+
+	// gate orders the member's joins and leaves with fan-out, which
+	// pushes outside the hub's lock: a frame of a room is queued under
+	// gate only while in holds the room, so once leave returns no frame
+	// of the room is queued for the member any more.
+	gate sync.Mutex
+	in   map[string]struct{}
+}
+
+// enter and exit mark the member in room or not, for deliver.
+func (m *member) enter(room string) {
+	m.gate.Lock()
+	if m.in == nil {
+		m.in = map[string]struct{}{}
+	}
+	m.in[room] = struct{}{}
+	m.gate.Unlock()
+}
+
+func (m *member) exit(room string) {
+	m.gate.Lock()
+	delete(m.in, room)
+	m.gate.Unlock()
+}
+
+// deliver queues it, a frame fan-out brought for room, unless the member
+// has left room since fan-out read the room's members.
+func (m *member) deliver(room string, it item) {
+	m.gate.Lock()
+	if _, ok := m.in[room]; ok {
+		m.q.push(room, it)
+	}
+	m.gate.Unlock()
 }
 
 // endpoint is how a member's connection is closed (conn implements it).
@@ -46,17 +80,40 @@ func (m *member) reply(v any) {
 }
 
 // hub is this replica's membership: which local connections are in which
-// room. Fan-out reads it under a read lock for every message, so it holds
-// nothing else and no I/O ever happens under its lock.
+// room. It holds nothing else, and no I/O ever happens under its lock.
+//
+// Fan-out reads a room's members for every frame. It does not push under
+// the lock: each room keeps its members also as a list that is replaced,
+// never changed, when one joins or leaves, so fan-out takes the current
+// list under the read lock and pushes to it after releasing the lock. A
+// join or leave therefore never waits for a push, nor a push for them.
+// What that costs in ordering is nothing: frames of a room reach a
+// connection in the order Pub/Sub brought them, because one goroutine
+// (the subscriber's) pushes them all, as before; a member is marked in the
+// room (member.enter) before it is in a list and out (member.exit) after
+// it left the list, and member.deliver checks that mark, so a frame is
+// queued only while the member is in the room. A joiner misses only frames
+// fan-out read the members for before the join: published before the join
+// was subscribed, they are what a join with since replays from the history
+// (the send script stores a message before it publishes it), and a
+// recovering join's buffer drops a live frame that the replay holds.
 type hub struct {
 	mu       sync.RWMutex
-	rooms    map[string]map[*member]struct{}
+	rooms    map[string]*roomMembers
 	conns    map[*member]struct{}
 	draining bool
 }
 
+// roomMembers are the local members of one room: a set, and the same
+// members as a list that is replaced on every change, never modified, so
+// it can be read after the hub's lock is released.
+type roomMembers struct {
+	set  map[*member]struct{}
+	list []*member
+}
+
 func newHub() *hub {
-	return &hub{rooms: map[string]map[*member]struct{}{}, conns: map[*member]struct{}{}}
+	return &hub{rooms: map[string]*roomMembers{}, conns: map[*member]struct{}{}}
 }
 
 // register adds a connection unless the gateway is draining; it counts the
@@ -95,32 +152,46 @@ func (h *hub) drain(flag *atomic.Bool) []*member {
 
 // join adds c to room.
 func (h *hub) join(room string, c *member) {
+	c.enter(room)
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	m := h.rooms[room]
-	if m == nil {
-		m = map[*member]struct{}{}
-		h.rooms[room] = m
+	rm := h.rooms[room]
+	if rm == nil {
+		rm = &roomMembers{set: map[*member]struct{}{}}
+		h.rooms[room] = rm
 	}
-	m[c] = struct{}{}
+	if _, ok := rm.set[c]; ok {
+		return
+	}
+	rm.set[c] = struct{}{}
+	// A new list: fan-out may be reading the old one.
+	rm.list = append(slices.Clip(rm.list), c)
 }
 
-// leave removes c from room.
+// leave removes c from room; once it returns, fan-out queues no more
+// frames of room for c.
 func (h *hub) leave(room string, c *member) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	m := h.rooms[room]
-	delete(m, c)
-	if len(m) == 0 {
-		delete(h.rooms, room)
+	if rm := h.rooms[room]; rm != nil {
+		if _, ok := rm.set[c]; ok {
+			delete(rm.set, c)
+			if len(rm.set) == 0 {
+				delete(h.rooms, room)
+			} else {
+				rm.list = slices.DeleteFunc(slices.Clone(rm.list), func(x *member) bool { return x == c })
+			}
+		}
 	}
+	h.mu.Unlock()
+	c.exit(room)
 }
 
 // has reports whether room has a local member.
 func (h *hub) has(room string) bool {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	return len(h.rooms[room]) > 0
+	rm := h.rooms[room]
+	return rm != nil && len(rm.set) > 0
 }
 
 // roomNames lists the rooms with local members, sorted.
@@ -135,14 +206,15 @@ func (h *hub) roomNames() []string {
 	return out
 }
 
-// each calls fn for every local member of room, under the read lock: fn
-// must not block.
-func (h *hub) each(room string, fn func(*member)) {
+// inRoom returns the local members of room. The list is never modified
+// (see hub): read it after the lock is released, but do not change it.
+func (h *hub) inRoom(room string) []*member {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	for c := range h.rooms[room] {
-		fn(c)
+	if rm := h.rooms[room]; rm != nil {
+		return rm.list
 	}
+	return nil
 }
 
 // members returns every connection that is in at least one room.
@@ -150,8 +222,8 @@ func (h *hub) members() []*member {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	seen := map[*member]struct{}{}
-	for _, cs := range h.rooms {
-		for c := range cs {
+	for _, rm := range h.rooms {
+		for c := range rm.set {
 			seen[c] = struct{}{}
 		}
 	}
