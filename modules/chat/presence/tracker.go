@@ -201,23 +201,14 @@ func (t *Tracker) Join(ctx context.Context, roomName string, m Member) error {
 	if err := check(roomName, m.UserID); err != nil {
 		return err
 	}
-	rm, u := t.acquire(roomName, m.UserID)
-	defer t.release(roomName, m.UserID, rm, u)
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	t.mu.Lock()
-	u.n++
-	first := u.n == 1
-	if first {
-		u.name = m.Username
-	}
-	t.mu.Unlock()
-	if !first {
-		return nil
-	}
-	rm.io.RLock()
-	defer rm.io.RUnlock()
-	if err := t.touch(ctx, roomName, []Member{m}); err != nil {
+	err := t.count(roomName, m.UserID, func(u *user) bool {
+		u.n++
+		if u.n == 1 {
+			u.name = m.Username
+		}
+		return u.n == 1
+	}, func() error { return t.touch(ctx, roomName, []Member{m}) })
+	if err != nil {
 		return fmt.Errorf("join %s to room %s: %w", m.UserID, roomName, err)
 	}
 	return nil
@@ -231,25 +222,38 @@ func (t *Tracker) Leave(ctx context.Context, roomName, userID string) error {
 	if err := check(roomName, userID); err != nil {
 		return err
 	}
+	err := t.count(roomName, userID, func(u *user) bool {
+		last := u.n == 1
+		if u.n > 0 {
+			u.n--
+		}
+		return last
+	}, func() error { return t.remove(ctx, roomName, []string{userID}) })
+	if err != nil {
+		return fmt.Errorf("leave %s from room %s: %w", userID, roomName, err)
+	}
+	return nil
+}
+
+// count changes the count of one user's local connections to a room: step
+// runs under Tracker.mu and reports whether the user's entry changes (its
+// first connection came, or its last went); then write changes it in Redis,
+// holding the user's lock (so the user's writes follow the order of the
+// counts) and the room's io lock shared (so a refresh cannot undo it).
+func (t *Tracker) count(roomName, userID string, step func(u *user) bool, write func() error) error {
 	rm, u := t.acquire(roomName, userID)
 	defer t.release(roomName, userID, rm, u)
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	t.mu.Lock()
-	last := u.n == 1
-	if u.n > 0 {
-		u.n--
-	}
+	changed := step(u)
 	t.mu.Unlock()
-	if !last {
+	if !changed {
 		return nil
 	}
 	rm.io.RLock()
 	defer rm.io.RUnlock()
-	if err := t.remove(ctx, roomName, []string{userID}); err != nil {
-		return fmt.Errorf("leave %s from room %s: %w", userID, roomName, err)
-	}
-	return nil
+	return write()
 }
 
 // Members returns the users online in room across replicas, each once,
