@@ -57,15 +57,13 @@ type conn struct {
 	id     string
 
 	// Owned by the reader goroutine.
-	rooms        []string // joined rooms in join order; rooms[0] gets AuroraChat's {"text"}
-	garbageStart time.Time
-	garbageN     int
+	rooms   []string    // joined rooms in join order; rooms[0] gets AuroraChat's {"text"}
+	garbage abuseWindow // invalid frames
+	limited abuseWindow // rate-limited messages
 	// limitedUntil is, per room, when the rate-limit window that refused
 	// the connection's last message there opens again: until then a
 	// message to the room is refused here, without a Redis call.
 	limitedUntil map[string]time.Time
-	limitedStart time.Time
-	limitedN     int
 	typingStart  time.Time
 	typingN      int
 	joinTokens   float64
@@ -331,15 +329,7 @@ func (c *conn) rateLimited(room, clientID string, retryAfter time.Duration) {
 	ms := min(max(int64((retryAfter+time.Millisecond-1)/time.Millisecond), 1), rateWindowMs)
 	c.d.metrics.rateLimited.Inc()
 	c.reply(rateLimitedFrame{Type: "rate_limited", Room: room, ClientID: clientID, RetryAfterMs: ms})
-	now := time.Now()
-	if now.Sub(c.limitedStart) > limitedWindow {
-		c.limitedStart, c.limitedN = now, 0
-	}
-	c.limitedN++
-	if c.limitedN > limitedLimit {
-		c.log.Info("too many rate-limited messages: closing", "count", c.limitedN)
-		c.closeWith(websocket.StatusPolicyViolation, "too many rate-limited messages")
-	}
+	c.abuse(&c.limited, limitedWindow, limitedLimit, "rate-limited messages")
 }
 
 // joinAllowed takes a token for a join or leave frame; when none is left it
@@ -377,14 +367,27 @@ func (c *conn) failFrame(f errorFrame) {
 	if code == codeUnavailable {
 		return
 	}
+	c.abuse(&c.garbage, garbageWindow, garbageLimit, "invalid frames")
+}
+
+// abuseWindow counts a connection's events of one kind in fixed windows: a
+// window starts with the first event after the last one ended.
+type abuseWindow struct {
+	start time.Time
+	n     int
+}
+
+// abuse counts one event in w and closes the connection with 1008 once
+// more than limit fell in one window of length.
+func (c *conn) abuse(w *abuseWindow, length time.Duration, limit int, what string) {
 	now := time.Now()
-	if now.Sub(c.garbageStart) > garbageWindow {
-		c.garbageStart, c.garbageN = now, 0
+	if now.Sub(w.start) > length {
+		w.start, w.n = now, 0
 	}
-	c.garbageN++
-	if c.garbageN > garbageLimit {
-		c.log.Info("too many invalid frames: closing", "count", c.garbageN)
-		c.closeWith(websocket.StatusPolicyViolation, "too many invalid frames")
+	w.n++
+	if w.n > limit {
+		c.log.Info("too many "+what+": closing", "count", w.n)
+		c.closeWith(websocket.StatusPolicyViolation, "too many "+what)
 	}
 }
 

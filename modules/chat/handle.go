@@ -105,6 +105,15 @@ func (c *conn) room(in inbound, clientID string) (string, bool) {
 	return room, true
 }
 
+// joinLeaveRoom reads the room of a join or leave frame once the frame got
+// a join token (joinAllowed); it sends the error itself.
+func (c *conn) joinLeaveRoom(in inbound, clientID string) (string, bool) {
+	if !c.joinAllowed(clientID) {
+		return "", false
+	}
+	return c.room(in, clientID)
+}
+
 func (c *conn) inRoom(room string) bool { return slices.Contains(c.rooms, room) }
 
 func (c *conn) onMessage(in inbound, clientID string, legacy bool) {
@@ -172,10 +181,7 @@ func (c *conn) onMessage(in inbound, clientID string, legacy bool) {
 }
 
 func (c *conn) onJoin(in inbound, clientID string) {
-	if !c.joinAllowed(clientID) {
-		return
-	}
-	room, ok := c.room(in, clientID)
+	room, ok := c.joinLeaveRoom(in, clientID)
 	if !ok {
 		return
 	}
@@ -240,10 +246,7 @@ func (c *conn) join(room string, since *bus.ID, implicit bool) string {
 }
 
 func (c *conn) onLeave(in inbound, clientID string) {
-	if !c.joinAllowed(clientID) {
-		return
-	}
-	room, ok := c.room(in, clientID)
+	room, ok := c.joinLeaveRoom(in, clientID)
 	if !ok {
 		return
 	}
