@@ -31,7 +31,7 @@ func (r *rooms) lastDelivered() bus.ID {
 // deliver forwards a Pub/Sub payload to the room's local members. It runs
 // on the Pub/Sub goroutine, once per payload per replica: the payload is
 // decoded at most once and the same bytes are queued for every member;
-// queueing never blocks.
+// queueing never blocks, and happens outside the hub's lock (see hub).
 func (r *rooms) deliver(channel, payload string) {
 	switch {
 	case strings.HasPrefix(channel, bus.ChannelPrefix):

@@ -13,7 +13,8 @@ import (
 	"github.com/auroradev/aurora/modules/chat/presence"
 )
 
-// presenceTracker is what the gateway needs of presence.Tracker.
+// presenceTracker is what membership (and the presence API) needs of
+// presence.Tracker.
 type presenceTracker interface {
 	Join(ctx context.Context, room string, m presence.Member) error
 	Leave(ctx context.Context, room, userID string) error
@@ -21,7 +22,7 @@ type presenceTracker interface {
 	Run(ctx context.Context)
 }
 
-// historyReader is what the gateway needs of history.Service.
+// historyReader is what a recovering join needs of history.Service.
 type historyReader interface {
 	Since(ctx context.Context, room string, since bus.ID, limit, maxBytes int) ([]history.Frame, bool, error)
 }
