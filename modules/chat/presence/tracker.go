@@ -401,49 +401,54 @@ func (t *Tracker) lockRoom(roomName string) (members []Member, unlock func(), ok
 // replicas on the way, and publishes events of rooms whose flushing replica
 // is gone.
 func (t *Tracker) refresh(ctx context.Context) error {
-	var errs []error
-	for _, r := range t.roomNames() {
-		members, unlock, ok := t.lockRoom(r)
-		if !ok {
-			continue
-		}
+	return t.eachRoom(func(r string, members []Member) error {
 		for i := 0; i < len(members); i += batch {
 			if err := t.touch(ctx, r, members[i:min(i+batch, len(members))]); err != nil {
-				errs = append(errs, fmt.Errorf("refresh %d entries of room %s: %w", len(members), r, err))
-				break
+				return fmt.Errorf("refresh %d entries of room %s: %w", len(members), r, err)
 			}
 		}
-		unlock()
-		if err := t.flush(ctx, r, false); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+		return nil
+	}, func(r string) error { return t.flush(ctx, r, false) })
 }
 
 // removeAll removes this replica's entries of all rooms and publishes the
 // resulting events now.
 func (t *Tracker) removeAll(ctx context.Context) error {
-	var errs []error
-	for _, r := range t.roomNames() {
-		members, unlock, ok := t.lockRoom(r)
-		if !ok {
-			continue
-		}
+	err := t.eachRoom(func(r string, members []Member) error {
 		ids := make([]string, len(members))
 		for i, m := range members {
 			ids[i] = m.UserID
 		}
 		for i := 0; i < len(ids); i += batch {
 			if err := t.remove(ctx, r, ids[i:min(i+batch, len(ids))]); err != nil {
-				errs = append(errs, fmt.Errorf("remove %d entries of room %s: %w", len(ids), r, err))
-				break
+				return fmt.Errorf("remove %d entries of room %s: %w", len(ids), r, err)
 			}
 		}
+		return nil
+	}, nil)
+	return errors.Join(err, t.flushAll(ctx))
+}
+
+// eachRoom calls locked for every room with local state, with the room's
+// users that have local connections, holding the room's io lock
+// exclusively (lockRoom); then after (unless nil) without the lock. It
+// returns their errors, joined.
+func (t *Tracker) eachRoom(locked func(room string, members []Member) error, after func(room string) error) error {
+	var errs []error
+	for _, r := range t.roomNames() {
+		members, unlock, ok := t.lockRoom(r)
+		if !ok {
+			continue
+		}
+		if err := locked(r, members); err != nil {
+			errs = append(errs, err)
+		}
 		unlock()
-	}
-	if err := t.flushAll(ctx); err != nil {
-		errs = append(errs, err)
+		if after != nil {
+			if err := after(r); err != nil {
+				errs = append(errs, err)
+			}
+		}
 	}
 	return errors.Join(errs...)
 }
