@@ -1,21 +1,3 @@
-// Package chat is the chat role: Aurora's WebSocket gateway, wire-compatible
-// with AuroraChat's chat-service.
-//
-// A client connects to GET /ws (or GET / with an Upgrade header, where
-// AuroraChat clients connect) with a JWT, is joined to room "general" and
-// then sends and receives JSON frames (docs/protocol.md). An accepted message
-// costs exactly one Redis round trip: a Lua script that checks the resend
-// dedupe key and the rate limits, appends the message to the stream
-// (bus.Stream) for the ingest role, and publishes the finished message frame
-// on the room's channel (bus.Channel). Every replica forwards what arrives on
-// the channels of the rooms its local connections are in, encoded once per
-// replica, through a bounded per-connection queue drained by one writer
-// goroutine, so one slow client never holds up the others.
-//
-// The replica subscribes to a room's channels only while it has local members
-// in it, on one dedicated Redis connection that is re-established (and every
-// room re-subscribed) after a failure. Presence (package presence) and
-// history (package history) are separate packages this one calls.
 package chat
 
 import (
@@ -24,10 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"slices"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/redis/rueidis"
 
@@ -49,24 +29,17 @@ func init() {
 	})
 }
 
-// presenceTracker is what the gateway needs of presence.Tracker.
-type presenceTracker interface {
-	Join(ctx context.Context, room string, m presence.Member) error
-	Leave(ctx context.Context, room, userID string) error
-	Members(ctx context.Context, room string) ([]presence.Member, error)
-	Run(ctx context.Context)
-}
-
-// historyReader is what the gateway needs of history.Service.
-type historyReader interface {
-	Since(ctx context.Context, room string, since bus.ID, limit, maxBytes int) ([]history.Frame, bool, error)
-}
-
 // gateway is the chat module: the WebSocket endpoint and everything behind it.
 type gateway struct {
+	// rooms owns room membership: hub, subscriptions, presence, fan-out
+	// and recovery.
+	*rooms
+	// sender is the hot path of a message.
+	*sender
+
 	cfg       config.Chat
 	origins   []string
-	rooms     []string // chat.rooms_allowed: when not empty, the only rooms served
+	allowed   allowedRooms // chat.rooms_allowed
 	log       *slog.Logger
 	redis     rueidis.Client
 	tokens    *token.Issuer
@@ -75,19 +48,9 @@ type gateway struct {
 	metrics   *metrics
 	replicaID string
 
-	// delivered is the highest message id Pub/Sub brought this replica.
-	deliveredMu sync.Mutex
-	delivered   bus.ID
-	// scriptCalls counts the send script's calls (what a message costs
-	// Redis); tests read it.
-	scriptCalls atomic.Int64
-	// typingFailing is set while typing publishes fail, so that an outage
-	// is logged once.
-	typingFailing atomic.Bool
-
-	hub   *hub
-	subs  *subscriber
 	slots *slots
+	// deps is what every connection is given of the gateway.
+	deps *connDeps
 
 	draining atomic.Bool
 	conns    sync.WaitGroup // one per connection handler
@@ -106,7 +69,7 @@ func newModule(_ context.Context, h *app.Host) (app.Module, error) {
 	g := &gateway{
 		cfg:       cfg,
 		origins:   h.Config.HTTP.CORSOrigins,
-		rooms:     cfg.RoomsAllowed,
+		allowed:   cfg.RoomsAllowed,
 		log:       log,
 		redis:     h.Redis,
 		tokens:    h.Tokens,
@@ -135,10 +98,18 @@ func newModule(_ context.Context, h *app.Host) (app.Module, error) {
 // init builds the parts that depend only on the fields set by the caller, so
 // tests and benchmarks can build a gateway without an app.
 func (g *gateway) init() {
-	g.hub = newHub()
-	g.subs = newSubscriber(g.redis, g.hub, g.deliver, g.log.With("part", "pubsub"))
-	g.subs.onGap = g.recoverGap
+	g.rooms = newRooms(g.redis, g.presence, g.history, g.log)
+	g.sender = &sender{redis: g.redis, cfg: g.cfg}
 	g.slots = newSlots(g.redis, g.replicaID, g.cfg.MaxConnsPerUser)
+	g.deps = &connDeps{
+		cfg:     g.cfg,
+		log:     g.log,
+		metrics: g.metrics,
+		rooms:   g.rooms,
+		sender:  g.sender,
+		typing:  &typingPublisher{redis: g.redis, log: g.log, dropped: g.metrics.typingDropped},
+		allowed: g.allowed,
+	}
 }
 
 // Start subscribes, starts the presence loop and the slot refresher.
@@ -152,7 +123,7 @@ func (g *gateway) Start(ctx context.Context) error {
 	g.bg.Add(3)
 	go func() { defer g.bg.Done(); g.subs.run(bg) }()
 	go func() { defer g.bg.Done(); g.presence.Run(bg) }()
-	go func() { defer g.bg.Done(); g.slots.run(bg, g.hub, g.log) }()
+	go func() { defer g.bg.Done(); g.slots.run(bg, g.hub.slotsByUser, g.log) }()
 	return nil
 }
 
@@ -165,7 +136,7 @@ func (g *gateway) Stop(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c.shutdown()
+			c.ep.shutdown()
 		}()
 	}
 	done := make(chan struct{})
@@ -180,7 +151,7 @@ func (g *gateway) Stop(ctx context.Context) error {
 	case <-ctx.Done():
 		err = fmt.Errorf("close %d websocket connections: %w", len(conns), ctx.Err())
 		for _, c := range conns {
-			c.kill()
+			c.ep.kill()
 		}
 		<-done
 	}
@@ -240,15 +211,8 @@ func (g *gateway) servePresence(w http.ResponseWriter, r *http.Request) {
 
 // roomAllowed reports whether chat.rooms_allowed lets users into room (an
 // empty list lets them into every room).
-func (g *gateway) roomAllowed(room string) bool {
-	return len(g.rooms) == 0 || slices.Contains(g.rooms, room)
-}
+func (g *gateway) roomAllowed(room string) bool { return g.allowed.allows(room) }
 
 // roomRefusal is the human part of refusing a room chat.rooms_allowed
 // keeps closed.
-func (g *gateway) roomRefusal(room string) string {
-	return history.RoomRefusal(room, g.rooms)
-}
-
-// redisTimeout bounds every Redis call made for a client request.
-const redisTimeout = 5 * time.Second
+func (g *gateway) roomRefusal(room string) string { return g.allowed.refusal(room) }

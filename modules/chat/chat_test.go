@@ -14,6 +14,7 @@ import (
 
 	"github.com/auroradev/aurora/app/bus"
 	"github.com/auroradev/aurora/app/token"
+	"github.com/auroradev/aurora/config"
 )
 
 func TestConnectTokenTransportsAndWelcome(t *testing.T) {
@@ -338,10 +339,7 @@ func TestAuroraChatCompatibility(t *testing.T) {
 }
 
 func TestErrorFrames(t *testing.T) {
-	cfg := chatConfig(t)
-	cfg.Chat.MaxTextLength = 10
-	cfg.Chat.MaxRoomsPerConn = 2
-	s := startChat(t, cfg)
+	s := startChat(t, configWith(t, func(c *config.Chat) { c.MaxTextLength, c.MaxRoomsPerConn = 10, 2 }))
 	c := s.dial("u1", "alice")
 
 	cases := []struct {

@@ -2,7 +2,6 @@ package chat
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,18 +12,8 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/auroradev/aurora/app/bus"
 	"github.com/auroradev/aurora/app/token"
-)
-
-// Close codes beyond RFC 6455's.
-const (
-	closeTokenExpired websocket.StatusCode = 4001
-	closeSlowConsumer websocket.StatusCode = 4008
-	// closeRecover (1012, "service restart") asks the client to reconnect
-	// and rejoin its rooms with since: this replica missed what was
-	// published while its Pub/Sub connection was down.
-	closeRecover websocket.StatusCode = 1012
+	"github.com/auroradev/aurora/config"
 )
 
 // Abuse thresholds.
@@ -61,26 +50,20 @@ const (
 // reads and handles frames one at a time, and one writer draining the send
 // queue. Timers (ping, token expiry, slow consumer) run briefly on their own.
 type conn struct {
-	g        *gateway
-	ws       *websocket.Conn
-	sock     *corkConn // ws's socket, corked while a backlog is written
-	id       string
-	slot     string
-	userID   string
-	username string
-	log      *slog.Logger
-	q        *sendQueue
+	member // who it is and its send queue, as membership sees it
+	d      *connDeps
+	ws     *websocket.Conn
+	sock   *corkConn // ws's socket, corked while a backlog is written
+	id     string
 
 	// Owned by the reader goroutine.
-	rooms        []string // joined rooms in join order; rooms[0] gets AuroraChat's {"text"}
-	garbageStart time.Time
-	garbageN     int
+	rooms   []string    // joined rooms in join order; rooms[0] gets AuroraChat's {"text"}
+	garbage abuseWindow // invalid frames
+	limited abuseWindow // rate-limited messages
 	// limitedUntil is, per room, when the rate-limit window that refused
 	// the connection's last message there opens again: until then a
 	// message to the room is refused here, without a Redis call.
 	limitedUntil map[string]time.Time
-	limitedStart time.Time
-	limitedN     int
 	typingStart  time.Time
 	typingN      int
 	joinTokens   float64
@@ -104,20 +87,36 @@ type conn struct {
 	pingTimer *time.Timer
 }
 
-func newConn(g *gateway, ws *websocket.Conn, sock *corkConn, id, slot string, claims token.Claims) *conn {
+// connDeps is everything a connection uses of the gateway: its settings,
+// metrics, room membership, the hot path and typing. One value, built by
+// the gateway, is shared by every connection.
+type connDeps struct {
+	cfg     config.Chat
+	log     *slog.Logger
+	metrics *metrics
+	rooms   *rooms
+	sender  *sender
+	typing  *typingPublisher
+	allowed allowedRooms
+}
+
+func newConn(d *connDeps, ws *websocket.Conn, sock *corkConn, id, slot string, claims token.Claims) *conn {
 	c := &conn{
-		g:          g,
+		d:          d,
 		ws:         ws,
 		sock:       sock,
 		id:         id,
-		slot:       slot,
-		userID:     claims.UserID,
-		username:   claims.Username,
-		log:        g.log.With("conn", id, "user", claims.UserID),
 		closeReq:   make(chan struct{}),
 		writerDone: make(chan struct{}),
 	}
-	c.q = newSendQueue(g.cfg.SendQueue, g.cfg.SlowTimeout, c.slow)
+	c.member = member{
+		userID:   claims.UserID,
+		username: claims.Username,
+		slot:     slot,
+		log:      d.log.With("conn", id, "user", claims.UserID),
+		q:        newSendQueue(d.cfg.SendQueue, d.cfg.SlowTimeout, c.slow),
+		ep:       c,
+	}
 	ws.SetReadLimit(maxFrameBytes)
 	return c
 }
@@ -129,7 +128,7 @@ func (c *conn) run(expires time.Time) {
 	exp := expiryTimer(expires, func() { c.closeWith(closeTokenExpired, "token expired") })
 	// Armed only once the field is set: heartbeat reads it.
 	c.pingTimer = time.AfterFunc(time.Hour, c.heartbeat)
-	c.pingTimer.Reset(c.g.cfg.PingInterval)
+	c.pingTimer.Reset(c.d.cfg.PingInterval)
 	defer func() {
 		exp.Stop()
 		c.pingTimer.Stop()
@@ -138,14 +137,10 @@ func (c *conn) run(expires time.Time) {
 
 	// welcome is the first frame, and is sent once general is subscribed:
 	// what general receives meanwhile is held back until after it.
-	c.q.beginRecovery(generalRoom)
 	if code := c.join(generalRoom, nil, true); code != "" {
 		c.log.Warn("cannot join general", "code", code)
 		c.closeWith(websocket.StatusInternalError, "redis unavailable")
-	} else {
-		c.reply(welcomeFrame{Type: "welcome", User: welcomeUser{ID: c.userID, Username: c.username}})
 	}
-	c.q.endRecovery(generalRoom, bus.ID{}, nil, true, nil)
 	c.readLoop()
 }
 
@@ -188,68 +183,14 @@ func (c *conn) shutdown() {
 	c.closeWith(websocket.StatusGoingAway, "server shutting down")
 }
 
-// gapScan bounds how many stream entries recoverGap reads; a longer gap
-// closes every member.
-const gapScan = 10000
-
-// recoverGap runs after the replica's Pub/Sub connection came back from a
-// loss: messages acknowledged meanwhile (by any replica) were never
-// delivered here, and nothing else would tell the members. It reads the
-// stream after the last message this replica delivered (or from shortly
-// before the loss) and closes, with 1012, the local members of every room
-// that received one; they reconnect and rejoin with since, which replays
-// it. A gap in which nothing reached the replica's rooms costs nothing.
-func (g *gateway) recoverGap(lostAt time.Time) {
-	from := g.lastDelivered()
-	if from.IsZero() {
-		// Nothing delivered yet: start a little before the loss (the
-		// margin covers the clocks of this host and Redis disagreeing).
-		from = bus.ID{Ms: uint64(max(lostAt.Add(-5*time.Second).UnixMilli(), 0))}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
-	defer cancel()
-	entries, err := g.redis.Do(ctx, g.redis.B().Xrange().Key(bus.Stream).Start(from.String()).End("+").Count(gapScan).Build()).AsXRange()
-	all := err != nil || len(entries) == gapScan
-	rooms := map[string]bool{}
-	for _, e := range entries {
-		id, perr := bus.ParseID(e.ID)
-		if perr != nil || id.Compare(from) <= 0 {
-			continue
-		}
-		rooms[e.FieldValues[bus.FieldRoomID]] = true
-	}
-	var members []*conn
-	if all {
-		members = g.hub.members()
-	} else {
-		seen := map[*conn]bool{}
-		for room := range rooms {
-			g.hub.each(room, func(c *conn) {
-				if !seen[c] {
-					seen[c] = true
-					members = append(members, c)
-				}
-			})
-		}
-	}
-	if len(members) == 0 {
-		return
-	}
-	g.log.Warn("pubsub was down while messages were sent: closing their rooms' local members (1012) so they recover them",
-		"connections", len(members), "rooms", len(rooms), "stream_read_failed", err != nil)
-	for _, c := range members {
-		c.closeWith(closeRecover, "reconnect and rejoin with since: messages may have been missed")
-	}
-}
-
 // slow is called by the send queue when it stayed full for SlowTimeout, or
 // at once when a message did not fit.
 func (c *conn) slow() {
 	if c.closing() {
 		return
 	}
-	c.g.metrics.slowDropped.Inc()
-	c.log.Warn("slow consumer: closing", "queue", c.g.cfg.SendQueue, "slow_timeout", c.g.cfg.SlowTimeout)
+	c.d.metrics.slowDropped.Inc()
+	c.log.Warn("slow consumer: closing", "queue", c.d.cfg.SendQueue, "slow_timeout", c.d.cfg.SlowTimeout)
 	c.q.drop()
 	c.closeWith(closeSlowConsumer, "slow consumer")
 	// The close frame waits behind what the socket holds; a client that
@@ -262,18 +203,18 @@ func (c *conn) heartbeat() {
 	if c.closing() {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.g.cfg.PingInterval)
+	ctx, cancel := context.WithTimeout(context.Background(), c.d.cfg.PingInterval)
 	err := c.ws.Ping(ctx)
 	cancel()
 	if err != nil {
 		if !c.closing() {
-			c.g.metrics.heartbeat.Inc()
+			c.d.metrics.heartbeat.Inc()
 			c.log.Info("no pong: closing", "err", err)
 			c.kill()
 		}
 		return
 	}
-	c.pingTimer.Reset(c.g.cfg.PingInterval)
+	c.pingTimer.Reset(c.d.cfg.PingInterval)
 }
 
 // writeLoop is the connection's one writer: it writes everything queued,
@@ -309,7 +250,7 @@ func (c *conn) writeLoop() {
 // writeQueued writes everything queued, frame by frame; a backlog of
 // several frames goes out in one write syscall.
 func (c *conn) writeQueued() (err error) {
-	m := c.g.metrics
+	m := c.d.metrics
 	items := c.q.take()
 	if len(items) > 1 || (len(items) == 1 && len(items[0].frames) > 1) {
 		c.sock.cork()
@@ -368,7 +309,8 @@ func (c *conn) readLoop() {
 	}
 }
 
-// cleanup leaves every room, stops the writer and frees the slot.
+// cleanup leaves every room and stops the writer (the gateway then
+// unregisters the connection and frees its slot).
 func (c *conn) cleanup() {
 	c.closeWith(websocket.StatusNormalClosure, "")
 	ctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
@@ -376,43 +318,24 @@ func (c *conn) cleanup() {
 	for _, room := range slices.Clone(c.rooms) {
 		c.leaveRoom(ctx, room)
 	}
-	c.g.hub.unregister(c)
 	<-c.writerDone
 	c.q.stop()
 	c.log.Debug("closed", "code", c.closeCode)
-}
-
-// reply queues a frame for this connection alone.
-func (c *conn) reply(v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		c.log.Error("encode frame", "err", err)
-		return
-	}
-	c.q.push("", item{frame: b})
 }
 
 // rateLimited answers a message refused by a rate limit until the window
 // opens in retryAfter, and counts it towards the abuse close.
 func (c *conn) rateLimited(room, clientID string, retryAfter time.Duration) {
 	ms := min(max(int64((retryAfter+time.Millisecond-1)/time.Millisecond), 1), rateWindowMs)
-	c.g.metrics.rateLimited.Inc()
+	c.d.metrics.rateLimited.Inc()
 	c.reply(rateLimitedFrame{Type: "rate_limited", Room: room, ClientID: clientID, RetryAfterMs: ms})
-	now := time.Now()
-	if now.Sub(c.limitedStart) > limitedWindow {
-		c.limitedStart, c.limitedN = now, 0
-	}
-	c.limitedN++
-	if c.limitedN > limitedLimit {
-		c.log.Info("too many rate-limited messages: closing", "count", c.limitedN)
-		c.closeWith(websocket.StatusPolicyViolation, "too many rate-limited messages")
-	}
+	c.abuse(&c.limited, limitedWindow, limitedLimit, "rate-limited messages")
 }
 
 // joinAllowed takes a token for a join or leave frame; when none is left it
 // answers the frame with a rate_limited error and returns false.
 func (c *conn) joinAllowed(clientID string) bool {
-	burst := float64(c.g.cfg.MaxRoomsPerConn + joinBurstExtra)
+	burst := float64(c.d.cfg.MaxRoomsPerConn + joinBurstExtra)
 	now := time.Now()
 	if c.joinAt.IsZero() {
 		c.joinTokens = burst
@@ -439,18 +362,36 @@ func (c *conn) fail(code, msg, clientID string) {
 
 func (c *conn) failFrame(f errorFrame) {
 	code := f.Code
-	c.g.metrics.errorFrame(code)
+	c.d.metrics.errorFrame(code)
 	c.reply(f)
 	if code == codeUnavailable {
 		return
 	}
+	c.abuse(&c.garbage, garbageWindow, garbageLimit, "invalid frames")
+}
+
+// abuseWindow counts a connection's events of one kind in fixed windows: a
+// window starts with the first event after the last one ended.
+type abuseWindow struct {
+	start time.Time
+	n     int
+}
+
+// abuse counts one event in w and closes the connection with 1008 once
+// more than limit fell in one window of length.
+func (c *conn) abuse(w *abuseWindow, length time.Duration, limit int, what string) {
 	now := time.Now()
-	if now.Sub(c.garbageStart) > garbageWindow {
-		c.garbageStart, c.garbageN = now, 0
+	if now.Sub(w.start) > length {
+		w.start, w.n = now, 0
 	}
-	c.garbageN++
-	if c.garbageN > garbageLimit {
-		c.log.Info("too many invalid frames: closing", "count", c.garbageN)
-		c.closeWith(websocket.StatusPolicyViolation, "too many invalid frames")
+	w.n++
+	if w.n > limit {
+		c.log.Info("too many "+what+": closing", "count", w.n)
+		c.closeWith(websocket.StatusPolicyViolation, "too many "+what)
 	}
+}
+
+// expiryTimer closes the connection with 4001 when its token expires.
+func expiryTimer(exp time.Time, fn func()) *time.Timer {
+	return time.AfterFunc(time.Until(exp), fn)
 }

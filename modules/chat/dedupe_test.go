@@ -12,10 +12,7 @@ import (
 // there, not answered with the first room's id (issue #11, item 2).
 func TestDedupeIsPerRoom(t *testing.T) {
 	s := startChat(t, chatConfig(t))
-	alice := s.dial("u1", "alice")
-	bob := s.dial("u2", "bob")
-	alice.join("dev")
-	bob.join("dev")
+	alice, bob := s.aliceAndBobIn("dev")
 
 	inGeneral := alice.msg("general", "in general", "same")
 	if f := bob.next("message"); f["id"] != inGeneral["id"] || f["room"] != "general" {
@@ -67,10 +64,7 @@ func TestDedupeIsPerRoom(t *testing.T) {
 // entry it names is of the same room, and sent as new when it is of another.
 func TestDedupeHonoursLegacyKeys(t *testing.T) {
 	s := startChat(t, chatConfig(t))
-	alice := s.dial("u1", "alice")
-	bob := s.dial("u2", "bob")
-	alice.join("dev")
-	bob.join("dev")
+	alice, bob := s.aliceAndBobIn("dev")
 
 	// What an old replica left: the entry and its key.
 	old, err := do(t, s.redis, append([]string{"XADD", bus.Stream, "*"},

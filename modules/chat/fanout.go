@@ -1,53 +1,57 @@
 package chat
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
+	"time"
 
 	"github.com/auroradev/aurora/app/bus"
 )
 
 // noteDelivered remembers the highest message id that reached this
 // replica, where recoverGap starts reading after a Pub/Sub loss.
-func (g *gateway) noteDelivered(id bus.ID) {
+func (r *rooms) noteDelivered(id bus.ID) {
 	if id.IsZero() {
 		return
 	}
-	g.deliveredMu.Lock()
-	if g.delivered.Compare(id) < 0 {
-		g.delivered = id
+	r.deliveredMu.Lock()
+	if r.delivered.Compare(id) < 0 {
+		r.delivered = id
 	}
-	g.deliveredMu.Unlock()
+	r.deliveredMu.Unlock()
 }
 
-func (g *gateway) lastDelivered() bus.ID {
-	g.deliveredMu.Lock()
-	defer g.deliveredMu.Unlock()
-	return g.delivered
+func (r *rooms) lastDelivered() bus.ID {
+	r.deliveredMu.Lock()
+	defer r.deliveredMu.Unlock()
+	return r.delivered
 }
 
 // deliver forwards a Pub/Sub payload to the room's local members. It runs
 // on the Pub/Sub goroutine, once per payload per replica: the payload is
 // decoded at most once and the same bytes are queued for every member;
-// queueing never blocks.
-func (g *gateway) deliver(channel, payload string) {
+// queueing never blocks, and happens outside the hub's lock (see hub).
+func (r *rooms) deliver(channel, payload string) {
 	switch {
 	case strings.HasPrefix(channel, bus.ChannelPrefix):
 		room := channel[len(bus.ChannelPrefix):]
 		frame, id, ts, ok := normaliseMessage(room, []byte(payload))
 		if !ok {
-			g.log.Debug("dropping a non-object payload", "channel", channel)
+			r.log.Debug("dropping a non-object payload", "channel", channel)
 			return
 		}
 		it := item{frame: frame, id: id, ts: ts, message: true}
-		g.noteDelivered(id)
-		g.hub.each(room, func(c *conn) { c.q.push(room, it) })
+		r.noteDelivered(id)
+		for _, c := range r.hub.inRoom(room) {
+			c.deliver(room, it)
+		}
 
 	case strings.HasPrefix(channel, bus.PresenceChannelPrefix):
 		room := channel[len(bus.PresenceChannelPrefix):]
 		var events []json.RawMessage
 		if err := json.Unmarshal([]byte(payload), &events); err != nil {
-			g.log.Debug("dropping a presence payload that is not an array", "channel", channel, "err", err)
+			r.log.Debug("dropping a presence payload that is not an array", "channel", channel, "err", err)
 			return
 		}
 		if len(events) == 0 {
@@ -59,7 +63,9 @@ func (g *gateway) deliver(channel, payload string) {
 		}
 		// One item: the batch is written together.
 		it := item{frames: frames}
-		g.hub.each(room, func(c *conn) { c.q.push(room, it) })
+		for _, c := range r.hub.inRoom(room) {
+			c.deliver(room, it)
+		}
 
 	case strings.HasPrefix(channel, bus.TypingChannelPrefix):
 		room := channel[len(bus.TypingChannelPrefix):]
@@ -67,15 +73,69 @@ func (g *gateway) deliver(channel, payload string) {
 			UserID string `json:"userId"`
 		}
 		if err := json.Unmarshal([]byte(payload), &h); err != nil {
-			g.log.Debug("dropping a bad typing payload", "channel", channel, "err", err)
+			r.log.Debug("dropping a bad typing payload", "channel", channel, "err", err)
 			return
 		}
 		it := item{frame: []byte(payload)}
-		g.hub.each(room, func(c *conn) {
+		for _, c := range r.hub.inRoom(room) {
 			// To the others: a user's own tabs need not see it typing.
 			if c.userID != h.UserID {
-				c.q.push(room, it)
+				c.deliver(room, it)
 			}
-		})
+		}
+	}
+}
+
+// gapScan bounds how many stream entries recoverGap reads; a longer gap
+// closes every member.
+const gapScan = 10000
+
+// recoverGap runs after the replica's Pub/Sub connection came back from a
+// loss: messages acknowledged meanwhile (by any replica) were never
+// delivered here, and nothing else would tell the members. It reads the
+// stream after the last message this replica delivered (or from shortly
+// before the loss) and closes, with 1012, the local members of every room
+// that received one; they reconnect and rejoin with since, which replays
+// it. A gap in which nothing reached the replica's rooms costs nothing.
+func (r *rooms) recoverGap(lostAt time.Time) {
+	from := r.lastDelivered()
+	if from.IsZero() {
+		// Nothing delivered yet: start a little before the loss (the
+		// margin covers the clocks of this host and Redis disagreeing).
+		from = bus.ID{Ms: uint64(max(lostAt.Add(-5*time.Second).UnixMilli(), 0))}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
+	defer cancel()
+	entries, err := r.redis.Do(ctx, r.redis.B().Xrange().Key(bus.Stream).Start(from.String()).End("+").Count(gapScan).Build()).AsXRange()
+	all := err != nil || len(entries) == gapScan
+	rooms := map[string]bool{}
+	for _, e := range entries {
+		id, perr := bus.ParseID(e.ID)
+		if perr != nil || id.Compare(from) <= 0 {
+			continue
+		}
+		rooms[e.FieldValues[bus.FieldRoomID]] = true
+	}
+	var members []*member
+	if all {
+		members = r.hub.members()
+	} else {
+		seen := map[*member]bool{}
+		for room := range rooms {
+			for _, c := range r.hub.inRoom(room) {
+				if !seen[c] {
+					seen[c] = true
+					members = append(members, c)
+				}
+			}
+		}
+	}
+	if len(members) == 0 {
+		return
+	}
+	r.log.Warn("pubsub was down while messages were sent: closing their rooms' local members (1012) so they recover them",
+		"connections", len(members), "rooms", len(rooms), "stream_read_failed", err != nil)
+	for _, c := range members {
+		c.ep.closeWith(closeRecover, "reconnect and rejoin with since: messages may have been missed")
 	}
 }

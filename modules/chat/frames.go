@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"strconv"
 
+	"github.com/coder/websocket"
+
 	"github.com/auroradev/aurora/app/bus"
 	"github.com/auroradev/aurora/modules/chat/presence"
 )
@@ -21,6 +23,16 @@ const (
 	codeTooManyRooms   = "too_many_rooms"
 	codeUnavailable    = "unavailable"
 	codeRateLimited    = "rate_limited"
+)
+
+// Close codes beyond RFC 6455's.
+const (
+	closeTokenExpired websocket.StatusCode = 4001
+	closeSlowConsumer websocket.StatusCode = 4008
+	// closeRecover (1012, "service restart") asks the client to reconnect
+	// and rejoin its rooms with since: this replica missed what was
+	// published while its Pub/Sub connection was down.
+	closeRecover websocket.StatusCode = 1012
 )
 
 // Limits of the protocol.

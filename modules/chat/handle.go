@@ -11,8 +11,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/auroradev/aurora/app/bus"
-	"github.com/auroradev/aurora/modules/chat/history"
-	"github.com/auroradev/aurora/modules/chat/presence"
 )
 
 // inbound is a client frame's fields, each kept raw so that a field of the
@@ -100,17 +98,26 @@ func (c *conn) room(in inbound, clientID string) (string, bool) {
 		c.fail(codeInvalidRoom, bus.RoomRule, clientID)
 		return "", false
 	}
-	if !c.g.roomAllowed(room) {
-		c.fail(codeInvalidRoom, c.g.roomRefusal(room), clientID)
+	if !c.d.allowed.allows(room) {
+		c.fail(codeInvalidRoom, c.d.allowed.refusal(room), clientID)
 		return "", false
 	}
 	return room, true
 }
 
-func (c *conn) member(room string) bool { return slices.Contains(c.rooms, room) }
+// joinLeaveRoom reads the room of a join or leave frame once the frame got
+// a join token (joinAllowed); it sends the error itself.
+func (c *conn) joinLeaveRoom(in inbound, clientID string) (string, bool) {
+	if !c.joinAllowed(clientID) {
+		return "", false
+	}
+	return c.room(in, clientID)
+}
+
+func (c *conn) inRoom(room string) bool { return slices.Contains(c.rooms, room) }
 
 func (c *conn) onMessage(in inbound, clientID string, legacy bool) {
-	c.g.metrics.received.Inc()
+	c.d.metrics.received.Inc()
 	var room string
 	if legacy {
 		if len(c.rooms) == 0 {
@@ -129,7 +136,7 @@ func (c *conn) onMessage(in inbound, clientID string, legacy bool) {
 		c.fail(codeInvalidMessage, "text must be a string", clientID)
 		return
 	}
-	if !c.member(room) {
+	if !c.inRoom(room) {
 		c.fail(codeNotMember, "join room "+room+" first", clientID)
 		return
 	}
@@ -137,8 +144,8 @@ func (c *conn) onMessage(in inbound, clientID string, legacy bool) {
 		c.fail(codeEmptyText, "text is empty", clientID)
 		return
 	}
-	if n := utf8.RuneCountInString(text); n > c.g.cfg.MaxTextLength {
-		c.fail(codeTextTooLong, fmt.Sprintf("text has %d characters, the limit is %d", n, c.g.cfg.MaxTextLength), clientID)
+	if n := utf8.RuneCountInString(text); n > c.d.cfg.MaxTextLength {
+		c.fail(codeTextTooLong, fmt.Sprintf("text has %d characters, the limit is %d", n, c.d.cfg.MaxTextLength), clientID)
 		return
 	}
 	if until, ok := c.limitedUntil[room]; ok {
@@ -153,7 +160,7 @@ func (c *conn) onMessage(in inbound, clientID string, legacy bool) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
 	defer cancel()
-	res, err := c.g.send(ctx, outgoing{Room: room, UserID: c.userID, Username: c.username, Text: text, ClientID: clientID})
+	res, err := c.d.sender.send(ctx, outgoing{Room: room, UserID: c.userID, Username: c.username, Text: text, ClientID: clientID})
 	if err != nil {
 		c.log.Warn("send failed", "room", room, "err", err)
 		c.fail(codeUnavailable, "message not sent: service unavailable, retry later", clientID)
@@ -174,10 +181,7 @@ func (c *conn) onMessage(in inbound, clientID string, legacy bool) {
 }
 
 func (c *conn) onJoin(in inbound, clientID string) {
-	if !c.joinAllowed(clientID) {
-		return
-	}
-	room, ok := c.room(in, clientID)
+	room, ok := c.joinLeaveRoom(in, clientID)
 	if !ok {
 		return
 	}
@@ -196,7 +200,7 @@ func (c *conn) onJoin(in inbound, clientID string) {
 	if code := c.join(room, since, false); code != "" {
 		switch code {
 		case codeTooManyRooms:
-			c.fail(code, fmt.Sprintf("a connection can be in at most %d rooms", c.g.cfg.MaxRoomsPerConn), clientID)
+			c.fail(code, fmt.Sprintf("a connection can be in at most %d rooms", c.d.cfg.MaxRoomsPerConn), clientID)
 		default:
 			c.fail(code, "cannot join "+room+": service unavailable, retry later", clientID)
 		}
@@ -213,85 +217,40 @@ func (c *conn) onJoin(in inbound, clientID string) {
 // connect, answered by welcome instead and replaying nothing, so general's
 // first join frame may still replay. It returns an error code, or "".
 func (c *conn) join(room string, since *bus.ID, implicit bool) string {
-	g := c.g
 	ctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
 	defer cancel()
-	member := c.member(room)
-	if !member && len(c.rooms) >= g.cfg.MaxRoomsPerConn {
+	member := c.inRoom(room)
+	if !member && len(c.rooms) >= c.d.cfg.MaxRoomsPerConn {
 		return codeTooManyRooms
 	}
-	replay := since != nil && (!member || (room == generalRoom && c.generalOnConnect))
+	req := joinRequest{
+		enter:  !member,
+		since:  since,
+		replay: since != nil && (!member || (room == generalRoom && c.generalOnConnect)),
+	}
 	if room == generalRoom {
 		c.generalOnConnect = implicit
 	}
-	if replay {
-		c.q.beginRecovery(room)
+	if implicit {
+		// json.Marshal of this frame, strings only, cannot fail.
+		req.welcome, _ = json.Marshal(welcomeFrame{Type: "welcome", User: welcomeUser{ID: c.userID, Username: c.username}})
+	}
+	if err := c.d.rooms.join(ctx, &c.member, room, req); err != nil {
+		c.log.Warn("join failed", "room", room, "err", err)
+		return codeUnavailable
 	}
 	if !member {
-		g.hub.join(room, c)
-		if err := g.subs.sync(ctx, room); err != nil {
-			g.hub.leave(room, c)
-			if replay {
-				c.q.endRecovery(room, *since, nil, false, nil)
-			}
-			c.log.Warn("join failed", "room", room, "err", err)
-			return codeUnavailable
-		}
 		c.rooms = append(c.rooms, room)
-		if err := g.presence.Join(ctx, room, presence.Member{UserID: c.userID, Username: c.username}); err != nil {
-			c.log.Warn("presence join", "room", room, "err", err)
-		}
 	}
-	if implicit {
-		return ""
-	}
-	members, err := g.presence.Members(ctx, room)
-	if err != nil {
-		c.log.Warn("read room members", "room", room, "err", err)
-	}
-	// The joiner's own join may still wait in this interval's presence
-	// batch; it is online all the same.
-	members = presence.WithMember(members, presence.Member{UserID: c.userID, Username: c.username})
-	joined := joinedFrame{Type: "joined", Room: room, Members: members}
-	if since == nil {
-		c.reply(joined)
-		return ""
-	}
-	if !replay {
-		joined.Recovered = new(bool)
-		c.reply(joined)
-		return ""
-	}
-	// No more than the replay budget admits now (endRecovery decides).
-	var frames []history.Frame
-	complete := false
-	if limit, maxBytes := c.q.replayRoom(); limit > 0 && maxBytes > 0 {
-		frames, complete, err = g.history.Since(ctx, room, *since, limit, maxBytes)
-		if err != nil {
-			c.log.Warn("read history for recovery", "room", room, "since", since.String(), "err", err)
-			frames, complete = nil, false
-		}
-	}
-	c.q.endRecovery(room, *since, frames, complete, func(complete bool) []byte {
-		joined.Recovered = &complete
-		b, err := json.Marshal(joined)
-		if err != nil {
-			c.log.Error("encode frame", "err", err)
-		}
-		return b
-	})
 	return ""
 }
 
 func (c *conn) onLeave(in inbound, clientID string) {
-	if !c.joinAllowed(clientID) {
-		return
-	}
-	room, ok := c.room(in, clientID)
+	room, ok := c.joinLeaveRoom(in, clientID)
 	if !ok {
 		return
 	}
-	if !c.member(room) {
+	if !c.inRoom(room) {
 		c.fail(codeNotMember, "not in room "+room, clientID)
 		return
 	}
@@ -304,15 +263,8 @@ func (c *conn) onLeave(in inbound, clientID string) {
 // leaveRoom removes the connection from room: membership, subscription
 // (when it was the room's last local member) and presence.
 func (c *conn) leaveRoom(ctx context.Context, room string) {
-	g := c.g
 	c.rooms = slices.DeleteFunc(c.rooms, func(r string) bool { return r == room })
-	g.hub.leave(room, c)
-	if err := g.subs.sync(ctx, room); err != nil {
-		c.log.Warn("unsubscribe room", "room", room, "err", err)
-	}
-	if err := g.presence.Leave(ctx, room, c.userID); err != nil {
-		c.log.Warn("presence leave", "room", room, "err", err)
-	}
+	c.d.rooms.leave(ctx, &c.member, room)
 }
 
 func (c *conn) onTyping(in inbound, clientID string) {
@@ -326,7 +278,7 @@ func (c *conn) onTyping(in inbound, clientID string) {
 		c.fail(codeInvalidMessage, "isTyping must be true or false", clientID)
 		return
 	}
-	if !c.member(room) {
+	if !c.inRoom(room) {
 		c.fail(codeNotMember, "join room "+room+" first", clientID)
 		return
 	}
@@ -343,17 +295,5 @@ func (c *conn) onTyping(in inbound, clientID string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
 	defer cancel()
-	r := c.g.redis
-	if err := r.Do(ctx, r.B().Publish().Channel(bus.TypingChannel(room)).Message(string(b)).Build()).Error(); err != nil {
-		// Typing is ephemeral: not worth an error frame nor a retry (it
-		// would be stale), but counted, and logged once per outage.
-		c.g.metrics.typingDropped.Inc()
-		if c.g.typingFailing.CompareAndSwap(false, true) {
-			c.g.log.Warn("typing: redis failing; dropping typing frames until it recovers", "room", room, "err", err)
-		}
-		return
-	}
-	if c.g.typingFailing.Load() && c.g.typingFailing.CompareAndSwap(true, false) {
-		c.g.log.Info("typing: redis recovered")
-	}
+	c.d.typing.publish(ctx, room, b)
 }

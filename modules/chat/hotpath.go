@@ -2,12 +2,15 @@ package chat
 
 import (
 	"context"
+	_ "embed"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 
 	"github.com/redis/rueidis"
 
 	"github.com/auroradev/aurora/app/bus"
+	"github.com/auroradev/aurora/config"
 )
 
 // Redis keys private to the chat role. Rate-limit windows are fixed one
@@ -66,53 +69,10 @@ const rateWindowMs = 1000
 // room (to check a legacy key's entry), then the entry's other field-value
 // pairs (bus.Entry.Fields: the stream layout is app/bus's).
 // Returns {0, id} accepted, {1, id} duplicate, {2, retryAfterMs} limited.
-var sendScript = rueidis.NewLuaScript(`
-if redis.replicate_commands then pcall(redis.replicate_commands) end
-local dedupe = ARGV[4] ~= '0'
-if dedupe then
-  local orig = redis.call('GET', KEYS[1])
-  if orig then return {1, orig} end
-  local old = redis.call('GET', KEYS[5])
-  if old then
-    local e = redis.call('XRANGE', KEYS[4], old, old)
-    if #e == 0 then return {1, old} end
-    local f = e[1][2]
-    for i = 1, #f - 1, 2 do
-      if f[i] == ARGV[10] then
-        if f[i + 1] == ARGV[11] then return {1, old} end
-        break
-      end
-    end
-  end
-end
-local function over(key, limit)
-  local n = tonumber(redis.call('GET', key) or '0')
-  if n < tonumber(limit) then return nil end
-  local t = redis.call('PTTL', key)
-  if t < 0 then
-    redis.call('PEXPIRE', key, ARGV[3])
-    t = tonumber(ARGV[3])
-  end
-  return t
-end
-local wait = over(KEYS[2], ARGV[1]) or over(KEYS[3], ARGV[2])
-if wait then return {2, wait} end
-if redis.call('INCR', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
-if redis.call('INCR', KEYS[3]) == 1 then redis.call('PEXPIRE', KEYS[3], ARGV[3]) end
-local t = redis.call('TIME')
-local ms = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
-local fields = {unpack(ARGV, 12)}
-fields[#fields + 1] = ARGV[9]
-fields[#fields + 1] = ms
-local id = redis.pcall('XADD', KEYS[4], ms .. '-*', unpack(fields))
-if type(id) == 'table' and id.err then
-  id = redis.call('XADD', KEYS[4], '*', unpack(fields))
-end
-if dedupe then redis.call('SET', KEYS[1], id, 'PX', ARGV[4]) end
-local ts = string.match(id, '^(%d+)-')
-redis.call('PUBLISH', ARGV[5], ARGV[6] .. id .. ARGV[7] .. ts .. ARGV[8])
-return {0, id}
-`)
+var sendScript = rueidis.NewLuaScript(sendLua)
+
+//go:embed send.lua
+var sendLua string
 
 // sendResult is the outcome of the hot path.
 type sendResult struct {
@@ -126,28 +86,37 @@ type outgoing struct {
 	Room, UserID, Username, Text, ClientID string
 }
 
+// sender runs the hot path: it is all a connection needs to send a message.
+type sender struct {
+	redis rueidis.Client
+	cfg   config.Chat
+	// scriptCalls counts the send script's calls (what a message costs
+	// Redis); tests read it.
+	scriptCalls atomic.Int64
+}
+
 // send runs the hot-path script for m.
-func (g *gateway) send(ctx context.Context, m outgoing) (sendResult, error) {
+func (s *sender) send(ctx context.Context, m outgoing) (sendResult, error) {
 	dedupeMs := "0"
 	if m.ClientID != "" {
-		dedupeMs = strconv.FormatInt(g.cfg.DedupeWindow.Milliseconds(), 10)
+		dedupeMs = strconv.FormatInt(s.cfg.DedupeWindow.Milliseconds(), 10)
 	}
 	prefix, middle, suffix := bus.Entry{RoomID: m.Room, UserID: m.UserID, Username: m.Username, Text: m.Text, ClientID: m.ClientID}.FrameParts()
 	keys := []string{dedupeKey(m.UserID, m.Room, m.ClientID), roomRateKey(m.UserID, m.Room), userRateKey(m.UserID), bus.Stream,
 		legacyDedupeKey(m.UserID, m.ClientID)}
 	args := append([]string{
-		strconv.Itoa(g.cfg.RoomRate), strconv.Itoa(g.cfg.UserRate), strconv.Itoa(rateWindowMs), dedupeMs,
+		strconv.Itoa(s.cfg.RoomRate), strconv.Itoa(s.cfg.UserRate), strconv.Itoa(rateWindowMs), dedupeMs,
 		bus.Channel(m.Room), prefix, middle, suffix, bus.FieldTS, bus.FieldRoomID, m.Room,
 	}, bus.Entry{RoomID: m.Room, UserID: m.UserID, Username: m.Username, Text: m.Text, ClientID: m.ClientID}.Fields()...)
-	g.scriptCalls.Add(1)
-	res, err := sendScript.Exec(ctx, g.redis, keys, args).ToArray()
+	s.scriptCalls.Add(1)
+	res, err := sendScript.Exec(ctx, s.redis, keys, args).ToArray()
 	if _, isRedisErr := rueidis.IsRedisErr(err); err != nil && !isRedisErr && m.ClientID != "" && ctx.Err() == nil {
 		// A connection that broke while Redis was away fails its next
 		// command once (EOF) before the client dials again. With a
 		// clientId the script is idempotent (a resend is answered with the
 		// original id), so one retry is safe.
-		g.scriptCalls.Add(1)
-		res, err = sendScript.Exec(ctx, g.redis, keys, args).ToArray()
+		s.scriptCalls.Add(1)
+		res, err = sendScript.Exec(ctx, s.redis, keys, args).ToArray()
 	}
 	if err != nil {
 		return sendResult{}, fmt.Errorf("send message to room %s: %w", m.Room, err)

@@ -1,29 +1,125 @@
 package chat
 
 import (
+	"encoding/json"
+	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
+
+	"github.com/coder/websocket"
 )
 
+// member is one local connection as membership sees it: who it is, where
+// its frames go and how to close it. A conn embeds its member; the hub,
+// fan-out, gap recovery and the gateway's drain hold the member, never the
+// conn, so they do not depend on how a connection reads and writes.
+type member struct {
+	userID, username string
+	// slot is the connection's entry in the per-user connection cap
+	// (slots.member).
+	slot string
+	log  *slog.Logger
+	q    *sendQueue
+	ep   endpoint
+
+	// gate orders the member's joins and leaves with fan-out, which
+	// pushes outside the hub's lock: a frame of a room is queued under
+	// gate only while in holds the room, so once leave returns no frame
+	// of the room is queued for the member any more.
+	gate sync.Mutex
+	in   map[string]struct{}
+}
+
+// enter and exit mark the member in room or not, for deliver.
+func (m *member) enter(room string) {
+	m.gate.Lock()
+	if m.in == nil {
+		m.in = map[string]struct{}{}
+	}
+	m.in[room] = struct{}{}
+	m.gate.Unlock()
+}
+
+func (m *member) exit(room string) {
+	m.gate.Lock()
+	delete(m.in, room)
+	m.gate.Unlock()
+}
+
+// deliver queues it, a frame fan-out brought for room, unless the member
+// has left room since fan-out read the room's members.
+func (m *member) deliver(room string, it item) {
+	m.gate.Lock()
+	if _, ok := m.in[room]; ok {
+		m.q.push(room, it)
+	}
+	m.gate.Unlock()
+}
+
+// endpoint is how a member's connection is closed (conn implements it).
+type endpoint interface {
+	// closeWith flushes what is queued and closes with code; the first
+	// request wins.
+	closeWith(code websocket.StatusCode, reason string)
+	// shutdown lets the frame being handled finish, then closes with 1001.
+	shutdown()
+	// kill closes without waiting for the peer.
+	kill()
+}
+
+// reply queues a frame for this connection alone.
+func (m *member) reply(v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		m.log.Error("encode frame", "err", err)
+		return
+	}
+	m.q.push("", item{frame: b})
+}
+
 // hub is this replica's membership: which local connections are in which
-// room. Fan-out reads it under a read lock for every message, so it holds
-// nothing else and no I/O ever happens under its lock.
+// room. It holds nothing else, and no I/O ever happens under its lock.
+//
+// Fan-out reads a room's members for every frame. It does not push under
+// the lock: each room keeps its members also as a list that is replaced,
+// never changed, when one joins or leaves, so fan-out takes the current
+// list under the read lock and pushes to it after releasing the lock. A
+// join or leave therefore never waits for a push, nor a push for them.
+// What that costs in ordering is nothing: frames of a room reach a
+// connection in the order Pub/Sub brought them, because one goroutine
+// (the subscriber's) pushes them all, as before; a member is marked in the
+// room (member.enter) before it is in a list and out (member.exit) after
+// it left the list, and member.deliver checks that mark, so a frame is
+// queued only while the member is in the room. A joiner misses only frames
+// fan-out read the members for before the join: published before the join
+// was subscribed, they are what a join with since replays from the history
+// (the send script stores a message before it publishes it), and a
+// recovering join's buffer drops a live frame that the replay holds.
 type hub struct {
 	mu       sync.RWMutex
-	rooms    map[string]map[*conn]struct{}
-	conns    map[*conn]struct{}
+	rooms    map[string]*roomMembers
+	conns    map[*member]struct{}
 	draining bool
 }
 
+// roomMembers are the local members of one room: a set, and the same
+// members as a list that is replaced on every change, never modified, so
+// it can be read after the hub's lock is released.
+type roomMembers struct {
+	set  map[*member]struct{}
+	list []*member
+}
+
 func newHub() *hub {
-	return &hub{rooms: map[string]map[*conn]struct{}{}, conns: map[*conn]struct{}{}}
+	return &hub{rooms: map[string]*roomMembers{}, conns: map[*member]struct{}{}}
 }
 
 // register adds a connection unless the gateway is draining; it counts the
 // connection on wg under the same lock, so Stop's wait sees every
 // connection registered before it started draining.
-func (h *hub) register(c *conn, wg *sync.WaitGroup) bool {
+func (h *hub) register(c *member, wg *sync.WaitGroup) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.draining {
@@ -34,7 +130,7 @@ func (h *hub) register(c *conn, wg *sync.WaitGroup) bool {
 	return true
 }
 
-func (h *hub) unregister(c *conn) {
+func (h *hub) unregister(c *member) {
 	h.mu.Lock()
 	delete(h.conns, c)
 	h.mu.Unlock()
@@ -42,12 +138,12 @@ func (h *hub) unregister(c *conn) {
 
 // drain marks the hub draining (no more registrations) and returns the
 // registered connections.
-func (h *hub) drain(flag *atomic.Bool) []*conn {
+func (h *hub) drain(flag *atomic.Bool) []*member {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.draining = true
 	flag.Store(true)
-	out := make([]*conn, 0, len(h.conns))
+	out := make([]*member, 0, len(h.conns))
 	for c := range h.conns {
 		out = append(out, c)
 	}
@@ -55,33 +151,47 @@ func (h *hub) drain(flag *atomic.Bool) []*conn {
 }
 
 // join adds c to room.
-func (h *hub) join(room string, c *conn) {
+func (h *hub) join(room string, c *member) {
+	c.enter(room)
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	m := h.rooms[room]
-	if m == nil {
-		m = map[*conn]struct{}{}
-		h.rooms[room] = m
+	rm := h.rooms[room]
+	if rm == nil {
+		rm = &roomMembers{set: map[*member]struct{}{}}
+		h.rooms[room] = rm
 	}
-	m[c] = struct{}{}
+	if _, ok := rm.set[c]; ok {
+		return
+	}
+	rm.set[c] = struct{}{}
+	// A new list: fan-out may be reading the old one.
+	rm.list = append(slices.Clip(rm.list), c)
 }
 
-// leave removes c from room.
-func (h *hub) leave(room string, c *conn) {
+// leave removes c from room; once it returns, fan-out queues no more
+// frames of room for c.
+func (h *hub) leave(room string, c *member) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	m := h.rooms[room]
-	delete(m, c)
-	if len(m) == 0 {
-		delete(h.rooms, room)
+	if rm := h.rooms[room]; rm != nil {
+		if _, ok := rm.set[c]; ok {
+			delete(rm.set, c)
+			if len(rm.set) == 0 {
+				delete(h.rooms, room)
+			} else {
+				rm.list = slices.DeleteFunc(slices.Clone(rm.list), func(x *member) bool { return x == c })
+			}
+		}
 	}
+	h.mu.Unlock()
+	c.exit(room)
 }
 
 // has reports whether room has a local member.
 func (h *hub) has(room string) bool {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	return len(h.rooms[room]) > 0
+	rm := h.rooms[room]
+	return rm != nil && len(rm.set) > 0
 }
 
 // roomNames lists the rooms with local members, sorted.
@@ -96,27 +206,28 @@ func (h *hub) roomNames() []string {
 	return out
 }
 
-// each calls fn for every local member of room, under the read lock: fn
-// must not block.
-func (h *hub) each(room string, fn func(*conn)) {
+// inRoom returns the local members of room. The list is never modified
+// (see hub): read it after the lock is released, but do not change it.
+func (h *hub) inRoom(room string) []*member {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	for c := range h.rooms[room] {
-		fn(c)
+	if rm := h.rooms[room]; rm != nil {
+		return rm.list
 	}
+	return nil
 }
 
 // members returns every connection that is in at least one room.
-func (h *hub) members() []*conn {
+func (h *hub) members() []*member {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	seen := map[*conn]struct{}{}
-	for _, cs := range h.rooms {
-		for c := range cs {
+	seen := map[*member]struct{}{}
+	for _, rm := range h.rooms {
+		for c := range rm.set {
 			seen[c] = struct{}{}
 		}
 	}
-	out := make([]*conn, 0, len(seen))
+	out := make([]*member, 0, len(seen))
 	for c := range seen {
 		out = append(out, c)
 	}

@@ -12,20 +12,16 @@ import (
 
 	"github.com/auroradev/aurora/app/apptest"
 	"github.com/auroradev/aurora/app/bus"
+	"github.com/auroradev/aurora/config"
 )
 
 func TestRateLimits(t *testing.T) {
-	cfg := chatConfig(t)
-	cfg.Chat.UserRate = 5
-	s := startChat(t, cfg)
+	s := startChat(t, configWith(t, func(c *config.Chat) { c.UserRate = 5 }))
 	alice := s.dial("u1", "alice")
 	alice.join("dev")
 
 	// Room limit: 3 per second per user per room; the 4th is refused.
-	var ids []string
-	for i := 0; i < 3; i++ {
-		ids = append(ids, alice.msg("general", fmt.Sprint("g", i), fmt.Sprint("g", i))["id"].(string))
-	}
+	ids := sendNumbered(alice, "general", "g", "g", 3)
 	alice.send(map[string]any{"type": "message", "room": "general", "text": "g3", "clientId": "g3"})
 	rl := alice.next("rate_limited", "message")
 	if rl["room"] != "general" || rl["clientId"] != "g3" {
@@ -190,10 +186,7 @@ func TestHeartbeatClosesSilentClient(t *testing.T) {
 }
 
 func TestGracefulShutdown(t *testing.T) {
-	cfg := chatConfig(t)
-	cfg.Chat.RoomRate = 1000
-	cfg.Chat.UserRate = 1000
-	s := startChat(t, cfg)
+	s := startChat(t, configWith(t, func(c *config.Chat) { c.RoomRate, c.UserRate = 1000, 1000 }))
 	c := s.dial("u1", "alice")
 	const sent = 20
 	frames := make(chan map[string]any, 1000)

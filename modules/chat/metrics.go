@@ -25,30 +25,18 @@ func newMetrics() *metrics {
 			Name: "aurora_chat_connections",
 			Help: "Open WebSocket connections on this replica.",
 		}),
-		received: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "aurora_chat_messages_received_total",
-			Help: "Message frames received from clients.",
-		}),
-		delivered: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "aurora_chat_messages_delivered_total",
-			Help: "Frames written to client sockets.",
-		}),
-		rateLimited: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "aurora_chat_rate_limited_total",
-			Help: "Messages refused by the rate limits.",
-		}),
-		slowDropped: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "aurora_chat_slow_consumers_dropped_total",
-			Help: "Connections closed (4008) because their send queue stayed full, or a message did not fit it.",
-		}),
-		typingDropped: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "aurora_chat_typing_dropped_total",
-			Help: "Typing frames not published because Redis failed.",
-		}),
-		heartbeat: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "aurora_chat_heartbeat_closes_total",
-			Help: "Connections closed because they did not answer a ping.",
-		}),
+		received: counter("aurora_chat_messages_received_total",
+			"Message frames received from clients."),
+		delivered: counter("aurora_chat_messages_delivered_total",
+			"Frames written to client sockets."),
+		rateLimited: counter("aurora_chat_rate_limited_total",
+			"Messages refused by the rate limits."),
+		slowDropped: counter("aurora_chat_slow_consumers_dropped_total",
+			"Connections closed (4008) because their send queue stayed full, or a message did not fit it."),
+		typingDropped: counter("aurora_chat_typing_dropped_total",
+			"Typing frames not published because Redis failed."),
+		heartbeat: counter("aurora_chat_heartbeat_closes_total",
+			"Connections closed because they did not answer a ping."),
 		fanout: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "aurora_chat_fanout_latency_seconds",
 			Help:    "Time from a message's ts to its write to a client socket.",
@@ -67,6 +55,11 @@ func newMetrics() *metrics {
 		m.errorsByCode[c] = m.errors.WithLabelValues(c)
 	}
 	return m
+}
+
+// counter is a counter of the gateway's.
+func counter(name, help string) prometheus.Counter {
+	return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
 }
 
 func (m *metrics) register(r prometheus.Registerer) error {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/auroradev/aurora/app/backoff"
 	"github.com/auroradev/aurora/app/bus"
 )
 
@@ -121,7 +122,7 @@ func (s *subscriber) teardown() {
 // run keeps the connection up until ctx is done: it waits for the
 // connection to fail, then reconnects with backoff.
 func (s *subscriber) run(ctx context.Context) {
-	backoff := 50 * time.Millisecond
+	retry := backoff.Backoff{Min: 50 * time.Millisecond, Max: 2 * time.Second}
 	var lostAt time.Time // the connection was up and broke then: a gap to recover
 	for {
 		s.mu.Lock()
@@ -133,7 +134,7 @@ func (s *subscriber) run(ctx context.Context) {
 			cancel()
 			if err == nil {
 				s.log.Info("pubsub connected", "rooms", len(s.hub.roomNames()))
-				backoff = 50 * time.Millisecond
+				retry.Reset()
 				if !lostAt.IsZero() && s.onGap != nil {
 					s.onGap(lostAt)
 				}
@@ -143,13 +144,11 @@ func (s *subscriber) run(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			s.log.Warn("pubsub connect failed", "err", err, "retry_in", backoff)
-			select {
-			case <-ctx.Done():
+			wait := retry.Next()
+			s.log.Warn("pubsub connect failed", "err", err, "retry_in", wait)
+			if !backoff.Sleep(ctx, wait) {
 				return
-			case <-time.After(backoff):
 			}
-			backoff = min(2*backoff, 2*time.Second)
 			continue
 		}
 		select {

@@ -187,10 +187,10 @@ func TestReplayOfAClientThatNeverReadsIsBounded(t *testing.T) {
 }
 
 // connsOf returns the gateway's connections of a user.
-func connsOf(g *gateway, userID string) []*conn {
+func connsOf(g *gateway, userID string) []*member {
 	g.hub.mu.RLock()
 	defer g.hub.mu.RUnlock()
-	var out []*conn
+	var out []*member
 	for c := range g.hub.conns {
 		if c.userID == userID {
 			out = append(out, c)

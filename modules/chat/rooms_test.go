@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/auroradev/aurora/app/bus"
+	"github.com/auroradev/aurora/config"
 )
 
 func members(t *testing.T, f map[string]any) []string {
@@ -104,22 +105,7 @@ func TestPresenceAndHistoryHTTP(t *testing.T) {
 	awaitPresence(alice, "general", "alice", "online")
 	ack := alice.msg("general", "remember me", "h1")
 
-	get := func(path, tok string) (int, map[string]any) {
-		req, _ := http.NewRequest(http.MethodGet, s.URL+path, nil)
-		if tok != "" {
-			req.Header.Set("Authorization", "Bearer "+tok)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var body map[string]any
-		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-			t.Fatalf("GET %s: %v", path, err)
-		}
-		return resp.StatusCode, body
-	}
+	get := s.getJSON
 	tok := s.token("u2", "bob")
 
 	status, body := get("/api/rooms/general/presence", tok)
@@ -144,15 +130,10 @@ func TestPresenceAndHistoryHTTP(t *testing.T) {
 }
 
 func TestJoinSinceRecovers(t *testing.T) {
-	cfg := chatConfig(t)
-	cfg.Chat.RoomRate = 100
-	s := startChat(t, cfg)
+	s := startChat(t, configWith(t, func(c *config.Chat) { c.RoomRate = 100 }))
 	alice := s.dial("u1", "alice")
 	alice.join("dev")
-	var ids []string
-	for i := 0; i < 3; i++ {
-		ids = append(ids, alice.msg("dev", fmt.Sprint("m", i), fmt.Sprint("r", i))["id"].(string))
-	}
+	ids := sendNumbered(alice, "dev", "m", "r", 3)
 
 	bob := s.dial("u2", "bob")
 	bob.send(map[string]any{"type": "join", "room": "dev", "since": ids[0]})
@@ -283,23 +264,7 @@ func TestRoomsAllowedConfinesUsers(t *testing.T) {
 	// The HTTP APIs refuse the room the same way: 400 {"error"}, after the
 	// token check.
 	tok := s.token("u2", "bob")
-	get := func(path, tok string) (int, map[string]any) {
-		t.Helper()
-		req, _ := http.NewRequest(http.MethodGet, s.URL+path, nil)
-		if tok != "" {
-			req.Header.Set("Authorization", "Bearer "+tok)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var body map[string]any
-		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-			t.Fatalf("GET %s: %v", path, err)
-		}
-		return resp.StatusCode, body
-	}
+	get := s.getJSON
 	for _, path := range []string{"/api/rooms/dev/messages", "/api/rooms/dev/messages?limit=5", "/api/rooms/dev/presence"} {
 		status, body := get(path, tok)
 		msg, _ := body["error"].(string)

@@ -2,6 +2,7 @@ package chat
 
 import (
 	"context"
+	_ "embed"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -46,15 +47,10 @@ func replicaKey(replicaID string) string { return "chat:replica:" + replicaID }
 
 // admitScript: purge expired entries, refuse when the user is at the cap,
 // else add the entry. KEYS: conns key. ARGV: now, expiry, member, max, ttlMs.
-var admitScript = rueidis.NewLuaScript(`
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-if not redis.call('ZSCORE', KEYS[1], ARGV[3]) and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then
-  return 0
-end
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-return 1
-`)
+var admitScript = rueidis.NewLuaScript(admitLua)
+
+//go:embed admit.lua
+var admitLua string
 
 func newSlots(r rueidis.Client, replicaID string, max int) *slots {
 	return &slots{r: r, replicaID: replicaID, max: max}
@@ -181,9 +177,10 @@ func (s *slots) beat(ctx context.Context) (lost bool, err error) {
 	return false, nil
 }
 
-// run keeps the heartbeat and refreshes this replica's entries until ctx is
-// done; a lost heartbeat refreshes them at once.
-func (s *slots) run(ctx context.Context, h *hub, log *slog.Logger) {
+// run keeps the heartbeat and refreshes this replica's entries (local
+// returns them, by user id) until ctx is done; a lost heartbeat refreshes
+// them at once.
+func (s *slots) run(ctx context.Context, local func() map[string][]string, log *slog.Logger) {
 	beat := time.NewTicker(replicaBeat)
 	defer beat.Stop()
 	t := time.NewTicker(slotRefresh)
@@ -192,7 +189,7 @@ func (s *slots) run(ctx context.Context, h *hub, log *slog.Logger) {
 	refresh := func() {
 		rctx, cancel := context.WithTimeout(ctx, redisTimeout)
 		defer cancel()
-		if err := s.refresh(rctx, h.slotsByUser()); err != nil && ctx.Err() == nil {
+		if err := s.refresh(rctx, local()); err != nil && ctx.Err() == nil {
 			log.Warn("refresh connection slots", "err", err)
 		}
 	}

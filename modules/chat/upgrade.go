@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/coder/websocket"
 
@@ -90,8 +89,8 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		releaseSlot()
 		return
 	}
-	c := newConn(g, ws, cw.conn, connID, slot, claims)
-	if !g.hub.register(c, &g.conns) {
+	c := newConn(g.deps, ws, cw.conn, connID, slot, claims)
+	if !g.hub.register(&c.member, &g.conns) {
 		ws.Close(websocket.StatusGoingAway, "server shutting down")
 		releaseSlot()
 		return
@@ -101,10 +100,6 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer g.metrics.connections.Dec()
 	c.log.Debug("connected", "subprotocol", ws.Subprotocol(), "expires", claims.ExpiresAt)
 	c.run(claims.ExpiresAt)
+	g.hub.unregister(&c.member)
 	releaseSlot()
-}
-
-// expiryTimer closes the connection with 4001 when its token expires.
-func expiryTimer(exp time.Time, fn func()) *time.Timer {
-	return time.AfterFunc(time.Until(exp), fn)
 }

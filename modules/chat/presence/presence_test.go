@@ -147,34 +147,54 @@ func wantFrames(t *testing.T, got []Frame, want ...Frame) {
 func bob() Member   { return Member{UserID: "u-bob", Username: "bob"} }
 func carol() Member { return Member{UserID: "u-carol", Username: "carol"} }
 
-func TestFirstAndLastConnectionAcrossReplicas(t *testing.T) {
-	url := apptest.RedisURL(t)
-	ctx := ctxT(t)
-	a := manual(t, apptest.RedisClient(t, url), "A", Options{})
-	b := manual(t, apptest.RedisClient(t, url), "B", Options{})
-	s := subscribe(t, url, "dev")
+// twoReplicas is replicas A and B sharing one Redis (at url), and a
+// subscriber of room dev's presence channel.
+func twoReplicas(t *testing.T) (ctx context.Context, url string, a, b *Tracker, s *sub) {
+	t.Helper()
+	url = apptest.RedisURL(t)
+	ctx = ctxT(t)
+	a = manual(t, apptest.RedisClient(t, url), "A", Options{})
+	b = manual(t, apptest.RedisClient(t, url), "B", Options{})
+	return ctx, url, a, b, subscribe(t, url, "dev")
+}
 
-	if err := a.Join(ctx, "dev", bob()); err != nil {
+// mustJoin and mustLeave fail the test when tr's Join or Leave fails.
+func mustJoin(ctx context.Context, t *testing.T, tr *Tracker, room string, m Member) {
+	t.Helper()
+	if err := tr.Join(ctx, room, m); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func mustLeave(ctx context.Context, t *testing.T, tr *Tracker, room, userID string) {
+	t.Helper()
+	if err := tr.Leave(ctx, room, userID); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// joinAnnounced joins m to dev on replica a, flushes a and b, and wants
+// s, dev's subscriber, to hear m online.
+func joinAnnounced(ctx context.Context, t *testing.T, a, b *Tracker, s *sub, m Member) {
+	t.Helper()
+	mustJoin(ctx, t, a, "dev", m)
 	flush(t, a, b)
-	wantFrames(t, s.next(t), frame("dev", "bob", "u-bob", StatusOnline))
+	wantFrames(t, s.next(t), frame("dev", m.Username, m.UserID, StatusOnline))
+}
+
+func TestFirstAndLastConnectionAcrossReplicas(t *testing.T) {
+	ctx, _, a, b, s := twoReplicas(t)
+	joinAnnounced(ctx, t, a, b, s, bob())
 
 	// A second connection on A and one on B: bob is online already.
-	if err := a.Join(ctx, "dev", bob()); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Join(ctx, "dev", bob()); err != nil {
-		t.Fatal(err)
-	}
+	mustJoin(ctx, t, a, "dev", bob())
+	mustJoin(ctx, t, b, "dev", bob())
 	flush(t, a, b)
 	s.nothing(t)
 
 	// Both of A's connections leave while B still has one: no offline.
 	for range 2 {
-		if err := a.Leave(ctx, "dev", "u-bob"); err != nil {
-			t.Fatal(err)
-		}
+		mustLeave(ctx, t, a, "dev", "u-bob")
 	}
 	flush(t, a, b)
 	s.nothing(t)
@@ -182,9 +202,7 @@ func TestFirstAndLastConnectionAcrossReplicas(t *testing.T) {
 		t.Fatalf("members %v, %v; want bob", m, err)
 	}
 
-	if err := b.Leave(ctx, "dev", "u-bob"); err != nil {
-		t.Fatal(err)
-	}
+	mustLeave(ctx, t, b, "dev", "u-bob")
 	flush(t, a, b)
 	wantFrames(t, s.next(t), frame("dev", "bob", "u-bob", StatusOffline))
 	if m, err := a.Members(ctx, "dev"); err != nil || len(m) != 0 {
@@ -192,19 +210,13 @@ func TestFirstAndLastConnectionAcrossReplicas(t *testing.T) {
 	}
 
 	// A Leave without a Join does nothing.
-	if err := b.Leave(ctx, "dev", "u-bob"); err != nil {
-		t.Fatal(err)
-	}
+	mustLeave(ctx, t, b, "dev", "u-bob")
 	flush(t, a, b)
 	s.nothing(t)
 }
 
 func TestJoinAndLeaveInOneIntervalCancel(t *testing.T) {
-	url := apptest.RedisURL(t)
-	ctx := ctxT(t)
-	a := manual(t, apptest.RedisClient(t, url), "A", Options{})
-	b := manual(t, apptest.RedisClient(t, url), "B", Options{})
-	s := subscribe(t, url, "dev")
+	ctx, _, a, b, s := twoReplicas(t)
 
 	// bob comes and goes twice, on both replicas, within one window;
 	// carol stays.
@@ -223,12 +235,8 @@ func TestJoinAndLeaveInOneIntervalCancel(t *testing.T) {
 	flush(t, a, b)
 	wantFrames(t, s.next(t), frame("dev", "carol", "u-carol", StatusOnline))
 
-	if err := a.Join(ctx, "dev", bob()); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Leave(ctx, "dev", "u-bob"); err != nil {
-		t.Fatal(err)
-	}
+	mustJoin(ctx, t, a, "dev", bob())
+	mustLeave(ctx, t, a, "dev", "u-bob")
 	flush(t, a, b)
 	s.nothing(t)
 }
@@ -311,9 +319,7 @@ func TestAboveMaxMembersNothingPublished(t *testing.T) {
 	flush(t, a)
 	s.nothing(t)
 	join(4)
-	if err := a.Leave(ctx, "dev", "u0"); err != nil {
-		t.Fatal(err)
-	}
+	mustLeave(ctx, t, a, "dev", "u0")
 	flush(t, a)
 	s.nothing(t)
 	// The members are still there for the HTTP API.
@@ -322,9 +328,7 @@ func TestAboveMaxMembersNothingPublished(t *testing.T) {
 	}
 
 	// At the limit (3 online) events flow again.
-	if err := a.Leave(ctx, "dev", "u1"); err != nil {
-		t.Fatal(err)
-	}
+	mustLeave(ctx, t, a, "dev", "u1")
 	flush(t, a)
 	wantFrames(t, s.next(t), frame("dev", "n1", "u1", StatusOffline))
 }
@@ -362,17 +366,9 @@ func TestMembersDedupedAndSorted(t *testing.T) {
 // readers, purged by the next write with an offline event, and a replica
 // that was only paused gets its entry back at its next refresh.
 func TestCrashedReplicaExpires(t *testing.T) {
-	url := apptest.RedisURL(t)
-	ctx := ctxT(t)
+	ctx, url, a, b, s := twoReplicas(t)
 	rc := apptest.RedisClient(t, url)
-	a := manual(t, apptest.RedisClient(t, url), "A", Options{})
-	b := manual(t, apptest.RedisClient(t, url), "B", Options{})
-	s := subscribe(t, url, "dev")
-	if err := a.Join(ctx, "dev", bob()); err != nil {
-		t.Fatal(err)
-	}
-	flush(t, a, b)
-	wantFrames(t, s.next(t), frame("dev", "bob", "u-bob", StatusOnline))
+	joinAnnounced(ctx, t, a, b, s, bob())
 
 	// A "crashes": it writes nothing more. Time passes beyond the TTL.
 	later := time.Now().Add(DefaultTTL + time.Minute)
@@ -380,9 +376,7 @@ func TestCrashedReplicaExpires(t *testing.T) {
 	if m, err := b.Members(ctx, "dev"); err != nil || len(m) != 0 {
 		t.Fatalf("members after expiry %v, %v; want none", m, err)
 	}
-	if err := b.Join(ctx, "dev", carol()); err != nil {
-		t.Fatal(err)
-	}
+	mustJoin(ctx, t, b, "dev", carol())
 	flush(t, a, b)
 	wantFrames(t, s.next(t),
 		frame("dev", "bob", "u-bob", StatusOffline),
@@ -421,13 +415,9 @@ func TestRunRefreshesPublishesAndCleansUp(t *testing.T) {
 	go func() { live.Run(runCtx); close(done) }()
 	t.Cleanup(func() { stop(); <-done })
 
-	if err := crashed.Join(ctx, "dev", bob()); err != nil {
-		t.Fatal(err)
-	}
+	mustJoin(ctx, t, crashed, "dev", bob())
 	carolJoined := time.Now()
-	if err := live.Join(ctx, "dev", carol()); err != nil {
-		t.Fatal(err)
-	}
+	mustJoin(ctx, t, live, "dev", carol())
 	// Collect frames until bob goes offline (his entry expires).
 	var got []Frame
 	for len(got) == 0 || got[len(got)-1].Status != StatusOffline {
@@ -461,12 +451,8 @@ func TestRunRefreshesPublishesAndCleansUp(t *testing.T) {
 // connection leaves in the end, so Redis must be empty and the one
 // coalesced window must publish nothing.
 func TestConcurrentJoinLeave(t *testing.T) {
-	url := apptest.RedisURL(t)
-	ctx := ctxT(t)
+	ctx, url, a, b, s := twoReplicas(t)
 	rc := apptest.RedisClient(t, url)
-	a := manual(t, apptest.RedisClient(t, url), "A", Options{})
-	b := manual(t, apptest.RedisClient(t, url), "B", Options{})
-	s := subscribe(t, url, "dev")
 	users := []Member{bob(), carol(), {UserID: "u-dan", Username: "dan"}}
 	var wg sync.WaitGroup
 	errs := make(chan error, 16)
@@ -620,33 +606,18 @@ func TestRedisDown(t *testing.T) {
 // members (the client would never hear the offline), and a leave still
 // waiting must (the client will hear the offline with the batch).
 func TestMembersAsAnnounced(t *testing.T) {
-	url := apptest.RedisURL(t)
-	ctx := ctxT(t)
-	a := manual(t, apptest.RedisClient(t, url), "A", Options{})
-	b := manual(t, apptest.RedisClient(t, url), "B", Options{})
-	s := subscribe(t, url, "dev")
-
-	if err := a.Join(ctx, "dev", carol()); err != nil {
-		t.Fatal(err)
-	}
-	flush(t, a, b)
-	wantFrames(t, s.next(t), frame("dev", "carol", "u-carol", StatusOnline))
+	ctx, _, a, b, s := twoReplicas(t)
+	joinAnnounced(ctx, t, a, b, s, carol())
 
 	// Within one window: bob joins, a client reads the members, bob leaves,
 	// carol leaves.
-	if err := b.Join(ctx, "dev", bob()); err != nil {
-		t.Fatal(err)
-	}
+	mustJoin(ctx, t, b, "dev", bob())
 	got, err := a.Members(ctx, "dev")
 	if err != nil || !reflect.DeepEqual(got, []Member{carol()}) {
 		t.Fatalf("members with bob's join pending: %v, %v; want only carol (bob not announced yet)", got, err)
 	}
-	if err := b.Leave(ctx, "dev", "u-bob"); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Leave(ctx, "dev", "u-carol"); err != nil {
-		t.Fatal(err)
-	}
+	mustLeave(ctx, t, b, "dev", "u-bob")
+	mustLeave(ctx, t, a, "dev", "u-carol")
 	got, err = b.Members(ctx, "dev")
 	if err != nil || !reflect.DeepEqual(got, []Member{carol()}) {
 		t.Fatalf("members with carol's leave pending: %v, %v; want carol until her offline is announced", got, err)

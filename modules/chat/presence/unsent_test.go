@@ -163,25 +163,9 @@ func TestUnsentIsMergedWithNewerEvents(t *testing.T) {
 	m, c := private(t)
 	ctx := ctxT(t)
 	a := manual(t, c, "A", Options{})
-	if err := a.Join(ctx, "dev", bob()); err != nil {
-		t.Fatal(err)
-	}
-	a.beforePublish = m.Close
-	if err := a.flushAll(ctx); err == nil {
-		t.Fatal("flush with Redis closed before the publish: no error")
-	}
-	a.beforePublish = nil
-	if err := m.Restart(); err != nil {
-		t.Fatal(err)
-	}
-	reconnected(t, c)
-	s := subscribe(t, m.URL(), "dev")
-	if err := a.Leave(ctx, "dev", "u-bob"); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Join(ctx, "dev", carol()); err != nil {
-		t.Fatal(err)
-	}
+	s := unsentOnline(ctx, t, m, c, a)
+	mustLeave(ctx, t, a, "dev", "u-bob")
+	mustJoin(ctx, t, a, "dev", carol())
 	flush(t, a)
 	wantFrames(t, s.next(t), frame("dev", "carol", "u-carol", StatusOnline))
 	flush(t, a)
@@ -197,22 +181,8 @@ func TestStaleUnsentIsDropped(t *testing.T) {
 	ctx := ctxT(t)
 	a := manual(t, c, "A", Options{})
 	b := manual(t, c, "B", Options{})
-	if err := a.Join(ctx, "dev", bob()); err != nil {
-		t.Fatal(err)
-	}
-	a.beforePublish = m.Close
-	if err := a.flushAll(ctx); err == nil {
-		t.Fatal("flush with Redis closed before the publish: no error")
-	}
-	a.beforePublish = nil
-	if err := m.Restart(); err != nil {
-		t.Fatal(err)
-	}
-	reconnected(t, c)
-	s := subscribe(t, m.URL(), "dev")
-	if err := a.Leave(ctx, "dev", "u-bob"); err != nil {
-		t.Fatal(err)
-	}
+	s := unsentOnline(ctx, t, m, c, a)
+	mustLeave(ctx, t, a, "dev", "u-bob")
 	// B flushes as it does when it is due (A's due key lapsed).
 	if err := b.flush(ctx, "dev", true); err != nil {
 		t.Fatal(err)
@@ -226,4 +196,22 @@ func TestStaleUnsentIsDropped(t *testing.T) {
 	if len(a.unsent) != 0 {
 		t.Errorf("unsent after a successful flush: %v", a.unsent)
 	}
+}
+
+// unsentOnline leaves bob's online in dev unsent on a: its publish fails
+// (m, a's Redis, closes just before it), then Redis comes back. It returns
+// a subscriber of dev from then on.
+func unsentOnline(ctx context.Context, t *testing.T, m *embeddedredis.Server, c rueidis.Client, a *Tracker) *sub {
+	t.Helper()
+	mustJoin(ctx, t, a, "dev", bob())
+	a.beforePublish = m.Close
+	if err := a.flushAll(ctx); err == nil {
+		t.Fatal("flush with Redis closed before the publish: no error")
+	}
+	a.beforePublish = nil
+	if err := m.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	reconnected(t, c)
+	return subscribe(t, m.URL(), "dev")
 }

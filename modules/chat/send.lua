@@ -1,0 +1,45 @@
+if redis.replicate_commands then pcall(redis.replicate_commands) end
+local dedupe = ARGV[4] ~= '0'
+if dedupe then
+  local orig = redis.call('GET', KEYS[1])
+  if orig then return {1, orig} end
+  local old = redis.call('GET', KEYS[5])
+  if old then
+    local e = redis.call('XRANGE', KEYS[4], old, old)
+    if #e == 0 then return {1, old} end
+    local f = e[1][2]
+    for i = 1, #f - 1, 2 do
+      if f[i] == ARGV[10] then
+        if f[i + 1] == ARGV[11] then return {1, old} end
+        break
+      end
+    end
+  end
+end
+local function over(key, limit)
+  local n = tonumber(redis.call('GET', key) or '0')
+  if n < tonumber(limit) then return nil end
+  local t = redis.call('PTTL', key)
+  if t < 0 then
+    redis.call('PEXPIRE', key, ARGV[3])
+    t = tonumber(ARGV[3])
+  end
+  return t
+end
+local wait = over(KEYS[2], ARGV[1]) or over(KEYS[3], ARGV[2])
+if wait then return {2, wait} end
+if redis.call('INCR', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
+if redis.call('INCR', KEYS[3]) == 1 then redis.call('PEXPIRE', KEYS[3], ARGV[3]) end
+local t = redis.call('TIME')
+local ms = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
+local fields = {unpack(ARGV, 12)}
+fields[#fields + 1] = ARGV[9]
+fields[#fields + 1] = ms
+local id = redis.pcall('XADD', KEYS[4], ms .. '-*', unpack(fields))
+if type(id) == 'table' and id.err then
+  id = redis.call('XADD', KEYS[4], '*', unpack(fields))
+end
+if dedupe then redis.call('SET', KEYS[1], id, 'PX', ARGV[4]) end
+local ts = string.match(id, '^(%d+)-')
+redis.call('PUBLISH', ARGV[5], ARGV[6] .. id .. ARGV[7] .. ts .. ARGV[8])
+return {0, id}
