@@ -411,15 +411,7 @@ func (p *proc) stopWith(sig os.Signal) error {
 }
 
 // readyz is the status of GET /readyz (0 when it does not answer).
-func (p *proc) readyz() int {
-	c := http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get(p.base + "/readyz")
-	if err != nil {
-		return 0
-	}
-	resp.Body.Close()
-	return resp.StatusCode
-}
+func (p *proc) readyz() int { return apptest.ReadyStatus(p.base) }
 
 // call does one JSON request against the process.
 func (p *proc) call(t *testing.T, method, path, token string, body any) (int, map[string]any) {
