@@ -32,6 +32,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/rueidis"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.yaml.in/yaml/v3"
 
@@ -107,6 +108,35 @@ func (c nodeConfig) write(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return f.Name()
+}
+
+// fastIngest makes ingest write batches of 50 at least every 50 ms: the
+// tests push thousands of entries and wait for them to be stored.
+func (c nodeConfig) fastIngest() {
+	c.set("ingest.batch_size", 50)
+	c.set("ingest.flush_interval", "50ms")
+}
+
+// writeMigrated is write, then `aurora migrate` on the file, for processes
+// started together.
+func (c nodeConfig) writeMigrated(t *testing.T) string {
+	t.Helper()
+	f := c.write(t)
+	migrateWith(t, f)
+	return f
+}
+
+// sharedRedis starts a test of several processes on one Redis: it skips
+// the test under -short, which leaves such tests out, and returns the Redis
+// (apptest.RedisURL: a fresh embedded one, or the real one flushed) and the
+// test's own client of it.
+func sharedRedis(t *testing.T) (string, rueidis.Client) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("runs processes")
+	}
+	url := apptest.RedisURL(t)
+	return url, apptest.RedisClient(t, url)
 }
 
 // migrateWith runs `aurora migrate` on the configuration, so processes

@@ -20,19 +20,13 @@ import (
 // entries arrive; one is killed with SIGKILL mid-way and started again. Every
 // entry must end up stored exactly once, with nothing left pending.
 func TestProcessesSurviveAKill(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary and runs processes")
-	}
-	url := apptest.RedisURL(t)
-	rc := apptest.RedisClient(t, url)
+	url, rc := sharedRedis(t)
 	dataDir := filepath.Join(t.TempDir(), "data")
 	cfg := newNodeConfig(dataDir, url)
-	cfg.set("ingest.batch_size", 50)
-	cfg.set("ingest.flush_interval", "50ms")
+	cfg.fastIngest()
 	cfg.set("ingest.claim_idle", "2s")
-	cfgFile := cfg.write(t)
 	// Migrate first, so the two processes do not race on creating tables.
-	migrateWith(t, cfgFile)
+	cfgFile := cfg.writeMigrated(t)
 	a := startNode(t, "a", cfgFile, "ingest")
 	b := startNode(t, "b", cfgFile, "ingest")
 
@@ -129,17 +123,13 @@ func assertStoredOnce(t *testing.T, stored []storedMsg, room string, ids []strin
 			held++
 		}
 	}
-	bad := 0
+	report, reported := errorsUpTo(t, 5, " messages not stored once")
 	for _, id := range ids {
 		if seen[id] != 1 {
-			if bad++; bad <= 5 {
-				t.Errorf("message %s stored %d times, want once", id, seen[id])
-			}
+			report("message %s stored %d times, want once", id, seen[id])
 		}
 	}
-	if bad > 5 {
-		t.Errorf("... and %d more messages not stored once", bad-5)
-	}
+	reported()
 	if held != len(ids) {
 		t.Errorf("room %s holds %d messages, want %d", room, held, len(ids))
 	}

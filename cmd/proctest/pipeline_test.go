@@ -103,8 +103,7 @@ func testPipelineExactlyOnce(t *testing.T, backend string) {
 		total       = users * perUser
 		maxAttempts = 10
 	)
-	redisURL := apptest.RedisURL(t)
-	rc := apptest.RedisClient(t, redisURL)
+	redisURL, rc := sharedRedis(t)
 	dataDir := t.TempDir()
 	mongoURL := ""
 	if backend == "mongodb" {
@@ -117,12 +116,10 @@ func testPipelineExactlyOnce(t *testing.T, backend string) {
 	// The limits are not under test here: 20,000 messages from 8 users.
 	cfg.set("chat.room_rate", 1000000)
 	cfg.set("chat.user_rate", 1000000)
-	cfg.set("ingest.batch_size", 50)
-	cfg.set("ingest.flush_interval", "50ms")
+	cfg.fastIngest()
 	// The dead consumer's entries are claimed after 1s idle.
 	cfg.set("ingest.claim_idle", "1s")
-	cfgFile := cfg.write(t)
-	migrateWith(t, cfgFile)
+	cfgFile := cfg.writeMigrated(t)
 
 	chat := startNode(t, "chat", cfgFile, "chat")
 	ingA := startNode(t, "ingest-a", cfgFile, "ingest")
@@ -205,20 +202,15 @@ func testPipelineExactlyOnce(t *testing.T, backend string) {
 // back on the same port with the same data, the backlog drains and every
 // acked message is stored exactly once.
 func TestPipelineMongoOutage(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs processes")
-	}
 	start := time.Now()
-	redisURL := apptest.RedisURL(t)
-	rc := apptest.RedisClient(t, redisURL)
+	redisURL, rc := sharedRedis(t)
 	ferret := storetest.StartFerretDB(t)
 	mongoURL := ferret.URL() + "aurora_outage"
 	cfg := newNodeConfig(t.TempDir(), redisURL)
 	cfg.set("mongo.url", mongoURL)
 	cfg.set("chat.room_rate", 1000000)
 	cfg.set("chat.user_rate", 1000000)
-	cfg.set("ingest.batch_size", 50)
-	cfg.set("ingest.flush_interval", "50ms")
+	cfg.fastIngest()
 	cfgFile := cfg.write(t)
 	srv := startNode(t, "aurora", cfgFile, "auth,chat,ingest")
 

@@ -19,17 +19,12 @@ import (
 // it has members there, so one without members of room x gets no Pub/Sub
 // traffic for x and delivers nothing of it.
 func TestReplicasShareRooms(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs processes")
-	}
-	redisURL := apptest.RedisURL(t)
-	rc := apptest.RedisClient(t, redisURL)
+	redisURL, rc := sharedRedis(t)
 	cfg := newNodeConfig(t.TempDir(), redisURL)
 	cfg.set("chat.presence_interval", "20ms")
 	cfg.set("chat.room_rate", 1000) // 50 messages in x at once
 	cfg.set("chat.user_rate", 1000)
-	cfgFile := cfg.write(t)
-	migrateWith(t, cfgFile)
+	cfgFile := cfg.writeMigrated(t)
 	auth := startNode(t, "auth", cfgFile, "auth")
 	a := startNode(t, "chat-a", cfgFile, "chat")
 	b := startNode(t, "chat-b", cfgFile, "chat")

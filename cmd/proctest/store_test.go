@@ -37,12 +37,7 @@ func assertStoredExactlyOnce(t *testing.T, stored []storedMsg, sent []apptest.Se
 	for i := range sent {
 		byClient[sent[i].ClientID] = &sent[i]
 	}
-	bad := 0
-	report := func(format string, args ...any) {
-		if bad++; bad <= 10 {
-			t.Errorf(format, args...)
-		}
-	}
+	report, reported := errorsUpTo(t, 10, "")
 	storedTimes := map[string]int{}
 	seenID := map[string]bool{}
 	for _, m := range stored {
@@ -74,10 +69,28 @@ func assertStoredExactlyOnce(t *testing.T, stored []storedMsg, sent []apptest.Se
 			report("unacked message clientId %s stored %d times", s.ClientID, n)
 		}
 	}
-	if bad > 10 {
-		t.Errorf("... and %d more", bad-10)
-	}
+	reported()
 	t.Logf("store holds %d messages; %d sent, %d acked", len(stored), len(sent), acked)
+}
+
+// errorsUpTo returns report, which fails the test like t.Errorf for the
+// first n reports and counts the others, and reported, which says how many
+// were left out ("... and N more" and then more, when more is not empty).
+func errorsUpTo(t *testing.T, n int, more string) (report func(format string, args ...any), reported func()) {
+	bad := 0
+	report = func(format string, args ...any) {
+		t.Helper()
+		if bad++; bad <= n {
+			t.Errorf(format, args...)
+		}
+	}
+	reported = func() {
+		t.Helper()
+		if bad > n {
+			t.Errorf("... and %d more%s", bad-n, more)
+		}
+	}
+	return report, reported
 }
 
 // sqliteMessages reads every message of the rooms from the SQLite store in
