@@ -198,18 +198,20 @@ func TestConnectionsPerIPCapped(t *testing.T) {
 
 	// Closing one gives its slot back.
 	held[0].Close()
-	var resp2 *http.Response
+	last := ""
 	if !apptest.Poll(5*time.Second, func() bool {
 		c := rawConn(t, s, 5*time.Second)
 		defer c.Close()
-		resp2, err = healthz(c)
-		if err == nil && resp2.StatusCode == http.StatusOK {
-			resp2.Body.Close()
-			return true
+		resp, err := healthz(c)
+		if err != nil {
+			last = err.Error()
+			return false
 		}
-		return false
+		resp.Body.Close()
+		last = resp.Status
+		return resp.StatusCode == http.StatusOK
 	}) {
-		t.Fatalf("slot not given back after a close: %v %v", resp2, err)
+		t.Fatalf("slot not given back after a close: %s", last)
 	}
 	time.Sleep(100 * time.Millisecond) // that close to reach the server
 	if n := apptest.Metric(t, s.URL, "aurora_http_conns_refused_total"); n < 1 {
