@@ -12,18 +12,27 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/coder/websocket/wsjson"
 
 	"github.com/auroradev/aurora/app/apptest"
+	"github.com/auroradev/aurora/config"
 	_ "github.com/auroradev/aurora/modules/auth" // the routes these tests call
 	_ "github.com/auroradev/aurora/modules/chat"
 )
+
+// startWithLimits runs a server of the one role with the HTTP limits as
+// tune sets them: each test lowers the one it checks, so that it waits
+// seconds rather than minutes.
+func startWithLimits(t *testing.T, role string, tune func(h *config.HTTP)) *apptest.Server {
+	t.Helper()
+	cfg := apptest.Config(t)
+	cfg.Roles = []string{role}
+	tune(&cfg.HTTP)
+	return apptest.Start(t, cfg)
+}
 
 // rawConn opens a TCP connection to s with a deadline that fails the test
 // rather than hanging it.
@@ -53,11 +62,10 @@ func readJSONError(t *testing.T, resp *http.Response) string {
 }
 
 func TestSlowBodyIsCutOff(t *testing.T) {
-	cfg := apptest.Config(t)
-	cfg.Roles = []string{"auth"}
-	// Lowered from 30s so the test waits one second, not thirty.
-	cfg.HTTP.ReadTimeout = time.Second
-	s := apptest.Start(t, cfg)
+	s := startWithLimits(t, "auth", func(h *config.HTTP) {
+		// Lowered from 30s so the test waits one second, not thirty.
+		h.ReadTimeout = time.Second
+	})
 
 	c := rawConn(t, s, 10*time.Second)
 	_, err := io.WriteString(c, "POST /api/auth/register HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n")
@@ -96,11 +104,10 @@ func TestSlowBodyIsCutOff(t *testing.T) {
 }
 
 func TestIdleKeepAliveIsClosed(t *testing.T) {
-	cfg := apptest.Config(t)
-	cfg.Roles = []string{"auth"}
-	// Lowered from 2m so the test waits one second.
-	cfg.HTTP.IdleTimeout = time.Second
-	s := apptest.Start(t, cfg)
+	s := startWithLimits(t, "auth", func(h *config.HTTP) {
+		// Lowered from 2m so the test waits one second.
+		h.IdleTimeout = time.Second
+	})
 
 	c := rawConn(t, s, 10*time.Second)
 	if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
@@ -125,12 +132,11 @@ func TestIdleKeepAliveIsClosed(t *testing.T) {
 }
 
 func TestWebSocketOutlivesRequestTimeouts(t *testing.T) {
-	cfg := apptest.Config(t)
-	cfg.Roles = []string{"chat"}
-	// Both lowered to one second: a WebSocket must outlive them.
-	cfg.HTTP.ReadTimeout = time.Second
-	cfg.HTTP.WriteTimeout = time.Second
-	s := apptest.Start(t, cfg)
+	s := startWithLimits(t, "chat", func(h *config.HTTP) {
+		// Both lowered to one second: a WebSocket must outlive them.
+		h.ReadTimeout = time.Second
+		h.WriteTimeout = time.Second
+	})
 	tok, _, err := s.App.Host().Tokens.Issue("0123456789abcdef01234567", "alice")
 	if err != nil {
 		t.Fatal(err)
@@ -138,33 +144,29 @@ func TestWebSocketOutlivesRequestTimeouts(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, path := range []string{"/", "/ws"} {
-		ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(s.URL, "http")+path+"?token="+tok, nil) //nolint:bodyclose // coder/websocket: the handshake response body needs no closing
-		if err != nil {
-			t.Fatalf("%s: %v", path, err)
-		}
+		ws := apptest.DialWS(t, 10*time.Second, apptest.WSURL(s.URL, path, tok), nil)
 		time.Sleep(1500 * time.Millisecond)
-		if err := wsjson.Write(ctx, ws, map[string]string{"type": "ping"}); err != nil {
+		if err := ws.WriteFrame(ctx, map[string]string{"type": "ping"}); err != nil {
 			t.Fatalf("%s: write after the timeouts: %v", path, err)
 		}
 		for {
-			var f map[string]any
-			if err := wsjson.Read(ctx, ws, &f); err != nil {
+			f, err := ws.ReadFrame(ctx)
+			if err != nil {
 				t.Fatalf("%s: read after the timeouts: %v", path, err)
 			}
 			if f["type"] == "pong" {
 				break
 			}
 		}
-		ws.Close(websocket.StatusNormalClosure, "")
+		ws.Conn.Close(websocket.StatusNormalClosure, "")
 	}
 }
 
 func TestConnectionsPerIPCapped(t *testing.T) {
-	cfg := apptest.Config(t)
-	cfg.Roles = []string{"auth"}
-	// Lowered from 256 so the test opens four connections, not 257.
-	cfg.HTTP.MaxConnsPerIP = 3
-	s := apptest.Start(t, cfg)
+	s := startWithLimits(t, "auth", func(h *config.HTTP) {
+		// Lowered from 256 so the test opens four connections, not 257.
+		h.MaxConnsPerIP = 3
+	})
 	// apptest.Start's readiness probes may still be closing: let them go.
 	time.Sleep(100 * time.Millisecond)
 
@@ -196,35 +198,34 @@ func TestConnectionsPerIPCapped(t *testing.T) {
 
 	// Closing one gives its slot back.
 	held[0].Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	last := ""
+	if !apptest.Poll(5*time.Second, func() bool {
 		c := rawConn(t, s, 5*time.Second)
+		defer c.Close()
 		resp, err := healthz(c)
-		if err == nil && resp.StatusCode == http.StatusOK {
-			resp.Body.Close()
-			c.Close()
-			break
+		if err != nil {
+			last = err.Error()
+			return false
 		}
-		c.Close()
-		if time.Now().After(deadline) {
-			t.Fatalf("slot not given back after a close: %v %v", resp, err)
-		}
-		time.Sleep(20 * time.Millisecond)
+		resp.Body.Close()
+		last = resp.Status
+		return resp.StatusCode == http.StatusOK
+	}) {
+		t.Fatalf("slot not given back after a close: %s", last)
 	}
 	time.Sleep(100 * time.Millisecond) // that close to reach the server
-	if n := metricValue(t, s.URL, "aurora_http_conns_refused_total"); n < 1 {
+	if n := apptest.Metric(t, s.URL, "aurora_http_conns_refused_total"); n < 1 {
 		t.Fatalf("aurora_http_conns_refused_total = %v, want at least 1", n)
 	}
 }
 
 func TestUpgradeRatePerIP(t *testing.T) {
-	cfg := apptest.Config(t)
-	cfg.Roles = []string{"chat"}
-	// Lowered from 20/s burst 100 so three handshakes exceed it and one
-	// second refills it.
-	cfg.HTTP.UpgradeRatePerIP = 1
-	cfg.HTTP.UpgradeBurstPerIP = 2
-	s := apptest.Start(t, cfg)
+	s := startWithLimits(t, "chat", func(h *config.HTTP) {
+		// Lowered from 20/s burst 100 so three handshakes exceed it and one
+		// second refills it.
+		h.UpgradeRatePerIP = 1
+		h.UpgradeBurstPerIP = 2
+	})
 
 	handshake := func() *http.Response {
 		req, _ := http.NewRequest(http.MethodGet, s.URL+"/ws", nil)
@@ -261,32 +262,7 @@ func TestUpgradeRatePerIP(t *testing.T) {
 	if resp.StatusCode == http.StatusTooManyRequests {
 		t.Fatal("handshake refused after the bucket refilled")
 	}
-	if n := metricValue(t, s.URL, "aurora_http_upgrades_refused_total"); n != 1 {
+	if n := apptest.Metric(t, s.URL, "aurora_http_upgrades_refused_total"); n != 1 {
 		t.Fatalf("aurora_http_upgrades_refused_total = %v, want 1", n)
 	}
-}
-
-// metricValue scrapes base's /metrics for the unlabelled series name.
-func metricValue(t *testing.T, base, name string) float64 {
-	t.Helper()
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(body), "\n") {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return f
-		}
-	}
-	t.Fatalf("no %s in /metrics", name)
-	return 0
 }

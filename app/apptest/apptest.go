@@ -44,12 +44,19 @@ func RedisURL(t testing.TB) string {
 		}
 		return u
 	}
-	m, err := embeddedredis.Start("127.0.0.1:0", embeddedredis.Options{})
+	return EmbeddedRedis(t, embeddedredis.Options{}).URL()
+}
+
+// EmbeddedRedis starts an embedded Redis with opts on a free loopback port;
+// it stops when the test ends.
+func EmbeddedRedis(t testing.TB, opts embeddedredis.Options) *embeddedredis.Server {
+	t.Helper()
+	m, err := embeddedredis.Start("127.0.0.1:0", opts)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("start an embedded redis: %v", err)
 	}
 	t.Cleanup(m.Close)
-	return m.URL()
+	return m
 }
 
 // RedisClient connects to url for the test's own checks; it fails the test
@@ -117,36 +124,17 @@ func StartWithLog(t testing.TB, cfg *config.Config, log *slog.Logger) *Server {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{App: a, stop: cancel, done: make(chan error, 1)}
 	go func() { s.done <- a.Run(ctx) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for a.Addr() == "" {
-		select {
-		case err := <-s.done:
-			t.Fatalf("server did not start: %v", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("server did not bind in 30s")
-		}
-		time.Sleep(5 * time.Millisecond)
+	const within = 30 * time.Second
+	began := time.Now()
+	if !Poll(within, func() bool { s.failIfStopped(t, "server did not start"); return a.Addr() != "" }) {
+		t.Fatalf("server did not bind in %s", within)
 	}
 	s.URL = "http://" + a.Addr()
-	for {
-		resp, err := http.Get(s.URL + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		select {
-		case err := <-s.done:
-			t.Fatalf("server stopped while starting: %v", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("server not ready in 30s")
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !Poll(within-time.Since(began), func() bool {
+		s.failIfStopped(t, "server stopped while starting")
+		return ReadyStatus(s.URL) == http.StatusOK
+	}) {
+		t.Fatalf("server not ready in %s", within)
 	}
 	t.Cleanup(func() {
 		if err := s.Stop(); err != nil && !errors.Is(err, errStopped) {
@@ -154,6 +142,29 @@ func StartWithLog(t testing.TB, cfg *config.Config, log *slog.Logger) *Server {
 		}
 	})
 	return s
+}
+
+// failIfStopped fails the test, saying what and Run's error, once Run has
+// returned.
+func (s *Server) failIfStopped(t testing.TB, what string) {
+	t.Helper()
+	select {
+	case err := <-s.done:
+		t.Fatalf("%s: %v", what, err)
+	default:
+	}
+}
+
+// ReadyStatus is the status of GET base/readyz, 0 when nothing answers
+// within 5 s.
+func ReadyStatus(base string) int {
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(base + "/readyz")
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 var errStopped = errors.New("already stopped")

@@ -19,17 +19,8 @@ const frozenEnv = "AURORA_REDISTEST_FROZEN_CLOCK"
 
 func TestEmbeddedRedis(t *testing.T) {
 	redistest.Run(t, func(t *testing.T) rueidis.Client {
-		s, err := embeddedredis.Start("127.0.0.1:0", embeddedredis.Options{FrozenClock: os.Getenv(frozenEnv) == "1"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(s.Close)
-		c, err := rueidis.NewClient(s.ClientOptions())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(c.Close)
-		return c
+		s := apptest.EmbeddedRedis(t, embeddedredis.Options{FrozenClock: os.Getenv(frozenEnv) == "1"})
+		return apptest.RedisClient(t, s.URL())
 	})
 }
 

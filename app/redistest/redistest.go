@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/auroradev/aurora/app/apptest"
 	"github.com/redis/rueidis"
 )
 
@@ -83,16 +84,14 @@ func exists(t *testing.T, c rueidis.Client, key string) bool {
 	return doInt(t, c, "EXISTS", key) == 1
 }
 
-// eventually polls cond every 10 ms for up to d.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+// execInt runs script with keys and args and returns its integer answer.
+func execInt(t *testing.T, c rueidis.Client, script *rueidis.Lua, keys, args []string) int64 {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
+	n, err := script.Exec(ctx(t), c, keys, args).AsInt64()
+	if err != nil {
+		t.Fatal(err)
 	}
+	return n
 }
 
 func setPXExpires(t *testing.T, c rueidis.Client) {
@@ -197,13 +196,7 @@ return 0
 // rateWindowReopens: a client that waits the answered time is let in on its
 // first retry, as with a real Redis.
 func rateWindowReopens(t *testing.T, c rueidis.Client) {
-	try := func() int64 {
-		n, err := rateScript.Exec(ctx(t), c, []string{"rl"}, []string{"3", "1000"}).AsInt64()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
+	try := func() int64 { return execInt(t, c, rateScript, []string{"rl"}, []string{"3", "1000"}) }
 	for round := 0; round < 3; round++ {
 		for i := 0; i < 3; i++ {
 			if wait := try(); wait != 0 {
@@ -231,7 +224,7 @@ func dedupeKeyExpires(t *testing.T, c rueidis.Client) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	eventually(t, time.Second, "dedupe key still there", func() bool { return !exists(t, c, "dd") })
+	apptest.Eventually(t, time.Second, "the dedupe key to expire", func() bool { return !exists(t, c, "dd") })
 }
 
 // throttleScript is the login throttle's shape: count failures in a window
@@ -244,13 +237,7 @@ return 0
 `)
 
 func throttleUnlocks(t *testing.T, c rueidis.Client) {
-	fail := func() int64 {
-		n, err := throttleScript.Exec(ctx(t), c, []string{"th"}, []string{"5", "1500"}).AsInt64()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
+	fail := func() int64 { return execInt(t, c, throttleScript, []string{"th"}, []string{"5", "1500"}) }
 	for i := 0; i < 5; i++ {
 		if fail() != 0 {
 			t.Fatalf("failure %d locked", i+1)
@@ -299,7 +286,7 @@ func slotsExpire(t *testing.T, c rueidis.Client) {
 	if n := doInt(t, c, "ZCARD", "conns"); n != 4 {
 		t.Fatalf("refreshed set has %d members, want 4", n)
 	}
-	eventually(t, 2*time.Second, "set still there after refreshes stopped", func() bool { return doInt(t, c, "ZCARD", "conns") == 0 })
+	apptest.Eventually(t, 2*time.Second, "the set to expire after its refreshes stopped", func() bool { return doInt(t, c, "ZCARD", "conns") == 0 })
 }
 
 func streamAddReadAck(t *testing.T, c rueidis.Client) {
@@ -478,7 +465,7 @@ func pubSubDelivery(t *testing.T, c rueidis.Client) {
 	}()
 	defer func() { cancel(); <-done }()
 	// The subscription is live once a publish reaches one subscriber.
-	eventually(t, 3*time.Second, "SUBSCRIBE never took effect", func() bool {
+	apptest.Eventually(t, 3*time.Second, "SUBSCRIBE to take effect", func() bool {
 		return doInt(t, c, "PUBLISH", "chat.general", "warm-up") == 1
 	})
 	if n := doInt(t, c, "PUBLISH", "chat.general", "one"); n != 1 {
@@ -492,7 +479,7 @@ func pubSubDelivery(t *testing.T, c rueidis.Client) {
 		t.Fatalf("PUBLISH to an unsubscribed channel reached %d", n)
 	}
 	var real []string
-	eventually(t, 2*time.Second, "messages not delivered", func() bool {
+	apptest.Eventually(t, 2*time.Second, "the messages to be delivered", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		real = real[:0]

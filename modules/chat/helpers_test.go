@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -57,42 +56,28 @@ func (s *server) token(userID, username string) string {
 	return tok
 }
 
-// client is a test WebSocket client.
+// client is a test WebSocket client: apptest's, with the names these
+// tests use.
 type client struct {
-	t  testing.TB
+	*apptest.WS
+	// ws is the connection, for the tests that write or read raw frames.
 	ws *websocket.Conn
-	// pending holds frames read ahead by msg, returned by read in order.
-	pending []map[string]any
+	// t is the test the client fails.
+	t testing.TB
 }
 
 // dial connects as the user through ?token= and reads the welcome frame.
 func (s *server) dial(userID, username string) *client {
 	s.t.Helper()
-	c := s.dialRaw("/ws?token="+url.QueryEscape(s.token(userID, username)), nil)
-	w := c.read()
-	if w["type"] != "welcome" {
-		s.t.Fatalf("first frame = %v, want welcome", w)
-	}
-	return c
+	c := apptest.DialChat(s.t, waitFor, apptest.WSURL(s.URL, "/ws", s.token(userID, username)), nil)
+	return &client{WS: c, ws: c.Conn, t: s.t}
 }
 
 // dialRaw connects to path with opts and fails the test when refused.
 func (s *server) dialRaw(path string, opts *websocket.DialOptions) *client {
 	s.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-	defer cancel()
-	ws, resp, err := websocket.Dial(ctx, s.wsURL()+path, opts) //nolint:bodyclose // coder/websocket: the handshake response body needs no closing
-	if err != nil {
-		status := 0
-		if resp != nil {
-			status = resp.StatusCode
-		}
-		s.t.Fatalf("dial %s: %v (status %d)", path, err, status)
-	}
-	ws.SetReadLimit(-1)
-	c := &client{t: s.t, ws: ws}
-	s.t.Cleanup(func() { ws.CloseNow() })
-	return c
+	c := apptest.DialWS(s.t, waitFor, s.wsURL()+path, opts)
+	return &client{WS: c, ws: c.Conn, t: s.t}
 }
 
 // dialStatus tries to connect and returns the HTTP status and error body
@@ -122,85 +107,31 @@ func (s *server) dialStatus(path string, hdr http.Header) (int, string) {
 
 func (c *client) send(v any) {
 	c.t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	c.sendRaw(b)
+	c.Send(v)
 }
 
 func (c *client) sendRaw(b []byte) {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-	defer cancel()
-	if err := c.ws.Write(ctx, websocket.MessageText, b); err != nil {
-		c.t.Fatalf("write: %v", err)
-	}
+	c.SendRaw(b)
 }
 
 // read returns the next frame decoded.
 func (c *client) read() map[string]any {
 	c.t.Helper()
-	if len(c.pending) > 0 {
-		f := c.pending[0]
-		c.pending = c.pending[1:]
-		return f
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-	defer cancel()
-	typ, b, err := c.ws.Read(ctx)
-	if err != nil {
-		c.t.Fatalf("read: %v", err)
-	}
-	if typ != websocket.MessageText {
-		c.t.Fatalf("got a binary frame")
-	}
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		c.t.Fatalf("frame %q is not a JSON object: %v", b, err)
-	}
-	return m
+	return c.Read()
 }
 
 // next reads until a frame of type typ, skipping presence frames and the
 // types in skip; any other frame fails the test.
 func (c *client) next(typ string, skip ...string) map[string]any {
 	c.t.Helper()
-	for {
-		f := c.read()
-		if f["type"] == typ {
-			return f
-		}
-		if f["type"] == "presence" || contains(skip, f["type"]) {
-			continue
-		}
-		c.t.Fatalf("got %v while waiting for a %s frame", f, typ)
-	}
-}
-
-func contains(list []string, v any) bool {
-	for _, s := range list {
-		if s == v {
-			return true
-		}
-	}
-	return false
+	return c.Next(typ, skip...)
 }
 
 // closeStatus reads until the connection closes and returns its close code.
 func (c *client) closeStatus() websocket.StatusCode {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-	defer cancel()
-	for {
-		_, _, err := c.ws.Read(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				c.t.Fatalf("connection not closed in %s", waitFor)
-			}
-			return websocket.CloseStatus(err)
-		}
-	}
+	return c.CloseStatus()
 }
 
 // msg sends a typed message and returns its ack, once the sender's own
@@ -235,7 +166,7 @@ func (c *client) sendAndAck(room, text, clientID string, echo bool) map[string]a
 			held = append(held, f)
 		}
 	}
-	c.pending = append(held, c.pending...)
+	c.Unread(held...)
 	return ack
 }
 

@@ -25,6 +25,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -172,8 +173,8 @@ func TestBrowserChat(t *testing.T) {
 	// fast as the default limit lets each of them (3 messages a second), so
 	// some of their messages are refused and sent again after retryAfterMs.
 	// dave and erin leave before bob comes.
-	carol := dialChat(ctx, t, base, "carol", "carol's password")
-	posters := []*chatClient{carol, dialChat(ctx, t, base, "dave", "dave's password"), dialChat(ctx, t, base, "erin", "erin's password")}
+	carol := dialChat(t, base, "carol", "carol's password")
+	posters := []*chatClient{carol, dialChat(t, base, "dave", "dave's password"), dialChat(t, base, "erin", "erin's password")}
 	for _, p := range posters {
 		p.join("history")
 	}
@@ -313,7 +314,7 @@ func TestBrowserChat(t *testing.T) {
 		u.waitFor("the banner to go", `document.getElementById('banner').hidden`)
 		lists[i] = u.messageIDs()
 	}
-	if !equal(lists[0], lists[1]) {
+	if !slices.Equal(lists[0], lists[1]) {
 		t.Fatalf("alice and bob see different messages in general:\nalice %v\nbob   %v", lists[0], lists[1])
 	}
 	if len(lists[0]) != len(all) {
@@ -324,7 +325,7 @@ func TestBrowserChat(t *testing.T) {
 	bob.do(chromedp.Reload())
 	bob.waitOnline()
 	bob.waitFor("the history after a reload", everyOnce)
-	if got := bob.messageIDs(); !equal(got, lists[0]) {
+	if got := bob.messageIDs(); !slices.Equal(got, lists[0]) {
 		t.Fatalf("after a reload bob sees %v, want %v", got, lists[0])
 	}
 	// project-x came back too, from localStorage, with its messages once.
@@ -671,32 +672,20 @@ func idLess(a, b string) bool {
 	return am < bm || am == bm && as < bs
 }
 
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // ---- A user without a browser -------------------------------------------------------
 
-// chatClient is a user speaking the WebSocket protocol directly.
+// chatClient is a user speaking the WebSocket protocol directly. Its
+// connection is read on a goroutine of its own, so it answers the server's
+// pings while the test drives the browsers.
 type chatClient struct {
+	*apptest.WS
 	t       *testing.T
 	name    string
-	ctx     context.Context
-	ws      *websocket.Conn
-	frames  chan map[string]any
 	n       int
 	limited int // rate_limited answers waited out
 }
 
-func dialChat(ctx context.Context, t *testing.T, base, name, password string) *chatClient {
+func dialChat(t *testing.T, base, name, password string) *chatClient {
 	t.Helper()
 	creds, _ := json.Marshal(map[string]string{"username": name, "password": password})
 	for _, path := range []string{"/api/auth/register", "/api/auth/login"} {
@@ -716,34 +705,14 @@ func dialChat(ctx context.Context, t *testing.T, base, name, password string) *c
 		if body.Token == "" {
 			continue
 		}
-		ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(base, "http")+"/ws", &websocket.DialOptions{ //nolint:bodyclose // coder/websocket: the handshake response body needs no closing
-			Subprotocols: []string{"aurora.v1", "aurora.bearer." + body.Token},
-		})
-		if err != nil {
-			t.Fatalf("%s: dial the chat: %v", name, err)
-		}
-		c := &chatClient{t: t, name: name, ctx: ctx, ws: ws, frames: make(chan map[string]any, 256)}
-		t.Cleanup(func() { ws.CloseNow() })
-		go c.read()
+		wsURL := "ws" + strings.TrimPrefix(base, "http") + "/ws" // the token goes in the subprotocols
+		c := &chatClient{WS: apptest.DialWS(t, stepTimeout, wsURL, apptest.BearerProtocols(body.Token)), t: t, name: name}
+		c.ReadInBackground(nil)
 		c.expect("welcome", nil)
 		return c
 	}
 	t.Fatalf("%s: no token from the login", name)
 	return nil
-}
-
-func (c *chatClient) read() {
-	defer close(c.frames)
-	for {
-		_, data, err := c.ws.Read(c.ctx)
-		if err != nil {
-			return
-		}
-		var f map[string]any
-		if json.Unmarshal(data, &f) == nil {
-			c.frames <- f
-		}
-	}
 }
 
 // expect reads frames until one of type typ for which match (if any) holds;
@@ -753,37 +722,17 @@ func (c *chatClient) expect(typ string, match func(map[string]any) bool) map[str
 	return c.await(typ, func(f map[string]any) bool { return f["type"] == typ && (match == nil || match(f)) })
 }
 
-// await reads frames until one for which match holds; any other error or
-// rate_limited frame fails the test.
+// await reads frames until one for which match holds, within stepTimeout;
+// any other error or rate_limited frame fails the test.
 func (c *chatClient) await(what string, match func(map[string]any) bool) map[string]any {
 	c.t.Helper()
-	timer := time.NewTimer(stepTimeout)
-	defer timer.Stop()
-	for {
-		select {
-		case f, ok := <-c.frames:
-			if !ok {
-				c.t.Fatalf("%s: connection closed while waiting for %s", c.name, what)
-			}
-			if match(f) {
-				return f
-			}
-			if f["type"] == "error" || f["type"] == "rate_limited" {
-				c.t.Fatalf("%s: waiting for %s, got %v", c.name, what, f)
-			}
-		case <-timer.C:
-			c.t.Fatalf("%s: no %s frame within %s", c.name, what, stepTimeout)
-		}
-	}
+	return c.Expect(c.name+": "+what, match)
 }
 
 func (c *chatClient) write(frame map[string]any) {
 	c.t.Helper()
-	b, _ := json.Marshal(frame) // plain maps of strings always encode
-	ctx, cancel := context.WithTimeout(c.ctx, stepTimeout)
-	defer cancel()
-	if err := c.ws.Write(ctx, websocket.MessageText, b); err != nil {
-		c.t.Fatalf("%s: write %s: %v", c.name, b, err)
+	if err := c.WriteFrame(context.Background(), frame); err != nil {
+		c.t.Fatalf("%s: write %v: %v", c.name, frame, err)
 	}
 }
 
@@ -825,7 +774,7 @@ func (c *chatClient) send(room, text string) {
 
 func (c *chatClient) close() {
 	c.t.Helper()
-	if err := c.ws.Close(websocket.StatusNormalClosure, "bye"); err != nil {
+	if err := c.Conn.Close(websocket.StatusNormalClosure, "bye"); err != nil {
 		c.t.Fatalf("%s: close: %v", c.name, err)
 	}
 }
@@ -901,8 +850,9 @@ type server struct {
 	logPath string
 	env     []string
 
+	log apptest.Buffer // both runs' output
+
 	mu   sync.Mutex
-	log  bytes.Buffer // both runs' output
 	cmd  *exec.Cmd
 	done chan struct{}
 	err  error // of Wait, once done is closed
@@ -925,20 +875,12 @@ func newServer(t *testing.T, bin, outDir string) *server {
 	s := &server{t: t, bin: bin, dataDir: t.TempDir(), addr: addr, logPath: filepath.Join(outDir, "server.log"), env: env}
 	t.Cleanup(func() {
 		s.kill()
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		_ = os.WriteFile(s.logPath, s.log.Bytes(), 0o644)
+		_ = os.WriteFile(s.logPath, []byte(s.log.String()), 0o644)
 		if t.Failed() {
 			t.Logf("server output (also in %s):\n%s", s.logPath, tail(s.log.String(), 60))
 		}
 	})
 	return s
-}
-
-func (s *server) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.log.Write(p)
 }
 
 // start runs `aurora serve` on the server's port and data dir, and waits
@@ -947,8 +889,8 @@ func (s *server) start(ctx context.Context) {
 	s.t.Helper()
 	cmd := exec.Command(s.bin, "serve", "--http-addr", s.addr, "--data-dir", s.dataDir)
 	cmd.Env = s.env
-	cmd.Stdout = s
-	cmd.Stderr = s
+	cmd.Stdout = &s.log
+	cmd.Stderr = &s.log
 	if err := cmd.Start(); err != nil {
 		s.t.Fatalf("start %s: %v", s.bin, err)
 	}
@@ -964,9 +906,10 @@ func (s *server) start(ctx context.Context) {
 		close(done)
 	}()
 
-	deadline := time.Now().Add(serverStart)
+	// No readiness signal crosses the process boundary but /readyz.
 	client := &http.Client{Timeout: 2 * time.Second}
-	for {
+	last := "no answer"
+	ready := apptest.Poll(serverStart, func() bool {
 		select {
 		case <-done:
 			s.t.Fatalf("aurora serve exited during start: %v\n%s", s.waitErr(), tail(s.output(), 40))
@@ -975,17 +918,16 @@ func (s *server) start(ctx context.Context) {
 		default:
 		}
 		resp, err := client.Get("http://" + s.addr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
+		if err != nil {
+			last = err.Error()
+			return false
 		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("aurora serve not ready after %s (last: %v)\n%s", serverStart, errOrStatus(resp, err), tail(s.output(), 40))
-		}
-		// No readiness signal crosses the process boundary but /readyz.
-		time.Sleep(100 * time.Millisecond)
+		resp.Body.Close()
+		last = resp.Status
+		return resp.StatusCode == http.StatusOK
+	})
+	if !ready {
+		s.t.Fatalf("aurora serve not ready after %s (last: %v)\n%s", serverStart, last, tail(s.output(), 40))
 	}
 }
 
@@ -1032,21 +974,7 @@ func (s *server) waitErr() error {
 	return s.err
 }
 
-func (s *server) output() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.log.String()
-}
-
-func errOrStatus(resp *http.Response, err error) string {
-	if err != nil {
-		return err.Error()
-	}
-	if resp == nil {
-		return "no answer"
-	}
-	return resp.Status
-}
+func (s *server) output() string { return s.log.String() }
 
 func tail(s string, lines int) string {
 	parts := strings.Split(strings.TrimRight(s, "\n"), "\n")

@@ -1,11 +1,10 @@
-package cmd_test
+package proctest_test
 
 import (
 	"context"
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -74,66 +73,41 @@ func signUp(t *testing.T, n *node, name string) string {
 }
 
 // liveClient reads its connection on a goroutine of its own and counts the
-// message frames it is delivered, by id.
+// message frames it is delivered, by id; its reads return the other frames
+// but presence and typing.
 type liveClient struct {
-	*wsClient
-	frames chan map[string]any
-	mu     sync.Mutex
-	got    map[string]int // message id -> deliveries
-	rooms  map[string]int // room -> messages delivered
-	err    error
+	*apptest.WS
+	t     *testing.T
+	mu    sync.Mutex
+	got   map[string]int // message id -> deliveries
+	rooms map[string]int // room -> messages delivered
 }
 
 func dialLive(t *testing.T, n *node, tok string) *liveClient {
 	t.Helper()
-	c := &liveClient{wsClient: dialWS(t, n.wsURL(tok)), frames: make(chan map[string]any, 256),
-		got: map[string]int{}, rooms: map[string]int{}}
-	go func() {
-		defer close(c.frames)
-		for {
-			f, err := readJSON(context.Background(), c.ws)
-			if err != nil {
-				c.mu.Lock()
-				c.err = err
-				c.mu.Unlock()
-				return
-			}
-			switch f["type"] {
-			case "message":
-				id, _ := f["id"].(string)
-				room, _ := f["room"].(string)
-				c.mu.Lock()
-				c.got[id]++
-				c.rooms[room]++
-				c.mu.Unlock()
-			case "presence", "typing":
-			default:
-				c.frames <- f
-			}
+	c := &liveClient{WS: dialWS(t, n.wsURL(tok)), t: t, got: map[string]int{}, rooms: map[string]int{}}
+	c.ReadInBackground(func(f map[string]any) bool {
+		switch f["type"] {
+		case "message":
+			id, _ := f["id"].(string)
+			room, _ := f["room"].(string)
+			c.mu.Lock()
+			c.got[id]++
+			c.rooms[room]++
+			c.mu.Unlock()
+			return false
+		case "presence", "typing":
+			return false
 		}
-	}()
+		return true
+	})
 	return c
-}
-
-// reply waits for the next frame other than a message, presence or typing.
-func (c *liveClient) reply() map[string]any {
-	c.t.Helper()
-	select {
-	case f, ok := <-c.frames:
-		if !ok {
-			c.t.Fatalf("connection closed: %v", c.err)
-		}
-		return f
-	case <-time.After(procWait):
-		c.t.Fatalf("no reply in %s", procWait)
-	}
-	return nil
 }
 
 func (c *liveClient) joinRoom(room string) {
 	c.t.Helper()
-	c.send(map[string]any{"type": "join", "room": room})
-	if f := c.reply(); f["type"] != "joined" || f["room"] != room {
+	c.Send(map[string]any{"type": "join", "room": room})
+	if f := c.Read(); f["type"] != "joined" || f["room"] != room {
 		c.t.Fatalf("join %s: %v", room, f)
 	}
 }
@@ -142,8 +116,8 @@ func (c *liveClient) joinRoom(room string) {
 // (anything else fails the test).
 func (c *liveClient) say(room, text, clientID string) map[string]any {
 	c.t.Helper()
-	c.send(map[string]any{"type": "message", "room": room, "text": text, "clientId": clientID})
-	f := c.reply()
+	c.Send(map[string]any{"type": "message", "room": room, "text": text, "clientId": clientID})
+	f := c.Read()
 	if (f["type"] != "ack" && f["type"] != "rate_limited") || f["clientId"] != clientID {
 		c.t.Fatalf("answer to %s in %s: %v", clientID, room, f)
 	}
@@ -287,15 +261,13 @@ func TestLiveSoak(t *testing.T) {
 					room = side[i%len(side)]
 				}
 				cid := fmt.Sprintf("soak-%d-%d", i, k)
-				if err := writeJSON(context.Background(), c.ws, map[string]any{"type": "message", "room": room, "text": "hello " + cid, "clientId": cid}); err != nil {
+				if err := c.WriteFrame(context.Background(), map[string]any{"type": "message", "room": room, "text": "hello " + cid, "clientId": cid}); err != nil {
 					errs <- fmt.Errorf("user %d message %d: %w", i, k, err)
 					return
 				}
-				var f map[string]any
-				select {
-				case f = <-c.frames:
-				case <-time.After(procWait):
-				}
+				ctx, cancel := context.WithTimeout(context.Background(), procWait)
+				f, _ := c.ReadFrame(ctx) // nil when none came: reported below
+				cancel()
 				if f["type"] != "ack" || f["clientId"] != cid {
 					errs <- fmt.Errorf("user %d message %d: %v", i, k, f)
 					return
@@ -371,13 +343,6 @@ func TestLiveSoak(t *testing.T) {
 	if end > startGoroutines*1.1+10 {
 		t.Errorf("goroutines grew from %.0f to %.0f over the soak", startGoroutines, end)
 	}
-}
-
-// execAurora is the built binary with args, in a clean environment.
-func execAurora(bin string, args ...string) *exec.Cmd {
-	c := exec.Command(bin, args...)
-	c.Env = apptest.CleanEnv()
-	return c
 }
 
 func scanKeys(t *testing.T, rc rueidis.Client, match string) []string {

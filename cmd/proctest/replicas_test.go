@@ -1,4 +1,4 @@
-package cmd_test
+package proctest_test
 
 import (
 	"fmt"
@@ -19,17 +19,12 @@ import (
 // it has members there, so one without members of room x gets no Pub/Sub
 // traffic for x and delivers nothing of it.
 func TestReplicasShareRooms(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs processes")
-	}
-	redisURL := apptest.RedisURL(t)
-	rc := apptest.RedisClient(t, redisURL)
+	redisURL, rc := sharedRedis(t)
 	cfg := newNodeConfig(t.TempDir(), redisURL)
 	cfg.set("chat.presence_interval", "20ms")
 	cfg.set("chat.room_rate", 1000) // 50 messages in x at once
 	cfg.set("chat.user_rate", 1000)
-	cfgFile := cfg.write(t)
-	migrateWith(t, cfgFile)
+	cfgFile := cfg.writeMigrated(t)
 	auth := startNode(t, "auth", cfgFile, "auth")
 	a := startNode(t, "chat-a", cfgFile, "chat")
 	b := startNode(t, "chat-b", cfgFile, "chat")
@@ -57,7 +52,7 @@ func TestReplicasShareRooms(t *testing.T) {
 	_, carolTok := login("carol")
 
 	alice := dialWS(t, a.wsURL(aliceTok))
-	if j := alice.join("dev", ""); !hasMembers(j, "alice") {
+	if j := alice.Join("dev", ""); !hasMembers(j, "alice") {
 		t.Fatalf("alice joined dev: %v, want members [alice]", j)
 	}
 	// A join is announced to the room after chat.presence_interval; from
@@ -69,11 +64,11 @@ func TestReplicasShareRooms(t *testing.T) {
 	})
 	bob := dialWS(t, b.wsURL(bobTok))
 	// Members are across replicas: bob on B sees alice of A.
-	if j := bob.join("dev", ""); !hasMembers(j, "alice", "bob") {
+	if j := bob.Join("dev", ""); !hasMembers(j, "alice", "bob") {
 		t.Fatalf("bob joined dev: %v, want members alice and bob", j)
 	}
 	// alice on A is told bob came online in dev (via B's presence.dev).
-	expect(t, alice, "bob's presence in dev", func(f map[string]any) bool {
+	alice.Expect("bob's presence in dev", func(f map[string]any) bool {
 		return f["type"] == "presence" && f["room"] == "dev" && f["user"] == "bob" && f["userId"] == bobID && f["status"] == "online"
 	})
 	if got := numsub(t, rc, bus.Channel("dev")); got != 2 {
@@ -81,36 +76,36 @@ func TestReplicasShareRooms(t *testing.T) {
 	}
 
 	// Messages both ways.
-	alice.send(map[string]any{"type": "message", "room": "dev", "text": "hi from A", "clientId": "a1"})
-	m := expect(t, bob, "alice's message", func(f map[string]any) bool { return f["type"] == "message" && f["clientId"] == "a1" })
+	alice.Send(map[string]any{"type": "message", "room": "dev", "text": "hi from A", "clientId": "a1"})
+	m := bob.Expect("alice's message", func(f map[string]any) bool { return f["type"] == "message" && f["clientId"] == "a1" })
 	if m["user"] != "alice" || m["userId"] != aliceID || m["text"] != "hi from A" || m["room"] != "dev" {
 		t.Fatalf("bob got %v", m)
 	}
-	bob.send(map[string]any{"type": "message", "room": "dev", "text": "hi from B", "clientId": "b1"})
-	m = expect(t, alice, "bob's message", func(f map[string]any) bool { return f["type"] == "message" && f["clientId"] == "b1" })
+	bob.Send(map[string]any{"type": "message", "room": "dev", "text": "hi from B", "clientId": "b1"})
+	m = alice.Expect("bob's message", func(f map[string]any) bool { return f["type"] == "message" && f["clientId"] == "b1" })
 	if m["user"] != "bob" || m["userId"] != bobID || m["text"] != "hi from B" {
 		t.Fatalf("alice got %v", m)
 	}
 
 	// Typing both ways.
-	alice.send(map[string]any{"type": "typing", "room": "dev", "isTyping": true})
-	expect(t, bob, "alice typing", func(f map[string]any) bool {
+	alice.Send(map[string]any{"type": "typing", "room": "dev", "isTyping": true})
+	bob.Expect("alice typing", func(f map[string]any) bool {
 		return f["type"] == "typing" && f["room"] == "dev" && f["user"] == "alice" && f["isTyping"] == true
 	})
-	bob.send(map[string]any{"type": "typing", "room": "dev", "isTyping": true})
-	expect(t, alice, "bob typing", func(f map[string]any) bool {
+	bob.Send(map[string]any{"type": "typing", "room": "dev", "isTyping": true})
+	alice.Expect("bob typing", func(f map[string]any) bool {
 		return f["type"] == "typing" && f["room"] == "dev" && f["user"] == "bob" && f["isTyping"] == true
 	})
 
 	// Room x: its members are on A only. While carol (on B) is in x, B
 	// subscribes to x; once she leaves, B unsubscribes.
-	alice.join("x", "")
+	alice.Join("x", "")
 	waitNumsub(t, rc, "x", 1)
 	carol := dialWS(t, b.wsURL(carolTok))
-	carol.join("x", "")
+	carol.Join("x", "")
 	waitNumsub(t, rc, "x", 2)
-	carol.send(map[string]any{"type": "leave", "room": "x"})
-	expect(t, carol, "left x", func(f map[string]any) bool { return f["type"] == "left" && f["room"] == "x" })
+	carol.Send(map[string]any{"type": "leave", "room": "x"})
+	carol.Expect("left x", func(f map[string]any) bool { return f["type"] == "left" && f["room"] == "x" })
 	waitNumsub(t, rc, "x", 1)
 
 	// fence sends a message in general, where everyone is, and reads B's
@@ -121,10 +116,10 @@ func TestReplicasShareRooms(t *testing.T) {
 		t.Helper()
 		fences++
 		cid := fmt.Sprintf("fence%d", fences)
-		alice.send(map[string]any{"type": "message", "room": "general", "text": "fence", "clientId": cid})
-		for _, c := range []*wsClient{bob, carol} {
+		alice.Send(map[string]any{"type": "message", "room": "general", "text": "fence", "clientId": cid})
+		for _, c := range []*apptest.WS{bob, carol} {
 			for {
-				f := c.read()
+				f := c.Read()
 				read++
 				if f["room"] == "x" {
 					t.Fatalf("replica B, with no member in x, delivered %v", f)
@@ -141,9 +136,9 @@ func TestReplicasShareRooms(t *testing.T) {
 	deliveredA := a.metric("aurora_chat_messages_delivered_total")
 	deliveredB := b.metric("aurora_chat_messages_delivered_total")
 	for i := range n {
-		alice.send(map[string]any{"type": "message", "room": "x", "text": fmt.Sprintf("x %d", i), "clientId": fmt.Sprintf("x%d", i)})
+		alice.Send(map[string]any{"type": "message", "room": "x", "text": fmt.Sprintf("x %d", i), "clientId": fmt.Sprintf("x%d", i)})
 	}
-	expect(t, alice, "the last ack in x", func(f map[string]any) bool { return f["type"] == "ack" && f["clientId"] == fmt.Sprintf("x%d", n-1) })
+	alice.Expect("the last ack in x", func(f map[string]any) bool { return f["type"] == "ack" && f["clientId"] == fmt.Sprintf("x%d", n-1) })
 	seenOnB := fence()
 	// The counter moves right after each write: wait for it to count what
 	// the clients read. It may count a frame or two more (an increment of
@@ -195,23 +190,6 @@ func hasMembers(joined map[string]any, names ...string) bool {
 	return true
 }
 
-// expect reads frames until one matches (within 1000 frames, each read
-// bounded), failing on an error frame.
-func expect(t *testing.T, c *wsClient, what string, match func(map[string]any) bool) map[string]any {
-	t.Helper()
-	for range 1000 {
-		f := c.read()
-		if match(f) {
-			return f
-		}
-		if f["type"] == "error" || f["type"] == "rate_limited" {
-			t.Fatalf("got %v while waiting for %s", f, what)
-		}
-	}
-	t.Fatalf("no %s in 1000 frames", what)
-	return nil
-}
-
 // numsub is PUBSUB NUMSUB of one channel: how many subscriptions it has.
 func numsub(t *testing.T, rc rueidis.Client, channel string) int64 {
 	t.Helper()
@@ -232,7 +210,7 @@ func waitNumsub(t *testing.T, rc rueidis.Client, room string, want int64) {
 	t.Helper()
 	for _, ch := range []string{bus.Channel(room), bus.PresenceChannel(room), bus.TypingChannel(room)} {
 		var got int64
-		if !pollUntil(procWait, func() bool { got = numsub(t, rc, ch); return got == want }) {
+		if !apptest.Poll(procWait, func() bool { got = numsub(t, rc, ch); return got == want }) {
 			t.Fatalf("PUBSUB NUMSUB %s = %d, want %d", ch, got, want)
 		}
 	}
