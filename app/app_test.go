@@ -98,9 +98,9 @@ func registerFake(name string, role bool, deps []string, f *fake) {
 	})
 }
 
-// server is an App running in this process. apptest.Start validates the
-// roles against config.ValidRoles, which the test-only roles are not, so
-// this starts the App directly and otherwise does the same.
+// server is an App running in this process, as apptest.Start runs one,
+// except that these tests read Run's error when it ends before the server
+// is ready, and the runtime's debug log.
 type server struct {
 	app  *app.App
 	url  string

@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/auroradev/aurora/app"
-	"github.com/auroradev/aurora/config"
 )
 
 func TestJWTSecretConfigured(t *testing.T) {
@@ -198,8 +197,7 @@ func TestShortSecretNeedsTheFlag(t *testing.T) {
 	registerFake(role, true, []string{app.ModTokens}, &fake{name: role, rec: &recorder{}})
 	cfg := testConfig(t, role)
 	cfg.Auth.JWTSecret = app.DevSecret
-	// Validated with real roles: the test role is not one.
-	validate := func() error { c := *cfg; c.Roles = config.ValidRoles; return c.Validate() }
+	validate := func() error { return cfg.Validate(app.Roles()) }
 	if err := validate(); err == nil || !strings.Contains(err.Error(), "auth.jwt_secret") {
 		t.Fatalf("Validate with dev-secret: %v, want an error naming auth.jwt_secret", err)
 	}

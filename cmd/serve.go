@@ -1,6 +1,8 @@
 package cmd
 
 import (
+	"strings"
+
 	"github.com/spf13/cobra"
 
 	"github.com/auroradev/aurora/app"
@@ -24,7 +26,7 @@ func newServeCmd(o *options) *cobra.Command {
 			return app.New(cfg, log).Run(ctx)
 		},
 	}
-	c.Flags().StringSlice("roles", nil, "roles to run: auth, chat, ingest (comma separated; default all)")
+	c.Flags().StringSlice("roles", nil, "roles to run: "+strings.Join(app.Roles(), ", ")+" (comma separated; default all)")
 	c.Flags().String("http-addr", "", "HTTP listen address (default :8080, or :$PORT)")
 	return c
 }

@@ -73,11 +73,12 @@ func RedisClient(t testing.TB, url string) rueidis.Client {
 	return c
 }
 
-// Config returns a configuration for a test server: a free loopback port,
-// a temp data dir, the test Redis, fast bcrypt, quiet logs.
+// Config returns a configuration for a test server: every role registered
+// in this test binary, a free loopback port, a temp data dir, the test
+// Redis, fast bcrypt, quiet logs.
 func Config(t testing.TB) *config.Config {
 	t.Helper()
-	c := config.Default()
+	c := config.Default(app.Roles()...)
 	c.DataDir = t.TempDir()
 	c.HTTP.Addr = "127.0.0.1:0"
 	c.HTTP.DrainTimeout = 10 * time.Second
@@ -110,7 +111,7 @@ func Start(t testing.TB, cfg *config.Config) *Server {
 // check what the server logs (an error line, no secrets).
 func StartWithLog(t testing.TB, cfg *config.Config, log *slog.Logger) *Server {
 	t.Helper()
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.Validate(app.Roles()); err != nil {
 		t.Fatal(err)
 	}
 	a := app.New(cfg, log)
