@@ -28,6 +28,16 @@ import (
 	"github.com/auroradev/aurora/config"
 )
 
+// The shared infrastructure modules' names. Roles list them in Deps to be
+// given the Host field each fills (Redis, Store, Tokens). The modules live in
+// app/infra, which the composition root links in; the runtime knows only
+// their names and the types of what they provide.
+const (
+	ModRedis  = "redis"
+	ModStore  = "store"
+	ModTokens = "tokens"
+)
+
 // Host is what modules are given: the configuration, shared clients and the
 // HTTP mux. Infrastructure modules fill in their client before the modules
 // that depend on them are built.

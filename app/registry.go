@@ -9,7 +9,7 @@ import (
 )
 
 // Module is a running part of the process: a role (auth, chat, ingest) or a
-// piece of shared infrastructure (redis, store). Start returns once the
+// piece of shared infrastructure (redis, store, tokens: app/infra). Start returns once the
 // module is serving (background loops keep running until Stop); Stop drains
 // within ctx's deadline.
 type Module interface {

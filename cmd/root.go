@@ -17,7 +17,9 @@ import (
 	"github.com/auroradev/aurora/app"
 	"github.com/auroradev/aurora/config"
 
-	// The roles register themselves with app. A new role is one more import.
+	// The modules register themselves with app: the shared infrastructure
+	// (redis, store, tokens) and each role. A new role is one more import.
+	_ "github.com/auroradev/aurora/app/infra"
 	_ "github.com/auroradev/aurora/modules/auth"
 	_ "github.com/auroradev/aurora/modules/chat"
 	_ "github.com/auroradev/aurora/modules/ingest"

@@ -1,7 +1,9 @@
 // Package apptest starts real Aurora servers and the stores they need for
 // tests: an in-process Redis by default, or the real Redis named by
 // AURORA_TEST_REDIS_URL (then a test that needs Redis fails, never skips,
-// when it is unreachable).
+// when it is unreachable). It links in the infrastructure modules
+// (app/infra), as cmd does, so a role's tests get redis, store and tokens by
+// importing it.
 package apptest
 
 import (
@@ -18,6 +20,7 @@ import (
 
 	"github.com/auroradev/aurora/app"
 	"github.com/auroradev/aurora/app/embeddedredis"
+	"github.com/auroradev/aurora/app/infra"
 	"github.com/auroradev/aurora/config"
 )
 
@@ -56,7 +59,7 @@ func RedisURL(t testing.TB) string {
 // when Redis does not answer.
 func RedisClient(t testing.TB, url string) rueidis.Client {
 	t.Helper()
-	opt, err := app.RedisOptions(url)
+	opt, err := infra.RedisOptions(url)
 	if err != nil {
 		t.Fatal(err)
 	}
