@@ -55,9 +55,6 @@ type Host struct {
 	Store store.Store
 	// Tokens is set by the tokens module.
 	Tokens *token.Issuer
-	// WebSocket, when the chat role runs here, also serves upgrade
-	// requests on "/" (where AuroraChat clients connect).
-	WebSocket http.Handler
 
 	fatal chan error
 }
@@ -76,6 +73,8 @@ type App struct {
 	listener net.Listener
 	started  []started
 	ready    atomic.Bool
+	// page serves what no route claims under "/" (the web UI).
+	page http.Handler
 
 	httpRequests    *prometheus.CounterVec
 	httpDuration    *prometheus.HistogramVec
@@ -92,8 +91,19 @@ type started struct {
 	mod  Module
 }
 
+// Option configures an App: what the composition root hands the runtime
+// instead of the runtime importing it.
+type Option func(*App)
+
+// WithPage serves the GET and HEAD requests under "/" that no module's
+// route claims: the web UI, which cmd hands in so that the runtime does not
+// import it. Without it those requests answer a JSON 404.
+func WithPage(h http.Handler) Option {
+	return func(a *App) { a.page = h }
+}
+
 // New prepares an App for cfg.Roles; it does not start anything yet.
-func New(cfg *config.Config, log *slog.Logger) *App {
+func New(cfg *config.Config, log *slog.Logger, opts ...Option) *App {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a := &App{
@@ -125,11 +135,27 @@ func New(cfg *config.Config, log *slog.Logger) *App {
 		Metrics: reg,
 		fatal:   make(chan error, 1),
 	}
+	for _, o := range opts {
+		o(a)
+	}
 	return a
 }
 
 // Host returns the shared host (for tests and commands that reuse clients).
 func (a *App) Host() *Host { return a.host }
+
+// Module returns the started module named name, or nil when none of that
+// name has started: for tests that look inside a module.
+func (a *App) Module(name string) Module {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, s := range a.started {
+		if s.name == name {
+			return s.mod
+		}
+	}
+	return nil
+}
 
 // Addr is the address the HTTP listener is bound to, once Run has bound it.
 func (a *App) Addr() string {

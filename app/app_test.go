@@ -98,6 +98,9 @@ func registerFake(name string, role bool, deps []string, f *fake) {
 	})
 }
 
+// withWeb hands the runtime the web UI, as cmd serve does.
+var withWeb = app.WithPage(http.FileServerFS(web.Files))
+
 // server is an App running in this process, as apptest.Start runs one,
 // except that these tests read Run's error when it ends before the server
 // is ready, and the runtime's debug log.
@@ -127,7 +130,7 @@ func startApp(t *testing.T, cfg *config.Config) *server {
 func launch(t *testing.T, cfg *config.Config) (*server, error) {
 	t.Helper()
 	logs := &apptest.Buffer{}
-	a := app.New(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	a := app.New(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), withWeb)
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &server{app: a, logs: logs, stop: cancel, done: make(chan error, 1)}
 	go func() { s.done <- a.Run(ctx) }()
@@ -182,7 +185,7 @@ func (s *server) shutdown() error {
 // runToEnd runs cfg until Run returns by itself (a start failure).
 func runToEnd(t *testing.T, cfg *config.Config) error {
 	t.Helper()
-	a := app.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	a := app.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), withWeb)
 	done := make(chan error, 1)
 	go func() { done <- a.Run(context.Background()) }()
 	select {
@@ -753,7 +756,8 @@ func TestRootServesPageAndHandsOffWebSockets(t *testing.T) {
 	app.Register(app.Registration{
 		Name: role, Role: true,
 		New: func(_ context.Context, h *app.Host) (app.Module, error) {
-			h.WebSocket = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			// Where the chat role serves its WebSocket.
+			h.Mux.HandleFunc("GET "+app.WebSocketPath, func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("X-Handled-By", "websocket")
 				w.WriteHeader(http.StatusTeapot)
 			})
@@ -779,10 +783,20 @@ func TestRootServesPageAndHandsOffWebSockets(t *testing.T) {
 
 	resp, _ = do(t, http.MethodGet, s.url+"/", map[string]string{"Upgrade": "websocket", "Connection": "Upgrade"})
 	if resp.StatusCode != http.StatusTeapot || resp.Header.Get("X-Handled-By") != "websocket" {
-		t.Fatalf("upgrade request on / = %d, not handed to Host.WebSocket", resp.StatusCode)
+		t.Fatalf("upgrade request on / = %d, not handed to the module serving %s", resp.StatusCode, app.WebSocketPath)
 	}
 	if resp.Header.Get("Content-Security-Policy") == "" {
 		t.Error("upgrade response lacks the security headers")
+	}
+
+	// Without a module serving WebSockets, an upgrade on "/" is a page
+	// request like any other (and does not hand itself to itself).
+	plain := uniq("no-ws")
+	registerFake(plain, true, nil, &fake{name: plain, rec: &recorder{}})
+	s = startApp(t, testConfig(t, plain))
+	resp, body = do(t, http.MethodGet, s.url+"/", map[string]string{"Upgrade": "websocket", "Connection": "Upgrade"})
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, page) {
+		t.Fatalf("upgrade request on / without a WebSocket module = %d (%d bytes), want the page", resp.StatusCode, len(body))
 	}
 }
 

@@ -2,8 +2,8 @@
 // tests: an in-process Redis by default, or the real Redis named by
 // AURORA_TEST_REDIS_URL (then a test that needs Redis fails, never skips,
 // when it is unreachable). It links in the infrastructure modules
-// (app/infra), as cmd does, so a role's tests get redis, store and tokens by
-// importing it.
+// (app/infra) and the web UI, as cmd does, so a role's tests get redis,
+// store and tokens by importing it.
 package apptest
 
 import (
@@ -22,6 +22,7 @@ import (
 	"github.com/auroradev/aurora/app/embeddedredis"
 	"github.com/auroradev/aurora/app/infra"
 	"github.com/auroradev/aurora/config"
+	"github.com/auroradev/aurora/web"
 )
 
 // RedisEnv names the real Redis the tests use when set. Tests that use it
@@ -117,7 +118,8 @@ func StartWithLog(t testing.TB, cfg *config.Config, log *slog.Logger) *Server {
 	if err := cfg.Validate(app.Roles()); err != nil {
 		t.Fatal(err)
 	}
-	a := app.New(cfg, log)
+	// What cmd serve hands the runtime: the web UI on "/".
+	a := app.New(cfg, log, app.WithPage(http.FileServerFS(web.Files)))
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{App: a, stop: cancel, done: make(chan error, 1)}
 	go func() { s.done <- a.Run(ctx) }()
