@@ -1,8 +1,15 @@
 // Package app is Aurora's module runtime: roles and shared infrastructure
 // register themselves as modules with their dependencies; App builds the
 // closure of the chosen roles, starts it in dependency order behind one HTTP
-// listener, and on a signal turns /readyz to 503, waits the shutdown delay and
-// stops everything in reverse within the drain deadline.
+// listener, runs each module's background loop (Runner) until a failure or a
+// signal, then turns /readyz to 503, waits the shutdown delay and stops
+// everything in reverse within the drain deadline.
+//
+// It is only the runtime: it imports no module. The infrastructure modules
+// (app/infra) and the roles (modules/...) register from init when the
+// composition root (cmd) links them in, and cmd hands it the web UI
+// (WithPage). The registry is the one list of roles: config asks it through
+// the caller (Roles).
 package app
 
 import (
@@ -55,16 +62,6 @@ type Host struct {
 	Store store.Store
 	// Tokens is set by the tokens module.
 	Tokens *token.Issuer
-
-	fatal chan error
-}
-
-// Fail stops the whole process with err: for a background loop that cannot go on.
-func (h *Host) Fail(err error) {
-	select {
-	case h.fatal <- err:
-	default:
-	}
 }
 
 // App runs a set of roles in one process.
@@ -73,6 +70,9 @@ type App struct {
 	listener net.Listener
 	started  []started
 	ready    atomic.Bool
+	// failed receives the first error a module's Run returned before the
+	// shutdown: it stops the process.
+	failed chan error
 	// page serves what no route claims under "/" (the web UI).
 	page http.Handler
 
@@ -89,6 +89,9 @@ type App struct {
 type started struct {
 	name string
 	mod  Module
+	// stopRun cancels the module's Run and waits for it to return (a
+	// no-op for a module that is not a Runner).
+	stopRun func(ctx context.Context) error
 }
 
 // Option configures an App: what the composition root hands the runtime
@@ -107,6 +110,7 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) *App {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a := &App{
+		failed: make(chan error, 1),
 		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "aurora_http_requests_total",
 			Help: "HTTP requests by route pattern and status code (101 for WebSocket upgrades).",
@@ -133,7 +137,6 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) *App {
 		Log:     log,
 		Mux:     http.NewServeMux(),
 		Metrics: reg,
-		fatal:   make(chan error, 1),
 	}
 	for _, o := range opts {
 		o(a)
@@ -209,7 +212,7 @@ func (a *App) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			h.Log.Info("shutdown requested", "drain_timeout", cfg.HTTP.DrainTimeout.String())
-		case err := <-h.fatal:
+		case err := <-a.failed:
 			startErr = err
 			h.Log.Error("module failed, stopping", "err", err)
 		case err := <-serveErr:
@@ -256,15 +259,54 @@ func (a *App) start(ctx context.Context, regs []Registration) error {
 		if err := m.Start(ctx); err != nil {
 			return fmt.Errorf("module %s: start: %w", r.Name, err)
 		}
+		stopRun := a.run(ctx, r.Name, m)
 		a.mu.Lock()
-		a.started = append(a.started, started{r.Name, m})
+		a.started = append(a.started, started{r.Name, m, stopRun})
 		a.mu.Unlock()
 		a.host.Log.Debug("module started", "module", r.Name)
 	}
 	return nil
 }
 
-// stopAll stops the started modules in reverse order of start.
+// run starts m's Run when m is a Runner, and returns what stops it: cancel
+// its context, then wait for it to return within ctx. An error Run returns
+// before that stops the process; one it returns after is a stop error.
+func (a *App) run(ctx context.Context, name string, m Module) func(ctx context.Context) error {
+	r, ok := m.(Runner)
+	if !ok {
+		return func(context.Context) error { return nil }
+	}
+	// Not cancelled with ctx: once started, the loop runs until its module
+	// is stopped, through the shutdown delay and the drain.
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan error, 1)
+	go func() {
+		err := r.Run(rctx)
+		if err != nil && rctx.Err() == nil {
+			select {
+			case a.failed <- fmt.Errorf("module %s: run: %w", name, err):
+			default: // another module failed first: that one is reported
+			}
+			err = nil // reported: not again as a stop error
+		}
+		done <- err
+	}()
+	return func(ctx context.Context) error {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil && !errors.Is(err, context.Canceled) {
+				return fmt.Errorf("module %s: run: %w", name, err)
+			}
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("module %s: run did not return: %w", name, ctx.Err())
+		}
+	}
+}
+
+// stopAll stops the started modules in reverse order of start: each one's
+// Run first, then the module.
 func (a *App) stopAll(ctx context.Context) []error {
 	a.mu.Lock()
 	mods := a.started
@@ -272,6 +314,9 @@ func (a *App) stopAll(ctx context.Context) []error {
 	a.mu.Unlock()
 	var errs []error
 	for i := len(mods) - 1; i >= 0; i-- {
+		if err := mods[i].stopRun(ctx); err != nil {
+			errs = append(errs, err)
+		}
 		if err := mods[i].mod.Stop(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("module %s: stop: %w", mods[i].name, err))
 		}

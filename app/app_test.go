@@ -329,35 +329,73 @@ func TestStartFailureStopsWhatStarted(t *testing.T) {
 	}
 }
 
-func TestHostFailStopsProcess(t *testing.T) {
+// runner is a fake module with a background loop: Run waits for fail (and
+// returns its error) or for its context to end.
+type runner struct {
+	fake
+	fail chan error
+}
+
+func (r *runner) Run(ctx context.Context) error {
+	select {
+	case err := <-r.fail:
+		return err
+	case <-ctx.Done():
+		r.rec.add("run-done " + r.name)
+		return nil
+	}
+}
+
+func TestRunErrorStopsProcess(t *testing.T) {
 	rec := &recorder{}
 	helper, role := uniq("helper"), uniq("failing")
 	registerFake(helper, false, nil, &fake{name: helper, rec: rec})
-	failNow := make(chan struct{})
+	r := &runner{fake: fake{name: role, rec: rec}, fail: make(chan error)}
 	app.Register(app.Registration{
 		Name: role, Role: true, Deps: []string{helper},
-		New: func(_ context.Context, h *app.Host) (app.Module, error) {
-			// A background loop that cannot go on reports through Fail.
-			go func() {
-				<-failNow
-				h.Fail(errors.New("consumer loop: redis gone"))
-			}()
-			return &fake{name: role, rec: rec}, nil
-		},
+		New: func(context.Context, *app.Host) (app.Module, error) { return r, nil },
 	})
 	s := startApp(t, testConfig(t, role))
-	close(failNow)
+	// A background loop that cannot go on returns its error.
+	r.fail <- errors.New("consumer loop: redis gone")
 	select {
 	case err := <-s.done:
 		s.once.Do(func() { s.err = err })
-		if err == nil || !strings.Contains(err.Error(), "consumer loop: redis gone") {
-			t.Fatalf("Run = %v, want the failure", err)
+		if err == nil || !strings.Contains(err.Error(), "consumer loop: redis gone") || !strings.Contains(err.Error(), "module "+role) {
+			t.Fatalf("Run = %v, want the failure naming the module", err)
 		}
 	case <-time.After(30 * time.Second):
-		t.Fatal("Fail did not stop the process")
+		t.Fatal("the failed Run did not stop the process")
 	}
 	want := []string{"stop " + role, "stop " + helper}
 	if got := rec.list(); !reflect.DeepEqual(got[len(got)-2:], want) {
+		t.Fatalf("events %q, want to end with %q", got, want)
+	}
+}
+
+func TestRunEndsBeforeStop(t *testing.T) {
+	rec := &recorder{}
+	helper, role := uniq("helper"), uniq("looping")
+	registerFake(helper, false, nil, &fake{name: helper, rec: rec})
+	r := &runner{fake: fake{name: role, rec: rec}, fail: make(chan error)}
+	app.Register(app.Registration{
+		Name: role, Role: true, Deps: []string{helper},
+		New: func(context.Context, *app.Host) (app.Module, error) { return r, nil },
+	})
+	s := startApp(t, testConfig(t, role))
+	if got := s.app.Module(role); got != r {
+		t.Fatalf("Module(%q) = %v, want the started module", role, got)
+	}
+	if got := s.app.Module("no-such-module"); got != nil {
+		t.Fatalf("Module of a name not started = %v", got)
+	}
+	if err := s.shutdown(); err != nil {
+		t.Fatalf("graceful stop: %v", err)
+	}
+	// A shutdown cancels the loop's context and waits for it to return
+	// before stopping its module, in reverse order of start.
+	want := []string{"run-done " + role, "stop " + role, "stop " + helper}
+	if got := rec.list(); !reflect.DeepEqual(got[len(got)-3:], want) {
 		t.Fatalf("events %q, want to end with %q", got, want)
 	}
 }

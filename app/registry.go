@@ -17,6 +17,17 @@ type Module interface {
 	Stop(ctx context.Context) error
 }
 
+// Runner is implemented by modules with a background loop that reports its
+// failure by returning it (like dskit's running function). The runtime calls
+// Run once Start has returned, with a context it cancels when the module is
+// to stop, and waits for Run to return before calling Stop. An error
+// returned before then stops the process, naming the module, as a failed
+// Start does: every started module is stopped, in reverse order. Returning
+// nil early means the loop's work is done; the process goes on.
+type Runner interface {
+	Run(ctx context.Context) error
+}
+
 // Checker is implemented by modules with a readiness check; /readyz reports
 // each one under the module's name.
 type Checker interface {
