@@ -20,7 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/auroradev/aurora/app/infra"
-	"github.com/auroradev/aurora/app/loadgen"
+	"github.com/auroradev/aurora/cmd/loadgen"
 )
 
 // benchFlags are the flags every bench mode shares.
