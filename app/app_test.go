@@ -346,16 +346,23 @@ func (r *runner) Run(ctx context.Context) error {
 	}
 }
 
-func TestRunErrorStopsProcess(t *testing.T) {
-	rec := &recorder{}
-	helper, role := uniq("helper"), uniq("failing")
+// startRunner starts a role whose module is a runner, depending on a
+// helper module, both recording into rec.
+func startRunner(t *testing.T, rec *recorder) (*server, *runner, string, string) {
+	t.Helper()
+	helper, role := uniq("helper"), uniq("looping")
 	registerFake(helper, false, nil, &fake{name: helper, rec: rec})
 	r := &runner{fake: fake{name: role, rec: rec}, fail: make(chan error)}
 	app.Register(app.Registration{
 		Name: role, Role: true, Deps: []string{helper},
 		New: func(context.Context, *app.Host) (app.Module, error) { return r, nil },
 	})
-	s := startApp(t, testConfig(t, role))
+	return startApp(t, testConfig(t, role)), r, role, helper
+}
+
+func TestRunErrorStopsProcess(t *testing.T) {
+	rec := &recorder{}
+	s, r, role, helper := startRunner(t, rec)
 	// A background loop that cannot go on returns its error.
 	r.fail <- errors.New("consumer loop: redis gone")
 	select {
@@ -375,14 +382,7 @@ func TestRunErrorStopsProcess(t *testing.T) {
 
 func TestRunEndsBeforeStop(t *testing.T) {
 	rec := &recorder{}
-	helper, role := uniq("helper"), uniq("looping")
-	registerFake(helper, false, nil, &fake{name: helper, rec: rec})
-	r := &runner{fake: fake{name: role, rec: rec}, fail: make(chan error)}
-	app.Register(app.Registration{
-		Name: role, Role: true, Deps: []string{helper},
-		New: func(context.Context, *app.Host) (app.Module, error) { return r, nil },
-	})
-	s := startApp(t, testConfig(t, role))
+	s, r, role, helper := startRunner(t, rec)
 	if got := s.app.Module(role); got != r {
 		t.Fatalf("Module(%q) = %v, want the started module", role, got)
 	}

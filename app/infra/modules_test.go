@@ -3,10 +3,8 @@ package infra_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/auroradev/aurora/app"
@@ -15,12 +13,6 @@ import (
 	"github.com/auroradev/aurora/config"
 )
 
-// The registry is process-wide and refuses duplicate names, so every test
-// registers its role under a fresh name (also under -count=N).
-var seq atomic.Int64
-
-func uniq(name string) string { return fmt.Sprintf("test-%s-%d", name, seq.Add(1)) }
-
 // nop is a role module that does nothing itself.
 type nop struct{}
 
@@ -28,9 +20,11 @@ func (nop) Start(context.Context) error { return nil }
 func (nop) Stop(context.Context) error  { return nil }
 
 // testRole registers a role depending on deps, whose constructor runs
-// check against the Host the infrastructure modules filled in.
+// check against the Host the infrastructure modules filled in. The registry
+// is process-wide and refuses duplicate names: each role gets a fresh one
+// (also under -count=N).
 func testRole(deps []string, check func(ctx context.Context, h *app.Host) error) string {
-	role := uniq("infra")
+	role := "test-infra-" + app.NewID()
 	app.Register(app.Registration{
 		Name: role, Role: true, Deps: deps,
 		New: func(ctx context.Context, h *app.Host) (app.Module, error) {
