@@ -89,8 +89,8 @@ type App struct {
 type started struct {
 	name string
 	mod  Module
-	// stopRun cancels the module's Run and waits for it to return (a
-	// no-op for a module that is not a Runner).
+	// stopRun cancels the module's Run and waits for it to return, after
+	// Stop (a no-op for a module that is not a Runner).
 	stopRun func(ctx context.Context) error
 }
 
@@ -236,6 +236,12 @@ func (a *App) Run(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("stop http server: %w", err))
 	}
 	errs = append(errs, a.stopAll(dctx)...)
+	select {
+	case err := <-a.failed:
+		// A loop failed while the start failed or the shutdown began.
+		errs = append(errs, err)
+	default:
+	}
 	if len(errs) == 0 {
 		h.Log.Info("aurora stopped")
 	}
@@ -268,21 +274,22 @@ func (a *App) start(ctx context.Context, regs []Registration) error {
 	return nil
 }
 
-// run starts m's Run when m is a Runner, and returns what stops it: cancel
+// run starts m's Run when m is a Runner, and returns what ends it: cancel
 // its context, then wait for it to return within ctx. An error Run returns
-// before that stops the process; one it returns after is a stop error.
+// before the shutdown began stops the process; one it returns later is a
+// stop error.
 func (a *App) run(ctx context.Context, name string, m Module) func(ctx context.Context) error {
 	r, ok := m.(Runner)
 	if !ok {
 		return func(context.Context) error { return nil }
 	}
 	// Not cancelled with ctx: once started, the loop runs until its module
-	// is stopped, through the shutdown delay and the drain.
+	// has stopped, through the shutdown delay and the drain.
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan error, 1)
 	go func() {
 		err := r.Run(rctx)
-		if err != nil && rctx.Err() == nil {
+		if err != nil && rctx.Err() == nil && !a.draining.Load() {
 			select {
 			case a.failed <- fmt.Errorf("module %s: run: %w", name, err):
 			default: // another module failed first: that one is reported
@@ -306,7 +313,7 @@ func (a *App) run(ctx context.Context, name string, m Module) func(ctx context.C
 }
 
 // stopAll stops the started modules in reverse order of start: each one's
-// Run first, then the module.
+// Stop (which drains while its loop still runs), then its Run.
 func (a *App) stopAll(ctx context.Context) []error {
 	a.mu.Lock()
 	mods := a.started
@@ -314,11 +321,11 @@ func (a *App) stopAll(ctx context.Context) []error {
 	a.mu.Unlock()
 	var errs []error
 	for i := len(mods) - 1; i >= 0; i-- {
-		if err := mods[i].stopRun(ctx); err != nil {
-			errs = append(errs, err)
-		}
 		if err := mods[i].mod.Stop(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("module %s: stop: %w", mods[i].name, err))
+		}
+		if err := mods[i].stopRun(ctx); err != nil {
+			errs = append(errs, err)
 		}
 		a.host.Log.Debug("module stopped", "module", mods[i].name)
 	}

@@ -380,7 +380,7 @@ func TestRunErrorStopsProcess(t *testing.T) {
 	}
 }
 
-func TestRunEndsBeforeStop(t *testing.T) {
+func TestRunEndsAfterStop(t *testing.T) {
 	rec := &recorder{}
 	s, r, role, helper := startRunner(t, rec)
 	if got := s.app.Module(role); got != r {
@@ -392,9 +392,10 @@ func TestRunEndsBeforeStop(t *testing.T) {
 	if err := s.shutdown(); err != nil {
 		t.Fatalf("graceful stop: %v", err)
 	}
-	// A shutdown cancels the loop's context and waits for it to return
-	// before stopping its module, in reverse order of start.
-	want := []string{"run-done " + role, "stop " + role, "stop " + helper}
+	// A shutdown stops the module while its loop runs (to drain through
+	// it), then cancels the loop's context and waits for it to return,
+	// before the module started before it.
+	want := []string{"stop " + role, "run-done " + role, "stop " + helper}
 	if got := rec.list(); !reflect.DeepEqual(got[len(got)-3:], want) {
 		t.Fatalf("events %q, want to end with %q", got, want)
 	}

@@ -19,11 +19,14 @@ type Module interface {
 
 // Runner is implemented by modules with a background loop that reports its
 // failure by returning it (like dskit's running function). The runtime calls
-// Run once Start has returned, with a context it cancels when the module is
-// to stop, and waits for Run to return before calling Stop. An error
-// returned before then stops the process, naming the module, as a failed
-// Start does: every started module is stopped, in reverse order. Returning
-// nil early means the loop's work is done; the process goes on.
+// Run once Start has returned, with a context that ends only when the module
+// has stopped: at shutdown Stop runs first, with the drain deadline, while
+// the loop still runs (so a module can drain through it), then the context
+// is cancelled and Run awaited within the same deadline. An error Run
+// returns before the shutdown stops the process, naming the module, as a
+// failed Start does: every started module is stopped, in reverse order. An
+// error returned later is reported with the stop errors. Returning nil early
+// means the loop's work is done; the process goes on.
 type Runner interface {
 	Run(ctx context.Context) error
 }
