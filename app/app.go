@@ -1,8 +1,15 @@
 // Package app is Aurora's module runtime: roles and shared infrastructure
 // register themselves as modules with their dependencies; App builds the
 // closure of the chosen roles, starts it in dependency order behind one HTTP
-// listener, and on a signal turns /readyz to 503, waits the shutdown delay and
-// stops everything in reverse within the drain deadline.
+// listener, runs each module's background loop (Runner) until a failure or a
+// signal, then turns /readyz to 503, waits the shutdown delay and stops
+// everything in reverse within the drain deadline.
+//
+// It is only the runtime: it imports no module. The infrastructure modules
+// (app/infra) and the roles (modules/...) register from init when the
+// composition root (cmd) links them in, and cmd hands it the web UI
+// (WithPage). The registry is the one list of roles: config asks it through
+// the caller (Roles).
 package app
 
 import (
@@ -28,6 +35,16 @@ import (
 	"github.com/auroradev/aurora/config"
 )
 
+// The shared infrastructure modules' names. Roles list them in Deps to be
+// given the Host field each fills (Redis, Store, Tokens). The modules live in
+// app/infra, which the composition root links in; the runtime knows only
+// their names and the types of what they provide.
+const (
+	ModRedis  = "redis"
+	ModStore  = "store"
+	ModTokens = "tokens"
+)
+
 // Host is what modules are given: the configuration, shared clients and the
 // HTTP mux. Infrastructure modules fill in their client before the modules
 // that depend on them are built.
@@ -45,19 +62,6 @@ type Host struct {
 	Store store.Store
 	// Tokens is set by the tokens module.
 	Tokens *token.Issuer
-	// WebSocket, when the chat role runs here, also serves upgrade
-	// requests on "/" (where AuroraChat clients connect).
-	WebSocket http.Handler
-
-	fatal chan error
-}
-
-// Fail stops the whole process with err: for a background loop that cannot go on.
-func (h *Host) Fail(err error) {
-	select {
-	case h.fatal <- err:
-	default:
-	}
 }
 
 // App runs a set of roles in one process.
@@ -66,6 +70,11 @@ type App struct {
 	listener net.Listener
 	started  []started
 	ready    atomic.Bool
+	// failed receives the first error a module's Run returned before the
+	// shutdown: it stops the process.
+	failed chan error
+	// page serves what no route claims under "/" (the web UI).
+	page http.Handler
 
 	httpRequests    *prometheus.CounterVec
 	httpDuration    *prometheus.HistogramVec
@@ -80,13 +89,28 @@ type App struct {
 type started struct {
 	name string
 	mod  Module
+	// stopRun cancels the module's Run and waits for it to return, after
+	// Stop (a no-op for a module that is not a Runner).
+	stopRun func(ctx context.Context) error
+}
+
+// Option configures an App: what the composition root hands the runtime
+// instead of the runtime importing it.
+type Option func(*App)
+
+// WithPage serves the GET and HEAD requests under "/" that no module's
+// route claims: the web UI, which cmd hands in so that the runtime does not
+// import it. Without it those requests answer a JSON 404.
+func WithPage(h http.Handler) Option {
+	return func(a *App) { a.page = h }
 }
 
 // New prepares an App for cfg.Roles; it does not start anything yet.
-func New(cfg *config.Config, log *slog.Logger) *App {
+func New(cfg *config.Config, log *slog.Logger, opts ...Option) *App {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a := &App{
+		failed: make(chan error, 1),
 		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "aurora_http_requests_total",
 			Help: "HTTP requests by route pattern and status code (101 for WebSocket upgrades).",
@@ -113,13 +137,28 @@ func New(cfg *config.Config, log *slog.Logger) *App {
 		Log:     log,
 		Mux:     http.NewServeMux(),
 		Metrics: reg,
-		fatal:   make(chan error, 1),
+	}
+	for _, o := range opts {
+		o(a)
 	}
 	return a
 }
 
 // Host returns the shared host (for tests and commands that reuse clients).
 func (a *App) Host() *Host { return a.host }
+
+// Module returns the started module named name, or nil when none of that
+// name has started: for tests that look inside a module.
+func (a *App) Module(name string) Module {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, s := range a.started {
+		if s.name == name {
+			return s.mod
+		}
+	}
+	return nil
+}
 
 // Addr is the address the HTTP listener is bound to, once Run has bound it.
 func (a *App) Addr() string {
@@ -173,7 +212,7 @@ func (a *App) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			h.Log.Info("shutdown requested", "drain_timeout", cfg.HTTP.DrainTimeout.String())
-		case err := <-h.fatal:
+		case err := <-a.failed:
 			startErr = err
 			h.Log.Error("module failed, stopping", "err", err)
 		case err := <-serveErr:
@@ -197,6 +236,12 @@ func (a *App) Run(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("stop http server: %w", err))
 	}
 	errs = append(errs, a.stopAll(dctx)...)
+	select {
+	case err := <-a.failed:
+		// A loop failed while the start failed or the shutdown began.
+		errs = append(errs, err)
+	default:
+	}
 	if len(errs) == 0 {
 		h.Log.Info("aurora stopped")
 	}
@@ -220,15 +265,55 @@ func (a *App) start(ctx context.Context, regs []Registration) error {
 		if err := m.Start(ctx); err != nil {
 			return fmt.Errorf("module %s: start: %w", r.Name, err)
 		}
+		stopRun := a.run(ctx, r.Name, m)
 		a.mu.Lock()
-		a.started = append(a.started, started{r.Name, m})
+		a.started = append(a.started, started{r.Name, m, stopRun})
 		a.mu.Unlock()
 		a.host.Log.Debug("module started", "module", r.Name)
 	}
 	return nil
 }
 
-// stopAll stops the started modules in reverse order of start.
+// run starts m's Run when m is a Runner, and returns what ends it: cancel
+// its context, then wait for it to return within ctx. An error Run returns
+// before the shutdown began stops the process; one it returns later is a
+// stop error.
+func (a *App) run(ctx context.Context, name string, m Module) func(ctx context.Context) error {
+	r, ok := m.(Runner)
+	if !ok {
+		return func(context.Context) error { return nil }
+	}
+	// Not cancelled with ctx: once started, the loop runs until its module
+	// has stopped, through the shutdown delay and the drain.
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan error, 1)
+	go func() {
+		err := r.Run(rctx)
+		if err != nil && rctx.Err() == nil && !a.draining.Load() {
+			select {
+			case a.failed <- fmt.Errorf("module %s: run: %w", name, err):
+			default: // another module failed first: that one is reported
+			}
+			err = nil // reported: not again as a stop error
+		}
+		done <- err
+	}()
+	return func(ctx context.Context) error {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil && !errors.Is(err, context.Canceled) {
+				return fmt.Errorf("module %s: run: %w", name, err)
+			}
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("module %s: run did not return: %w", name, ctx.Err())
+		}
+	}
+}
+
+// stopAll stops the started modules in reverse order of start: each one's
+// Stop (which drains while its loop still runs), then its Run.
 func (a *App) stopAll(ctx context.Context) []error {
 	a.mu.Lock()
 	mods := a.started
@@ -238,6 +323,9 @@ func (a *App) stopAll(ctx context.Context) []error {
 	for i := len(mods) - 1; i >= 0; i-- {
 		if err := mods[i].mod.Stop(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("module %s: stop: %w", mods[i].name, err))
+		}
+		if err := mods[i].stopRun(ctx); err != nil {
+			errs = append(errs, err)
 		}
 		a.host.Log.Debug("module stopped", "module", mods[i].name)
 	}

@@ -98,9 +98,12 @@ func registerFake(name string, role bool, deps []string, f *fake) {
 	})
 }
 
-// server is an App running in this process. apptest.Start validates the
-// roles against config.ValidRoles, which the test-only roles are not, so
-// this starts the App directly and otherwise does the same.
+// withWeb hands the runtime the web UI, as cmd serve does.
+var withWeb = app.WithPage(http.FileServerFS(web.Files))
+
+// server is an App running in this process, as apptest.Start runs one,
+// except that these tests read Run's error when it ends before the server
+// is ready, and the runtime's debug log.
 type server struct {
 	app  *app.App
 	url  string
@@ -127,7 +130,7 @@ func startApp(t *testing.T, cfg *config.Config) *server {
 func launch(t *testing.T, cfg *config.Config) (*server, error) {
 	t.Helper()
 	logs := &apptest.Buffer{}
-	a := app.New(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	a := app.New(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), withWeb)
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &server{app: a, logs: logs, stop: cancel, done: make(chan error, 1)}
 	go func() { s.done <- a.Run(ctx) }()
@@ -182,7 +185,7 @@ func (s *server) shutdown() error {
 // runToEnd runs cfg until Run returns by itself (a start failure).
 func runToEnd(t *testing.T, cfg *config.Config) error {
 	t.Helper()
-	a := app.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	a := app.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), withWeb)
 	done := make(chan error, 1)
 	go func() { done <- a.Run(context.Background()) }()
 	select {
@@ -326,35 +329,74 @@ func TestStartFailureStopsWhatStarted(t *testing.T) {
 	}
 }
 
-func TestHostFailStopsProcess(t *testing.T) {
-	rec := &recorder{}
-	helper, role := uniq("helper"), uniq("failing")
+// runner is a fake module with a background loop: Run waits for fail (and
+// returns its error) or for its context to end.
+type runner struct {
+	fake
+	fail chan error
+}
+
+func (r *runner) Run(ctx context.Context) error {
+	select {
+	case err := <-r.fail:
+		return err
+	case <-ctx.Done():
+		r.rec.add("run-done " + r.name)
+		return nil
+	}
+}
+
+// startRunner starts a role whose module is a runner, depending on a
+// helper module, both recording into rec.
+func startRunner(t *testing.T, rec *recorder) (*server, *runner, string, string) {
+	t.Helper()
+	helper, role := uniq("helper"), uniq("looping")
 	registerFake(helper, false, nil, &fake{name: helper, rec: rec})
-	failNow := make(chan struct{})
+	r := &runner{fake: fake{name: role, rec: rec}, fail: make(chan error)}
 	app.Register(app.Registration{
 		Name: role, Role: true, Deps: []string{helper},
-		New: func(_ context.Context, h *app.Host) (app.Module, error) {
-			// A background loop that cannot go on reports through Fail.
-			go func() {
-				<-failNow
-				h.Fail(errors.New("consumer loop: redis gone"))
-			}()
-			return &fake{name: role, rec: rec}, nil
-		},
+		New: func(context.Context, *app.Host) (app.Module, error) { return r, nil },
 	})
-	s := startApp(t, testConfig(t, role))
-	close(failNow)
+	return startApp(t, testConfig(t, role)), r, role, helper
+}
+
+func TestRunErrorStopsProcess(t *testing.T) {
+	rec := &recorder{}
+	s, r, role, helper := startRunner(t, rec)
+	// A background loop that cannot go on returns its error.
+	r.fail <- errors.New("consumer loop: redis gone")
 	select {
 	case err := <-s.done:
 		s.once.Do(func() { s.err = err })
-		if err == nil || !strings.Contains(err.Error(), "consumer loop: redis gone") {
-			t.Fatalf("Run = %v, want the failure", err)
+		if err == nil || !strings.Contains(err.Error(), "consumer loop: redis gone") || !strings.Contains(err.Error(), "module "+role) {
+			t.Fatalf("Run = %v, want the failure naming the module", err)
 		}
 	case <-time.After(30 * time.Second):
-		t.Fatal("Fail did not stop the process")
+		t.Fatal("the failed Run did not stop the process")
 	}
 	want := []string{"stop " + role, "stop " + helper}
 	if got := rec.list(); !reflect.DeepEqual(got[len(got)-2:], want) {
+		t.Fatalf("events %q, want to end with %q", got, want)
+	}
+}
+
+func TestRunEndsAfterStop(t *testing.T) {
+	rec := &recorder{}
+	s, r, role, helper := startRunner(t, rec)
+	if got := s.app.Module(role); got != r {
+		t.Fatalf("Module(%q) = %v, want the started module", role, got)
+	}
+	if got := s.app.Module("no-such-module"); got != nil {
+		t.Fatalf("Module of a name not started = %v", got)
+	}
+	if err := s.shutdown(); err != nil {
+		t.Fatalf("graceful stop: %v", err)
+	}
+	// A shutdown stops the module while its loop runs (to drain through
+	// it), then cancels the loop's context and waits for it to return,
+	// before the module started before it.
+	want := []string{"stop " + role, "run-done " + role, "stop " + helper}
+	if got := rec.list(); !reflect.DeepEqual(got[len(got)-3:], want) {
 		t.Fatalf("events %q, want to end with %q", got, want)
 	}
 }
@@ -753,7 +795,8 @@ func TestRootServesPageAndHandsOffWebSockets(t *testing.T) {
 	app.Register(app.Registration{
 		Name: role, Role: true,
 		New: func(_ context.Context, h *app.Host) (app.Module, error) {
-			h.WebSocket = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			// Where the chat role serves its WebSocket.
+			h.Mux.HandleFunc("GET "+app.WebSocketPath, func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("X-Handled-By", "websocket")
 				w.WriteHeader(http.StatusTeapot)
 			})
@@ -779,10 +822,20 @@ func TestRootServesPageAndHandsOffWebSockets(t *testing.T) {
 
 	resp, _ = do(t, http.MethodGet, s.url+"/", map[string]string{"Upgrade": "websocket", "Connection": "Upgrade"})
 	if resp.StatusCode != http.StatusTeapot || resp.Header.Get("X-Handled-By") != "websocket" {
-		t.Fatalf("upgrade request on / = %d, not handed to Host.WebSocket", resp.StatusCode)
+		t.Fatalf("upgrade request on / = %d, not handed to the module serving %s", resp.StatusCode, app.WebSocketPath)
 	}
 	if resp.Header.Get("Content-Security-Policy") == "" {
 		t.Error("upgrade response lacks the security headers")
+	}
+
+	// Without a module serving WebSockets, an upgrade on "/" is a page
+	// request like any other (and does not hand itself to itself).
+	plain := uniq("no-ws")
+	registerFake(plain, true, nil, &fake{name: plain, rec: &recorder{}})
+	s = startApp(t, testConfig(t, plain))
+	resp, body = do(t, http.MethodGet, s.url+"/", map[string]string{"Upgrade": "websocket", "Connection": "Upgrade"})
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, page) {
+		t.Fatalf("upgrade request on / without a WebSocket module = %d (%d bytes), want the page", resp.StatusCode, len(body))
 	}
 }
 
@@ -880,54 +933,4 @@ func TestStopHonoursDrainDeadline(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "module "+role+": stop") || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("stop past the drain deadline = %v", err)
 	}
-}
-
-func TestInfrastructureModules(t *testing.T) {
-	type seen struct {
-		redisEmbedded bool
-		ping          error
-		token         string
-		verifyErr     error
-	}
-	run := func(t *testing.T, redisURL string) seen {
-		role := uniq("infra")
-		var got seen
-		app.Register(app.Registration{
-			Name: role, Role: true, Deps: []string{app.ModRedis, app.ModTokens},
-			New: func(ctx context.Context, h *app.Host) (app.Module, error) {
-				if h.Redis == nil || h.Tokens == nil {
-					return nil, errors.New("dependencies not provided before New")
-				}
-				got.redisEmbedded = h.RedisEmbedded
-				got.ping = h.Redis.Do(ctx, h.Redis.B().Ping().Build()).Error()
-				tok, _, err := h.Tokens.Issue("0123456789abcdef01234567", "alice")
-				if err != nil {
-					return nil, err
-				}
-				got.token = tok
-				_, got.verifyErr = h.Tokens.Verify(tok)
-				return &fake{name: role, rec: &recorder{}}, nil
-			},
-		})
-		cfg := testConfig(t, role)
-		cfg.Redis.URL = redisURL
-		s := startApp(t, cfg)
-		if err := s.shutdown(); err != nil {
-			t.Fatal(err)
-		}
-		return got
-	}
-
-	t.Run("configured redis", func(t *testing.T) {
-		got := run(t, apptest.RedisURL(t))
-		if got.redisEmbedded || got.ping != nil || got.token == "" || got.verifyErr != nil {
-			t.Fatalf("%+v", got)
-		}
-	})
-	t.Run("embedded redis", func(t *testing.T) {
-		got := run(t, "")
-		if !got.redisEmbedded || got.ping != nil || got.verifyErr != nil {
-			t.Fatalf("%+v", got)
-		}
-	})
 }

@@ -17,8 +17,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-
-	"github.com/auroradev/aurora/web"
 )
 
 // ContentSecurityPolicy is sent with every response: the UI loads only its
@@ -49,13 +47,16 @@ func (a *App) routes() {
 		WriteError(w, http.StatusNotFound, fmt.Sprintf("no API route %s %s in this process (roles: %s)",
 			r.Method, r.URL.Path, strings.Join(h.Config.Roles, ",")))
 	})
-	static := http.FileServerFS(web.Files)
+	// Everything else: AuroraChat clients open their WebSocket on "/", so
+	// an upgrade there goes to the module serving WebSocketPath (chat) when
+	// one runs here; other GET and HEAD requests to the page cmd hands in
+	// (the web UI).
 	h.Mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		// AuroraChat clients open their WebSocket on "/": hand those to the
-		// chat role when it runs here.
-		if h.WebSocket != nil && strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
-			h.WebSocket.ServeHTTP(w, r)
-			return
+		if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+			if ws := a.webSocketHandler(r); ws != nil {
+				ws.ServeHTTP(w, r)
+				return
+			}
 		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			// JSON like every other error, not the mux's plain text.
@@ -63,8 +64,32 @@ func (a *App) routes() {
 			WriteError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed")
 			return
 		}
-		static.ServeHTTP(w, r)
+		if a.page == nil {
+			WriteError(w, http.StatusNotFound, "no page "+r.URL.Path+" in this process")
+			return
+		}
+		a.page.ServeHTTP(w, r)
 	})
+}
+
+// WebSocketPath is where a module serves WebSockets ("GET /ws"); upgrade
+// requests on "/" are handed to it too.
+const WebSocketPath = "/ws"
+
+// webSocketHandler returns what the mux serves for GET WebSocketPath, or
+// nil when no module registered it: the lookup then lands on "/" itself,
+// which must not call itself. It asks the mux on each request (which is safe
+// while modules register routes) because requests are served while the
+// modules are still being built.
+func (a *App) webSocketHandler(r *http.Request) http.Handler {
+	probe := r.Clone(r.Context())
+	probe.Method = http.MethodGet
+	probe.URL.Path, probe.URL.RawPath = WebSocketPath, ""
+	h, pattern := a.host.Mux.Handler(probe)
+	if pattern == "" || pattern == "/" {
+		return nil
+	}
+	return h
 }
 
 // middleware adds security headers, CORS and a request id to every request.
@@ -138,15 +163,15 @@ func (a *App) middleware(next http.Handler) http.Handler {
 
 // isUpgrade reports whether r asks for a WebSocket on a route that can
 // serve one. Only those routes lose the write deadline: an Upgrade header
-// sent to any other route changes nothing. It does not look at
-// Host.WebSocket: requests are served while the modules are still being
-// built (that is when /readyz says "starting"), and the chat module sets it
-// then.
+// sent to any other route changes nothing. It does not ask whether a module
+// serves WebSocketPath yet: requests are served while the modules are still
+// being built (that is when /readyz says "starting"), and the chat module
+// registers it then.
 func (a *App) isUpgrade(r *http.Request) bool {
 	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
 		return false
 	}
-	return r.URL.Path == "/" || r.URL.Path == "/ws"
+	return r.URL.Path == "/" || r.URL.Path == WebSocketPath
 }
 
 // statusRecorder remembers the status code a handler wrote. Unwrap lets

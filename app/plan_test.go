@@ -8,7 +8,8 @@ import (
 
 var planRegs sync.Once
 
-func nopModule(context.Context, *Host) (Module, error) { return funcModule{}, nil }
+// nopModule is never called: plan only orders registrations.
+func nopModule(context.Context, *Host) (Module, error) { return nil, nil }
 
 // TestPlanBefore: a Before edge orders two roles that run together (ingest
 // starts before chat, so it stops after chat), and is ignored when the other

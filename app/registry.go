@@ -9,12 +9,26 @@ import (
 )
 
 // Module is a running part of the process: a role (auth, chat, ingest) or a
-// piece of shared infrastructure (redis, store). Start returns once the
+// piece of shared infrastructure (redis, store, tokens: app/infra). Start returns once the
 // module is serving (background loops keep running until Stop); Stop drains
 // within ctx's deadline.
 type Module interface {
 	Start(ctx context.Context) error
 	Stop(ctx context.Context) error
+}
+
+// Runner is implemented by modules with a background loop that reports its
+// failure by returning it (like dskit's running function). The runtime calls
+// Run once Start has returned, with a context that ends only when the module
+// has stopped: at shutdown Stop runs first, with the drain deadline, while
+// the loop still runs (so a module can drain through it), then the context
+// is cancelled and Run awaited within the same deadline. An error Run
+// returns before the shutdown stops the process, naming the module, as a
+// failed Start does: every started module is stopped, in reverse order. An
+// error returned later is reported with the stop errors. Returning nil early
+// means the loop's work is done; the process goes on.
+type Runner interface {
+	Run(ctx context.Context) error
 }
 
 // Checker is implemented by modules with a readiness check; /readyz reports

@@ -19,9 +19,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/auroradev/aurora/app"
 	"github.com/auroradev/aurora/app/bus"
-	"github.com/auroradev/aurora/app/loadgen"
+	"github.com/auroradev/aurora/app/infra"
+	"github.com/auroradev/aurora/cmd/loadgen"
 )
 
 // benchFlags are the flags every bench mode shares.
@@ -213,7 +213,7 @@ func benchSecret(cmd *cobra.Command, o *options, flag string) (string, time.Dura
 	if _, err := os.Stat(path); err != nil {
 		return "", 0, fmt.Errorf("no JWT secret: give --jwt-secret (the server's auth.jwt_secret), or run bench where the server's %s is readable", path)
 	}
-	s, err := app.JWTSecret("", cfg.DataDir, log)
+	s, err := infra.JWTSecret("", cfg.DataDir, log)
 	if err != nil {
 		return "", 0, err
 	}

@@ -9,8 +9,8 @@ import (
 	"testing"
 
 	"github.com/auroradev/aurora/app/apptest"
-	"github.com/auroradev/aurora/app/loadgen"
 	"github.com/auroradev/aurora/cmd"
+	"github.com/auroradev/aurora/cmd/loadgen"
 )
 
 // init makes this test binary usable as a bench worker process: `bench

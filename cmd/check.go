@@ -12,6 +12,7 @@ import (
 	"github.com/auroradev/aurora/app"
 	"github.com/auroradev/aurora/app/bus"
 	"github.com/auroradev/aurora/app/embeddedredis"
+	"github.com/auroradev/aurora/app/infra"
 )
 
 // checkResult is one line of `aurora check`.
@@ -59,7 +60,7 @@ func newCheckCmd(o *options) *cobra.Command {
 				add("redis", checkRedis(ctx, cfg.Redis.URL), "reachable at "+cfg.Masked().Redis.URL)
 			}
 
-			s, err := app.OpenStore(ctx, &app.Host{Config: cfg, Log: log})
+			s, err := infra.OpenStore(ctx, &app.Host{Config: cfg, Log: log})
 			if err != nil {
 				add("store", fmt.Errorf("cannot open the store: %w", err), "")
 			} else {
@@ -107,7 +108,7 @@ func newCheckCmd(o *options) *cobra.Command {
 // checkRedis pings Redis and looks at the stream ingest reads, explaining
 // common misconfigurations.
 func checkRedis(ctx context.Context, url string) error {
-	opt, err := app.RedisOptions(url)
+	opt, err := infra.RedisOptions(url)
 	if err != nil {
 		return err
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/auroradev/aurora/app"
 	"github.com/auroradev/aurora/app/apptest"
+	"github.com/auroradev/aurora/app/infra"
 	"github.com/auroradev/aurora/cmd"
 )
 
@@ -234,7 +235,7 @@ func TestDevRedis(t *testing.T) {
 	}
 	go func() { _, _ = io.Copy(io.Discard, pr) }()
 
-	opt, err := app.RedisOptions(url)
+	opt, err := infra.RedisOptions(url)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/auroradev/aurora/app"
 	"github.com/auroradev/aurora/app/bus"
+	"github.com/auroradev/aurora/app/infra"
 	"github.com/auroradev/aurora/app/store"
 	"github.com/auroradev/aurora/config"
 )
@@ -28,7 +29,7 @@ func openStore(cmd *cobra.Command, o *options, migrate bool, fn func(ctx context
 		return err
 	}
 	ctx := cmd.Context()
-	s, err := app.OpenStore(ctx, &app.Host{Config: cfg, Log: log})
+	s, err := infra.OpenStore(ctx, &app.Host{Config: cfg, Log: log})
 	if err != nil {
 		return err
 	}

@@ -17,7 +17,9 @@ import (
 	"github.com/auroradev/aurora/app"
 	"github.com/auroradev/aurora/config"
 
-	// The roles register themselves with app.
+	// The modules register themselves with app: the shared infrastructure
+	// (redis, store, tokens) and each role. A new role is one more import.
+	_ "github.com/auroradev/aurora/app/infra"
 	_ "github.com/auroradev/aurora/modules/auth"
 	_ "github.com/auroradev/aurora/modules/chat"
 	_ "github.com/auroradev/aurora/modules/ingest"
@@ -47,9 +49,9 @@ type options struct {
 }
 
 // load reads the configuration, with the flags the user set on cmd, and
-// builds the logger.
+// builds the logger. The roles it accepts are the registry's.
 func (o *options) load(cmd *cobra.Command) (*config.Config, *slog.Logger, error) {
-	cfg, err := config.Load(o.configFile, cmd.Flags())
+	cfg, err := config.Load(o.configFile, cmd.Flags(), app.Roles())
 	if err != nil {
 		return nil, nil, err
 	}

@@ -1,9 +1,13 @@
 package cmd
 
 import (
+	"net/http"
+	"strings"
+
 	"github.com/spf13/cobra"
 
 	"github.com/auroradev/aurora/app"
+	"github.com/auroradev/aurora/web"
 )
 
 func newServeCmd(o *options) *cobra.Command {
@@ -21,10 +25,11 @@ func newServeCmd(o *options) *cobra.Command {
 			}
 			ctx, cancel := signalContext(cmd.Context())
 			defer cancel()
-			return app.New(cfg, log).Run(ctx)
+			// The runtime does not import the web UI: it is handed in.
+			return app.New(cfg, log, app.WithPage(http.FileServerFS(web.Files))).Run(ctx)
 		},
 	}
-	c.Flags().StringSlice("roles", nil, "roles to run: auth, chat, ingest (comma separated; default all)")
+	c.Flags().StringSlice("roles", nil, "roles to run: "+strings.Join(app.Roles(), ", ")+" (comma separated; default all)")
 	c.Flags().String("http-addr", "", "HTTP listen address (default :8080, or :$PORT)")
 	return c
 }

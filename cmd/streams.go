@@ -13,9 +13,9 @@ import (
 	"github.com/redis/rueidis"
 	"github.com/spf13/cobra"
 
-	"github.com/auroradev/aurora/app"
 	"github.com/auroradev/aurora/app/bus"
 	"github.com/auroradev/aurora/app/embeddedredis"
+	"github.com/auroradev/aurora/app/infra"
 	"github.com/auroradev/aurora/config"
 )
 
@@ -36,7 +36,7 @@ func withRedis(cmd *cobra.Command, o *options, fn func(ctx context.Context, c ru
 		}
 		url, display = rt.URL, "embedded "+rt.Addr+" (aurora serve, pid "+strconv.Itoa(rt.PID)+")"
 	}
-	opt, err := app.RedisOptions(url)
+	opt, err := infra.RedisOptions(url)
 	if err != nil {
 		return err
 	}

@@ -163,14 +163,14 @@ const MinSecretLength = 32
 // AuroraChat; chat.rooms_allowed must keep it.
 const generalRoom = "general"
 
-// ValidRoles are the roles `serve --roles` accepts.
-var ValidRoles = []string{"auth", "chat", "ingest"}
-
-// Default returns the built-in defaults.
-func Default() Config {
+// Default returns the built-in defaults for a binary that can run roles:
+// a process runs all of them unless told otherwise. The roles are the
+// module registry's (app.Roles()), handed in by the caller: the registry is
+// their one list, and config cannot import the runtime that imports it.
+func Default(roles ...string) Config {
 	return Config{
 		DataDir: "./data",
-		Roles:   append([]string(nil), ValidRoles...),
+		Roles:   append([]string(nil), roles...),
 		HTTP: HTTP{
 			Addr:              ":8080",
 			DrainTimeout:      25 * time.Second,
@@ -254,14 +254,16 @@ var FlagKeys = map[string]string{
 	"mongo-url": "mongo.url",
 }
 
-// Load builds the configuration. file may be empty; flags may be nil.
-func Load(file string, flags *pflag.FlagSet) (*Config, error) {
-	return load(file, flags, os.Getenv)
+// Load builds the configuration for a binary that can run roles (the module
+// registry's, app.Roles()): they are the default and all that key roles
+// accepts. file may be empty; flags may be nil.
+func Load(file string, flags *pflag.FlagSet, roles []string) (*Config, error) {
+	return load(file, flags, roles, os.Getenv)
 }
 
-func load(file string, flags *pflag.FlagSet, getenv func(string) string) (*Config, error) {
+func load(file string, flags *pflag.FlagSet, roles []string, getenv func(string) string) (*Config, error) {
 	v := viper.New()
-	def := Default()
+	def := Default(roles...)
 	setDefaults(v, "", reflect.ValueOf(def))
 
 	if file != "" {
@@ -303,7 +305,7 @@ func load(file string, flags *pflag.FlagSet, getenv func(string) string) (*Confi
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	if err := c.Validate(); err != nil {
+	if err := c.Validate(roles); err != nil {
 		return nil, err
 	}
 	return &c, nil
@@ -325,18 +327,20 @@ func setDefaults(v *viper.Viper, prefix string, rv reflect.Value) {
 	}
 }
 
-// Validate checks every value and names the key of the first bad one.
-func (c *Config) Validate() error {
+// Validate checks every value, the roles against the roles this binary can
+// run (the module registry's, app.Roles()), and names the key of each bad
+// one.
+func (c *Config) Validate(roles []string) error {
 	var errs []error
 	bad := func(key string, format string, a ...any) {
 		errs = append(errs, fmt.Errorf("config key %s: %s", key, fmt.Sprintf(format, a...)))
 	}
 	if len(c.Roles) == 0 {
-		bad("roles", "at least one role is required (valid: %s)", strings.Join(ValidRoles, ", "))
+		bad("roles", "at least one role is required (valid: %s)", strings.Join(roles, ", "))
 	}
 	for _, r := range c.Roles {
-		if !isValidRole(r) {
-			bad("roles", "unknown role %q (valid: %s)", r, strings.Join(ValidRoles, ", "))
+		if !slices.Contains(roles, r) {
+			bad("roles", "unknown role %q (valid: %s)", r, strings.Join(roles, ", "))
 		}
 	}
 	if _, _, err := net.SplitHostPort(c.HTTP.Addr); err != nil {
@@ -522,15 +526,6 @@ func (c *Config) TrustedProxyPrefixes() []netip.Prefix {
 		}
 	}
 	return out
-}
-
-func isValidRole(r string) bool {
-	for _, v := range ValidRoles {
-		if r == v {
-			return true
-		}
-	}
-	return false
 }
 
 // HasRole reports whether the process runs role r.

@@ -12,6 +12,11 @@ import (
 	"github.com/spf13/pflag"
 )
 
+// registryRoles stands for the roles the aurora binary's module registry
+// holds, which cmd hands to Load (config cannot ask the registry: the
+// runtime imports config). cmd's tests check the real registry's list.
+var registryRoles = []string{"auth", "chat", "ingest"}
+
 // env returns a getenv over a fixed map, so tests never read or change the
 // process environment.
 func env(kv ...string) func(string) string {
@@ -51,7 +56,7 @@ func flagSet(t *testing.T, args ...string) *pflag.FlagSet {
 
 func mustLoad(t *testing.T, file string, flags *pflag.FlagSet, getenv func(string) string) *Config {
 	t.Helper()
-	c, err := load(file, flags, getenv)
+	c, err := load(file, flags, registryRoles, getenv)
 	if err != nil {
 		t.Fatalf("load: %v", err)
 	}
@@ -59,8 +64,8 @@ func mustLoad(t *testing.T, file string, flags *pflag.FlagSet, getenv func(strin
 }
 
 func TestDefaults(t *testing.T) {
-	def := Default()
-	if err := def.Validate(); err != nil {
+	def := Default(registryRoles...)
+	if err := def.Validate(registryRoles); err != nil {
 		t.Fatalf("defaults do not validate: %v", err)
 	}
 	c := mustLoad(t, "", nil, env())
@@ -106,9 +111,9 @@ func TestDefaults(t *testing.T) {
 		}
 	}
 	// Default must hand out a fresh roles slice each time.
-	a := Default()
+	a := Default(registryRoles...)
 	a.Roles[0] = "changed"
-	if Default().Roles[0] != "auth" {
+	if Default(registryRoles...).Roles[0] != "auth" {
 		t.Error("Default() shares its roles slice between calls")
 	}
 }
@@ -167,7 +172,7 @@ func TestFlagsOnlyWhenSet(t *testing.T) {
 	if c.Redis.URL != "redis://env:6379" {
 		t.Errorf("redis.url = %q, want the env's", c.Redis.URL)
 	}
-	if !reflect.DeepEqual(c.Roles, ValidRoles) {
+	if !reflect.DeepEqual(c.Roles, registryRoles) {
 		t.Errorf("roles = %v, want the default", c.Roles)
 	}
 
@@ -274,7 +279,7 @@ func TestAuroraChatEnv(t *testing.T) {
 		t.Errorf("PORT should beat the file: addr = %q", c.HTTP.Addr)
 	}
 
-	_, err := load("", nil, env("PORT", "eighty"))
+	_, err := load("", nil, registryRoles, env("PORT", "eighty"))
 	if err == nil || !strings.Contains(err.Error(), "PORT") {
 		t.Errorf("bad PORT: err = %v, want one naming PORT", err)
 	}
@@ -293,7 +298,7 @@ func TestMongoDatabase(t *testing.T) {
 		{"mongodb://mongo:27017/chatdb", "explicit", "explicit"},
 	}
 	for _, tc := range cases {
-		c := Default()
+		c := Default(registryRoles...)
 		c.Mongo.URL, c.Mongo.Database = tc.url, tc.db
 		if got := c.MongoDatabase(); got != tc.want {
 			t.Errorf("MongoDatabase(url %q, database %q) = %q, want %q", tc.url, tc.db, got, tc.want)
@@ -319,7 +324,7 @@ func TestFileErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := load(writeFile(t, tc.yaml), nil, env())
+			_, err := load(writeFile(t, tc.yaml), nil, registryRoles, env())
 			if err == nil {
 				t.Fatal("load succeeded")
 			}
@@ -330,7 +335,7 @@ func TestFileErrors(t *testing.T) {
 	}
 
 	missing := filepath.Join(t.TempDir(), "nope.yaml")
-	_, err := Load(missing, nil)
+	_, err := Load(missing, nil, registryRoles)
 	if err == nil || !strings.Contains(err.Error(), missing) {
 		t.Fatalf("missing file: err = %v, want one naming %s", err, missing)
 	}
@@ -340,7 +345,7 @@ func TestExampleFileMatchesDefaults(t *testing.T) {
 	// aurora.example.yaml documents the defaults: it must load cleanly (no
 	// unknown keys) and change nothing.
 	c := mustLoad(t, "aurora.example.yaml", nil, env())
-	def := Default()
+	def := Default(registryRoles...)
 	// "cors_origins: []" decodes to an empty slice, the default is nil:
 	// the same configuration.
 	if len(c.HTTP.CORSOrigins) == 0 && len(def.HTTP.CORSOrigins) == 0 {
@@ -421,7 +426,7 @@ func TestInvalidValues(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.env+"="+tc.value, func(t *testing.T) {
-			_, err := load("", nil, env(tc.env, tc.value))
+			_, err := load("", nil, registryRoles, env(tc.env, tc.value))
 			if err == nil {
 				t.Fatal("load succeeded")
 			}
@@ -432,21 +437,21 @@ func TestInvalidValues(t *testing.T) {
 	}
 
 	// Values set directly on the struct are checked the same way.
-	c := Default()
+	c := Default(registryRoles...)
 	c.DataDir = ""
-	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "data_dir") {
+	if err := c.Validate(registryRoles); err == nil || !strings.Contains(err.Error(), "data_dir") {
 		t.Errorf("empty data_dir: %v", err)
 	}
-	c = Default()
+	c = Default(registryRoles...)
 	c.Roles = nil
-	err := c.Validate()
+	err := c.Validate(registryRoles)
 	if err == nil || !strings.Contains(err.Error(), "roles") || !strings.Contains(err.Error(), "auth, chat, ingest") {
 		t.Errorf("no roles: %v (want the key and the valid roles)", err)
 	}
 	// Every bad key is reported, not just the first.
-	c = Default()
+	c = Default(registryRoles...)
 	c.Chat.RoomRate, c.Ingest.BatchSize = 0, 0
-	err = c.Validate()
+	err = c.Validate(registryRoles)
 	if err == nil || !strings.Contains(err.Error(), "chat.room_rate") || !strings.Contains(err.Error(), "ingest.batch_size") {
 		t.Errorf("two bad keys: %v", err)
 	}
@@ -472,7 +477,7 @@ func TestValidEdgeValues(t *testing.T) {
 		{"AURORA_CHAT_ROOMS_ALLOWED", "general"},
 		{"AURORA_HTTP_READYZ_DETAILS", "true"},
 	} {
-		if _, err := load("", nil, env(tc.env, tc.value)); err != nil {
+		if _, err := load("", nil, registryRoles, env(tc.env, tc.value)); err != nil {
 			t.Errorf("%s=%s rejected: %v", tc.env, tc.value, err)
 		}
 	}
@@ -496,7 +501,7 @@ func TestJWTSecretLength(t *testing.T) {
 		{"flag false", "", env("AURORA_AUTH_JWT_SECRET", "abc", "AURORA_AUTH_INSECURE_SHORT_SECRET", "false"), 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := load(tc.file, nil, tc.getenv)
+			_, err := load(tc.file, nil, registryRoles, tc.getenv)
 			if err == nil {
 				t.Fatal("a short secret was accepted")
 			}
@@ -522,7 +527,7 @@ func TestJWTSecretLength(t *testing.T) {
 		{"flag in env", "", env("JWT_SECRET", "dev-secret", "AURORA_AUTH_INSECURE_SHORT_SECRET", "true"), "dev-secret"},
 		{"flag in file", writeFile(t, "auth:\n  jwt_secret: dev-secret\n  insecure_short_secret: true\n"), env(), "dev-secret"},
 	} {
-		c, err := load(tc.file, nil, tc.getenv)
+		c, err := load(tc.file, nil, registryRoles, tc.getenv)
 		if err != nil {
 			t.Errorf("%s: %v", tc.name, err)
 			continue
@@ -545,7 +550,7 @@ func TestBoolKeys(t *testing.T) {
 }
 
 func TestMasked(t *testing.T) {
-	c := Default()
+	c := Default(registryRoles...)
 	c.Auth.JWTSecret = "s3cret-signing-key"
 	c.Redis.URL = "redis://:redispw@redis:6379/0"
 	c.Mongo.URL = "mongodb://admin:mongopw@mongo:27017/aurorachat?authSource=admin"
@@ -573,7 +578,7 @@ func TestMasked(t *testing.T) {
 
 	// Nothing to hide: values stay as they are (an empty secret stays
 	// empty, so "not set" remains visible).
-	plain := Default()
+	plain := Default(registryRoles...)
 	plain.Redis.URL = "redis://redis:6379"
 	pm := plain.Masked()
 	if pm.Auth.JWTSecret != "" || pm.Redis.URL != "redis://redis:6379" || pm.Mongo.URL != "" {
@@ -596,7 +601,7 @@ func TestMasked(t *testing.T) {
 }
 
 func TestHelpers(t *testing.T) {
-	c := Default()
+	c := Default(registryRoles...)
 	c.Roles = []string{"chat"}
 	if !c.HasRole("chat") || c.HasRole("auth") {
 		t.Errorf("HasRole wrong for %v", c.Roles)
@@ -634,7 +639,7 @@ func TestConfigurationDocListsEveryKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	var all []string
-	keys("", Default().Map(), &all)
+	keys("", Default(registryRoles...).Map(), &all)
 	if len(all) < 30 {
 		t.Fatalf("only %d keys found: %q", len(all), all)
 	}

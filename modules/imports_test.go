@@ -1,9 +1,18 @@
-// Package modules_test guards Aurora's layering: a role (modules/auth,
-// modules/chat, modules/ingest and their subpackages) never imports another
-// role, so each can run as its own replica set and talk to the others only
-// through Redis (app/bus) and the store; and the shared runtime (app/...,
-// config) never imports a role. The check runs `go list` over the real tree,
-// tests included, so a forbidden import added anywhere fails here.
+// Package modules_test guards Aurora's layering:
+//   - a role (modules/auth, modules/chat, modules/ingest and their
+//     subpackages) never imports another role, so each can run as its own
+//     replica set and talk to the others only through Redis (app/bus) and
+//     the store, nor the command line (cmd/...);
+//   - the shared packages (app/..., config) never import a role or cmd/...:
+//     the composition root (cmd) links the roles in, not the other way;
+//   - the runtime itself (package app) imports no infrastructure driver
+//     (app/infra, embeddedredis, mongostore, sqlitestore) and not the web
+//     UI: cmd links the drivers in and hands it the UI;
+//   - the load generator (cmd/loadgen), a client, imports no role.
+//
+// The check runs `go list` over the real tree, tests included (all but the
+// runtime rule, which is about what the server binary's runtime links), so
+// a forbidden import added anywhere fails here.
 package modules_test
 
 import (
@@ -92,22 +101,50 @@ func roleOf(module, path string) (string, bool) {
 	return role, true
 }
 
+// under reports whether path is dir or a package below it.
+func under(path, dir string) bool {
+	return path == dir || strings.HasPrefix(path, dir+"/")
+}
+
+// runtimeForbidden lists what package app may not depend on: the
+// infrastructure drivers and the web UI, which cmd links in or hands over.
+func runtimeForbidden(module string) []string {
+	return []string{
+		module + "/app/infra",
+		module + "/app/embeddedredis",
+		module + "/app/store/mongostore",
+		module + "/app/store/sqlitestore",
+		module + "/web",
+	}
+}
+
 // violations lists every forbidden dependency among pkgs.
 func violations(module string, pkgs []pkg) []string {
 	var out []string
 	for _, p := range pkgs {
+		path := plain(p.ImportPath)
 		self, isRole := roleOf(module, p.ImportPath)
-		shared := strings.HasPrefix(plain(p.ImportPath), module+"/app") || plain(p.ImportPath) == module+"/config"
+		shared := under(path, module+"/app") || path == module+"/config"
+		// The runtime as the server links it: not its test variants.
+		runtime := p.ImportPath == module+"/app"
+		loadgen := under(path, module+"/cmd/loadgen")
 		for _, d := range p.Deps {
+			dep := plain(d)
 			other, depIsRole := roleOf(module, d)
-			if !depIsRole {
-				continue
-			}
+			depIsCmd := under(dep, module+"/cmd")
 			switch {
-			case isRole && other != self:
-				out = append(out, p.ImportPath+" (role "+self+") depends on "+plain(d)+" (role "+other+")")
-			case shared:
-				out = append(out, p.ImportPath+" (shared runtime) depends on role package "+plain(d))
+			case isRole && depIsRole && other != self:
+				out = append(out, p.ImportPath+" (role "+self+") depends on "+dep+" (role "+other+")")
+			case isRole && depIsCmd:
+				out = append(out, p.ImportPath+" (role "+self+") depends on command package "+dep)
+			case shared && depIsRole:
+				out = append(out, p.ImportPath+" (shared runtime) depends on role package "+dep)
+			case shared && depIsCmd:
+				out = append(out, p.ImportPath+" (shared runtime) depends on command package "+dep)
+			case loadgen && depIsRole:
+				out = append(out, p.ImportPath+" (load generator) depends on role package "+dep)
+			case runtime && slices.ContainsFunc(runtimeForbidden(module), func(f string) bool { return under(dep, f) }):
+				out = append(out, p.ImportPath+" (the runtime) depends on "+dep)
 			}
 		}
 	}
@@ -131,66 +168,104 @@ func roleDirs(t *testing.T, root string) []string {
 	return dirs
 }
 
-func TestRolesNeverImportEachOther(t *testing.T) {
+func TestImportBoundaries(t *testing.T) {
 	root, module := repo(t)
-	pkgs := list(t, root, "", "./modules/...", "./app/...", "./config/...")
+	pkgs := list(t, root, "", "./modules/...", "./app/...", "./config/...", "./cmd/...")
 
-	// Every role directory must have been listed, or the check would pass
-	// by looking at nothing.
+	// Every role directory, the runtime and the load generator must have
+	// been listed, or the check would pass by looking at nothing.
 	seen := map[string]bool{}
 	for _, p := range pkgs {
 		if r, ok := roleOf(module, p.ImportPath); ok {
-			seen[r] = true
+			seen["modules/"+r] = true
 		}
+		seen[strings.TrimPrefix(p.ImportPath, module+"/")] = true
 	}
 	dirs := roleDirs(t, root)
 	if len(dirs) == 0 {
 		t.Fatal("no role directories under modules/")
 	}
 	for _, d := range dirs {
-		if !seen[d] {
+		if !seen["modules/"+d] {
 			t.Errorf("modules/%s has no Go packages in the listing", d)
+		}
+	}
+	for _, p := range []string{"app", "cmd/loadgen", "config", "cmd"} {
+		if !seen[p] {
+			t.Errorf("package %s is not in the listing", p)
 		}
 	}
 
 	if v := violations(module, pkgs); len(v) > 0 {
-		t.Fatalf("roles must not import each other, and app/config must not import roles "+
-			"(share Redis names through app/bus, data through app/store):\n  %s", strings.Join(v, "\n  "))
+		t.Fatalf("roles must not import each other or cmd; app/... and config must not import roles or cmd; "+
+			"package app must not import app/infra, the store drivers, embeddedredis or web; cmd/loadgen must not import roles "+
+			"(share Redis names through app/bus, data through app/store; cmd links modules in):\n  %s", strings.Join(v, "\n  "))
 	}
 }
 
+// overlay writes a go list overlay that adds to the package in dir (relative
+// to root) a file importing imp, and returns the overlay file's path.
+// Nothing on disk in the tree changes.
+func overlay(t *testing.T, root, dir, imp string) string {
+	t.Helper()
+	name := strings.TrimSpace(goCmd(t, root, "list", "-f", "{{.Name}}", "./"+dir))
+	tmp := t.TempDir()
+	src := filepath.Join(tmp, "forbidden.go")
+	code := "package " + name + "\n\nimport _ \"" + imp + "\"\n"
+	if err := os.WriteFile(src, []byte(code), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(map[string]any{"Replace": map[string]string{
+		filepath.Join(root, filepath.FromSlash(dir), "zz_forbidden_import.go"): src,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(tmp, "overlay.json")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 func TestForbiddenImportIsCaught(t *testing.T) {
-	// Add, through a go list overlay (nothing on disk changes), a file to
-	// one role that imports another: the check must report it.
+	// Add, through a go list overlay, a forbidden import for each rule: the
+	// check must report it. (A role importing a shared package that imports
+	// it back is an import cycle the compiler rejects anyway; the imports
+	// below make no cycle, so only this check stands in their way.)
 	root, module := repo(t)
 	dirs := roleDirs(t, root)
 	if len(dirs) < 2 {
 		t.Fatalf("need two roles under modules/ to check cross imports, have %q", dirs)
 	}
 	from, to := dirs[0], dirs[1]
-	fromName := strings.TrimSpace(goCmd(t, root, "list", "-f", "{{.Name}}", "./modules/"+from))
-
-	tmp := t.TempDir()
-	src := filepath.Join(tmp, "forbidden.go")
-	code := "package " + fromName + "\n\nimport _ \"" + module + "/modules/" + to + "\"\n"
-	if err := os.WriteFile(src, []byte(code), 0o600); err != nil {
-		t.Fatal(err)
+	cases := []struct {
+		name, dir, imp, want string
+	}{
+		{"role imports role", "modules/" + from, module + "/modules/" + to,
+			"(role " + from + ") depends on " + module + "/modules/" + to},
+		{"role imports cmd", "modules/" + from, module + "/cmd/loadgen",
+			"(role " + from + ") depends on command package " + module + "/cmd/loadgen"},
+		{"shared imports role", "app/apptest", module + "/modules/" + to,
+			"(shared runtime) depends on role package " + module + "/modules/" + to},
+		{"shared imports cmd", "app/apptest", module + "/cmd/loadgen",
+			"(shared runtime) depends on command package " + module + "/cmd/loadgen"},
+		{"runtime imports web", "app", module + "/web",
+			module + "/app (the runtime) depends on " + module + "/web"},
+		{"runtime imports embedded redis", "app", module + "/app/embeddedredis",
+			module + "/app (the runtime) depends on " + module + "/app/embeddedredis"},
+		{"runtime imports a store driver", "app", module + "/app/store/sqlitestore",
+			module + "/app (the runtime) depends on " + module + "/app/store/sqlitestore"},
+		{"load generator imports role", "cmd/loadgen", module + "/modules/" + to,
+			"(load generator) depends on role package " + module + "/modules/" + to},
 	}
-	b, err := json.Marshal(map[string]any{"Replace": map[string]string{
-		filepath.Join(root, "modules", from, "zz_forbidden_import.go"): src,
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	overlay := filepath.Join(tmp, "overlay.json")
-	if err := os.WriteFile(overlay, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	v := violations(module, list(t, root, overlay, "./modules/"+from+"/..."))
-	want := "(role " + from + ") depends on " + module + "/modules/" + to
-	if !strings.Contains(strings.Join(v, "\n"), want) {
-		t.Fatalf("role %s importing role %s was not reported; got:\n%s", from, to, strings.Join(v, "\n"))
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			v := violations(module, list(t, root, overlay(t, root, tc.dir, tc.imp), "./"+tc.dir))
+			if !strings.Contains(strings.Join(v, "\n"), tc.want) {
+				t.Fatalf("%s importing %s was not reported (want %q); got:\n%s", tc.dir, tc.imp, tc.want, strings.Join(v, "\n"))
+			}
+		})
 	}
 }
 
@@ -202,14 +277,26 @@ func TestViolations(t *testing.T) {
 	pkgs := []pkg{
 		{ImportPath: m + "/modules/chat", Deps: []string{m + "/app", m + "/app/bus", m + "/modules/chat/presence"}},
 		{ImportPath: m + "/modules/chat/history_test [" + m + "/modules/chat/history.test]", Deps: []string{m + "/modules/chat", m + "/modules/auth"}},
-		{ImportPath: m + "/modules/ingest", Deps: []string{m + "/app/store"}},
+		{ImportPath: m + "/modules/ingest", Deps: []string{m + "/app/store", m + "/cmdline"}}, // not under cmd/
 		{ImportPath: m + "/app/apptest", Deps: []string{m + "/app", m + "/modules/ingest"}},
 		{ImportPath: m + "/config", Deps: []string{"strings"}},
-		{ImportPath: m + "/cmd", Deps: []string{m + "/modules/auth", m + "/modules/chat"}},
+		{ImportPath: m + "/cmd", Deps: []string{m + "/modules/auth", m + "/modules/chat", m + "/app/infra", m + "/web"}},
+		// app/infra imports app, so the runtime importing it is a cycle no
+		// overlay can show: checked here.
+		{ImportPath: m + "/app", Deps: []string{m + "/config", m + "/app/store", m + "/app/infra"}},
+		{ImportPath: m + "/app [" + m + "/app.test]", Deps: []string{m + "/web"}},
+		{ImportPath: m + "/app/infra", Deps: []string{m + "/app", m + "/app/store/sqlitestore"}},
+		{ImportPath: m + "/app/bus", Deps: []string{m + "/cmd"}},
+		{ImportPath: m + "/cmd/loadgen", Deps: []string{m + "/app/token", m + "/modules/chat/presence"}},
+		{ImportPath: m + "/modules/auth", Deps: []string{m + "/cmd/loadgen"}},
 	}
 	got := violations(m, pkgs)
 	want := []string{
+		m + "/app (the runtime) depends on " + m + "/app/infra",
 		m + "/app/apptest (shared runtime) depends on role package " + m + "/modules/ingest",
+		m + "/app/bus (shared runtime) depends on command package " + m + "/cmd",
+		m + "/cmd/loadgen (load generator) depends on role package " + m + "/modules/chat/presence",
+		m + "/modules/auth (role auth) depends on command package " + m + "/cmd/loadgen",
 		m + "/modules/chat/history_test [" + m + "/modules/chat/history.test] (role chat) depends on " + m + "/modules/auth (role auth)",
 	}
 	if !slices.Equal(got, want) {

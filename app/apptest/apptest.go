@@ -1,7 +1,9 @@
 // Package apptest starts real Aurora servers and the stores they need for
 // tests: an in-process Redis by default, or the real Redis named by
 // AURORA_TEST_REDIS_URL (then a test that needs Redis fails, never skips,
-// when it is unreachable).
+// when it is unreachable). It links in the infrastructure modules
+// (app/infra) and the web UI, as cmd does, so a role's tests get redis,
+// store and tokens by importing it.
 package apptest
 
 import (
@@ -18,7 +20,9 @@ import (
 
 	"github.com/auroradev/aurora/app"
 	"github.com/auroradev/aurora/app/embeddedredis"
+	"github.com/auroradev/aurora/app/infra"
 	"github.com/auroradev/aurora/config"
+	"github.com/auroradev/aurora/web"
 )
 
 // RedisEnv names the real Redis the tests use when set. Tests that use it
@@ -63,7 +67,7 @@ func EmbeddedRedis(t testing.TB, opts embeddedredis.Options) *embeddedredis.Serv
 // when Redis does not answer.
 func RedisClient(t testing.TB, url string) rueidis.Client {
 	t.Helper()
-	opt, err := app.RedisOptions(url)
+	opt, err := infra.RedisOptions(url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,11 +84,12 @@ func RedisClient(t testing.TB, url string) rueidis.Client {
 	return c
 }
 
-// Config returns a configuration for a test server: a free loopback port,
-// a temp data dir, the test Redis, fast bcrypt, quiet logs.
+// Config returns a configuration for a test server: every role registered
+// in this test binary, a free loopback port, a temp data dir, the test
+// Redis, fast bcrypt, quiet logs.
 func Config(t testing.TB) *config.Config {
 	t.Helper()
-	c := config.Default()
+	c := config.Default(app.Roles()...)
 	c.DataDir = t.TempDir()
 	c.HTTP.Addr = "127.0.0.1:0"
 	c.HTTP.DrainTimeout = 10 * time.Second
@@ -117,10 +122,11 @@ func Start(t testing.TB, cfg *config.Config) *Server {
 // check what the server logs (an error line, no secrets).
 func StartWithLog(t testing.TB, cfg *config.Config, log *slog.Logger) *Server {
 	t.Helper()
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.Validate(app.Roles()); err != nil {
 		t.Fatal(err)
 	}
-	a := app.New(cfg, log)
+	// What cmd serve hands the runtime: the web UI on "/".
+	a := app.New(cfg, log, app.WithPage(http.FileServerFS(web.Files)))
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{App: a, stop: cancel, done: make(chan error, 1)}
 	go func() { s.done <- a.Run(ctx) }()

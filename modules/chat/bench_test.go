@@ -35,9 +35,9 @@ func benchFanout(b *testing.B, n int) {
 	cfg.HTTP.MaxConnsPerIP = 0
 	cfg.HTTP.UpgradeRatePerIP = 0
 	s := startChat(b, cfg)
-	g, ok := s.App.Host().WebSocket.(*gateway)
+	g, ok := s.App.Module("chat").(*gateway)
 	if !ok {
-		b.Fatal("the WebSocket handler is not the chat gateway")
+		b.Fatal("the chat module is not the chat gateway")
 	}
 	path := "/ws?token=" + url.QueryEscape(s.token("u1", "alice"))
 

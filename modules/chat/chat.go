@@ -89,7 +89,6 @@ func newModule(_ context.Context, h *app.Host) (app.Module, error) {
 	g.init()
 
 	h.Mux.Handle("GET /ws", g)
-	h.WebSocket = g
 	h.Mux.Handle("GET /api/rooms/{room}/messages", hist.Handler(g.verifyBearer))
 	h.Mux.HandleFunc("GET /api/rooms/{room}/presence", g.servePresence)
 	return g, nil

@@ -12,9 +12,9 @@ import (
 // gatewayOf is the chat module behind a test server.
 func gatewayOf(t *testing.T, s *server) *gateway {
 	t.Helper()
-	g, ok := s.App.Host().WebSocket.(*gateway)
+	g, ok := s.App.Module("chat").(*gateway)
 	if !ok {
-		t.Fatalf("the server's WebSocket handler is %T, not the gateway", s.App.Host().WebSocket)
+		t.Fatalf("the server's chat module is %T, not the gateway", s.App.Module("chat"))
 	}
 	return g
 }

@@ -1,4 +1,4 @@
-package app_test
+package infra_test
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/auroradev/aurora/app"
 	"github.com/auroradev/aurora/app/apptest"
+	"github.com/auroradev/aurora/app/infra"
 	"github.com/auroradev/aurora/app/store"
 	"github.com/auroradev/aurora/config"
 )
@@ -23,7 +24,7 @@ func openStore(t *testing.T, dataDir string, logs io.Writer) store.Store {
 	t.Helper()
 	cfg := config.Default()
 	cfg.DataDir = dataDir
-	s, err := app.OpenStore(context.Background(), &app.Host{Config: &cfg, Log: slog.New(slog.NewTextHandler(logs, nil))})
+	s, err := infra.OpenStore(context.Background(), &app.Host{Config: &cfg, Log: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
 		t.Fatalf("OpenStore %s: %v", dataDir, err)
 	}
@@ -50,8 +51,8 @@ func checkModes(t *testing.T, dir string, files ...string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m := fi.Mode().Perm(); m != app.DataDirMode {
-		t.Errorf("data dir %s is mode %#o, want %#o", dir, m, app.DataDirMode)
+	if m := fi.Mode().Perm(); m != infra.DataDirMode {
+		t.Errorf("data dir %s is mode %#o, want %#o", dir, m, infra.DataDirMode)
 	}
 	for _, f := range files {
 		fi, err := os.Stat(filepath.Join(dir, f))
@@ -122,7 +123,7 @@ func TestJWTSecretTightensDataDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs apptest.Buffer
-	if _, err := app.JWTSecret("", dir, slog.New(slog.NewTextHandler(&logs, nil))); err != nil {
+	if _, err := infra.JWTSecret("", dir, slog.New(slog.NewTextHandler(&logs, nil))); err != nil {
 		t.Fatal(err)
 	}
 	checkModes(t, dir, "jwt-secret")
@@ -131,7 +132,7 @@ func TestJWTSecretTightensDataDir(t *testing.T) {
 	}
 	// A configured secret does not touch the data dir at all.
 	other := filepath.Join(t.TempDir(), "unused")
-	if _, err := app.JWTSecret(strings.Repeat("k", 40), other, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+	if _, err := infra.JWTSecret(strings.Repeat("k", 40), other, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(other); !os.IsNotExist(err) {
@@ -146,7 +147,7 @@ func TestPrivateDataDirErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, dir := range []string{file, filepath.Join(file, "below")} {
-		if err := app.PrivateDataDir(dir, log); err == nil || !strings.Contains(err.Error(), "create data dir "+dir) {
+		if err := infra.PrivateDataDir(dir, log); err == nil || !strings.Contains(err.Error(), "create data dir "+dir) {
 			t.Errorf("PrivateDataDir(%s) = %v, want an error naming the dir", dir, err)
 		}
 	}
@@ -165,7 +166,7 @@ func TestUmaskZero(t *testing.T) {
 		var logs apptest.Buffer
 		s := openStore(t, dir, &logs)
 		writeUser(t, s, "alice")
-		if _, err := app.JWTSecret("", dir, slog.New(slog.NewTextHandler(&logs, nil))); err != nil {
+		if _, err := infra.JWTSecret("", dir, slog.New(slog.NewTextHandler(&logs, nil))); err != nil {
 			t.Fatal(err)
 		}
 		// Before Close: a clean close removes the -wal and -shm.

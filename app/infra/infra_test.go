@@ -1,4 +1,4 @@
-package app_test
+package infra_test
 
 import (
 	"bytes"
@@ -11,8 +11,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/auroradev/aurora/app"
-	"github.com/auroradev/aurora/config"
+	"github.com/auroradev/aurora/app/infra"
 )
 
 func TestJWTSecretConfigured(t *testing.T) {
@@ -24,7 +23,7 @@ func TestJWTSecretConfigured(t *testing.T) {
 	}{
 		{"a-perfectly-good-random-secret-0123456789", ""},
 		{strings.Repeat("x", 32), ""},
-		{app.DevSecret, "AuroraChat's public default 'dev-secret'"},
+		{infra.DevSecret, "AuroraChat's public default 'dev-secret'"},
 		{"dev-secret-change-in-production", "AuroraChat's public default 'dev-secret'"}, // AuroraChat's .env example
 		{"abc", "auth.insecure_short_secret: the JWT secret is only 3 bytes (at least 32 are safe)"},
 		{strings.Repeat("x", 31), "only 31 bytes"},
@@ -32,7 +31,7 @@ func TestJWTSecretConfigured(t *testing.T) {
 	for _, tc := range cases {
 		var logs bytes.Buffer
 		dir := t.TempDir()
-		got, err := app.JWTSecret(tc.secret, dir, slog.New(slog.NewTextHandler(&logs, nil)))
+		got, err := infra.JWTSecret(tc.secret, dir, slog.New(slog.NewTextHandler(&logs, nil)))
 		if err != nil {
 			t.Fatalf("JWTSecret(%q): %v", tc.secret, err)
 		}
@@ -46,7 +45,7 @@ func TestJWTSecretConfigured(t *testing.T) {
 		if tc.warn != "" && (strings.Count(out, "level=WARN") != 1 || !strings.Contains(out, tc.warn) || !strings.Contains(out, "openssl rand -hex 32")) {
 			t.Errorf("JWTSecret(%q): want one WARN saying %q and how to make a secret; logs:\n%s", tc.secret, tc.warn, out)
 		}
-		if strings.Contains(out, tc.secret) && tc.secret != app.DevSecret {
+		if strings.Contains(out, tc.secret) && tc.secret != infra.DevSecret {
 			t.Errorf("JWTSecret(%q) logged the secret:\n%s", tc.secret, out)
 		}
 		if _, err := os.Stat(filepath.Join(dir, "jwt-secret")); !os.IsNotExist(err) {
@@ -58,7 +57,7 @@ func TestJWTSecretConfigured(t *testing.T) {
 func TestJWTSecretGeneratedOnceAndReused(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "not", "yet", "there")
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	first, err := app.JWTSecret("", dir, log)
+	first, err := infra.JWTSecret("", dir, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +83,7 @@ func TestJWTSecretGeneratedOnceAndReused(t *testing.T) {
 		t.Errorf("file holds %q, returned %q", onDisk, first)
 	}
 
-	again, err := app.JWTSecret("", dir, log)
+	again, err := infra.JWTSecret("", dir, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +91,7 @@ func TestJWTSecretGeneratedOnceAndReused(t *testing.T) {
 		t.Fatalf("second start got a new secret: %q then %q (tokens would not survive a restart)", first, again)
 	}
 
-	other, err := app.JWTSecret("", t.TempDir(), log)
+	other, err := infra.JWTSecret("", t.TempDir(), log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +113,7 @@ func TestJWTSecretConcurrentFirstStart(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s, err := app.JWTSecret("", dir, log)
+			s, err := infra.JWTSecret("", dir, log)
 			secrets[i], errs[i] = string(s), err
 		}()
 	}
@@ -141,7 +140,7 @@ func TestJWTSecretBadFile(t *testing.T) {
 	if err := os.WriteFile(path, []byte("short\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := app.JWTSecret("", dir, log); err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "too short") {
+	if _, err := infra.JWTSecret("", dir, log); err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "too short") {
 		t.Fatalf("short secret file: %v", err)
 	}
 
@@ -150,7 +149,7 @@ func TestJWTSecretBadFile(t *testing.T) {
 	if err := os.WriteFile(path, []byte(own), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	got, err := app.JWTSecret("", dir, log)
+	got, err := infra.JWTSecret("", dir, log)
 	if err != nil || string(got) != own {
 		t.Fatalf("operator's secret file: %q, %v", got, err)
 	}
@@ -160,13 +159,13 @@ func TestJWTSecretBadFile(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(dir2, "jwt-secret"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := app.JWTSecret("", dir2, log); err == nil || !strings.Contains(err.Error(), "jwt-secret") {
+	if _, err := infra.JWTSecret("", dir2, log); err == nil || !strings.Contains(err.Error(), "jwt-secret") {
 		t.Fatalf("secret path is a directory: %v", err)
 	}
 }
 
 func TestRedisOptions(t *testing.T) {
-	opt, err := app.RedisOptions("redis://:pw@127.0.0.1:6379/2")
+	opt, err := infra.RedisOptions("redis://:pw@127.0.0.1:6379/2")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +176,7 @@ func TestRedisOptions(t *testing.T) {
 		t.Errorf("plain URL parsed to %+v", opt)
 	}
 
-	opt, err = app.RedisOptions("redis://127.0.0.1:6380?protocol=2")
+	opt, err = infra.RedisOptions("redis://127.0.0.1:6380?protocol=2")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,33 +184,7 @@ func TestRedisOptions(t *testing.T) {
 		t.Errorf("?protocol=2: DisableCache=%v ForceSingleClient=%v AlwaysRESP2=%v", opt.DisableCache, opt.ForceSingleClient, opt.AlwaysRESP2)
 	}
 
-	if _, err := app.RedisOptions("http://nope"); err == nil || !strings.Contains(err.Error(), "redis.url") {
+	if _, err := infra.RedisOptions("http://nope"); err == nil || !strings.Contains(err.Error(), "redis.url") {
 		t.Errorf("bad URL: %v, want an error naming redis.url", err)
-	}
-}
-
-// TestShortSecretNeedsTheFlag: a process configured with AuroraChat's
-// dev-secret does not validate; with auth.insecure_short_secret it starts
-// and its tokens module warns.
-func TestShortSecretNeedsTheFlag(t *testing.T) {
-	role := uniq("tokens")
-	registerFake(role, true, []string{app.ModTokens}, &fake{name: role, rec: &recorder{}})
-	cfg := testConfig(t, role)
-	cfg.Auth.JWTSecret = app.DevSecret
-	// Validated with real roles: the test role is not one.
-	validate := func() error { c := *cfg; c.Roles = config.ValidRoles; return c.Validate() }
-	if err := validate(); err == nil || !strings.Contains(err.Error(), "auth.jwt_secret") {
-		t.Fatalf("Validate with dev-secret: %v, want an error naming auth.jwt_secret", err)
-	}
-	cfg.Auth.InsecureShortSecret = true
-	if err := validate(); err != nil {
-		t.Fatalf("Validate with the flag: %v", err)
-	}
-	s := startApp(t, cfg)
-	if !strings.Contains(s.logs.String(), "level=WARN") || !strings.Contains(s.logs.String(), "public default 'dev-secret'") {
-		t.Errorf("no warning for dev-secret:\n%s", s.logs.String())
-	}
-	if _, _, err := s.app.Host().Tokens.Issue("u1", "alice"); err != nil {
-		t.Errorf("issue a token with dev-secret: %v", err)
 	}
 }
