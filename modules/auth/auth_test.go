@@ -876,11 +876,11 @@ func testLongUsernameLogged(t *testing.T, e *env) {
 
 	out := logs.String()
 	for _, want := range []string{
-		`level=INFO msg="login failed"`,
+		`event=user.login_failed user="` + strings.Repeat("u", 64) + `…(16000 bytes)" ip=127.0.0.1 reason=unknown_user`,
 		`level=WARN msg="login throttled"`,
 		`username_key="` + strings.Repeat("u", 64) + `…(16000 bytes)"`,
-		`level=INFO msg="user logged in"`,
-		`username="` + long[:64] + `…(307 bytes)"`,
+		`event=user.login_failed user="` + strings.Repeat("u", 64) + `…(16000 bytes)" ip=127.0.0.1 reason=throttled`,
+		`event=user.login user="` + long[:64] + `…(307 bytes)"`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("log lacks %q:\n%.2000s", want, out)

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/auroradev/aurora/app"
+	"github.com/auroradev/aurora/app/audit"
 	"github.com/auroradev/aurora/app/store"
 	"github.com/auroradev/aurora/app/tokenauth"
 )
@@ -52,7 +54,7 @@ func (m *module) register(w http.ResponseWriter, r *http.Request) {
 		app.WriteError(w, rerr.status, rerr.msg)
 		return
 	}
-	if !m.allowIP(w, r, m.registerIP, "register", true) {
+	if ok, _ := m.allowIP(w, r, m.registerIP, "register", true); !ok {
 		return
 	}
 	if err := m.slots.acquire(r.Context()); err != nil {
@@ -84,7 +86,7 @@ func (m *module) register(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	m.registrations.Inc()
-	log.Info("user registered", "user_id", u.ID, "username", app.UserInput(u.Username))
+	audit.Log(r.Context(), log, audit.Entry{Event: audit.UserRegister, User: u.Username, UserID: u.ID, IP: m.clientIP(r)})
 	app.WriteJSON(w, http.StatusCreated, registerResponse{OK: true, User: userJSON{u.ID, u.Username}})
 }
 
@@ -100,7 +102,10 @@ func (m *module) login(w http.ResponseWriter, r *http.Request) {
 		app.WriteError(w, rerr.status, rerr.msg)
 		return
 	}
-	if !m.allowIP(w, r, m.loginIP, "login", false) {
+	if ok, limited := m.allowIP(w, r, m.loginIP, "login", false); !ok {
+		if limited {
+			m.auditFailure(r, log, c.Username, nil, audit.IPLimited)
+		}
 		return
 	}
 	key := FailKey(c.Username)
@@ -113,6 +118,7 @@ func (m *module) login(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		m.logins.WithLabelValues(resultThrottled).Inc()
 		log.Warn("login throttled", "username_key", app.UserInput(store.UsernameKey(c.Username)), "retry_after", wait)
+		m.auditFailure(r, log, c.Username, nil, audit.Throttled)
 		w.Header().Set("Retry-After", strconv.FormatInt(retryAfterSeconds(wait), 10))
 		app.WriteError(w, http.StatusTooManyRequests, msgThrottled)
 		return
@@ -136,7 +142,7 @@ func (m *module) login(w http.ResponseWriter, r *http.Request) {
 	if errors.Is(err, store.ErrNotFound) {
 		_ = bcrypt.CompareHashAndPassword(m.dummyHash, []byte(c.Password))
 		m.slots.release()
-		m.fail(w, log, "unknown user")
+		m.fail(w, r, log, c.Username, nil, audit.UnknownUser)
 		return
 	}
 	err = bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(c.Password))
@@ -145,11 +151,11 @@ func (m *module) login(w http.ResponseWriter, r *http.Request) {
 		if !errors.Is(err, bcrypt.ErrMismatchedHashAndPassword) {
 			log.Error("stored password hash unusable", "user_id", u.ID, "err", err)
 		}
-		m.fail(w, log, "wrong password")
+		m.fail(w, r, log, c.Username, &u, audit.WrongPassword)
 		return
 	}
 	if u.Disabled {
-		m.fail(w, log, "user disabled")
+		m.fail(w, r, log, c.Username, &u, audit.Disabled)
 		return
 	}
 
@@ -164,7 +170,7 @@ func (m *module) login(w http.ResponseWriter, r *http.Request) {
 		log.Warn("could not reset failed logins", "user_id", u.ID, "err", err)
 	}
 	m.logins.WithLabelValues(resultOK).Inc()
-	log.Info("user logged in", "user_id", u.ID, "username", app.UserInput(u.Username))
+	audit.Log(r.Context(), log, audit.Entry{Event: audit.UserLogin, User: u.Username, UserID: u.ID, IP: m.clientIP(r)})
 	app.WriteJSON(w, http.StatusOK, loginResponse{
 		Token:     tok,
 		ExpiresAt: exp.UTC().Format(time.RFC3339),
@@ -181,11 +187,26 @@ func (m *module) takeBack(r *http.Request, log *slog.Logger, key string) {
 }
 
 // fail answers a failed login. The attempt was already counted by reserve.
-func (m *module) fail(w http.ResponseWriter, log *slog.Logger, why string) {
+// The client gets the same 401 whatever the reason; the audit line says it.
+func (m *module) fail(w http.ResponseWriter, r *http.Request, log *slog.Logger, username string, u *store.User, why audit.Reason) {
 	m.logins.WithLabelValues(resultInvalid).Inc()
-	log.Info("login failed", "reason", why)
+	m.auditFailure(r, log, username, u, why)
 	app.WriteError(w, http.StatusUnauthorized, msgInvalid)
 }
+
+// auditFailure writes the audit line of a refused login: the username as
+// the client sent it (bounded by audit.Log) and, when the user exists, its
+// id.
+func (m *module) auditFailure(r *http.Request, log *slog.Logger, username string, u *store.User, why audit.Reason) {
+	e := audit.Entry{Event: audit.UserLoginFailed, User: username, IP: m.clientIP(r), Reason: why}
+	if u != nil {
+		e.UserID = u.ID
+	}
+	audit.Log(r.Context(), log, e)
+}
+
+// clientIP is the address a request came from, through the trusted proxies.
+func (m *module) clientIP(r *http.Request) netip.Addr { return app.ClientIP(r, m.trusted) }
 
 // me returns the user a bearer token speaks for. Like the chat role, it
 // trusts a valid token without a store lookup: verification is stateless,

@@ -24,33 +24,35 @@ func IPKey(action string, ip netip.Addr) string {
 }
 
 // allowIP counts one attempt of action from r's client address against t.
-// It answers the request (429 with Retry-After) and returns false when the
-// request must stop here. When Redis does not answer, failOpen lets the
-// request on (registration: the bcrypt bound still holds) with a WARN,
-// otherwise it is answered 503 (login, whose throttle needs Redis anyway).
-func (m *module) allowIP(w http.ResponseWriter, r *http.Request, t *throttle, action string, failOpen bool) bool {
+// It answers the request (429 with Retry-After) and returns allowed false
+// when the request must stop here, with limited true when that is because
+// the address is over its limit (the caller may audit it). When Redis does
+// not answer, failOpen lets the request on (registration: the bcrypt bound
+// still holds) with a WARN, otherwise it is answered 503 (login, whose
+// throttle needs Redis anyway).
+func (m *module) allowIP(w http.ResponseWriter, r *http.Request, t *throttle, action string, failOpen bool) (allowed, limited bool) {
 	ip := app.ClientIP(r, m.trusted)
 	if !ip.IsValid() {
-		return true // not a TCP peer (never for the HTTP listener)
+		return true, false // not a TCP peer (never for the HTTP listener)
 	}
 	ok, wait, err := t.reserve(r.Context(), IPKey(action, ip))
 	if err != nil && failOpen {
 		app.Logger(r.Context(), m.log).Warn("per-address limit unavailable; letting the request through", "action", action, "err", err)
-		return true
+		return true, false
 	}
 	if err != nil {
 		app.Logger(r.Context(), m.log).Error("per-address limit unavailable", "action", action, "err", err)
 		app.WriteError(w, http.StatusServiceUnavailable, msgUnavailable)
-		return false
+		return false, false
 	}
 	if !ok {
 		m.ipLimited.WithLabelValues(action).Inc()
 		app.Logger(r.Context(), m.log).Warn("too many attempts from one address", "action", action, "ip", ip.String(), "retry_after", wait)
 		w.Header().Set("Retry-After", strconv.FormatInt(retryAfterSeconds(wait), 10))
 		app.WriteError(w, http.StatusTooManyRequests, msgIPLimited)
-		return false
+		return false, true
 	}
-	return true
+	return true, false
 }
 
 // errBusy is returned by hashSlots.acquire when no slot freed up in time.
