@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/auroradev/aurora/app"
+	"github.com/auroradev/aurora/app/audit"
 	"github.com/auroradev/aurora/app/bus"
 	"github.com/auroradev/aurora/app/infra"
 	"github.com/auroradev/aurora/app/store"
@@ -21,9 +23,30 @@ func withStore(cmd *cobra.Command, o *options, fn func(ctx context.Context, cfg 
 	return openStore(cmd, o, true, fn)
 }
 
+// withAudit is withStore for a command that changes users or rooms: its
+// record writes the change's audit line (audit.Log) to the command's log,
+// with the actor filled in (actor "cli" and the OS user). Call it once the
+// change is made.
+func withAudit(cmd *cobra.Command, o *options, fn func(ctx context.Context, cfg *config.Config, s store.Store, record func(audit.Entry)) error) error {
+	return openStoreLog(cmd, o, true, func(ctx context.Context, cfg *config.Config, log *slog.Logger, s store.Store) error {
+		actor := audit.CLI()
+		return fn(ctx, cfg, s, func(e audit.Entry) {
+			e.Actor = actor
+			audit.Log(ctx, log, e)
+		})
+	})
+}
+
 // openStore opens the configured store for one operator command, migrating
 // it first when migrate is set ('migrate status' must see it as it is).
 func openStore(cmd *cobra.Command, o *options, migrate bool, fn func(ctx context.Context, cfg *config.Config, s store.Store) error) error {
+	return openStoreLog(cmd, o, migrate, func(ctx context.Context, cfg *config.Config, _ *slog.Logger, s store.Store) error {
+		return fn(ctx, cfg, s)
+	})
+}
+
+// openStoreLog is openStore also handing fn the command's logger.
+func openStoreLog(cmd *cobra.Command, o *options, migrate bool, fn func(ctx context.Context, cfg *config.Config, log *slog.Logger, s store.Store) error) error {
 	cfg, log, err := o.load(cmd)
 	if err != nil {
 		return err
@@ -39,7 +62,7 @@ func openStore(cmd *cobra.Command, o *options, migrate bool, fn func(ctx context
 			return fmt.Errorf("prepare %s store: %w", s.Kind(), err)
 		}
 	}
-	return fn(ctx, cfg, s)
+	return fn(ctx, cfg, log, s)
 }
 
 type roomJSON struct {
@@ -91,7 +114,7 @@ func newRoomsCmd(o *options) *cobra.Command {
 			if !bus.ValidRoom(name) {
 				return fmt.Errorf("room name %q: %s", name, bus.RoomRule)
 			}
-			return withStore(cmd, o, func(ctx context.Context, _ *config.Config, s store.Store) error {
+			return withAudit(cmd, o, func(ctx context.Context, _ *config.Config, s store.Store, record func(audit.Entry)) error {
 				r, err := s.CreateRoom(ctx, store.Room{Name: name, CreatedBy: "aurora-cli"})
 				if errors.Is(err, store.ErrRoomExists) {
 					return fmt.Errorf("room %q already exists", name)
@@ -99,6 +122,7 @@ func newRoomsCmd(o *options) *cobra.Command {
 				if err != nil {
 					return fmt.Errorf("create room %q: %w", name, err)
 				}
+				record(audit.Entry{Event: audit.RoomCreate, Room: r.Name})
 				return output(o.stdout, asJSON, roomJSON(r), func(tw *tabwriter.Writer) {
 					fmt.Fprintf(tw, "created room %s\n", r.Name)
 				})
@@ -112,7 +136,7 @@ func newRoomsCmd(o *options) *cobra.Command {
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
-			return withStore(cmd, o, func(ctx context.Context, _ *config.Config, s store.Store) error {
+			return withAudit(cmd, o, func(ctx context.Context, _ *config.Config, s store.Store, record func(audit.Entry)) error {
 				err := s.DeleteRoom(ctx, name)
 				if errors.Is(err, store.ErrNotFound) {
 					return fmt.Errorf("room %q does not exist", name)
@@ -120,6 +144,7 @@ func newRoomsCmd(o *options) *cobra.Command {
 				if err != nil {
 					return fmt.Errorf("delete room %q: %w", name, err)
 				}
+				record(audit.Entry{Event: audit.RoomDelete, Room: name})
 				return output(o.stdout, asJSON, map[string]any{"deleted": name}, func(tw *tabwriter.Writer) {
 					fmt.Fprintf(tw, "deleted room %s\n", name)
 				})

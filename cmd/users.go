@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/auroradev/aurora/app/audit"
 	"github.com/auroradev/aurora/app/store"
 	"github.com/auroradev/aurora/config"
 	"github.com/auroradev/aurora/modules/auth"
@@ -83,7 +84,7 @@ func newUsersCmd(o *options) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return withStore(cmd, o, func(ctx context.Context, cfg *config.Config, s store.Store) error {
+			return withAudit(cmd, o, func(ctx context.Context, cfg *config.Config, s store.Store, record func(audit.Entry)) error {
 				nu, err := auth.NewUser(args[0], pw, cfg.Auth.BcryptCost)
 				if err != nil {
 					return err
@@ -95,6 +96,7 @@ func newUsersCmd(o *options) *cobra.Command {
 				if err != nil {
 					return fmt.Errorf("create user %q: %w", args[0], err)
 				}
+				record(audit.Entry{Event: audit.UserCreate, User: u.Username, UserID: u.ID})
 				out := toUserOut(u)
 				if generated {
 					out.Password = pw
@@ -135,10 +137,11 @@ func newUsersCmd(o *options) *cobra.Command {
 		},
 	}
 
-	// update loads a user by name, lets change modify it, stores it and
-	// prints it with what was done; change may set fields of the output.
-	update := func(cmd *cobra.Command, name, done string, change func(cfg *config.Config, u *store.User, out *userOut) error) error {
-		return withStore(cmd, o, func(ctx context.Context, cfg *config.Config, s store.Store) error {
+	// update loads a user by name, lets change modify it, stores it,
+	// audits it as event and prints it with what was done; change may set
+	// fields of the output.
+	update := func(cmd *cobra.Command, name, done string, event audit.Event, change func(cfg *config.Config, u *store.User, out *userOut) error) error {
+		return withAudit(cmd, o, func(ctx context.Context, cfg *config.Config, s store.Store, record func(audit.Entry)) error {
 			u, err := s.UserByName(ctx, name)
 			if errors.Is(err, store.ErrNotFound) {
 				return fmt.Errorf("no user %q", name)
@@ -153,6 +156,7 @@ func newUsersCmd(o *options) *cobra.Command {
 			if err := s.UpdateUser(ctx, u); err != nil {
 				return fmt.Errorf("update user %q: %w", name, err)
 			}
+			record(audit.Entry{Event: event, User: u.Username, UserID: u.ID})
 			pw := out.Password
 			out = toUserOut(u)
 			out.Password = pw
@@ -173,11 +177,11 @@ func newUsersCmd(o *options) *cobra.Command {
   aurora users disable mallory --enable   # undo`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			verb := "disabled"
+			verb, event := "disabled", audit.UserDisable
 			if enable {
-				verb = "enabled"
+				verb, event = "enabled", audit.UserEnable
 			}
-			return update(cmd, args[0], verb, func(_ *config.Config, u *store.User, _ *userOut) error {
+			return update(cmd, args[0], verb, event, func(_ *config.Config, u *store.User, _ *userOut) error {
 				u.Disabled = !enable
 				return nil
 			})
@@ -197,7 +201,7 @@ func newUsersCmd(o *options) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return update(cmd, args[0], "reset the password of", func(cfg *config.Config, u *store.User, out *userOut) error {
+			return update(cmd, args[0], "reset the password of", audit.UserResetPassword, func(cfg *config.Config, u *store.User, out *userOut) error {
 				hash, err := auth.HashPassword(pw, cfg.Auth.BcryptCost)
 				if err != nil {
 					return err
