@@ -106,7 +106,7 @@ func (r *rooms) recoverGap(lostAt time.Time) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
 	defer cancel()
-	entries, err := r.redis.Do(ctx, r.redis.B().Xrange().Key(bus.Stream).Start(from.String()).End("+").Count(gapScan).Build()).AsXRange()
+	entries, err := bus.ReadRange(ctx, r.redis, from, bus.MaxID(), true, gapScan)
 	all := err != nil || len(entries) == gapScan
 	rooms := map[string]bool{}
 	for _, e := range entries {
