@@ -2,6 +2,7 @@ package chat
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -267,5 +268,33 @@ func TestAckReplicasOffIsOneScript(t *testing.T) {
 	}
 	if n := g.scriptCalls.Load() - calls; n != 1 {
 		t.Errorf("%d script calls for one message", n)
+	}
+}
+
+// TestAckReplicasWarnsWithoutReplicas: a primary without the replicas
+// chat.ack_replicas asks for is said at start (every message would be
+// answered unavailable), and then the send answers unavailable; the log
+// line for it is written once, not per message.
+func TestAckReplicasWarnsWithoutReplicas(t *testing.T) {
+	primary := apptest.StartRedisServer(t)
+	cfg := chatConfig(t)
+	cfg.Redis.URL = primary.URL
+	cfg.Chat.AckReplicas = 1
+	cfg.Chat.AckTimeout = testAckTimeout
+	var logs apptest.Buffer
+	s := &server{Server: apptest.StartWithLog(t, cfg, slog.New(slog.NewTextHandler(&logs, nil))), t: t, cfg: cfg,
+		redis: primary.Client(t)}
+	if !strings.Contains(logs.String(), "fewer connected replicas than chat.ack_replicas") ||
+		!strings.Contains(logs.String(), "connected_replicas=0") {
+		t.Errorf("no start-up warning about the missing replica in:\n%s", logs.String())
+	}
+	alice := s.dial("u1", "alice")
+	for _, cid := range []string{"w1", "w2"} {
+		if f, _, _ := sendExpectingShortfall(t, alice, "general", "no replica", cid); f["code"] != codeUnavailable {
+			t.Fatalf("answer %v, want unavailable", f)
+		}
+	}
+	if n := strings.Count(logs.String(), "message not confirmed by redis replicas"); n != 1 {
+		t.Errorf("the shortfall was logged %d times for two messages, want once", n)
 	}
 }
