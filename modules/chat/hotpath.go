@@ -130,29 +130,7 @@ var sendSHA = func() string {
 
 // send runs the hot-path script for m; with chat.ack_replicas, also WAIT.
 func (s *sender) send(ctx context.Context, m outgoing) (sendResult, error) {
-	dedupeMs := "0"
-	if m.ClientID != "" {
-		dedupeMs = strconv.FormatInt(s.cfg.DedupeWindow.Milliseconds(), 10)
-	}
-	// With WAIT after the script, a resend answered from the dedupe key
-	// rewrites that key (same value, same TTL). WAIT covers "the previous
-	// write commands sent in the context of the current connection" (its
-	// docs), and a resend may run on a pool connection that last wrote
-	// before the original message did (on another connection): without a
-	// write of its own, WAIT could count a replica that lacks the message.
-	// (Redis 7.0 records a connection's offset after any command, so there
-	// it is belt and braces; the docs promise only writes.)
-	touch := "0"
-	if s.cfg.AckReplicas > 0 {
-		touch = "1"
-	}
-	prefix, middle, suffix := bus.Entry{RoomID: m.Room, UserID: m.UserID, Username: m.Username, Text: m.Text, ClientID: m.ClientID}.FrameParts()
-	keys := []string{dedupeKey(m.UserID, m.Room, m.ClientID), roomRateKey(m.UserID, m.Room), userRateKey(m.UserID), bus.Stream,
-		legacyDedupeKey(m.UserID, m.ClientID)}
-	args := append([]string{
-		strconv.Itoa(s.cfg.RoomRate), strconv.Itoa(s.cfg.UserRate), strconv.Itoa(rateWindowMs), dedupeMs,
-		bus.Channel(m.Room), prefix, middle, suffix, bus.FieldTS, bus.FieldRoomID, m.Room, touch,
-	}, bus.Entry{RoomID: m.Room, UserID: m.UserID, Username: m.Username, Text: m.Text, ClientID: m.ClientID}.Fields()...)
+	keys, args := s.scriptArgs(m)
 	res, w, err := s.exec(ctx, keys, args)
 	if retryable(err, w.err) && m.ClientID != "" && ctx.Err() == nil {
 		// A connection that broke while Redis was away fails its next
@@ -175,6 +153,34 @@ func (s *sender) send(ctx context.Context, m outgoing) (sendResult, error) {
 		out.Unreplicated = w.err != nil || w.replicas < int64(s.cfg.AckReplicas)
 	}
 	return out, nil
+}
+
+// scriptArgs are the send script's KEYS and ARGV for m.
+func (s *sender) scriptArgs(m outgoing) (keys, args []string) {
+	dedupeMs := "0"
+	if m.ClientID != "" {
+		dedupeMs = strconv.FormatInt(s.cfg.DedupeWindow.Milliseconds(), 10)
+	}
+	// With WAIT after the script, a resend answered from the dedupe key
+	// rewrites that key (same value, same TTL). WAIT covers "the previous
+	// write commands sent in the context of the current connection" (its
+	// docs), and a resend may run on a pool connection that last wrote
+	// before the original message did (on another connection): without a
+	// write of its own, WAIT could count a replica that lacks the message.
+	// (Redis 7.0 records a connection's offset after any command, so there
+	// it is belt and braces; the docs promise only writes.)
+	touch := "0"
+	if s.cfg.AckReplicas > 0 {
+		touch = "1"
+	}
+	prefix, middle, suffix := bus.Entry{RoomID: m.Room, UserID: m.UserID, Username: m.Username, Text: m.Text, ClientID: m.ClientID}.FrameParts()
+	keys = []string{dedupeKey(m.UserID, m.Room, m.ClientID), roomRateKey(m.UserID, m.Room), userRateKey(m.UserID), bus.Stream,
+		legacyDedupeKey(m.UserID, m.ClientID)}
+	args = append([]string{
+		strconv.Itoa(s.cfg.RoomRate), strconv.Itoa(s.cfg.UserRate), strconv.Itoa(rateWindowMs), dedupeMs,
+		bus.Channel(m.Room), prefix, middle, suffix, bus.FieldTS, bus.FieldRoomID, m.Room, touch,
+	}, bus.Entry{RoomID: m.Room, UserID: m.UserID, Username: m.Username, Text: m.Text, ClientID: m.ClientID}.Fields()...)
+	return keys, args
 }
 
 // waited is WAIT's answer: the replicas that confirmed, or why none could.
