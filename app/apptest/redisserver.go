@@ -31,6 +31,8 @@ type RedisServer struct {
 	dir  string
 	cmd  *exec.Cmd
 	log  string
+	// primary is the server this one replicates (StartReplica).
+	primary *RedisServer
 }
 
 // StartRedisServer starts redis-server with args added to its command line
@@ -171,24 +173,38 @@ func (s *RedisServer) Resume() {
 }
 
 // StartReplica starts another redis-server replicating s and waits until
-// its link to s is up and the initial sync is done.
+// its link to s is up and synced and s counts it online (only then does
+// WAIT on s count it).
 func (s *RedisServer) StartReplica(t testing.TB, args ...string) *RedisServer {
 	t.Helper()
 	r := StartRedisServer(t, append([]string{"--replicaof", "127.0.0.1", strconv.Itoa(s.Port)}, args...)...)
+	r.primary = s
 	r.WaitLinked(t)
 	return r
 }
 
 // WaitLinked waits until this replica's link to its primary is up and
-// synced.
+// synced, and the primary lists it online.
 func (s *RedisServer) WaitLinked(t testing.TB) {
 	t.Helper()
-	c := RedisClient(t, s.URL)
-	Eventually(t, 15*time.Second, fmt.Sprintf("replica on port %d linked to its primary", s.Port), func() bool {
+	replication := func(c rueidis.Client) string {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		info, err := c.Do(ctx, c.B().Info().Section("replication").Build()).ToString()
-		return err == nil && strings.Contains(info, "master_link_status:up") && !strings.Contains(info, "master_sync_in_progress:1")
+		info, _ := c.Do(ctx, c.B().Info().Section("replication").Build()).ToString()
+		return info
+	}
+	c := RedisClient(t, s.URL)
+	Eventually(t, 15*time.Second, fmt.Sprintf("replica on port %d linked to its primary", s.Port), func() bool {
+		info := replication(c)
+		return strings.Contains(info, "master_link_status:up") && !strings.Contains(info, "master_sync_in_progress:1")
+	})
+	if s.primary == nil {
+		return
+	}
+	p := RedisClient(t, s.primary.URL)
+	online := fmt.Sprintf("port=%d,state=online", s.Port)
+	Eventually(t, 15*time.Second, fmt.Sprintf("primary on port %d to list replica %d online", s.primary.Port, s.Port), func() bool {
+		return strings.Contains(replication(p), online)
 	})
 }
 
