@@ -206,6 +206,18 @@ func (s *RedisServer) WaitLinked(t testing.TB) {
 	Eventually(t, 15*time.Second, fmt.Sprintf("primary on port %d to list replica %d online", s.primary.Port, s.Port), func() bool {
 		return strings.Contains(replication(p), online)
 	})
+	// Listed online is not yet confirming: right after a sync the first
+	// write's WAIT timed out and the next took ~320 ms (until the replica's
+	// once-a-second acknowledgement), measured on Redis 7.0. A write that
+	// WAIT sees replicated says the replica is in the stream.
+	Eventually(t, 15*time.Second, fmt.Sprintf("replica %d to confirm a write on its primary", s.Port), func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		rs := p.DoMulti(ctx, p.B().Set().Key("apptest:replica-probe").Value(strconv.Itoa(s.Port)).Build(),
+			p.B().Wait().Numreplicas(1).Timeout(200).Build())
+		n, err := rs[1].AsInt64()
+		return err == nil && n >= 1
+	})
 }
 
 // Client is a client of this server for the test's own checks; closed

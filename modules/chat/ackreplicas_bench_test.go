@@ -153,9 +153,10 @@ func BenchmarkWaitPipeline(b *testing.B) {
 
 	b.Run("domulti", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
+			began := time.Now()
 			res, err := s.send(ctx, msg(i))
 			if err != nil || res.Unreplicated {
-				b.Fatalf("send: %+v %v", res, err)
+				b.Fatalf("send %d of %d: %+v %v after %s", i, b.N, res, err, time.Since(began))
 			}
 		}
 	})
