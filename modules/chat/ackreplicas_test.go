@@ -116,6 +116,36 @@ func TestAckWaitsForReplica(t *testing.T) {
 	if n := s.metric("aurora_chat_unreplicated_total"); n != 0 {
 		t.Errorf("aurora_chat_unreplicated_total = %v with the replica up", n)
 	}
+
+	// A resend rewrites its dedupe key (so that WAIT covers it) keeping the
+	// key's expiry: dedupe keys still go after chat.dedupe_window.
+	before, err := do(t, s.redis, "PTTL", dedupeKey("u1", "dev", "r1")).AsInt64()
+	if err != nil || before <= 0 {
+		t.Fatalf("dedupe key PTTL %d, %v", before, err)
+	}
+	first := entriesWith(t, s.redis, "r1")[0]
+	if ack := alice.resend("dev", "replicated r1", "r1"); ack["id"] != first {
+		t.Fatalf("resend acked %v, want %s", ack["id"], first)
+	}
+	for where, r := range map[string]rueidis.Client{"primary": s.redis, "replica": s.onReplica} {
+		ttl, err := do(t, r, "PTTL", dedupeKey("u1", "dev", "r1")).AsInt64()
+		if err != nil || ttl <= 0 || ttl > before {
+			t.Errorf("dedupe key on the %s after the resend: PTTL %d (was %d), %v; want its expiry kept", where, ttl, before, err)
+		}
+	}
+	// The same for a key of the replicas before per-room keys.
+	old, err := do(t, s.redis, append([]string{"XADD", bus.Stream, "*"},
+		bus.Entry{RoomID: "dev", UserID: "u1", Username: "alice", Text: "old", ClientID: "r-old"}.Fields()...)...).ToString()
+	if err != nil {
+		t.Fatal(err)
+	}
+	do(t, s.redis, "SET", legacyDedupeKey("u1", "r-old"), old, "PX", "60000")
+	if ack := alice.resend("dev", "old", "r-old"); ack["id"] != old {
+		t.Errorf("resend of a legacy-keyed message acked %v, want %s", ack["id"], old)
+	}
+	if ttl, err := do(t, s.redis, "PTTL", legacyDedupeKey("u1", "r-old")).AsInt64(); err != nil || ttl <= 0 || ttl > 60000 {
+		t.Errorf("legacy dedupe key after the resend: PTTL %d, %v; want its expiry kept", ttl, err)
+	}
 }
 
 // TestAckReplicaPaused: a replica that stops answering (SIGSTOP: its
