@@ -141,6 +141,12 @@ type Chat struct {
 	// an invalid room. Set it to [general] while AuroraChat chat-services
 	// share the Redis (their fan-out crashes on rooms they never saw).
 	RoomsAllowed []string `mapstructure:"rooms_allowed"`
+	// AckReplicas, when above 0, holds each ack until that many Redis
+	// replicas confirmed the message (WAIT on the send's connection);
+	// AckTimeout is how long the send waits for them before answering
+	// unavailable (the message stays queued). docs/reliability.md.
+	AckReplicas int           `mapstructure:"ack_replicas"`
+	AckTimeout  time.Duration `mapstructure:"ack_timeout"`
 }
 
 // Ingest configures the stream-to-store pipeline.
@@ -158,6 +164,11 @@ type Ingest struct {
 // without auth.insecure_short_secret: HS256 wants a key of at least its
 // 256-bit output, and a short one can be brute-forced from any token.
 const MinSecretLength = 32
+
+// MaxAckTimeout bounds chat.ack_timeout: a connection reads its next frame
+// only after the ack, so a longer wait holds the client up for nothing a
+// retry would not do better.
+const MaxAckTimeout = 10 * time.Second
 
 // generalRoom is the room every chat connection joins on connect, as in
 // AuroraChat; chat.rooms_allowed must keep it.
@@ -207,6 +218,8 @@ func Default(roles ...string) Config {
 			PresenceInterval:   250 * time.Millisecond,
 			PresenceMaxMembers: 1000,
 			DedupeWindow:       15 * time.Minute,
+			AckReplicas:        0,
+			AckTimeout:         500 * time.Millisecond,
 		},
 		Ingest: Ingest{
 			BatchSize:     50,
@@ -471,6 +484,19 @@ func (c *Config) Validate(roles []string) error {
 	}
 	if len(c.Chat.RoomsAllowed) > 0 && !slices.Contains(c.Chat.RoomsAllowed, generalRoom) {
 		bad("chat.rooms_allowed", "must include %s, the room every connection joins (or be empty for no restriction)", generalRoom)
+	}
+	if c.Chat.AckReplicas < 0 {
+		bad("chat.ack_replicas", "must not be negative (0: ack without waiting for replicas)")
+	}
+	if c.Chat.AckReplicas > 0 {
+		if c.Chat.AckTimeout < time.Millisecond || c.Chat.AckTimeout > MaxAckTimeout {
+			// WAIT counts whole milliseconds and takes 0 as "forever".
+			bad("chat.ack_timeout", "must be between 1ms and %s when chat.ack_replicas is set", MaxAckTimeout)
+		}
+		if c.Redis.URL == "" {
+			bad("chat.ack_replicas", "is %d, but the embedded Redis (no redis.url) has no replicas, so no message could ever be acked: "+
+				"set redis.url to a Redis primary with replicas, or set chat.ack_replicas to 0", c.Chat.AckReplicas)
+		}
 	}
 	if c.Ingest.BatchSize < 1 || c.Ingest.BatchSize > 1000 {
 		bad("ingest.batch_size", "must be between 1 and 1000")

@@ -659,3 +659,42 @@ func TestConfigurationDocListsEveryKey(t *testing.T) {
 		}
 	}
 }
+
+// TestAckReplicas: chat.ack_replicas needs a Redis that can have replicas
+// (the embedded one has none, so nothing could ever be acked) and a WAIT
+// timeout WAIT can express (0 would be "forever").
+func TestAckReplicas(t *testing.T) {
+	const redis = "redis://127.0.0.1:6379"
+	c := mustLoad(t, "", nil, env("AURORA_CHAT_ACK_REPLICAS", "1", "AURORA_REDIS_URL", redis, "AURORA_CHAT_ACK_TIMEOUT", "250ms"))
+	if c.Chat.AckReplicas != 1 || c.Chat.AckTimeout != 250*time.Millisecond {
+		t.Errorf("ack_replicas %d ack_timeout %s, want 1 and 250ms", c.Chat.AckReplicas, c.Chat.AckTimeout)
+	}
+	// Off, the timeout is not checked (it is never used).
+	mustLoad(t, "", nil, env("AURORA_CHAT_ACK_TIMEOUT", "0s"))
+
+	for _, tc := range []struct {
+		name string
+		kv   []string
+		key  string
+		say  string
+	}{
+		{"embedded redis", []string{"AURORA_CHAT_ACK_REPLICAS", "1"}, "chat.ack_replicas", "embedded Redis"},
+		{"negative", []string{"AURORA_CHAT_ACK_REPLICAS", "-1", "AURORA_REDIS_URL", redis}, "chat.ack_replicas", "negative"},
+		{"zero timeout", []string{"AURORA_CHAT_ACK_REPLICAS", "1", "AURORA_REDIS_URL", redis, "AURORA_CHAT_ACK_TIMEOUT", "0s"},
+			"chat.ack_timeout", "1ms"},
+		{"sub-millisecond timeout", []string{"AURORA_CHAT_ACK_REPLICAS", "2", "AURORA_REDIS_URL", redis, "AURORA_CHAT_ACK_TIMEOUT", "500us"},
+			"chat.ack_timeout", "1ms"},
+		{"long timeout", []string{"AURORA_CHAT_ACK_REPLICAS", "1", "AURORA_REDIS_URL", redis, "AURORA_CHAT_ACK_TIMEOUT", "11s"},
+			"chat.ack_timeout", "10s"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := load("", nil, registryRoles, env(tc.kv...))
+			if err == nil {
+				t.Fatal("load succeeded")
+			}
+			if !strings.Contains(err.Error(), "config key "+tc.key) || !strings.Contains(err.Error(), tc.say) {
+				t.Fatalf("error %q does not name %s and say %q", err, tc.key, tc.say)
+			}
+		})
+	}
+}

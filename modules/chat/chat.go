@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/redis/rueidis"
 
@@ -119,6 +122,9 @@ func (g *gateway) Start(ctx context.Context) error {
 		// Not fatal: Redis may come back; until then /readyz says why.
 		g.log.Warn("pubsub connection failed, retrying in the background", "err", err)
 	}
+	if g.cfg.AckReplicas > 0 {
+		g.checkReplicas(ctx)
+	}
 	g.bg.Add(3)
 	go func() { defer g.bg.Done(); g.subs.run(bg) }()
 	go func() { defer g.bg.Done(); g.presence.Run(bg) }()
@@ -160,6 +166,40 @@ func (g *gateway) Stop(ctx context.Context) error {
 	g.bg.Wait()
 	g.subs.close()
 	return err
+}
+
+// checkReplicas warns at start when the Redis reports fewer replicas than
+// chat.ack_replicas (or is not a primary): then every send waits
+// chat.ack_timeout and is answered unavailable. Best effort: a Redis that
+// refuses INFO, or a cluster (INFO goes to any one node), says nothing
+// reliable, and then nothing is said.
+func (g *gateway) checkReplicas(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	info, err := g.redis.Do(ctx, g.redis.B().Info().Section("replication").Build()).ToString()
+	if err != nil {
+		return
+	}
+	role, replicas := "", -1
+	for _, line := range strings.Split(info, "\n") {
+		k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
+		switch k {
+		case "role":
+			role = v
+		case "connected_slaves":
+			replicas, _ = strconv.Atoi(v)
+		}
+	}
+	if role != "" && role != "master" {
+		g.log.Warn("chat.ack_replicas is set but redis.url names a replica, not a primary: WAIT fails there and every message "+
+			"will be answered unavailable", "role", role)
+		return
+	}
+	if replicas >= 0 && replicas < g.cfg.AckReplicas {
+		g.log.Warn("Redis has fewer connected replicas than chat.ack_replicas: until more connect, every message waits "+
+			"chat.ack_timeout and is answered unavailable (queued, not acked)",
+			"connected_replicas", replicas, "ack_replicas", g.cfg.AckReplicas, "ack_timeout", g.cfg.AckTimeout)
+	}
 }
 
 // Check reports the gateway unready while its Pub/Sub connection is down:

@@ -158,12 +158,18 @@ func (c *conn) onMessage(in inbound, clientID string, legacy bool) {
 		}
 		delete(c.limitedUntil, room)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
+	// WAIT's own timeout (chat.ack_timeout) ends a wait for replicas; the
+	// context only bounds Redis not answering at all.
+	ctx, cancel := context.WithTimeout(context.Background(), redisTimeout+c.d.cfg.AckTimeout)
 	defer cancel()
 	res, err := c.d.sender.send(ctx, outgoing{Room: room, UserID: c.userID, Username: c.username, Text: text, ClientID: clientID})
 	if err != nil {
 		c.log.Warn("send failed", "room", room, "err", err)
 		c.fail(codeUnavailable, "message not sent: service unavailable, retry later", clientID)
+		return
+	}
+	if res.Unreplicated {
+		c.unreplicated(room, clientID, res)
 		return
 	}
 	if res.RetryAfterMs > 0 {
@@ -178,6 +184,34 @@ func (c *conn) onMessage(in inbound, clientID string, legacy bool) {
 		return
 	}
 	c.reply(ackFrame{Type: "ack", ClientID: clientID, ID: res.ID.String(), Room: room, TS: int64(res.ID.Ms)})
+}
+
+// unreplicated answers a message that is in the stream (it will be stored
+// and delivered; members may have it already) but that fewer than
+// chat.ack_replicas replicas confirmed within chat.ack_timeout: no ack,
+// since a failover now could lose it, but unavailable. With a clientId the
+// client's resend is answered from the dedupe key with the same id, and
+// acked once the replicas have it: never stored twice. Without one a resend
+// is a new message, and the error says so.
+func (c *conn) unreplicated(room, clientID string, res sendResult) {
+	c.d.metrics.unreplicated.Inc()
+	n, within := c.d.cfg.AckReplicas, c.d.cfg.AckTimeout
+	if c.d.sender.warnUnreplicated() {
+		// Once per replicaWarnEvery: while replicas are away every send
+		// lands here; aurora_chat_unreplicated_total counts them all.
+		c.log.Warn("message not confirmed by redis replicas: answered unavailable (logged once per 10s)", "room", room,
+			"id", res.ID.String(), "replicas", res.Replicas, "want", n, "timeout", within, "err", res.WaitErr)
+	}
+	what := fmt.Sprintf("message %s is queued (it will be stored and delivered) but %d of %d Redis replicas confirmed it within %s",
+		res.ID, res.Replicas, n, within)
+	if res.WaitErr != nil {
+		what = fmt.Sprintf("message %s is queued (it will be stored and delivered) but the Redis replicas could not be asked", res.ID)
+	}
+	if clientID == "" {
+		c.fail(codeUnavailable, what+"; it has no clientId, so a resend would be sent as a second message", "")
+		return
+	}
+	c.fail(codeUnavailable, what+"; resend it with the same clientId: it is not stored twice, and is acked with this id once replicated", clientID)
 }
 
 func (c *conn) onJoin(in inbound, clientID string) {

@@ -2,10 +2,13 @@ package chat
 
 import (
 	"context"
+	"crypto/sha1"
 	_ "embed"
+	"encoding/hex"
 	"fmt"
 	"strconv"
 	"sync/atomic"
+	"time"
 
 	"github.com/redis/rueidis"
 
@@ -66,8 +69,10 @@ const rateWindowMs = 1000
 // KEYS: dedupe, room rate, user rate, stream, legacy dedupe.
 // ARGV: roomRate, userRate, windowMs, dedupeMs ("0": no clientId), channel,
 // prefix, middle, suffix, the ts field's name, the room field's name and the
-// room (to check a legacy key's entry), then the entry's other field-value
-// pairs (bus.Entry.Fields: the stream layout is app/bus's).
+// room (to check a legacy key's entry), "1" to rewrite the dedupe key a
+// resend is answered from (chat.ack_replicas: see send) else "0", then the
+// entry's other field-value pairs (bus.Entry.Fields: the stream layout is
+// app/bus's).
 // Returns {0, id} accepted, {1, id} duplicate, {2, retryAfterMs} limited.
 var sendScript = rueidis.NewLuaScript(sendLua)
 
@@ -79,6 +84,13 @@ type sendResult struct {
 	ID           bus.ID
 	Duplicate    bool
 	RetryAfterMs int64 // > 0: rate limited, nothing stored
+	// Unreplicated is set, with chat.ack_replicas, when the message is in
+	// the stream (ID) but fewer than that many replicas confirmed it within
+	// chat.ack_timeout: it must not be acked. Replicas is how many did.
+	Unreplicated bool
+	Replicas     int64
+	// WaitErr is why WAIT gave no count, when it failed (Unreplicated).
+	WaitErr error
 }
 
 // outgoing is a validated message to send.
@@ -93,56 +105,161 @@ type sender struct {
 	// scriptCalls counts the send script's calls (what a message costs
 	// Redis); tests read it.
 	scriptCalls atomic.Int64
+	// warned is when (unix ns) a shortfall of replicas was last logged.
+	warned atomic.Int64
 }
 
-// send runs the hot-path script for m.
+// replicaWarnEvery spaces the WARN lines of messages the replicas did not
+// confirm.
+const replicaWarnEvery = 10 * time.Second
+
+// warnUnreplicated reports whether to log this shortfall: the first in
+// replicaWarnEvery.
+func (s *sender) warnUnreplicated() bool {
+	now := time.Now().UnixNano()
+	last := s.warned.Load()
+	return now-last >= int64(replicaWarnEvery) && s.warned.CompareAndSwap(last, now)
+}
+
+// sendSHA is the send script's SHA-1, for EVALSHA in the same pipeline as
+// WAIT (rueidis.Lua.Exec runs one command and cannot be pipelined).
+var sendSHA = func() string {
+	sum := sha1.Sum([]byte(sendLua)) //nolint:gosec // the script's name in Redis' script cache, not a security use
+	return hex.EncodeToString(sum[:])
+}()
+
+// send runs the hot-path script for m; with chat.ack_replicas, also WAIT.
 func (s *sender) send(ctx context.Context, m outgoing) (sendResult, error) {
-	dedupeMs := "0"
-	if m.ClientID != "" {
-		dedupeMs = strconv.FormatInt(s.cfg.DedupeWindow.Milliseconds(), 10)
-	}
-	prefix, middle, suffix := bus.Entry{RoomID: m.Room, UserID: m.UserID, Username: m.Username, Text: m.Text, ClientID: m.ClientID}.FrameParts()
-	keys := []string{dedupeKey(m.UserID, m.Room, m.ClientID), roomRateKey(m.UserID, m.Room), userRateKey(m.UserID), bus.Stream,
-		legacyDedupeKey(m.UserID, m.ClientID)}
-	args := append([]string{
-		strconv.Itoa(s.cfg.RoomRate), strconv.Itoa(s.cfg.UserRate), strconv.Itoa(rateWindowMs), dedupeMs,
-		bus.Channel(m.Room), prefix, middle, suffix, bus.FieldTS, bus.FieldRoomID, m.Room,
-	}, bus.Entry{RoomID: m.Room, UserID: m.UserID, Username: m.Username, Text: m.Text, ClientID: m.ClientID}.Fields()...)
-	s.scriptCalls.Add(1)
-	res, err := sendScript.Exec(ctx, s.redis, keys, args).ToArray()
-	if _, isRedisErr := rueidis.IsRedisErr(err); err != nil && !isRedisErr && m.ClientID != "" && ctx.Err() == nil {
+	keys, args := s.scriptArgs(m)
+	res, w, err := s.exec(ctx, keys, args)
+	if retryable(err, w.err) && m.ClientID != "" && ctx.Err() == nil {
 		// A connection that broke while Redis was away fails its next
 		// command once (EOF) before the client dials again. With a
 		// clientId the script is idempotent (a resend is answered with the
-		// original id), so one retry is safe.
-		s.scriptCalls.Add(1)
-		res, err = sendScript.Exec(ctx, s.redis, keys, args).ToArray()
+		// original id), so one retry is safe; so is one after the script
+		// ran and the connection broke before WAIT answered.
+		res, w, err = s.exec(ctx, keys, args)
 	}
 	if err != nil {
 		return sendResult{}, fmt.Errorf("send message to room %s: %w", m.Room, err)
 	}
+	out, err := decodeSend(res)
+	if err != nil {
+		return sendResult{}, fmt.Errorf("send message to room %s: %w", m.Room, err)
+	}
+	if s.cfg.AckReplicas > 0 && out.RetryAfterMs == 0 {
+		out.Replicas = w.replicas
+		out.WaitErr = w.err
+		out.Unreplicated = w.err != nil || w.replicas < int64(s.cfg.AckReplicas)
+	}
+	return out, nil
+}
+
+// scriptArgs are the send script's KEYS and ARGV for m.
+func (s *sender) scriptArgs(m outgoing) (keys, args []string) {
+	dedupeMs := "0"
+	if m.ClientID != "" {
+		dedupeMs = strconv.FormatInt(s.cfg.DedupeWindow.Milliseconds(), 10)
+	}
+	// With WAIT after the script, a resend answered from the dedupe key
+	// rewrites that key (same value, same TTL). WAIT covers "the previous
+	// write commands sent in the context of the current connection" (its
+	// docs), and a resend may run on a pool connection that last wrote
+	// before the original message did (on another connection): without a
+	// write of its own, WAIT could count a replica that lacks the message.
+	// (Redis 7.0 records a connection's offset after any command, so there
+	// it is belt and braces; the docs promise only writes.)
+	touch := "0"
+	if s.cfg.AckReplicas > 0 {
+		touch = "1"
+	}
+	prefix, middle, suffix := bus.Entry{RoomID: m.Room, UserID: m.UserID, Username: m.Username, Text: m.Text, ClientID: m.ClientID}.FrameParts()
+	keys = []string{dedupeKey(m.UserID, m.Room, m.ClientID), roomRateKey(m.UserID, m.Room), userRateKey(m.UserID), bus.Stream,
+		legacyDedupeKey(m.UserID, m.ClientID)}
+	args = append([]string{
+		strconv.Itoa(s.cfg.RoomRate), strconv.Itoa(s.cfg.UserRate), strconv.Itoa(rateWindowMs), dedupeMs,
+		bus.Channel(m.Room), prefix, middle, suffix, bus.FieldTS, bus.FieldRoomID, m.Room, touch,
+	}, bus.Entry{RoomID: m.Room, UserID: m.UserID, Username: m.Username, Text: m.Text, ClientID: m.ClientID}.Fields()...)
+	return keys, args
+}
+
+// waited is WAIT's answer: the replicas that confirmed, or why none could.
+type waited struct {
+	replicas int64
+	err      error
+}
+
+// retryable reports whether a send failed on the connection (not with a
+// Redis error) before the script answered or before WAIT did.
+func retryable(scriptErr, waitErr error) bool {
+	for _, err := range []error{scriptErr, waitErr} {
+		if _, isRedisErr := rueidis.IsRedisErr(err); err != nil && !isRedisErr {
+			return true
+		}
+	}
+	return false
+}
+
+// exec runs the script once; with chat.ack_replicas, pipelined with WAIT on
+// the same connection: WAIT counts the replicas that reached the
+// connection's last write, so it must follow the script on that
+// connection. rueidis sends a DoMulti holding a blocking command (WAIT is
+// one) over one connection of its blocking pool, taken for the pipeline
+// alone, so the wait holds up no other command; on a Redis Cluster the
+// keyless WAIT goes with the script to the primary of its slot. One round
+// trip, as without WAIT, plus the replication time.
+func (s *sender) exec(ctx context.Context, keys, args []string) ([]rueidis.RedisMessage, waited, error) {
+	s.scriptCalls.Add(1)
+	if s.cfg.AckReplicas == 0 {
+		res, err := sendScript.Exec(ctx, s.redis, keys, args).ToArray()
+		return res, waited{}, err
+	}
+	wait := func() rueidis.Completed {
+		return s.redis.B().Wait().Numreplicas(int64(s.cfg.AckReplicas)).Timeout(s.cfg.AckTimeout.Milliseconds()).Build()
+	}
+	rs := s.redis.DoMulti(ctx,
+		s.redis.B().Evalsha().Sha1(sendSHA).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build(), wait())
+	if e, ok := rueidis.IsRedisErr(rs[0].Error()); ok && e.IsNoScript() {
+		// Redis restarted or flushed its scripts: send the script itself
+		// (the WAIT of the failed pipeline waited for nothing new).
+		rs = s.redis.DoMulti(ctx,
+			s.redis.B().Eval().Script(sendLua).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build(), wait())
+	}
+	res, err := rs[0].ToArray()
+	if err != nil {
+		return nil, waited{}, err
+	}
+	n, err := rs[1].AsInt64()
+	if err != nil {
+		return res, waited{err: fmt.Errorf("wait for %d replicas: %w", s.cfg.AckReplicas, err)}, nil
+	}
+	return res, waited{replicas: n}, nil
+}
+
+// decodeSend reads the script's answer.
+func decodeSend(res []rueidis.RedisMessage) (sendResult, error) {
 	if len(res) != 2 {
-		return sendResult{}, fmt.Errorf("send message to room %s: script answered %d values", m.Room, len(res))
+		return sendResult{}, fmt.Errorf("script answered %d values", len(res))
 	}
 	status, err := res[0].AsInt64()
 	if err != nil {
-		return sendResult{}, fmt.Errorf("send message to room %s: bad script status: %w", m.Room, err)
+		return sendResult{}, fmt.Errorf("bad script status: %w", err)
 	}
 	switch status {
 	case 0, 1:
 		s, err := res[1].ToString()
 		if err != nil {
-			return sendResult{}, fmt.Errorf("send message to room %s: bad id: %w", m.Room, err)
+			return sendResult{}, fmt.Errorf("bad id: %w", err)
 		}
 		id, err := bus.ParseID(s)
 		if err != nil {
-			return sendResult{}, fmt.Errorf("send message to room %s: %w", m.Room, err)
+			return sendResult{}, err
 		}
 		return sendResult{ID: id, Duplicate: status == 1}, nil
 	case 2:
 		wait, err := res[1].AsInt64()
 		if err != nil {
-			return sendResult{}, fmt.Errorf("send message to room %s: bad retry-after: %w", m.Room, err)
+			return sendResult{}, fmt.Errorf("bad retry-after: %w", err)
 		}
 		// PTTL counts whole milliseconds, rounded down, and the window is
 		// still closed at its last instant: one more millisecond (within the
@@ -150,5 +267,5 @@ func (s *sender) send(ctx context.Context, m outgoing) (sendResult, error) {
 		// on its first retry.
 		return sendResult{RetryAfterMs: min(max(wait, 0)+1, rateWindowMs)}, nil
 	}
-	return sendResult{}, fmt.Errorf("send message to room %s: unknown script status %d", m.Room, status)
+	return sendResult{}, fmt.Errorf("unknown script status %d", status)
 }

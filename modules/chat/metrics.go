@@ -14,9 +14,12 @@ type metrics struct {
 	// typingDropped counts typing frames lost to a failing Redis.
 	typingDropped prometheus.Counter
 	heartbeat     prometheus.Counter
-	fanout        prometheus.Histogram
-	errors        *prometheus.CounterVec
-	errorsByCode  map[string]prometheus.Counter
+	// unreplicated counts messages queued but not acked because fewer
+	// than chat.ack_replicas replicas confirmed them in time.
+	unreplicated prometheus.Counter
+	fanout       prometheus.Histogram
+	errors       *prometheus.CounterVec
+	errorsByCode map[string]prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -37,6 +40,8 @@ func newMetrics() *metrics {
 			"Typing frames not published because Redis failed."),
 		heartbeat: counter("aurora_chat_heartbeat_closes_total",
 			"Connections closed because they did not answer a ping."),
+		unreplicated: counter("aurora_chat_unreplicated_total",
+			"Messages queued but answered unavailable: fewer than chat.ack_replicas Redis replicas confirmed them within chat.ack_timeout."),
 		fanout: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "aurora_chat_fanout_latency_seconds",
 			Help:    "Time from a message's ts to its write to a client socket.",
@@ -64,7 +69,7 @@ func counter(name, help string) prometheus.Counter {
 
 func (m *metrics) register(r prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{m.connections, m.received, m.delivered, m.rateLimited,
-		m.slowDropped, m.typingDropped, m.heartbeat, m.fanout, m.errors} {
+		m.slowDropped, m.typingDropped, m.heartbeat, m.unreplicated, m.fanout, m.errors} {
 		if err := r.Register(c); err != nil {
 			return err
 		}

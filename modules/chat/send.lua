@@ -1,16 +1,20 @@
 if redis.replicate_commands then pcall(redis.replicate_commands) end
 local dedupe = ARGV[4] ~= '0'
+local function duplicate(key, id)
+  if ARGV[12] == '1' then redis.call('SET', key, id, 'KEEPTTL') end
+  return {1, id}
+end
 if dedupe then
   local orig = redis.call('GET', KEYS[1])
-  if orig then return {1, orig} end
+  if orig then return duplicate(KEYS[1], orig) end
   local old = redis.call('GET', KEYS[5])
   if old then
     local e = redis.call('XRANGE', KEYS[4], old, old)
-    if #e == 0 then return {1, old} end
+    if #e == 0 then return duplicate(KEYS[5], old) end
     local f = e[1][2]
     for i = 1, #f - 1, 2 do
       if f[i] == ARGV[10] then
-        if f[i + 1] == ARGV[11] then return {1, old} end
+        if f[i + 1] == ARGV[11] then return duplicate(KEYS[5], old) end
         break
       end
     end
@@ -32,7 +36,7 @@ if redis.call('INCR', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[3])
 if redis.call('INCR', KEYS[3]) == 1 then redis.call('PEXPIRE', KEYS[3], ARGV[3]) end
 local t = redis.call('TIME')
 local ms = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
-local fields = {unpack(ARGV, 12)}
+local fields = {unpack(ARGV, 13)}
 fields[#fields + 1] = ARGV[9]
 fields[#fields + 1] = ms
 local id = redis.pcall('XADD', KEYS[4], ms .. '-*', unpack(fields))
