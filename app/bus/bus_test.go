@@ -62,6 +62,29 @@ func TestDecodeAuroraChatEntry(t *testing.T) {
 	}
 }
 
+// TestDecodeZeroTS: Fields writes a ts of 0 as no ts, so DecodeEntry
+// reads an explicit "0" as it reads a missing ts, the id's time; before,
+// such an entry decoded to ts 0 and its re-encoding to the id's time
+// (found by FuzzDecodeEntry, testdata/fuzz/FuzzDecodeEntry/ts-zero).
+func TestDecodeZeroTS(t *testing.T) {
+	fields := map[string]string{FieldRoomID: "r", FieldUserID: "u", FieldText: "t", FieldTS: "0"}
+	e, err := DecodeEntry("5-0", fields)
+	if err != nil || e.TS != 5 {
+		t.Fatalf("DecodeEntry with ts 0 = %+v, %v; want ts 5, the id's", e, err)
+	}
+	if _, ok := fieldsMap(e.Fields())[FieldTS]; !ok {
+		t.Fatalf("Fields of %+v has no ts", e)
+	}
+}
+
+func fieldsMap(f []string) map[string]string {
+	m := map[string]string{}
+	for i := 0; i+1 < len(f); i += 2 {
+		m[f[i]] = f[i+1]
+	}
+	return m
+}
+
 func TestDecodeBadEntries(t *testing.T) {
 	ok := map[string]string{FieldRoomID: "r", FieldUserID: "u", FieldText: "t"}
 	without := func(k string) map[string]string {

@@ -17,7 +17,7 @@ type Entry struct {
 	UserID   string
 	Username string
 	Text     string
-	TS       int64 // ms since epoch; 0 in AuroraChat's entries (use ID.Ms)
+	TS       int64 // ms since epoch; DecodeEntry reads a missing or 0 ts as ID.Ms
 	ClientID string
 }
 
@@ -70,7 +70,10 @@ func DecodeEntry(id string, fields map[string]string) (Entry, error) {
 		if err != nil {
 			return Entry{}, fmt.Errorf("%w %s: %s %q is not a number", ErrBadEntry, id, FieldTS, ts)
 		}
-	} else {
+	}
+	if e.TS == 0 {
+		// No ts (AuroraChat's entries), or 0, which Fields writes as no ts:
+		// the id's time, so an entry reads the same after a round trip.
 		e.TS = int64(pid.Ms)
 	}
 	return e, nil

@@ -176,6 +176,12 @@ type response struct {
 
 func call(t *testing.T, base, method, path, ctype, body string, hdr map[string]string) response {
 	t.Helper()
+	return callWith(t, http.DefaultClient, base, method, path, ctype, body, hdr)
+}
+
+// callWith is call through client (apptest.ClientFrom: another address).
+func callWith(t *testing.T, client *http.Client, base, method, path, ctype, body string, hdr map[string]string) response {
+	t.Helper()
 	req, err := http.NewRequest(method, base+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -186,7 +192,7 @@ func call(t *testing.T, base, method, path, ctype, body string, hdr map[string]s
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}

@@ -30,122 +30,214 @@ func (in inbound) str(key string) (s string, present, ok bool) {
 	return s, true, true
 }
 
-// handle handles one text frame.
-func (c *conn) handle(data []byte) {
+// Frame types a client sends.
+const (
+	typeMessage = "message"
+	typeJoin    = "join"
+	typeLeave   = "leave"
+	typeTyping  = "typing"
+	typePing    = "ping"
+)
+
+// frameError is a client frame refused: the code and message of the error
+// frame that answers it.
+type frameError struct{ code, msg string }
+
+func frameErr(code, msg string) *frameError { return &frameError{code, msg} }
+
+// frameRules are the settings a client frame is checked against on its own.
+type frameRules struct {
+	allowed allowedRooms
+	maxText int
+}
+
+// clientFrame is a client frame decoded and checked on its own, before
+// anything about the connection is consulted (decodeFrame). Its fields are
+// set as far as decoding got: clientID once it was read, typ once it was
+// read and known, so a refused frame is answered with its clientId and a
+// refused join still draws on the join bucket.
+type clientFrame struct {
+	typ      string // typeMessage, typeJoin, typeLeave, typeTyping, typePing; "" before it is known
+	legacy   bool   // AuroraChat's {"text": "..."}: a message to the first joined room
+	clientID string
+	room     string  // typed message, join, leave, typing
+	text     string  // message; checkText checks its content
+	since    *bus.ID // join
+	isTyping bool    // typing
+}
+
+// decodeFrame turns a client's text frame into a clientFrame, or the error
+// answering it (codes invalid_json, invalid_message, unknown_type,
+// invalid_room). It is pure: the connection's state (membership, the join
+// bucket) is checked by handle, and a message's text by checkText after
+// membership, in the order the protocol answers them.
+func decodeFrame(data []byte, rules frameRules) (clientFrame, *frameError) {
+	var f clientFrame
 	if !utf8.Valid(data) {
-		c.fail(codeInvalidMessage, "frame is not valid UTF-8", "")
-		return
+		return f, frameErr(codeInvalidMessage, "frame is not valid UTF-8")
 	}
 	var in inbound
 	if err := json.Unmarshal(data, &in); err != nil {
 		var syn *json.SyntaxError
 		if errors.As(err, &syn) || !json.Valid(data) {
-			c.fail(codeInvalidJSON, "frame is not valid JSON", "")
-		} else {
-			c.fail(codeInvalidMessage, "frame must be a JSON object", "")
+			return f, frameErr(codeInvalidJSON, "frame is not valid JSON")
 		}
-		return
+		return f, frameErr(codeInvalidMessage, "frame must be a JSON object")
 	}
 	if in == nil {
-		c.fail(codeInvalidMessage, "frame must be a JSON object, not null", "")
-		return
+		return f, frameErr(codeInvalidMessage, "frame must be a JSON object, not null")
 	}
 	clientID, _, ok := in.str("clientId")
 	if !ok {
-		c.fail(codeInvalidMessage, "clientId must be a string", "")
-		return
+		return f, frameErr(codeInvalidMessage, "clientId must be a string")
 	}
 	if len(clientID) > maxClientID {
-		c.fail(codeInvalidMessage, fmt.Sprintf("clientId is longer than %d bytes", maxClientID), "")
-		return
+		return f, frameErr(codeInvalidMessage, fmt.Sprintf("clientId is longer than %d bytes", maxClientID))
 	}
+	f.clientID = clientID
 	typ, hasType, ok := in.str("type")
 	if !ok {
-		c.fail(codeInvalidMessage, "type must be a string", clientID)
-		return
+		return f, frameErr(codeInvalidMessage, "type must be a string")
 	}
+	var ferr *frameError
 	switch {
 	case !hasType:
 		// AuroraChat's form: {"text": "..."} to the first joined room.
-		c.onMessage(in, clientID, true)
-	case typ == "message":
-		c.onMessage(in, clientID, false)
-	case typ == "join":
-		c.onJoin(in, clientID)
-	case typ == "leave":
-		c.onLeave(in, clientID)
-	case typ == "typing":
-		c.onTyping(in, clientID)
-	case typ == "ping":
-		c.q.push("", item{frame: pongFrame})
+		f.typ, f.legacy = typeMessage, true
+		f.text, ferr = decodeText(in)
+	case typ == typeMessage:
+		f.typ = typ
+		if f.room, ferr = decodeRoom(in, rules.allowed); ferr == nil {
+			f.text, ferr = decodeText(in)
+		}
+	case typ == typeJoin:
+		f.typ = typ
+		if f.room, ferr = decodeRoom(in, rules.allowed); ferr == nil {
+			f.since, ferr = decodeSince(in)
+		}
+	case typ == typeLeave:
+		f.typ = typ
+		f.room, ferr = decodeRoom(in, rules.allowed)
+	case typ == typeTyping:
+		f.typ = typ
+		if f.room, ferr = decodeRoom(in, rules.allowed); ferr == nil {
+			raw, present := in["isTyping"]
+			if !present || json.Unmarshal(raw, &f.isTyping) != nil || string(raw) == "null" {
+				ferr = frameErr(codeInvalidMessage, "isTyping must be true or false")
+			}
+		}
+	case typ == typePing:
+		f.typ = typ
 	default:
-		c.fail(codeUnknownType, fmt.Sprintf("unknown frame type %q", typ), clientID)
+		ferr = frameErr(codeUnknownType, fmt.Sprintf("unknown frame type %q", typ))
 	}
+	return f, ferr
 }
 
-// room reads and checks the "room" field; it sends the error itself.
-func (c *conn) room(in inbound, clientID string) (string, bool) {
+// decodeRoom reads and checks the "room" field.
+func decodeRoom(in inbound, allowed allowedRooms) (string, *frameError) {
 	room, present, ok := in.str("room")
 	if !ok {
-		c.fail(codeInvalidMessage, "room must be a string", clientID)
-		return "", false
+		return "", frameErr(codeInvalidMessage, "room must be a string")
 	}
 	if !present {
-		c.fail(codeInvalidRoom, "room is required", clientID)
-		return "", false
+		return "", frameErr(codeInvalidRoom, "room is required")
 	}
 	if !bus.ValidRoom(room) {
-		c.fail(codeInvalidRoom, bus.RoomRule, clientID)
-		return "", false
+		return "", frameErr(codeInvalidRoom, bus.RoomRule)
 	}
-	if !c.d.allowed.allows(room) {
-		c.fail(codeInvalidRoom, c.d.allowed.refusal(room), clientID)
-		return "", false
+	if !allowed.allows(room) {
+		return "", frameErr(codeInvalidRoom, allowed.refusal(room))
 	}
-	return room, true
+	return room, nil
 }
 
-// joinLeaveRoom reads the room of a join or leave frame once the frame got
-// a join token (joinAllowed); it sends the error itself.
-func (c *conn) joinLeaveRoom(in inbound, clientID string) (string, bool) {
-	if !c.joinAllowed(clientID) {
-		return "", false
+// decodeText reads the "text" field of a message.
+func decodeText(in inbound) (string, *frameError) {
+	text, present, ok := in.str("text")
+	if !ok || !present {
+		return "", frameErr(codeInvalidMessage, "text must be a string")
 	}
-	return c.room(in, clientID)
+	return text, nil
+}
+
+// decodeSince reads the optional "since" of a join.
+func decodeSince(in inbound) (*bus.ID, *frameError) {
+	s, present, ok := in.str("since")
+	if !ok {
+		return nil, frameErr(codeInvalidMessage, "since must be a message id string")
+	}
+	if !present {
+		return nil, nil
+	}
+	id, err := bus.ParseID(s)
+	if err != nil {
+		return nil, frameErr(codeInvalidMessage, "since must be a message id like 1732670000000-0")
+	}
+	return &id, nil
+}
+
+// checkText checks a message's text once the sender is known to be in the
+// room: not blank, at most maxText code points.
+func checkText(text string, maxText int) *frameError {
+	if strings.TrimSpace(text) == "" {
+		return frameErr(codeEmptyText, "text is empty")
+	}
+	if n := utf8.RuneCountInString(text); n > maxText {
+		return frameErr(codeTextTooLong, fmt.Sprintf("text has %d characters, the limit is %d", n, maxText))
+	}
+	return nil
+}
+
+// handle handles one text frame: decodeFrame, then what depends on the
+// connection.
+func (c *conn) handle(data []byte) {
+	f, ferr := decodeFrame(data, frameRules{allowed: c.d.allowed, maxText: c.d.cfg.MaxTextLength})
+	// What the connection answers before the frame's own fields.
+	switch f.typ {
+	case typeMessage:
+		c.d.metrics.received.Inc()
+		if f.legacy && len(c.rooms) == 0 {
+			c.fail(codeNotMember, "not in any room", f.clientID)
+			return
+		}
+	case typeJoin, typeLeave:
+		// Every join and leave frame draws on the bucket, valid or not.
+		if !c.joinAllowed(f.clientID) {
+			return
+		}
+	}
+	if ferr != nil {
+		c.fail(ferr.code, ferr.msg, f.clientID)
+		return
+	}
+	switch f.typ {
+	case typeMessage:
+		c.onMessage(f)
+	case typeJoin:
+		c.onJoin(f)
+	case typeLeave:
+		c.onLeave(f)
+	case typeTyping:
+		c.onTyping(f)
+	case typePing:
+		c.q.push("", item{frame: pongFrame})
+	}
 }
 
 func (c *conn) inRoom(room string) bool { return slices.Contains(c.rooms, room) }
 
-func (c *conn) onMessage(in inbound, clientID string, legacy bool) {
-	c.d.metrics.received.Inc()
-	var room string
-	if legacy {
-		if len(c.rooms) == 0 {
-			c.fail(codeNotMember, "not in any room", clientID)
-			return
-		}
+func (c *conn) onMessage(f clientFrame) {
+	clientID, room := f.clientID, f.room
+	if f.legacy {
 		room = c.rooms[0]
-	} else {
-		var ok bool
-		if room, ok = c.room(in, clientID); !ok {
-			return
-		}
-	}
-	text, present, ok := in.str("text")
-	if !ok || !present {
-		c.fail(codeInvalidMessage, "text must be a string", clientID)
-		return
 	}
 	if !c.inRoom(room) {
 		c.fail(codeNotMember, "join room "+room+" first", clientID)
 		return
 	}
-	if strings.TrimSpace(text) == "" {
-		c.fail(codeEmptyText, "text is empty", clientID)
-		return
-	}
-	if n := utf8.RuneCountInString(text); n > c.d.cfg.MaxTextLength {
-		c.fail(codeTextTooLong, fmt.Sprintf("text has %d characters, the limit is %d", n, c.d.cfg.MaxTextLength), clientID)
+	if ferr := checkText(f.text, c.d.cfg.MaxTextLength); ferr != nil {
+		c.fail(ferr.code, ferr.msg, clientID)
 		return
 	}
 	if until, ok := c.limitedUntil[room]; ok {
@@ -162,7 +254,7 @@ func (c *conn) onMessage(in inbound, clientID string, legacy bool) {
 	// context only bounds Redis not answering at all.
 	ctx, cancel := context.WithTimeout(context.Background(), redisTimeout+c.d.cfg.AckTimeout)
 	defer cancel()
-	res, err := c.d.sender.send(ctx, outgoing{Room: room, UserID: c.userID, Username: c.username, Text: text, ClientID: clientID})
+	res, err := c.d.sender.send(ctx, outgoing{Room: room, UserID: c.userID, Username: c.username, Text: f.text, ClientID: clientID})
 	if err != nil {
 		c.log.Warn("send failed", "room", room, "err", err)
 		c.fail(codeUnavailable, "message not sent: service unavailable, retry later", clientID)
@@ -214,24 +306,9 @@ func (c *conn) unreplicated(room, clientID string, res sendResult) {
 	c.fail(codeUnavailable, what+"; resend it with the same clientId: it is not stored twice, and is acked with this id once replicated", clientID)
 }
 
-func (c *conn) onJoin(in inbound, clientID string) {
-	room, ok := c.joinLeaveRoom(in, clientID)
-	if !ok {
-		return
-	}
-	var since *bus.ID
-	if s, present, ok := in.str("since"); !ok {
-		c.fail(codeInvalidMessage, "since must be a message id string", clientID)
-		return
-	} else if present {
-		id, err := bus.ParseID(s)
-		if err != nil {
-			c.fail(codeInvalidMessage, "since must be a message id like 1732670000000-0", clientID)
-			return
-		}
-		since = &id
-	}
-	if code := c.join(room, since, false); code != "" {
+func (c *conn) onJoin(f clientFrame) {
+	clientID, room := f.clientID, f.room
+	if code := c.join(room, f.since, false); code != "" {
 		switch code {
 		case codeTooManyRooms:
 			c.fail(code, fmt.Sprintf("a connection can be in at most %d rooms", c.d.cfg.MaxRoomsPerConn), clientID)
@@ -279,11 +356,8 @@ func (c *conn) join(room string, since *bus.ID, implicit bool) string {
 	return ""
 }
 
-func (c *conn) onLeave(in inbound, clientID string) {
-	room, ok := c.joinLeaveRoom(in, clientID)
-	if !ok {
-		return
-	}
+func (c *conn) onLeave(f clientFrame) {
+	clientID, room := f.clientID, f.room
 	if !c.inRoom(room) {
 		c.fail(codeNotMember, "not in room "+room, clientID)
 		return
@@ -301,17 +375,8 @@ func (c *conn) leaveRoom(ctx context.Context, room string) {
 	c.d.rooms.leave(ctx, &c.member, room)
 }
 
-func (c *conn) onTyping(in inbound, clientID string) {
-	room, ok := c.room(in, clientID)
-	if !ok {
-		return
-	}
-	var isTyping bool
-	raw, present := in["isTyping"]
-	if !present || json.Unmarshal(raw, &isTyping) != nil || string(raw) == "null" {
-		c.fail(codeInvalidMessage, "isTyping must be true or false", clientID)
-		return
-	}
+func (c *conn) onTyping(f clientFrame) {
+	clientID, room, isTyping := f.clientID, f.room, f.isTyping
 	if !c.inRoom(room) {
 		c.fail(codeNotMember, "join room "+room+" first", clientID)
 		return

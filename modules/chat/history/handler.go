@@ -94,8 +94,10 @@ func parseQuery(r *http.Request, rooms []string) (query, error) {
 	if l := v.Get("limit"); l != "" {
 		n, err := strconv.ParseInt(l, 10, 64)
 		switch {
-		case errors.Is(err, strconv.ErrRange):
+		case errors.Is(err, strconv.ErrRange) && isInteger(l):
 			// An integer too large either way: clamp like any other.
+			// (ParseInt reports the overflow before any junk after the
+			// digits, hence the check.)
 			n = 0
 			if l[0] != '-' {
 				n = MaxLimit
@@ -123,4 +125,20 @@ func parseQuery(r *http.Request, rooms []string) (query, error) {
 		return q, errors.New("before and after cannot both be given")
 	}
 	return q, nil
+}
+
+// isInteger reports whether s is an optional sign and decimal digits.
+func isInteger(s string) bool {
+	if s != "" && (s[0] == '+' || s[0] == '-') {
+		s = s[1:]
+	}
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }

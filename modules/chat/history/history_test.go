@@ -624,6 +624,10 @@ func TestBadRequests(t *testing.T) {
 		{"/api/rooms/a%20b/messages", "room"},
 		{"/api/rooms/r/messages?limit=ten", "limit"},
 		{"/api/rooms/r/messages?limit=1.5", "limit"},
+		// Digits past int64 and then junk: was clamped to 200, as a
+		// plain overflow is (found by FuzzParseQuery,
+		// testdata/fuzz/FuzzParseQuery/limit-overflow-then-junk).
+		{"/api/rooms/r/messages?limit=18700000000000000000A", "limit"},
 		{"/api/rooms/r/messages?before=abc", "before"},
 		{"/api/rooms/r/messages?before=1700000000000", "before"},
 		{"/api/rooms/r/messages?before=-1-0", "before"},
