@@ -555,7 +555,7 @@ func (c *Config) validateTLS(bad func(key string, format string, a ...any)) {
 			bad("http.redirect_addr", "%q is not host:port (\":80\")", r)
 		} else if !t.Enabled() {
 			bad("http.redirect_addr", "redirects to HTTPS, but this server does not serve TLS: set http.tls.cert_file and key_file, or http.tls.acme.domains")
-		} else if r == c.HTTP.Addr {
+		} else if _, port, _ := net.SplitHostPort(r); r == c.HTTP.Addr && port != "0" {
 			bad("http.redirect_addr", "must differ from http.addr %q", c.HTTP.Addr)
 		}
 	}
