@@ -103,8 +103,11 @@ type ACME struct {
 	Domains []string `mapstructure:"domains"`
 	// Email is the CA account's contact, for expiry and problem notices.
 	Email string `mapstructure:"email"`
-	// DirectoryURL is the CA's ACME directory.
+	// DirectoryURL is the CA's ACME directory (https://).
 	DirectoryURL string `mapstructure:"directory_url"`
+	// DirectoryCAFile, when set, holds the PEM roots trusted for the
+	// directory's HTTPS instead of the system's: a private ACME CA's.
+	DirectoryCAFile string `mapstructure:"directory_ca_file"`
 	// CacheDir keeps the account key and certificates across restarts
 	// (mode 0700); empty: <data_dir>/acme.
 	CacheDir string `mapstructure:"cache_dir"`
@@ -539,8 +542,8 @@ func (c *Config) validateTLS(bad func(key string, format string, a ...any)) {
 		}
 	}
 	a := t.ACME
-	if !a.Enabled() && (a.Email != "" || a.CacheDir != "") {
-		bad("http.tls.acme.domains", "ACME needs the domains to obtain a certificate for (http.tls.acme.email or cache_dir is set)")
+	if !a.Enabled() && (a.Email != "" || a.CacheDir != "" || a.DirectoryCAFile != "") {
+		bad("http.tls.acme.domains", "ACME needs the domains to obtain a certificate for (http.tls.acme.email, cache_dir or directory_ca_file is set)")
 	}
 	if a.Enabled() {
 		if a.Email != "" && (!strings.Contains(a.Email, "@") || strings.ContainsAny(a.Email, " \t\r\n<>")) {
@@ -584,25 +587,15 @@ func checkDomain(d string) error {
 	return nil
 }
 
-// checkDirectoryURL accepts an https:// ACME directory, or an http:// one
-// on a loopback host (a local test CA such as Pebble): the account key and
-// the certificate's orders must not cross a network in the clear.
+// checkDirectoryURL accepts an https:// ACME directory: ACME requires
+// HTTPS (RFC 8555), and the account key's orders must not cross a network
+// in the clear.
 func checkDirectoryURL(s string) error {
 	u, err := url.Parse(s)
-	if err != nil || u.Host == "" {
-		return errors.New("is not a URL like " + LetsEncryptURL)
+	if err != nil || u.Host == "" || u.Scheme != "https" {
+		return errors.New("is not an https:// URL like " + LetsEncryptURL)
 	}
-	switch u.Scheme {
-	case "https":
-		return nil
-	case "http":
-		if ip, err := netip.ParseAddr(u.Hostname()); (err == nil && ip.IsLoopback()) || u.Hostname() == "localhost" {
-			return nil
-		}
-		return errors.New("must be https:// (http:// only on a loopback host, for a local test CA)")
-	default:
-		return errors.New("must be an https:// URL")
-	}
+	return nil
 }
 
 // ACMECacheDir is where ACME keeps its account key and certificates.

@@ -60,6 +60,7 @@ func TLSClient(roots *x509.CertPool, addr string) *http.Client {
 // certificate it issued, written as PEM files for http.tls.
 type TestCA struct {
 	Roots    *x509.CertPool
+	CAFile   string // the CA's certificate alone (a roots file)
 	CertFile string // the server's chain: leaf, then the CA
 	KeyFile  string // the server's key, mode 0600
 }
@@ -118,10 +119,14 @@ func NewTestCA(t testing.TB, validFor time.Duration, hosts ...string) *TestCA {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	ca := &TestCA{Roots: x509.NewCertPool(), CertFile: filepath.Join(dir, "cert.pem"), KeyFile: filepath.Join(dir, "key.pem")}
+	ca := &TestCA{Roots: x509.NewCertPool(), CAFile: filepath.Join(dir, "ca.pem"),
+		CertFile: filepath.Join(dir, "cert.pem"), KeyFile: filepath.Join(dir, "key.pem")}
 	ca.Roots.AddCert(caCert)
-	chain := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})...)
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
+	if err := os.WriteFile(ca.CAFile, caPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	chain := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), caPEM...)
 	if err := os.WriteFile(ca.CertFile, chain, 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,10 @@ import (
 	"crypto/x509"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/acme"
@@ -60,6 +63,9 @@ func fileTLS(t config.TLS, log *slog.Logger) (*app.TLS, error) {
 	return &app.TLS{Config: &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}}, nil
 }
 
+// acmeChallengePath is where ACME's HTTP-01 challenges are fetched.
+const acmeChallengePath = "/.well-known/acme-challenge/"
+
 func acmeTLS(cfg *config.Config, log *slog.Logger) (*app.TLS, error) {
 	a := cfg.HTTP.TLS.ACME
 	dir := cfg.ACMECacheDir()
@@ -67,17 +73,45 @@ func acmeTLS(cfg *config.Config, log *slog.Logger) (*app.TLS, error) {
 	if err := PrivateDataDir(dir, log); err != nil {
 		return nil, fmt.Errorf("http.tls.acme.cache_dir: %w", err)
 	}
+	client := &acme.Client{DirectoryURL: a.DirectoryURL, UserAgent: "aurora"}
+	if a.DirectoryCAFile != "" {
+		pem, err := os.ReadFile(a.DirectoryCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("http.tls.acme.directory_ca_file: %w", err)
+		}
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("http.tls.acme.directory_ca_file %s: no PEM certificate in it", a.DirectoryCAFile)
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+		client.HTTPClient = &http.Client{Transport: tr, Timeout: time.Minute}
+	}
 	m := &autocert.Manager{
 		Prompt:     autocert.AcceptTOS,
 		Cache:      autocert.DirCache(dir),
 		HostPolicy: autocert.HostWhitelist(a.Domains...),
 		Email:      a.Email,
-		Client:     &acme.Client{DirectoryURL: a.DirectoryURL, UserAgent: "aurora"},
+		Client:     client,
 	}
 	t := &app.TLS{Config: m.TLSConfig()}
 	if cfg.HTTP.RedirectAddr != "" {
-		// Calling HTTPHandler is what lets the manager try HTTP-01.
-		t.Challenge = m.HTTPHandler
+		t.Challenge = func(next http.Handler) http.Handler {
+			// Calling HTTPHandler is what lets the manager try HTTP-01.
+			h := m.HTTPHandler(next)
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				// autocert checks the Host header against the domains
+				// as it is, port included: on a redirect_addr other
+				// than :80 every challenge would be refused.
+				if strings.HasPrefix(r.URL.Path, acmeChallengePath) {
+					if host, _, err := net.SplitHostPort(r.Host); err == nil {
+						r = r.Clone(r.Context())
+						r.Host = host
+					}
+				}
+				h.ServeHTTP(w, r)
+			})
+		}
 	}
 	log.Info("TLS certificates from ACME", "domains", a.Domains, "directory_url", a.DirectoryURL, "cache_dir", dir,
 		"http01", cfg.HTTP.RedirectAddr != "")
