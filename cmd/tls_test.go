@@ -93,13 +93,14 @@ func TestTLSFromCertFiles(t *testing.T) {
 	if !errors.As(err, &unknown) {
 		t.Fatalf("client without the CA: %v, want an unknown-authority error", err)
 	}
-	// Plain HTTP on the TLS port is not served.
+	// Plain HTTP on the TLS port gets net/http's 400, no page.
 	plain, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + s.App.Addr() + "/healthz")
-	if err == nil {
-		plain.Body.Close()
-		if plain.StatusCode == http.StatusOK {
-			t.Fatal("plain HTTP answered 200 on the TLS listener")
-		}
+	if err != nil {
+		t.Fatalf("plain HTTP on the TLS port: %v, want a 400", err)
+	}
+	plain.Body.Close()
+	if plain.StatusCode != http.StatusBadRequest {
+		t.Fatalf("plain HTTP on the TLS port: %d, want 400", plain.StatusCode)
 	}
 }
 
