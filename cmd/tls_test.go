@@ -88,7 +88,10 @@ func TestTLSFromCertFiles(t *testing.T) {
 		t.Fatal("a TLS 1.1 handshake succeeded")
 	}
 	// A client that does not trust the CA refuses the certificate.
-	_, err = apptest.TLSClient(x509.NewCertPool(), s.App.Addr()).Get(s.URL + "/healthz")
+	resp, err = apptest.TLSClient(x509.NewCertPool(), s.App.Addr()).Get(s.URL + "/healthz")
+	if err == nil {
+		resp.Body.Close()
+	}
 	var unknown x509.UnknownAuthorityError
 	if !errors.As(err, &unknown) {
 		t.Fatalf("client without the CA: %v, want an unknown-authority error", err)
