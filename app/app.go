@@ -14,6 +14,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -68,8 +69,12 @@ type Host struct {
 type App struct {
 	host     *Host
 	listener net.Listener
-	started  []started
-	ready    atomic.Bool
+	// redirect is the plain HTTP listener of http.redirect_addr, when on.
+	redirect net.Listener
+	// tls is the certificate source handed in (WithTLS), nil for plain HTTP.
+	tls     *TLS
+	started []started
+	ready   atomic.Bool
 	// failed receives the first error a module's Run returned before the
 	// shutdown: it stops the process.
 	failed chan error
@@ -170,6 +175,17 @@ func (a *App) Addr() string {
 	return a.listener.Addr().String()
 }
 
+// RedirectAddr is the address the redirect listener (http.redirect_addr)
+// is bound to, once Run has bound it; "" when there is none.
+func (a *App) RedirectAddr() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.redirect == nil {
+		return ""
+	}
+	return a.redirect.Addr().String()
+}
+
 // Run binds the listener, starts the modules and serves until ctx is done or
 // a module fails, then drains. It returns the first error that stopped it.
 func (a *App) Run(ctx context.Context) error {
@@ -180,12 +196,27 @@ func (a *App) Run(ctx context.Context) error {
 		return err
 	}
 
+	var tlsCfg *tls.Config
+	if cfg.HTTP.TLS.Enabled() || a.tls != nil {
+		if tlsCfg, err = serverTLS(a.tls); err != nil {
+			return fmt.Errorf("http.tls: %w", err)
+		}
+	}
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.HTTP.Addr, err)
 	}
+	var redirectLn net.Listener
+	var redirectSrv *http.Server
+	if cfg.HTTP.RedirectAddr != "" && tlsCfg != nil {
+		if redirectLn, redirectSrv, err = a.listenRedirect(cfg); err != nil {
+			_ = ln.Close()
+			return err
+		}
+	}
 	a.mu.Lock()
 	a.listener = ln
+	a.redirect = redirectLn
 	a.mu.Unlock()
 
 	a.routes()
@@ -199,16 +230,36 @@ func (a *App) Run(ctx context.Context) error {
 		IdleTimeout:       cfg.HTTP.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(h.Log.Handler(), slog.LevelDebug),
 	}
-	serveErr := make(chan error, 1)
-	limited := newConnLimitListener(ln, cfg.HTTP.MaxConnsPerIP, a.trusted, a.connsRefused)
+	serveErr := make(chan error, 2)
+	limited := newConnLimitListener(ln, cfg.HTTP.MaxConnsPerIP, a.trusted, a.connsRefused, tlsCfg != nil)
+	scheme := "http"
+	if tlsCfg != nil {
+		// HTTP/1.1 only: a non-nil empty TLSNextProto keeps net/http
+		// from offering HTTP/2.
+		srv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
+		limited = tls.NewListener(limited, tlsCfg)
+		scheme = "https"
+	}
 	go func() { serveErr <- srv.Serve(limited) }()
+	if redirectSrv != nil {
+		rl := newConnLimitListener(redirectLn, cfg.HTTP.MaxConnsPerIP, a.trusted, a.connsRefused, false)
+		go func() {
+			if err := redirectSrv.Serve(rl); !errors.Is(err, http.ErrServerClosed) {
+				serveErr <- fmt.Errorf("redirect listener: %w", err)
+			}
+		}()
+	}
 
 	startErr := a.start(ctx, regs)
 	if startErr == nil {
 		a.ready.Store(true)
 		a.warnEmbedded()
 		a.warnNullOrigin()
-		h.Log.Info("aurora started", "roles", cfg.Roles, "addr", ln.Addr().String())
+		started := []any{"roles", cfg.Roles, "addr", ln.Addr().String(), "scheme", scheme}
+		if redirectLn != nil {
+			started = append(started, "redirect_addr", redirectLn.Addr().String())
+		}
+		h.Log.Info("aurora started", started...)
 		select {
 		case <-ctx.Done():
 			h.Log.Info("shutdown requested", "drain_timeout", cfg.HTTP.DrainTimeout.String())
@@ -234,6 +285,11 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	if err := srv.Shutdown(dctx); err != nil {
 		errs = append(errs, fmt.Errorf("stop http server: %w", err))
+	}
+	if redirectSrv != nil {
+		if err := redirectSrv.Shutdown(dctx); err != nil {
+			errs = append(errs, fmt.Errorf("stop redirect listener: %w", err))
+		}
 	}
 	errs = append(errs, a.stopAll(dctx)...)
 	select {

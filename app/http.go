@@ -101,6 +101,9 @@ func (a *App) middleware(next http.Handler) http.Handler {
 		hd.Set("Referrer-Policy", "no-referrer")
 		hd.Set("X-Frame-Options", "DENY")
 		hd.Set("Content-Security-Policy", ContentSecurityPolicy)
+		if r.TLS != nil && cfg.HTTP.RedirectAddr != "" {
+			hd.Set("Strict-Transport-Security", HSTS)
+		}
 
 		id := r.Header.Get("X-Request-Id")
 		if id == "" || len(id) > 64 {

@@ -71,16 +71,21 @@ type connLimitListener struct {
 	max     int
 	trusted []netip.Prefix
 	refused prometheus.Counter
+	silent  bool
 
 	mu   sync.Mutex
 	open map[netip.Addr]int
 }
 
-func newConnLimitListener(ln net.Listener, max int, trusted []netip.Prefix, refused prometheus.Counter) net.Listener {
+// newConnLimitListener caps ln. With silent (the listener serves TLS) a
+// connection over the cap is closed without an answer: a 429 would have to
+// be sent inside a TLS session, so refusing would cost the handshake the
+// cap is there to save.
+func newConnLimitListener(ln net.Listener, max int, trusted []netip.Prefix, refused prometheus.Counter, silent bool) net.Listener {
 	if max <= 0 {
 		return ln
 	}
-	return &connLimitListener{Listener: ln, max: max, trusted: trusted, refused: refused, open: map[netip.Addr]int{}}
+	return &connLimitListener{Listener: ln, max: max, trusted: trusted, refused: refused, silent: silent, open: map[netip.Addr]int{}}
 }
 
 // tooManyConns is the whole response to a connection over the cap.
@@ -106,6 +111,10 @@ func (l *connLimitListener) Accept() (net.Conn, error) {
 			l.mu.Unlock()
 			l.refused.Inc()
 			// Answer without blocking Accept on a client that does not read.
+			if l.silent {
+				_ = c.Close()
+				continue
+			}
 			go func() {
 				_ = c.SetWriteDeadline(time.Now().Add(time.Second))
 				_, _ = c.Write(tooManyConns)

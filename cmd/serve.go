@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/auroradev/aurora/app"
+	"github.com/auroradev/aurora/app/infra"
 	"github.com/auroradev/aurora/web"
 )
 
@@ -25,8 +26,17 @@ func newServeCmd(o *options) *cobra.Command {
 			}
 			ctx, cancel := signalContext(cmd.Context())
 			defer cancel()
-			// The runtime does not import the web UI: it is handed in.
-			return app.New(cfg, log, app.WithPage(http.FileServerFS(web.Files))).Run(ctx)
+			// The runtime imports neither the web UI nor a certificate
+			// source: both are handed in.
+			opts := []app.Option{app.WithPage(http.FileServerFS(web.Files))}
+			tlsSrc, err := infra.ServerTLS(cfg, log)
+			if err != nil {
+				return err
+			}
+			if tlsSrc != nil {
+				opts = append(opts, app.WithTLS(tlsSrc))
+			}
+			return app.New(cfg, log, opts...).Run(ctx)
 		},
 	}
 	c.Flags().StringSlice("roles", nil, "roles to run: "+strings.Join(app.Roles(), ", ")+" (comma separated; default all)")

@@ -78,7 +78,50 @@ type HTTP struct {
 	// X-Forwarded-For is believed: the client is the right-most address
 	// in it that is not a trusted proxy.
 	TrustedProxies []string `mapstructure:"trusted_proxies"`
+	// TLS makes the listener serve HTTPS (and WSS) itself, from files or
+	// from ACME; off when neither is set.
+	TLS TLS `mapstructure:"tls"`
+	// RedirectAddr, when set (":80"), is a second, plain HTTP listener that
+	// answers every request with a 308 to the same path on HTTPS and, with
+	// ACME, serves its http-01 challenges. Requires TLS.
+	RedirectAddr string `mapstructure:"redirect_addr"`
 }
+
+// TLS is where the HTTPS certificate comes from: CertFile and KeyFile (PEM,
+// the chain first), or ACME. Neither: plain HTTP.
+type TLS struct {
+	CertFile string `mapstructure:"cert_file"`
+	KeyFile  string `mapstructure:"key_file"`
+	ACME     ACME   `mapstructure:"acme"`
+}
+
+// ACME obtains and renews the certificate from an ACME CA (Let's Encrypt by
+// default) for a single host: on when Domains is not empty.
+type ACME struct {
+	// Domains are the host names a certificate is obtained for; a TLS
+	// handshake for any other name is refused.
+	Domains []string `mapstructure:"domains"`
+	// Email is the CA account's contact, for expiry and problem notices.
+	Email string `mapstructure:"email"`
+	// DirectoryURL is the CA's ACME directory (https://).
+	DirectoryURL string `mapstructure:"directory_url"`
+	// DirectoryCAFile, when set, holds the PEM roots trusted for the
+	// directory's HTTPS instead of the system's: a private ACME CA's.
+	DirectoryCAFile string `mapstructure:"directory_ca_file"`
+	// CacheDir keeps the account key and certificates across restarts
+	// (mode 0700); empty: <data_dir>/acme.
+	CacheDir string `mapstructure:"cache_dir"`
+}
+
+// LetsEncryptURL is Let's Encrypt's production ACME directory, the default
+// http.tls.acme.directory_url.
+const LetsEncryptURL = "https://acme-v02.api.letsencrypt.org/directory"
+
+// Enabled reports whether the listener serves TLS.
+func (t TLS) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" || t.ACME.Enabled() }
+
+// Enabled reports whether the certificate comes from ACME.
+func (a ACME) Enabled() bool { return len(a.Domains) > 0 }
 
 // Log configures slog.
 type Log struct {
@@ -192,6 +235,7 @@ func Default(roles ...string) Config {
 			MaxConnsPerIP:     256,
 			UpgradeRatePerIP:  20,
 			UpgradeBurstPerIP: 100,
+			TLS:               TLS{ACME: ACME{DirectoryURL: LetsEncryptURL}},
 		},
 		Log:   Log{Level: "info", Format: "auto"},
 		Mongo: Mongo{},
@@ -393,6 +437,7 @@ func (c *Config) Validate(roles []string) error {
 			bad("http.trusted_proxies", "%q is not a CIDR (10.0.0.0/8) or an address", p)
 		}
 	}
+	c.validateTLS(bad)
 	switch strings.ToLower(c.Log.Level) {
 	case "debug", "info", "warn", "warning", "error":
 	default:
@@ -502,6 +547,89 @@ func (c *Config) Validate(roles []string) error {
 		bad("ingest.batch_size", "must be between 1 and 1000")
 	}
 	return errors.Join(errs...)
+}
+
+// validateTLS checks http.tls and http.redirect_addr: one certificate
+// source, complete, and a redirect only to an HTTPS listener.
+func (c *Config) validateTLS(bad func(key string, format string, a ...any)) {
+	t := c.HTTP.TLS
+	switch {
+	case t.CertFile != "" && t.KeyFile == "":
+		bad("http.tls.key_file", "must be set with http.tls.cert_file (the certificate's private key, PEM)")
+	case t.KeyFile != "" && t.CertFile == "":
+		bad("http.tls.cert_file", "must be set with http.tls.key_file (the certificate chain, PEM)")
+	}
+	if t.ACME.Enabled() && (t.CertFile != "" || t.KeyFile != "") {
+		bad("http.tls.acme.domains", "ACME and http.tls.cert_file/key_file are two certificate sources: set one of them")
+	}
+	for _, d := range t.ACME.Domains {
+		if err := checkDomain(d); err != nil {
+			bad("http.tls.acme.domains", "%q %v", d, err)
+		}
+	}
+	a := t.ACME
+	if !a.Enabled() && (a.Email != "" || a.CacheDir != "" || a.DirectoryCAFile != "") {
+		bad("http.tls.acme.domains", "ACME needs the domains to obtain a certificate for (http.tls.acme.email, cache_dir or directory_ca_file is set)")
+	}
+	if a.Enabled() {
+		if a.Email != "" && (!strings.Contains(a.Email, "@") || strings.ContainsAny(a.Email, " \t\r\n<>")) {
+			bad("http.tls.acme.email", "%q is not an email address", a.Email)
+		}
+		if err := checkDirectoryURL(a.DirectoryURL); err != nil {
+			bad("http.tls.acme.directory_url", "%q %v", a.DirectoryURL, err)
+		}
+	}
+	if r := c.HTTP.RedirectAddr; r != "" {
+		if _, _, err := net.SplitHostPort(r); err != nil {
+			bad("http.redirect_addr", "%q is not host:port (\":80\")", r)
+		} else if !t.Enabled() {
+			bad("http.redirect_addr", "redirects to HTTPS, but this server does not serve TLS: set http.tls.cert_file and key_file, or http.tls.acme.domains")
+		} else if _, port, _ := net.SplitHostPort(r); r == c.HTTP.Addr && port != "0" {
+			bad("http.redirect_addr", "must differ from http.addr %q", c.HTTP.Addr)
+		}
+	}
+}
+
+// checkDomain accepts a host name a public CA can issue for: letters,
+// digits, '-' and at least one dot; no IP address, port or wildcard
+// (http-01 and tls-alpn-01 cannot prove a wildcard).
+func checkDomain(d string) error {
+	if net.ParseIP(d) != nil {
+		return errors.New("is an IP address, ACME needs a host name")
+	}
+	if !strings.Contains(strings.Trim(d, "."), ".") || strings.HasSuffix(d, ".") || len(d) > 253 {
+		return errors.New("is not a fully qualified host name like chat.example.com")
+	}
+	for _, label := range strings.Split(d, ".") {
+		if label == "" || len(label) > 63 || strings.HasPrefix(label, "-") || strings.HasSuffix(label, "-") {
+			return errors.New("is not a fully qualified host name like chat.example.com")
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return fmt.Errorf("has %q: only letters, digits and '-' (no wildcard, port or path)", r)
+			}
+		}
+	}
+	return nil
+}
+
+// checkDirectoryURL accepts an https:// ACME directory: ACME requires
+// HTTPS (RFC 8555), and the account key's orders must not cross a network
+// in the clear.
+func checkDirectoryURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" || u.Scheme != "https" {
+		return errors.New("is not an https:// URL like " + LetsEncryptURL)
+	}
+	return nil
+}
+
+// ACMECacheDir is where ACME keeps its account key and certificates.
+func (c *Config) ACMECacheDir() string {
+	if c.HTTP.TLS.ACME.CacheDir != "" {
+		return c.HTTP.TLS.ACME.CacheDir
+	}
+	return filepath.Join(c.DataDir, "acme")
 }
 
 // checkOrigin accepts one http.cors_origins entry: "*", "null", or an

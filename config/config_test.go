@@ -357,6 +357,9 @@ func TestExampleFileMatchesDefaults(t *testing.T) {
 	if len(c.Chat.RoomsAllowed) == 0 && len(def.Chat.RoomsAllowed) == 0 {
 		c.Chat.RoomsAllowed = def.Chat.RoomsAllowed
 	}
+	if len(c.HTTP.TLS.ACME.Domains) == 0 && len(def.HTTP.TLS.ACME.Domains) == 0 {
+		c.HTTP.TLS.ACME.Domains = def.HTTP.TLS.ACME.Domains
+	}
 	if !reflect.DeepEqual(*c, def) {
 		t.Fatalf("aurora.example.yaml differs from Default():\n got %+v\nwant %+v", *c, def)
 	}
@@ -696,5 +699,77 @@ func TestAckReplicas(t *testing.T) {
 				t.Fatalf("error %q does not name %s and say %q", err, tc.key, tc.say)
 			}
 		})
+	}
+}
+
+// TestTLSValidation: one certificate source, complete, with what the
+// chosen source needs; each refusal names the key to fix.
+func TestTLSValidation(t *testing.T) {
+	cases := []struct {
+		name string
+		kv   []string
+		key  string // "" when the configuration is valid
+	}{
+		{"cert without key", []string{"AURORA_HTTP_TLS_CERT_FILE", "/etc/aurora/cert.pem"}, "http.tls.key_file"},
+		{"key without cert", []string{"AURORA_HTTP_TLS_KEY_FILE", "/etc/aurora/key.pem"}, "http.tls.cert_file"},
+		{"cert and key", []string{"AURORA_HTTP_TLS_CERT_FILE", "c.pem", "AURORA_HTTP_TLS_KEY_FILE", "k.pem"}, ""},
+		{"files and ACME", []string{"AURORA_HTTP_TLS_CERT_FILE", "c.pem", "AURORA_HTTP_TLS_KEY_FILE", "k.pem",
+			"AURORA_HTTP_TLS_ACME_DOMAINS", "chat.example.com"}, "http.tls.acme.domains"},
+		{"ACME", []string{"AURORA_HTTP_TLS_ACME_DOMAINS", "chat.example.com,www.chat.example.com",
+			"AURORA_HTTP_TLS_ACME_EMAIL", "ops@example.com"}, ""},
+		{"ACME email without domains", []string{"AURORA_HTTP_TLS_ACME_EMAIL", "ops@example.com"}, "http.tls.acme.domains"},
+		{"ACME cache dir without domains", []string{"AURORA_HTTP_TLS_ACME_CACHE_DIR", "/var/lib/aurora/acme"}, "http.tls.acme.domains"},
+		{"ACME IP", []string{"AURORA_HTTP_TLS_ACME_DOMAINS", "192.0.2.1"}, "http.tls.acme.domains"},
+		{"ACME wildcard", []string{"AURORA_HTTP_TLS_ACME_DOMAINS", "*.example.com"}, "http.tls.acme.domains"},
+		{"ACME single label", []string{"AURORA_HTTP_TLS_ACME_DOMAINS", "localhost"}, "http.tls.acme.domains"},
+		{"ACME with port", []string{"AURORA_HTTP_TLS_ACME_DOMAINS", "chat.example.com:443"}, "http.tls.acme.domains"},
+		{"ACME bad email", []string{"AURORA_HTTP_TLS_ACME_DOMAINS", "chat.example.com", "AURORA_HTTP_TLS_ACME_EMAIL", "ops"}, "http.tls.acme.email"},
+		{"ACME plain directory", []string{"AURORA_HTTP_TLS_ACME_DOMAINS", "chat.example.com",
+			"AURORA_HTTP_TLS_ACME_DIRECTORY_URL", "http://acme.example.com/dir"}, "http.tls.acme.directory_url"},
+		{"ACME plain loopback directory", []string{"AURORA_HTTP_TLS_ACME_DOMAINS", "chat.example.com",
+			"AURORA_HTTP_TLS_ACME_DIRECTORY_URL", "http://127.0.0.1:14000/dir"}, "http.tls.acme.directory_url"},
+		{"ACME private CA", []string{"AURORA_HTTP_TLS_ACME_DOMAINS", "chat.example.com",
+			"AURORA_HTTP_TLS_ACME_DIRECTORY_URL", "https://127.0.0.1:14000/dir",
+			"AURORA_HTTP_TLS_ACME_DIRECTORY_CA_FILE", "/etc/aurora/acme-ca.pem"}, ""},
+		{"ACME CA file without domains", []string{"AURORA_HTTP_TLS_ACME_DIRECTORY_CA_FILE", "/etc/aurora/acme-ca.pem"}, "http.tls.acme.domains"},
+		{"ACME directory not a URL", []string{"AURORA_HTTP_TLS_ACME_DOMAINS", "chat.example.com",
+			"AURORA_HTTP_TLS_ACME_DIRECTORY_URL", "letsencrypt"}, "http.tls.acme.directory_url"},
+		{"redirect without TLS", []string{"AURORA_HTTP_REDIRECT_ADDR", ":80"}, "http.redirect_addr"},
+		{"redirect not host:port", []string{"AURORA_HTTP_TLS_ACME_DOMAINS", "chat.example.com", "AURORA_HTTP_REDIRECT_ADDR", "80"}, "http.redirect_addr"},
+		{"redirect on the TLS address", []string{"AURORA_HTTP_TLS_ACME_DOMAINS", "chat.example.com",
+			"AURORA_HTTP_ADDR", ":443", "AURORA_HTTP_REDIRECT_ADDR", ":443"}, "http.redirect_addr"},
+		{"redirect with ACME", []string{"AURORA_HTTP_TLS_ACME_DOMAINS", "chat.example.com",
+			"AURORA_HTTP_ADDR", ":443", "AURORA_HTTP_REDIRECT_ADDR", ":80"}, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := load("", nil, registryRoles, env(tc.kv...))
+			switch {
+			case tc.key == "" && err != nil:
+				t.Fatalf("valid configuration refused: %v", err)
+			case tc.key == "" && !c.HTTP.TLS.Enabled():
+				t.Fatal("valid TLS configuration: TLS not enabled")
+			case tc.key != "" && err == nil:
+				t.Fatal("load succeeded")
+			case tc.key != "" && !strings.Contains(err.Error(), "config key "+tc.key+":"):
+				t.Fatalf("error %q does not name key %s", err, tc.key)
+			}
+		})
+	}
+
+	def := Default(registryRoles...)
+	if def.HTTP.TLS.Enabled() || def.HTTP.RedirectAddr != "" {
+		t.Errorf("TLS or the redirect is on by default: %+v %q", def.HTTP.TLS, def.HTTP.RedirectAddr)
+	}
+	if def.HTTP.TLS.ACME.DirectoryURL != LetsEncryptURL {
+		t.Errorf("default directory %q, want Let's Encrypt production", def.HTTP.TLS.ACME.DirectoryURL)
+	}
+	def.DataDir = "/var/lib/aurora"
+	if got := def.ACMECacheDir(); got != filepath.Join("/var/lib/aurora", "acme") {
+		t.Errorf("ACMECacheDir() = %q, want <data_dir>/acme", got)
+	}
+	def.HTTP.TLS.ACME.CacheDir = "/srv/acme"
+	if got := def.ACMECacheDir(); got != "/srv/acme" {
+		t.Errorf("ACMECacheDir() = %q with cache_dir set", got)
 	}
 }

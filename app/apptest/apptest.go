@@ -8,9 +8,11 @@ package apptest
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"testing"
@@ -101,10 +103,13 @@ func Config(t testing.TB) *config.Config {
 
 // Server is a running Aurora in this process.
 type Server struct {
-	App  *app.App
-	URL  string // http://127.0.0.1:port
-	stop context.CancelFunc
-	done chan error
+	App *app.App
+	URL string // http://127.0.0.1:port, or https://host:port (StartTLS)
+	// Client reaches URL: for a TLS server it trusts the test's roots
+	// (for wss too: websocket.DialOptions{HTTPClient: s.Client}).
+	Client *http.Client
+	stop   context.CancelFunc
+	done   chan error
 }
 
 // Start runs cfg in-process and waits until /readyz answers 200. The server
@@ -122,13 +127,29 @@ func Start(t testing.TB, cfg *config.Config) *Server {
 // check what the server logs (an error line, no secrets).
 func StartWithLog(t testing.TB, cfg *config.Config, log *slog.Logger) *Server {
 	t.Helper()
+	return start(t, cfg, log, nil, "")
+}
+
+// start runs cfg as cmd serve does; a TLS server (http.tls) is reached
+// through a client trusting roots, at host in URLs.
+func start(t testing.TB, cfg *config.Config, log *slog.Logger, roots *x509.CertPool, host string) *Server {
+	t.Helper()
 	if err := cfg.Validate(app.Roles()); err != nil {
 		t.Fatal(err)
 	}
-	// What cmd serve hands the runtime: the web UI on "/".
-	a := app.New(cfg, log, app.WithPage(http.FileServerFS(web.Files)))
+	// What cmd serve hands the runtime: the web UI on "/", and the
+	// certificate source when http.tls asks for one.
+	opts := []app.Option{app.WithPage(http.FileServerFS(web.Files))}
+	tlsSrc, err := infra.ServerTLS(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tlsSrc != nil {
+		opts = append(opts, app.WithTLS(tlsSrc))
+	}
+	a := app.New(cfg, log, opts...)
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{App: a, stop: cancel, done: make(chan error, 1)}
+	s := &Server{App: a, stop: cancel, done: make(chan error, 1), Client: &http.Client{Timeout: 5 * time.Second}}
 	go func() { s.done <- a.Run(ctx) }()
 	const within = 30 * time.Second
 	began := time.Now()
@@ -136,9 +157,14 @@ func StartWithLog(t testing.TB, cfg *config.Config, log *slog.Logger) *Server {
 		t.Fatalf("server did not bind in %s", within)
 	}
 	s.URL = "http://" + a.Addr()
+	if tlsSrc != nil {
+		_, port, _ := net.SplitHostPort(a.Addr())
+		s.URL = "https://" + net.JoinHostPort(host, port)
+		s.Client = TLSClient(roots, a.Addr())
+	}
 	if !Poll(within-time.Since(began), func() bool {
 		s.failIfStopped(t, "server stopped while starting")
-		return ReadyStatus(s.URL) == http.StatusOK
+		return readyStatus(s.Client, s.URL) == http.StatusOK
 	}) {
 		t.Fatalf("server not ready in %s", within)
 	}
@@ -164,7 +190,10 @@ func (s *Server) failIfStopped(t testing.TB, what string) {
 // ReadyStatus is the status of GET base/readyz, 0 when nothing answers
 // within 5 s.
 func ReadyStatus(base string) int {
-	c := http.Client{Timeout: 5 * time.Second}
+	return readyStatus(&http.Client{Timeout: 5 * time.Second}, base)
+}
+
+func readyStatus(c *http.Client, base string) int {
 	resp, err := c.Get(base + "/readyz")
 	if err != nil {
 		return 0

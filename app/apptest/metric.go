@@ -19,6 +19,17 @@ import (
 // counted yet is. An unreachable page or a malformed line fails the test.
 func Metric(t testing.TB, base, name string, labels ...string) float64 {
 	t.Helper()
+	return metric(t, &http.Client{Timeout: 10 * time.Second}, base, name, labels...)
+}
+
+// Metric is apptest.Metric on s through its Client (for a TLS server).
+func (s *Server) Metric(t testing.TB, name string, labels ...string) float64 {
+	t.Helper()
+	return metric(t, s.Client, s.URL, name, labels...)
+}
+
+func metric(t testing.TB, c *http.Client, base, name string, labels ...string) float64 {
+	t.Helper()
 	if len(labels)%2 != 0 {
 		t.Fatalf("metric %s: labels %q are not name, value pairs", name, labels)
 	}
@@ -26,7 +37,6 @@ func Metric(t testing.TB, base, name string, labels ...string) float64 {
 	for i := 0; i < len(labels); i += 2 {
 		want[labels[i]] = labels[i+1]
 	}
-	c := http.Client{Timeout: 10 * time.Second}
 	resp, err := c.Get(base + "/metrics")
 	if err != nil {
 		t.Fatalf("GET %s/metrics: %v", base, err)
