@@ -68,17 +68,16 @@ func startRedisServer(t *testing.T, aof bool) *redisServer {
 func (r *redisServer) URL() string { return fmt.Sprintf("redis://127.0.0.1:%d", r.port) }
 
 // start runs redis-server on r's port and dir and waits until it answers
-// PING (with AOF, that is after it has loaded the file).
+// PING (with AOF, that is after it has loaded the file). The port was ours
+// a moment ago, or the previous run's, which the kernel may not have let go
+// of yet: a server that exits at once is started again, for up to 10 s.
 func (r *redisServer) start() {
 	r.t.Helper()
 	appendonly := "no"
 	if r.aof {
 		appendonly = "yes"
 	}
-	// The port was ours a moment ago (or held by the previous run, which
-	// the kernel may not have let go of yet): retry a little.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	for deadline := time.Now().Add(10 * time.Second); ; {
 		cmd := exec.Command("redis-server",
 			"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--dir", r.dir,
 			"--save", "", "--appendonly", appendonly, "--appendfsync", "always",
@@ -91,27 +90,25 @@ func (r *redisServer) start() {
 		r.mu.Lock()
 		r.cmd, r.done = cmd, done
 		r.mu.Unlock()
-		if apptest.Poll(procWait, func() bool {
+		exited := func() bool {
 			select {
 			case <-done:
 				return true
 			default:
-			}
-			return redisPing(r.port)
-		}) {
-			select {
-			case <-done:
-				if time.Now().Before(deadline) {
-					time.Sleep(100 * time.Millisecond)
-					continue
-				}
-				b, _ := os.ReadFile(r.log)
-				r.t.Fatalf("redis-server on port %d exited at start:\n%s", r.port, tail(string(b), 20))
-			default:
-				return
+				return false
 			}
 		}
-		r.t.Fatalf("redis-server on port %d does not answer PING after %s", r.port, procWait)
+		if !apptest.Poll(procWait, func() bool { return exited() || redisPing(r.port) }) {
+			r.t.Fatalf("redis-server on port %d does not answer PING after %s", r.port, procWait)
+		}
+		if !exited() {
+			return
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(r.log)
+			r.t.Fatalf("redis-server on port %d exited at start:\n%s", r.port, tail(string(b), 20))
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
