@@ -5,7 +5,10 @@
 // live tests at the default limits, replicas sharing rooms, the message
 // pipeline through kills and outages, ingest processes surviving a
 // SIGKILL, the operator commands next to a running serve, a data dir
-// owned by another user, HTTPS from certificate files.
+// owned by another user, HTTPS from certificate files; and, with the build
+// tag faults, issue #11's fault suite (faults_test.go: its own redis-server
+// processes, a fleet of five processes, clients that recover as the web
+// client does).
 //
 // Tests that run Aurora in this process (apptest.Start, cmd.Run) belong
 // beside the code they test, not here; the browser test is web/e2e.
