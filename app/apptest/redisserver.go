@@ -146,12 +146,22 @@ func (s *RedisServer) Kill() {
 	}
 }
 
-// Restart starts the server again on the same port with the same
-// arguments, after Kill.
+// Restart starts the server again on the same port, dir and arguments,
+// after Kill: with AOF on, it comes back with what it persisted. The kernel
+// may not have let go of the port yet, so a server that exits at once is
+// started again, for up to 10 s.
 func (s *RedisServer) Restart() {
 	s.t.Helper()
-	if err := s.start(); err != nil {
-		s.t.Fatal(err)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := s.start()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

@@ -3,16 +3,10 @@
 package proctest_test
 
 import (
-	"bufio"
 	"fmt"
-	"net"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -27,117 +21,21 @@ import (
 // other process tests does not allow), and a fleet of Aurora processes on
 // it: auth, two chat replicas, two ingest workers.
 
-// redisServer is a redis-server child process the test owns. It can be
-// killed and started again on the same port and directory, so what it
-// persisted (AOF) is what it comes back with.
-type redisServer struct {
-	t    *testing.T
-	port int
-	dir  string
-	aof  bool
-	log  string
-
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-// startRedisServer starts redis-server on a free port with its data in a
-// temp dir. With aof, every write is fsynced before Redis answers it
-// (`appendonly yes`, `appendfsync always`); without, it keeps nothing
-// across a restart. It is killed when the test ends.
-func startRedisServer(t *testing.T, aof bool) *redisServer {
+// startRedisServer starts the fleet's redis-server (apptest.RedisServer) on
+// a free port with its data in a temp dir. With aof, every write is fsynced
+// before Redis answers it (appendonly yes, appendfsync always), and Kill plus
+// Restart bring it back on the same port and dir with what it persisted;
+// without, it keeps nothing across a restart. The suite needs the binary:
+// it fails, not skips, without it.
+func startRedisServer(t *testing.T, aof bool) *apptest.RedisServer {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatalf("the fault suite runs real redis-server processes: %v (apt-get install redis-server)", err)
 	}
-	r := &redisServer{t: t, port: freePort(t), dir: t.TempDir(), aof: aof}
-	r.log = filepath.Join(r.dir, "redis.log")
-	r.start()
-	t.Cleanup(func() {
-		r.kill()
-		if t.Failed() {
-			b, _ := os.ReadFile(r.log)
-			t.Logf("redis-server log:\n%s", tail(string(b), 30))
-		}
-	})
-	return r
-}
-
-// URL is the redis:// URL of the server; it stays the same across restarts.
-func (r *redisServer) URL() string { return fmt.Sprintf("redis://127.0.0.1:%d", r.port) }
-
-// start runs redis-server on r's port and dir and waits until it answers
-// PING (with AOF, that is after it has loaded the file). The port was ours
-// a moment ago, or the previous run's, which the kernel may not have let go
-// of yet: a server that exits at once is started again, for up to 10 s.
-func (r *redisServer) start() {
-	r.t.Helper()
-	appendonly := "no"
-	if r.aof {
-		appendonly = "yes"
+	if aof {
+		return apptest.StartRedisServer(t, "--appendonly", "yes", "--appendfsync", "always")
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		cmd := exec.Command("redis-server",
-			"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--dir", r.dir,
-			"--save", "", "--appendonly", appendonly, "--appendfsync", "always",
-			"--logfile", r.log, "--daemonize", "no")
-		if err := cmd.Start(); err != nil {
-			r.t.Fatalf("start redis-server: %v", err)
-		}
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		r.mu.Lock()
-		r.cmd, r.done = cmd, done
-		r.mu.Unlock()
-		exited := func() bool {
-			select {
-			case <-done:
-				return true
-			default:
-				return false
-			}
-		}
-		if !apptest.Poll(procWait, func() bool { return exited() || redisPing(r.port) }) {
-			r.t.Fatalf("redis-server on port %d does not answer PING after %s", r.port, procWait)
-		}
-		if !exited() {
-			return
-		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(r.log)
-			r.t.Fatalf("redis-server on port %d exited at start:\n%s", r.port, tail(string(b), 20))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// kill ends the server with SIGKILL (nothing flushed that was not already)
-// and waits for it.
-func (r *redisServer) kill() {
-	r.mu.Lock()
-	cmd, done := r.cmd, r.done
-	r.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Signal(syscall.SIGKILL)
-	<-done
-}
-
-// redisPing reports whether a Redis on the loopback port answers PING.
-func redisPing(port int) bool {
-	c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), time.Second)
-	if err != nil {
-		return false
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(time.Second))
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
-		return false
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	return err == nil && line == "+PONG\r\n"
+	return apptest.StartRedisServer(t)
 }
 
 // fleetOptions say how a fault scenario's fleet is set up.
@@ -155,7 +53,7 @@ type fleetOptions struct {
 // ingest-b on one redis-server and one store.
 type fleet struct {
 	t        *testing.T
-	redis    *redisServer
+	redis    *apptest.RedisServer
 	proxy    *apptest.RedisProxy // nil unless fleetOptions.proxy
 	rc       rueidis.Client      // the test's own client, straight to Redis
 	dataDir  string
@@ -191,7 +89,7 @@ func startFleet(t *testing.T, o fleetOptions) *fleet {
 	}
 	f := &fleet{t: t, redis: startRedisServer(t, o.aof), dataDir: t.TempDir(),
 		nodes: map[string]*node{}, starts: map[string]int{}}
-	url := f.redis.URL()
+	url := f.redis.URL
 	f.rc = apptest.RedisClient(t, url)
 	if o.proxy {
 		f.proxy, url = apptest.NewRedisProxy(t, url)
