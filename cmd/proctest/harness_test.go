@@ -369,39 +369,43 @@ type proc struct {
 	err    error         // Wait's result, once done is closed
 }
 
-// startServe starts `aurora serve` on a free port with dataDir and waits until
-// /readyz answers 200.
-func startServe(t *testing.T, bin, dataDir string) *proc {
+// runProc starts cmd with its output in the proc's buffer, and kills it
+// (printing that output if the test failed) when the test ends.
+func runProc(t *testing.T, cmd *exec.Cmd) *proc {
 	t.Helper()
-	port := freePort(t)
-	p := &proc{
-		base:   "http://127.0.0.1:" + strconv.Itoa(port),
-		stderr: &apptest.Buffer{},
-		done:   make(chan struct{}),
-	}
-	p.cmd = exec.Command(bin, "serve", "--http-addr", "127.0.0.1:"+strconv.Itoa(port), "--data-dir", dataDir)
-	p.cmd.Dir = filepath.Dir(dataDir)
-	p.cmd.Env = apptest.CleanEnv()
-	p.cmd.Stdout = p.stderr
-	p.cmd.Stderr = p.stderr
-	if err := p.cmd.Start(); err != nil {
+	p := &proc{cmd: cmd, stderr: &apptest.Buffer{}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = p.stderr, p.stderr
+	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	go func() {
-		p.err = p.cmd.Wait()
+		p.err = cmd.Wait()
 		close(p.done)
 	}()
 	t.Cleanup(func() {
 		select {
 		case <-p.done:
 		default:
-			_ = p.cmd.Process.Kill()
+			_ = cmd.Process.Kill()
 			<-p.done
 		}
 		if t.Failed() {
 			t.Logf("aurora output:\n%s", p.stderr.String())
 		}
 	})
+	return p
+}
+
+// startServe starts `aurora serve` on a free port with dataDir and waits until
+// /readyz answers 200.
+func startServe(t *testing.T, bin, dataDir string) *proc {
+	t.Helper()
+	port := freePort(t)
+	cmd := exec.Command(bin, "serve", "--http-addr", "127.0.0.1:"+strconv.Itoa(port), "--data-dir", dataDir)
+	cmd.Dir = filepath.Dir(dataDir)
+	cmd.Env = apptest.CleanEnv()
+	p := runProc(t, cmd)
+	p.base = "http://127.0.0.1:" + strconv.Itoa(port)
 
 	ready := apptest.Poll(60*time.Second, func() bool {
 		select {

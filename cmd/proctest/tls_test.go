@@ -19,31 +19,12 @@ func TestServeTLS(t *testing.T) {
 	ca := apptest.NewTestCA(t, 24*time.Hour, "localhost")
 	port, redirectPort := freePort(t), freePort(t)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	p := &proc{stderr: &apptest.Buffer{}, done: make(chan struct{})}
-	p.cmd = execAurora(bin, "serve", "--http-addr", addr, "--data-dir", filepath.Join(t.TempDir(), "data"))
-	p.cmd.Env = append(p.cmd.Env,
+	cmd := execAurora(bin, "serve", "--http-addr", addr, "--data-dir", filepath.Join(t.TempDir(), "data"))
+	cmd.Env = append(cmd.Env,
 		"AURORA_HTTP_TLS_CERT_FILE="+ca.CertFile,
 		"AURORA_HTTP_TLS_KEY_FILE="+ca.KeyFile,
 		"AURORA_HTTP_REDIRECT_ADDR=127.0.0.1:"+strconv.Itoa(redirectPort))
-	p.cmd.Stdout, p.cmd.Stderr = p.stderr, p.stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("aurora output:\n%s", p.stderr.String())
-		}
-	})
+	p := runProc(t, cmd)
 
 	client := apptest.TLSClient(ca.Roots, addr)
 	base := "https://localhost:" + strconv.Itoa(port)
