@@ -167,8 +167,7 @@ func roundTrip(t *testing.T, e Entry) {
 	if err != nil || back != e {
 		t.Fatalf("%+v: Fields %q decode to %+v, %v", e, f, back, err)
 	}
-	prefix, middle, suffix := e.FrameParts()
-	live := prefix + e.ID.String() + middle + strconv.FormatInt(e.TS, 10) + suffix
+	live := liveFrame(e)
 	want, err := json.Marshal(e.Frame())
 	if err != nil {
 		t.Fatal(err)

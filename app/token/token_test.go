@@ -1,4 +1,4 @@
-package token
+package token_test
 
 import (
 	"encoding/base64"
@@ -8,13 +8,15 @@ import (
 	"time"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
-	"github.com/lestrrat-go/jwx/v2/jwt"
+
+	"github.com/auroradev/aurora/app/apptest"
+	"github.com/auroradev/aurora/app/token"
 )
 
 var secret = []byte("a-test-secret-of-enough-length-0123456789")
 
 func TestIssueVerify(t *testing.T) {
-	iss := NewIssuer(secret, time.Hour)
+	iss := token.NewIssuer(secret, time.Hour)
 	raw, exp, err := iss.Issue("507f1f77bcf86cd799439011", "alice")
 	if err != nil {
 		t.Fatal(err)
@@ -31,26 +33,8 @@ func TestIssueVerify(t *testing.T) {
 	}
 }
 
-// sign builds a token the way another system would.
-func sign(t *testing.T, alg jwa.SignatureAlgorithm, key any, claims map[string]any) string {
-	t.Helper()
-	b := jwt.NewBuilder()
-	for k, v := range claims {
-		b = b.Claim(k, v)
-	}
-	tok, err := b.Build()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := jwt.Sign(tok, jwt.WithKey(alg, key))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(s)
-}
-
 func TestVerifyRejects(t *testing.T) {
-	iss := NewIssuer(secret, time.Hour)
+	iss := token.NewIssuer(secret, time.Hour)
 	now := time.Now()
 	good := map[string]any{"userId": "u1", "username": "alice", "iat": now.Unix(), "exp": now.Add(time.Hour).Unix()}
 	with := func(k string, v any) map[string]any {
@@ -77,22 +61,22 @@ func TestVerifyRejects(t *testing.T) {
 		raw  string
 		want error
 	}{
-		"empty":          {"", ErrInvalid},
-		"garbage":        {"not.a.token", ErrInvalid},
-		"other secret":   {sign(t, jwa.HS256, []byte("another-secret-another-secret-1234"), good), ErrInvalid},
-		"HS512":          {sign(t, jwa.HS512, secret, good), ErrInvalid},
-		"alg none":       {none, ErrInvalid},
-		"expired":        {sign(t, jwa.HS256, secret, with("exp", now.Add(-time.Minute).Unix())), ErrExpired},
-		"no exp":         {sign(t, jwa.HS256, secret, with("exp", nil)), ErrInvalid},
-		"no userId":      {sign(t, jwa.HS256, secret, with("userId", nil)), ErrInvalid},
-		"userId not str": {sign(t, jwa.HS256, secret, with("userId", 42)), ErrInvalid},
+		"empty":          {"", token.ErrInvalid},
+		"garbage":        {"not.a.token", token.ErrInvalid},
+		"other secret":   {apptest.SignJWT(t, jwa.HS256, []byte("another-secret-another-secret-1234"), good), token.ErrInvalid},
+		"HS512":          {apptest.SignJWT(t, jwa.HS512, secret, good), token.ErrInvalid},
+		"alg none":       {none, token.ErrInvalid},
+		"expired":        {apptest.SignJWT(t, jwa.HS256, secret, with("exp", now.Add(-time.Minute).Unix())), token.ErrExpired},
+		"no exp":         {apptest.SignJWT(t, jwa.HS256, secret, with("exp", nil)), token.ErrInvalid},
+		"no userId":      {apptest.SignJWT(t, jwa.HS256, secret, with("userId", nil)), token.ErrInvalid},
+		"userId not str": {apptest.SignJWT(t, jwa.HS256, secret, with("userId", 42)), token.ErrInvalid},
 	} {
 		if _, err := iss.Verify(tc.raw); !errors.Is(err, tc.want) {
 			t.Errorf("%s: err %v, want %v", name, err, tc.want)
 		}
 	}
 	// AuroraChat's jsonwebtoken tokens: HS256 with these claims verify.
-	if _, err := iss.Verify(sign(t, jwa.HS256, secret, good)); err != nil {
+	if _, err := iss.Verify(apptest.SignJWT(t, jwa.HS256, secret, good)); err != nil {
 		t.Errorf("an AuroraChat-style token: %v", err)
 	}
 }

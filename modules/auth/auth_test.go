@@ -587,7 +587,7 @@ func testMeUnauthorized(t *testing.T, e *env) {
 	claims := map[string]any{"userId": "507f1f77bcf86cd799439011", "username": "mallory", "iat": now.Unix(), "exp": now.Add(time.Hour).Unix()}
 	expired := map[string]any{"userId": "507f1f77bcf86cd799439011", "username": "mallory",
 		"iat": now.Add(-2 * time.Hour).Unix(), "exp": now.Add(-time.Hour).Unix()}
-	good := signToken(t, jwa.HS256, secret, claims)
+	good := apptest.SignJWT(t, jwa.HS256, secret, claims)
 	tampered := good[:strings.LastIndexByte(good, '.')+1] + strings.Repeat("A", 43)
 
 	for _, c := range []struct{ name, header, want string }{
@@ -597,11 +597,11 @@ func testMeUnauthorized(t *testing.T, e *env) {
 		{"token without scheme", good, "missing bearer token"},
 		{"garbage", "Bearer not-a-token", "invalid token"},
 		{"tampered signature", "Bearer " + tampered, "invalid token"},
-		{"expired", "Bearer " + signToken(t, jwa.HS256, secret, expired), "token expired"},
+		{"expired", "Bearer " + apptest.SignJWT(t, jwa.HS256, secret, expired), "token expired"},
 		{"alg none", "Bearer " + noneToken(claims), "invalid token"},
-		{"HS512 same secret", "Bearer " + signToken(t, jwa.HS512, secret, claims), "invalid token"},
-		{"other secret", "Bearer " + signToken(t, jwa.HS256, []byte("another-secret-0123456789abcdef0123"), claims), "invalid token"},
-		{"no userId", "Bearer " + signToken(t, jwa.HS256, secret, map[string]any{"username": "x", "exp": now.Add(time.Hour).Unix()}), "invalid token"},
+		{"HS512 same secret", "Bearer " + apptest.SignJWT(t, jwa.HS512, secret, claims), "invalid token"},
+		{"other secret", "Bearer " + apptest.SignJWT(t, jwa.HS256, []byte("another-secret-0123456789abcdef0123"), claims), "invalid token"},
+		{"no userId", "Bearer " + apptest.SignJWT(t, jwa.HS256, secret, map[string]any{"username": "x", "exp": now.Add(time.Hour).Unix()}), "invalid token"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			hdr := map[string]string{}
@@ -621,7 +621,7 @@ func testMeUnauthorized(t *testing.T, e *env) {
 // signs it (HS256, claims userId, username, iat, exp) works on /me.
 func testAuroraChatToken(t *testing.T, e *env) {
 	now := time.Now()
-	tok := signToken(t, jwa.HS256, []byte(e.cfg.Auth.JWTSecret), map[string]any{
+	tok := apptest.SignJWT(t, jwa.HS256, []byte(e.cfg.Auth.JWTSecret), map[string]any{
 		"userId": "507f1f77bcf86cd799439011", "username": "alice", "iat": now.Unix(), "exp": now.Add(24 * time.Hour).Unix(),
 	})
 	r := call(t, e.srv.URL, "GET", "/api/auth/me", "", "", map[string]string{"Authorization": "Bearer " + tok})
@@ -951,25 +951,6 @@ func testStoreDown(t *testing.T, e *env) {
 	}
 }
 
-// signToken signs claims with alg and secret using jwx directly, the way
-// another implementation (AuroraChat's jsonwebtoken) would.
-func signToken(t *testing.T, alg jwa.SignatureAlgorithm, secret []byte, claims map[string]any) string {
-	t.Helper()
-	tok := jwt.New()
-	for k, v := range claims {
-		if k == "iat" || k == "exp" {
-			v = time.Unix(v.(int64), 0)
-		}
-		if err := tok.Set(k, v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	signed, err := jwt.Sign(tok, jwt.WithKey(alg, secret))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(signed)
-}
 
 // noneToken builds an unsigned token (alg "none") by hand.
 func noneToken(claims map[string]any) string {

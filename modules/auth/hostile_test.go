@@ -199,9 +199,9 @@ func TestHostileFloodsAndTokens(t *testing.T) {
 		error       string
 	}{
 		{"alg none", noneToken(valid), http.StatusUnauthorized, "invalid token"},
-		{"wrong key", signToken(t, jwa.HS256, []byte("another-secret-0123456789abcdef0123"), valid), http.StatusUnauthorized, "invalid token"},
-		{"expired", signToken(t, jwa.HS256, secret, claims("507f1f77bcf86cd799439011", time.Time{}, now.Add(-time.Minute))), http.StatusUnauthorized, "token expired"},
-		{"not yet valid", signToken(t, jwa.HS256, secret, claims("507f1f77bcf86cd799439011", now.Add(time.Hour), now.Add(2*time.Hour))), http.StatusUnauthorized, "invalid token"},
+		{"wrong key", apptest.SignJWT(t, jwa.HS256, []byte("another-secret-0123456789abcdef0123"), valid), http.StatusUnauthorized, "invalid token"},
+		{"expired", apptest.SignJWT(t, jwa.HS256, secret, claims("507f1f77bcf86cd799439011", time.Time{}, now.Add(-time.Minute))), http.StatusUnauthorized, "token expired"},
+		{"not yet valid", apptest.SignJWT(t, jwa.HS256, secret, claims("507f1f77bcf86cd799439011", now.Add(time.Hour), now.Add(2*time.Hour))), http.StatusUnauthorized, "invalid token"},
 		{"disabled user (stateless: valid until it expires)", doraToken, http.StatusOK, ""},
 	} {
 		t.Run(row.name, func(t *testing.T) {

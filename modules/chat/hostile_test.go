@@ -15,7 +15,6 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/lestrrat-go/jwx/v2/jwa"
-	"github.com/lestrrat-go/jwx/v2/jwt"
 
 	"github.com/auroradev/aurora/app/apptest"
 	"github.com/auroradev/aurora/app/store"
@@ -392,12 +391,12 @@ func TestHostileTokens(t *testing.T) {
 		msg         string
 	}{
 		{"alg none", unsignedToken(valid), http.StatusUnauthorized, "invalid token"},
-		{"wrong key", signWith(t, jwa.HS256, []byte("another-secret-0123456789abcdef0123"), valid), http.StatusUnauthorized, "invalid token"},
-		{"HS512 with the right key", signWith(t, jwa.HS512, secret, valid), http.StatusUnauthorized, "invalid token"},
-		{"expired", signWith(t, jwa.HS256, secret, claims("t1", now.Add(-2*time.Hour), time.Time{}, now.Add(-time.Hour))), http.StatusUnauthorized, "token expired"},
-		{"not yet valid", signWith(t, jwa.HS256, secret, claims("t1", now, now.Add(time.Hour), now.Add(2*time.Hour))), http.StatusUnauthorized, "invalid token"},
+		{"wrong key", apptest.SignJWT(t, jwa.HS256, []byte("another-secret-0123456789abcdef0123"), valid), http.StatusUnauthorized, "invalid token"},
+		{"HS512 with the right key", apptest.SignJWT(t, jwa.HS512, secret, valid), http.StatusUnauthorized, "invalid token"},
+		{"expired", apptest.SignJWT(t, jwa.HS256, secret, claims("t1", now.Add(-2*time.Hour), time.Time{}, now.Add(-time.Hour))), http.StatusUnauthorized, "token expired"},
+		{"not yet valid", apptest.SignJWT(t, jwa.HS256, secret, claims("t1", now, now.Add(time.Hour), now.Add(2*time.Hour))), http.StatusUnauthorized, "invalid token"},
 		{"garbage", "not.a.token", http.StatusUnauthorized, "invalid token"},
-		{"disabled user (stateless: let in until it expires)", signWith(t, jwa.HS256, secret, claims(u.ID, now, time.Time{}, now.Add(time.Hour))), 0, ""},
+		{"disabled user (stateless: let in until it expires)", apptest.SignJWT(t, jwa.HS256, secret, claims(u.ID, now, time.Time{}, now.Add(time.Hour))), 0, ""},
 	} {
 		t.Run(row.name, func(t *testing.T) {
 			s := srv.in(t)
@@ -440,23 +439,6 @@ func TestHostileHistoryRooms(t *testing.T) {
 	}
 }
 
-// signWith signs claims with alg and key, as another system would.
-func signWith(t *testing.T, alg jwa.SignatureAlgorithm, key []byte, claims map[string]any) string {
-	t.Helper()
-	b := jwt.NewBuilder()
-	for k, v := range claims {
-		b = b.Claim(k, v)
-	}
-	tok, err := b.Build()
-	if err != nil {
-		t.Fatal(err)
-	}
-	signed, err := jwt.Sign(tok, jwt.WithKey(alg, key))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(signed)
-}
 
 // unsignedToken is a token with alg none, built by hand.
 func unsignedToken(claims map[string]any) string {
