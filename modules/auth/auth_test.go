@@ -951,7 +951,6 @@ func testStoreDown(t *testing.T, e *env) {
 	}
 }
 
-
 // noneToken builds an unsigned token (alg "none") by hand.
 func noneToken(claims map[string]any) string {
 	enc := base64.RawURLEncoding

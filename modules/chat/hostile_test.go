@@ -439,7 +439,6 @@ func TestHostileHistoryRooms(t *testing.T) {
 	}
 }
 
-
 // unsignedToken is a token with alg none, built by hand.
 func unsignedToken(claims map[string]any) string {
 	enc := base64.RawURLEncoding
