@@ -174,16 +174,3 @@ func (f *fleet) allReady() {
 		waitUntil(f.t, n.name+" /readyz to answer 200", func() bool { return n.readyz() == http.StatusOK })
 	}
 }
-
-// tail is the last n lines of s.
-func tail(s string, n int) string {
-	lines := 0
-	for i := len(s) - 1; i >= 0; i-- {
-		if s[i] == '\n' {
-			if lines++; lines > n {
-				return s[i+1:]
-			}
-		}
-	}
-	return s
-}
