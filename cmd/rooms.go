@@ -67,8 +67,14 @@ func openStoreLog(cmd *cobra.Command, o *options, migrate bool, fn func(ctx cont
 
 type roomJSON struct {
 	Name      string    `json:"name"`
+	Type      string    `json:"type,omitempty"`
+	Topic     string    `json:"topic,omitempty"`
 	CreatedBy string    `json:"createdBy,omitempty"`
 	CreatedAt time.Time `json:"createdAt"`
+}
+
+func toRoomJSON(r store.Room) roomJSON {
+	return roomJSON{Name: r.Name, Type: r.Type, Topic: r.Topic, CreatedBy: r.CreatedBy, CreatedAt: r.CreatedAt}
 }
 
 func newRoomsCmd(o *options) *cobra.Command {
@@ -93,7 +99,7 @@ func newRoomsCmd(o *options) *cobra.Command {
 				}
 				out := make([]roomJSON, 0, len(rooms))
 				for _, r := range rooms {
-					out = append(out, roomJSON(r))
+					out = append(out, toRoomJSON(r))
 				}
 				return output(o.stdout, asJSON, out, func(tw *tabwriter.Writer) {
 					fmt.Fprintln(tw, "NAME\tCREATED BY\tCREATED AT")
@@ -115,7 +121,7 @@ func newRoomsCmd(o *options) *cobra.Command {
 				return fmt.Errorf("room name %q: %s", name, bus.RoomRule)
 			}
 			return withAudit(cmd, o, func(ctx context.Context, _ *config.Config, s store.Store, record func(audit.Entry)) error {
-				r, err := s.CreateRoom(ctx, store.Room{Name: name, CreatedBy: "aurora-cli"})
+				r, err := s.CreateRoom(ctx, store.Room{Name: name, CreatedBy: "aurora-cli"}, nil)
 				if errors.Is(err, store.ErrRoomExists) {
 					return fmt.Errorf("room %q already exists", name)
 				}
@@ -123,7 +129,7 @@ func newRoomsCmd(o *options) *cobra.Command {
 					return fmt.Errorf("create room %q: %w", name, err)
 				}
 				record(audit.Entry{Event: audit.RoomCreate, Room: r.Name})
-				return output(o.stdout, asJSON, roomJSON(r), func(tw *tabwriter.Writer) {
+				return output(o.stdout, asJSON, toRoomJSON(r), func(tw *tabwriter.Writer) {
 					fmt.Fprintf(tw, "created room %s\n", r.Name)
 				})
 			})

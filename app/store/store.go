@@ -22,6 +22,9 @@ var (
 	ErrNotFound   = errors.New("not found")
 	ErrUserExists = errors.New("user exists")
 	ErrRoomExists = errors.New("room exists")
+	// ErrInviteSpent is UseInvite's answer for an invitation that exists
+	// but is revoked, expired or used up.
+	ErrInviteSpent = errors.New("invitation revoked, expired or used up")
 )
 
 // User is a row of users. ID is a 24-hex ObjectId on both backends.
@@ -30,8 +33,16 @@ type User struct {
 	Username     string // as registered (case kept)
 	PasswordHash string // bcrypt
 	Disabled     bool
-	CreatedAt    time.Time
-	UpdatedAt    time.Time
+	// Admin: a server-wide administrator (aurora users promote|demote),
+	// who may moderate every room.
+	Admin bool
+	// ValidAfter: tokens issued before it are refused (set when the user
+	// is disabled, so tokens issued until then stop working). Zero: none.
+	ValidAfter time.Time
+	CreatedAt  time.Time
+	// UpdatedAt is set to now by CreateUser and UpdateUser (a store sets
+	// it, whatever the caller passes): UsersChangedSince reads it.
+	UpdatedAt time.Time
 }
 
 // UsernameKey is the case-folded form under which usernames are unique and
@@ -41,13 +52,18 @@ func UsernameKey(username string) string { return strings.ToLower(username) }
 // Message is a row of messages. ID is the chat contract's message id (the
 // Redis stream entry id, field msgId); CreatedAt is its millisecond part.
 type Message struct {
-	ID        bus.ID
-	RoomID    string
-	UserID    string
-	Username  string
-	Text      string
-	ClientID  string
-	Status    string // "sent"
+	ID       bus.ID
+	RoomID   string
+	UserID   string
+	Username string
+	Text     string
+	ClientID string
+	Status   string // "sent"
+	// Type is "" for a chat message or bus.TypeEvent for a room event (the
+	// stream entry's type field); Event is then the event's JSON object
+	// (bus.RoomEvent), stored as the text it arrived as.
+	Type      string
+	Event     string
 	CreatedAt time.Time
 	UpdatedAt time.Time
 }
@@ -69,12 +85,80 @@ func CheckMessage(m Message) string {
 	return ""
 }
 
-// Room is a row of rooms (created explicitly by operators or users; rooms
-// that only exist because someone joined them need no row).
+// Room types (Room.Type).
+const (
+	RoomPublic  = "public"  // in the directory; anyone may join
+	RoomPrivate = "private" // invisible to non-members; joined by invitation
+	RoomDirect  = "direct"  // exactly two members, one room per pair
+)
+
+// Member roles (Member.Role), highest first.
+const (
+	RoleOwner    = "owner"
+	RoleAdmin    = "admin"
+	RoleMember   = "member"
+	RoleReadonly = "readonly"
+)
+
+// Room is a row of rooms. Name is the room's address on the wire (stream
+// roomId, channel, URL) and never changes; Title is the changeable display
+// name ("" shows Name).
 type Room struct {
 	Name      string
-	CreatedBy string
+	Type      string // RoomPublic, RoomPrivate or RoomDirect; CreateRoom stores "" as RoomPublic
+	Title     string
+	Topic     string
+	CreatedBy string // user id; "" for rooms made by an operator or a migration
 	CreatedAt time.Time
+}
+
+// Member is a row of members: one user's membership of one room.
+type Member struct {
+	Room       string
+	UserID     string
+	Username   string
+	Role       string
+	JoinedAt   time.Time // PutMember sets now when zero
+	MutedUntil time.Time // zero: not muted
+}
+
+// MemberRoom is a room with the caller's membership of it (MemberRooms).
+type MemberRoom struct {
+	Room   Room
+	Member Member
+}
+
+// Ban is a row of bans: a user kept out of a room (they cannot rejoin or be
+// re-invited) until ExpiresAt, or until lifted when it is zero.
+type Ban struct {
+	Room      string
+	UserID    string
+	Reason    string
+	By        string    // user id of the moderator ("" an operator)
+	At        time.Time // PutBan sets now when zero
+	ExpiresAt time.Time
+}
+
+// Active reports whether the ban holds at now.
+func (b Ban) Active(now time.Time) bool { return b.ExpiresAt.IsZero() || now.Before(b.ExpiresAt) }
+
+// Invite is a row of invites: a direct invitation of one user (UserID set,
+// MaxUses 1) or an invite link anyone holding Token may accept (UserID "").
+type Invite struct {
+	Token     string // random and unguessable: the invitation's id
+	Room      string
+	UserID    string
+	By        string    // user id of the inviter
+	CreatedAt time.Time // CreateInvite sets now when zero
+	ExpiresAt time.Time // zero: never
+	MaxUses   int       // 0: unlimited
+	Uses      int
+	Revoked   bool
+}
+
+// Usable reports whether the invitation can be accepted at now.
+func (i Invite) Usable(now time.Time) bool {
+	return !i.Revoked && (i.ExpiresAt.IsZero() || now.Before(i.ExpiresAt)) && (i.MaxUses == 0 || i.Uses < i.MaxUses)
 }
 
 // Page selects messages of one room. Both bounds are exclusive. Before (or
@@ -133,8 +217,22 @@ type Users interface {
 	UserByName(ctx context.Context, username string) (User, error)
 	// ListUsers returns every user in creation order (by id).
 	ListUsers(ctx context.Context) ([]User, error)
-	// UpdateUser sets PasswordHash and Disabled of the user with u.ID; ErrNotFound.
+	// UserByID finds a user by id; ErrNotFound.
+	UserByID(ctx context.Context, id string) (User, error)
+	// UpdateUser sets PasswordHash, Disabled, Admin and ValidAfter of the
+	// user with u.ID, and UpdatedAt to now; ErrNotFound.
 	UpdateUser(ctx context.Context, u User) error
+	// SearchUsers returns up to limit users whose username starts with q
+	// case-insensitively (by usernameKey), ordered by usernameKey: the
+	// invite picker.
+	SearchUsers(ctx context.Context, q string, limit int) ([]User, error)
+	// UsersChangedSince returns the users whose UpdatedAt is at or after
+	// since (an index serves it: the chat role polls it every second).
+	UsersChangedSince(ctx context.Context, since time.Time) ([]User, error)
+	// FlaggedUsers returns the users that are disabled, admins, or have a
+	// ValidAfter: what a replica loads at start to check tokens and rights
+	// without a store round trip per connection.
+	FlaggedUsers(ctx context.Context) ([]User, error)
 }
 
 // MessageReader pages through the stored messages of a room.
@@ -153,14 +251,62 @@ type MessageWriter interface {
 	InsertMessages(ctx context.Context, msgs []Message) (InsertResult, error)
 }
 
-// Rooms is the rooms created explicitly.
+// Rooms is the rooms, their members, bans and invitations.
 type Rooms interface {
 	Backend
-	// CreateRoom stores a room, CreatedAt set to now when zero; ErrRoomExists.
-	CreateRoom(ctx context.Context, r Room) (Room, error)
+	// CreateRoom stores a room (CreatedAt now when zero, Type RoomPublic
+	// when empty) and, when owner is not nil, its owner's member row in the
+	// same step; ErrRoomExists when the name is taken.
+	CreateRoom(ctx context.Context, r Room, owner *Member) (Room, error)
+	// Room finds a room by name; ErrNotFound.
+	Room(ctx context.Context, name string) (Room, error)
+	// UpdateRoom sets Title and Topic of the room named r.Name; ErrNotFound.
+	UpdateRoom(ctx context.Context, r Room) error
 	// ListRooms returns every room ordered by name.
 	ListRooms(ctx context.Context) ([]Room, error)
-	DeleteRoom(ctx context.Context, name string) error // ErrNotFound
+	// Directory returns up to limit public rooms with a name greater than
+	// after, ordered by name, whose name, title or topic contains q
+	// (case-insensitively; "" matches every room).
+	Directory(ctx context.Context, q, after string, limit int) ([]Room, error)
+	// DeleteRoom deletes a room with its members, bans and invitations
+	// (its messages stay); ErrNotFound.
+	DeleteRoom(ctx context.Context, name string) error
+
+	// PutMember inserts or replaces the member row of (m.Room, m.UserID).
+	PutMember(ctx context.Context, m Member) error
+	// Member finds one membership; ErrNotFound.
+	Member(ctx context.Context, room, userID string) (Member, error)
+	// Members returns a room's members by JoinedAt, then user id.
+	Members(ctx context.Context, room string) ([]Member, error)
+	// RemoveMember deletes one membership; ErrNotFound.
+	RemoveMember(ctx context.Context, room, userID string) error
+	// MemberRooms returns the rooms userID is a member of, ordered by name.
+	MemberRooms(ctx context.Context, userID string) ([]MemberRoom, error)
+
+	// PutBan inserts or replaces the ban of (b.Room, b.UserID).
+	PutBan(ctx context.Context, b Ban) error
+	// Ban finds a ban, expired or not (Ban.Active tells); ErrNotFound.
+	Ban(ctx context.Context, room, userID string) (Ban, error)
+	// Bans returns a room's bans by At.
+	Bans(ctx context.Context, room string) ([]Ban, error)
+	// RemoveBan deletes a ban; ErrNotFound.
+	RemoveBan(ctx context.Context, room, userID string) error
+
+	// CreateInvite stores an invitation (Token must be new).
+	CreateInvite(ctx context.Context, inv Invite) error
+	// Invite finds an invitation by token; ErrNotFound.
+	Invite(ctx context.Context, token string) (Invite, error)
+	// UseInvite counts one use of the invitation atomically when it is
+	// Usable at now (two concurrent uses of a one-use link: one wins) and
+	// returns it after the use; ErrNotFound, or ErrInviteSpent.
+	UseInvite(ctx context.Context, token string, now time.Time) (Invite, error)
+	// RevokeInvite marks an invitation revoked; ErrNotFound.
+	RevokeInvite(ctx context.Context, token string) error
+	// Invites returns a room's invitations by CreatedAt.
+	Invites(ctx context.Context, room string) ([]Invite, error)
+	// UserInvites returns the direct invitations of userID still Usable
+	// at now, by CreatedAt.
+	UserInvites(ctx context.Context, userID string, now time.Time) ([]Invite, error)
 }
 
 // Admin is the store's lifecycle: reachability, schema and shutdown.

@@ -537,7 +537,7 @@ type roomDoc struct {
 }
 
 // CreateRoom inserts a room; the unique name_1 index refuses a second one.
-func (s *Store) CreateRoom(ctx context.Context, r store.Room) (store.Room, error) {
+func (s *Store) CreateRoom(ctx context.Context, r store.Room, _ *store.Member) (store.Room, error) {
 	if r.CreatedAt.IsZero() {
 		r.CreatedAt = now()
 	}

@@ -596,7 +596,7 @@ func (s *Store) LatestMessage(ctx context.Context, room string) (store.Message, 
 }
 
 // CreateRoom inserts a room; the name is the primary key.
-func (s *Store) CreateRoom(ctx context.Context, r store.Room) (store.Room, error) {
+func (s *Store) CreateRoom(ctx context.Context, r store.Room, _ *store.Member) (store.Room, error) {
 	if r.CreatedAt.IsZero() {
 		r.CreatedAt = now()
 	}

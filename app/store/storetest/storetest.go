@@ -657,7 +657,7 @@ func testRooms(t *testing.T, s Store) {
 	if err != nil || len(rooms) != 0 {
 		t.Fatalf("ListRooms on empty store = %v, %v", rooms, err)
 	}
-	general, err := s.CreateRoom(ctx, store.Room{Name: "general", CreatedBy: "alice"})
+	general, err := s.CreateRoom(ctx, store.Room{Name: "general", CreatedBy: "alice"}, nil)
 	if err != nil {
 		t.Fatalf("CreateRoom: %v", err)
 	}
@@ -665,14 +665,14 @@ func testRooms(t *testing.T, s Store) {
 		t.Errorf("CreateRoom returned %+v", general)
 	}
 	at := time.Date(2024, 1, 11, 0, 0, 0, 0, time.UTC)
-	random, err := s.CreateRoom(ctx, store.Room{Name: "Random", CreatedBy: "bob", CreatedAt: at})
+	random, err := s.CreateRoom(ctx, store.Room{Name: "Random", CreatedBy: "bob", CreatedAt: at}, nil)
 	if err != nil {
 		t.Fatalf("CreateRoom: %v", err)
 	}
 	if !random.CreatedAt.Equal(at) {
 		t.Errorf("CreatedAt = %v, want the given %v", random.CreatedAt, at)
 	}
-	_, err = s.CreateRoom(ctx, store.Room{Name: "general", CreatedBy: "carol"})
+	_, err = s.CreateRoom(ctx, store.Room{Name: "general", CreatedBy: "carol"}, nil)
 	wantErr(t, "CreateRoom again", err, store.ErrRoomExists)
 
 	rooms, err = s.ListRooms(ctx)
@@ -696,7 +696,7 @@ func testRooms(t *testing.T, s Store) {
 		t.Errorf("ListRooms after delete = %+v, %v", rooms, err)
 	}
 	// A deleted room's name can be created again.
-	if _, err := s.CreateRoom(ctx, store.Room{Name: "general", CreatedBy: "carol"}); err != nil {
+	if _, err := s.CreateRoom(ctx, store.Room{Name: "general", CreatedBy: "carol"}, nil); err != nil {
 		t.Errorf("CreateRoom after delete: %v", err)
 	}
 }
