@@ -12,6 +12,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/auroradev/aurora/app/membership"
 	"github.com/auroradev/aurora/app/token"
 	"github.com/auroradev/aurora/config"
 )
@@ -98,6 +99,10 @@ type connDeps struct {
 	sender  *sender
 	typing  *typingPublisher
 	allowed allowedRooms
+	// access answers the membership rules' questions from the replica's
+	// cache; members runs the joins that change membership.
+	access  *membership.Cache
+	members *membership.Service
 }
 
 func newConn(d *connDeps, ws *websocket.Conn, sock *corkConn, id, slot string, claims token.Claims) *conn {
@@ -112,6 +117,7 @@ func newConn(d *connDeps, ws *websocket.Conn, sock *corkConn, id, slot string, c
 	c.member = member{
 		userID:   claims.UserID,
 		username: claims.Username,
+		issuedAt: claims.IssuedAt,
 		slot:     slot,
 		log:      d.log.With("conn", id, "user", claims.UserID),
 		q:        newSendQueue(d.cfg.SendQueue, d.cfg.SlowTimeout, c.slow),
@@ -137,9 +143,13 @@ func (c *conn) run(expires time.Time) {
 
 	// welcome is the first frame, and is sent once general is subscribed:
 	// what general receives meanwhile is held back until after it.
-	if code := c.join(generalRoom, nil, true); code != "" {
-		c.log.Warn("cannot join general", "code", code)
-		c.closeWith(websocket.StatusInternalError, "redis unavailable")
+	if code, msg := c.join(generalRoom, nil, true); code != "" {
+		c.log.Warn("cannot join general", "code", code, "msg", msg)
+		if code == codeBanned || code == codeNotFound || code == codeForbidden {
+			c.closeWith(websocket.StatusPolicyViolation, msg)
+		} else {
+			c.closeWith(websocket.StatusInternalError, "redis unavailable")
+		}
 	}
 	c.readLoop()
 }

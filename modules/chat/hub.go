@@ -7,6 +7,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/coder/websocket"
 )
@@ -17,6 +18,9 @@ import (
 // conn, so they do not depend on how a connection reads and writes.
 type member struct {
 	userID, username string
+	// issuedAt is when the connection's token was issued: a revocation
+	// closes the connections of tokens issued before it.
+	issuedAt time.Time
 	// slot is the connection's entry in the per-user connection cap
 	// (slots.member).
 	slot string
@@ -56,6 +60,29 @@ func (m *member) deliver(room string, it item) {
 		m.q.push(room, it)
 	}
 	m.gate.Unlock()
+}
+
+// remove queues f, the frame telling the member it is out of room, and
+// marks it out: f is the last frame of room it gets.
+func (m *member) remove(room string, f any) {
+	m.gate.Lock()
+	defer m.gate.Unlock()
+	if _, ok := m.in[room]; !ok {
+		return
+	}
+	delete(m.in, room)
+	if b, err := json.Marshal(f); err == nil {
+		m.q.push("", item{frame: b})
+	}
+}
+
+// isIn reports whether the member is in room (a removal may have taken it
+// out since its connection joined).
+func (m *member) isIn(room string) bool {
+	m.gate.Lock()
+	_, ok := m.in[room]
+	m.gate.Unlock()
+	return ok
 }
 
 // endpoint is how a member's connection is closed (conn implements it).

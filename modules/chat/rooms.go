@@ -145,6 +145,12 @@ func (r *rooms) join(ctx context.Context, m *member, room string, req joinReques
 // goes offline there when this was the user's last connection in it.
 func (r *rooms) leave(ctx context.Context, m *member, room string) {
 	r.hub.leave(room, m)
+	r.settle(ctx, m, room)
+}
+
+// settle brings the subscription and presence in line once m has left
+// room's hub.
+func (r *rooms) settle(ctx context.Context, m *member, room string) {
 	if err := r.subs.sync(ctx, room); err != nil {
 		m.log.Warn("unsubscribe room", "room", room, "err", err)
 	}

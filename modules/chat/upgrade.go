@@ -2,12 +2,14 @@ package chat
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 
 	"github.com/coder/websocket"
 
 	"github.com/auroradev/aurora/app"
+	"github.com/auroradev/aurora/app/token"
 	"github.com/auroradev/aurora/app/tokenauth"
 )
 
@@ -46,6 +48,12 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	claims, err := tokenauth.Verify(r, g.tokens, tokenSources)
+	if err == nil {
+		// A map lookup: the users view is polled, not read per connect.
+		if rerr := g.users.Allowed(claims.UserID, claims.IssuedAt); rerr != nil {
+			err = fmt.Errorf("%w: %w", token.ErrInvalid, rerr)
+		}
+	}
 	if err != nil {
 		tokenauth.Unauthorized(w, err)
 		return

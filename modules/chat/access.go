@@ -1,0 +1,137 @@
+package chat
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/auroradev/aurora/app/membership"
+)
+
+// Error codes of the membership rules (membership.Decide's refusals).
+const (
+	codeNotFound  = "not_found"
+	codeForbidden = "forbidden"
+	codeBanned    = "banned"
+	codeMuted     = "muted"
+)
+
+// closeRevoked closes the connections of a user disabled server-wide, or
+// whose tokens were revoked: reconnecting with the same token is refused.
+const closeRevoked websocket.StatusCode = 4003
+
+// refusalCode is the error code of a membership refusal, or
+// codeUnavailable for any other error (the store or Redis failed).
+func refusalCode(err error) string {
+	switch {
+	case errors.Is(err, membership.ErrNotFound):
+		return codeNotFound
+	case errors.Is(err, membership.ErrForbidden), errors.Is(err, membership.ErrConflict), errors.Is(err, membership.ErrInvalid):
+		return codeForbidden
+	case errors.Is(err, membership.ErrBanned):
+		return codeBanned
+	case errors.Is(err, membership.ErrMuted):
+		return codeMuted
+	}
+	return codeUnavailable
+}
+
+// refusal is the error frame's code and text for err.
+func refusal(err error, what string) (code, msg string) {
+	code = refusalCode(err)
+	if code == codeUnavailable {
+		return code, what + ": service unavailable, retry later"
+	}
+	return code, err.Error()
+}
+
+// allowed decides act in room for the connection's user from the
+// replica's membership cache (no store round trip when it holds the
+// answer). It returns the error code and text of a refusal, or "".
+func (c *conn) allowed(room string, act membership.Action) (code, msg string) {
+	ctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
+	defer cancel()
+	a, err := c.d.access.Access(ctx, room, c.userID)
+	if err != nil {
+		c.log.Warn("read room access", "room", room, "err", err)
+		return refusal(err, "cannot check access to "+room)
+	}
+	if err := membership.Decide(a, act, time.Now()); err != nil {
+		return refusal(err, "")
+	}
+	return "", ""
+}
+
+// admit lets the connection's user into room for a join: a member (or
+// anyone allowed in who need not become one) from the cache; otherwise
+// through the membership service, which makes them a member of a public
+// room or creates the room (chat.create_on_join).
+func (c *conn) admit(ctx context.Context, room string) (code, msg string) {
+	a, err := c.d.access.Access(ctx, room, c.userID)
+	if err != nil {
+		c.log.Warn("read room access", "room", room, "err", err)
+		return refusal(err, "cannot join "+room)
+	}
+	if a.Room != nil && (a.Member != nil || a.ServerAdmin) {
+		if err := membership.Decide(a, membership.Join, time.Now()); err != nil {
+			return refusal(err, "")
+		}
+		return "", ""
+	}
+	if _, err := c.d.members.Join(ctx, membership.Actor{UserID: c.userID, Username: c.username}, room); err != nil {
+		if refusalCode(err) == codeUnavailable {
+			c.log.Warn("join room", "room", room, "err", err)
+		}
+		return refusal(err, "cannot join "+room)
+	}
+	return "", ""
+}
+
+// removedFrame tells a connection it is out of a room.
+type removedFrame struct {
+	Type   string `json:"type"` // "removed"
+	Room   string `json:"room"`
+	Reason string `json:"reason"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// applyChange acts on a membership change announced on
+// membership.Channel (the cache has dropped its entries already): a
+// removal takes the user's local connections out of the room, each told
+// with a "removed" frame queued after the last frame of the room it gets;
+// a user disabled server-wide has every local connection closed.
+func (r *rooms) applyChange(ch membership.Change) {
+	if ch.Removed == "" {
+		return
+	}
+	if ch.Room == "" {
+		if ch.UserID != "" {
+			r.revoke(ch.UserID, "user disabled")
+		}
+		return
+	}
+	for _, m := range r.hub.inRoom(ch.Room) {
+		if ch.UserID != "" && m.userID != ch.UserID {
+			continue
+		}
+		f := removedFrame{Type: "removed", Room: ch.Room, Reason: ch.Removed, Detail: ch.Detail}
+		m.remove(ch.Room, f)
+		r.hub.leave(ch.Room, m)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
+			defer cancel()
+			r.settle(ctx, m, ch.Room)
+		}()
+	}
+}
+
+// revoke closes every local connection of userID.
+func (r *rooms) revoke(userID, why string) {
+	for _, m := range r.hub.members() {
+		if m.userID == userID {
+			m.ep.closeWith(closeRevoked, why)
+		}
+	}
+}
