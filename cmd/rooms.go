@@ -13,8 +13,8 @@ import (
 	"github.com/auroradev/aurora/app"
 	"github.com/auroradev/aurora/app/audit"
 	"github.com/auroradev/aurora/app/bus"
-	"github.com/auroradev/aurora/app/membership"
 	"github.com/auroradev/aurora/app/infra"
+	"github.com/auroradev/aurora/app/membership"
 	"github.com/auroradev/aurora/app/store"
 	"github.com/auroradev/aurora/config"
 )

@@ -31,7 +31,7 @@ var (
 	// ErrNotFound: no such room, or one the caller may not see (a private
 	// or direct room of others reads exactly like a room that does not
 	// exist).
-	ErrNotFound = errors.New("not_found")
+	ErrNotFound  = errors.New("not_found")
 	ErrForbidden = errors.New("forbidden")
 	ErrBanned    = errors.New("banned")
 	ErrMuted     = errors.New("muted")
