@@ -5,22 +5,8 @@ import (
 	"errors"
 	"time"
 
-	"github.com/coder/websocket"
-
 	"github.com/auroradev/aurora/app/membership"
 )
-
-// Error codes of the membership rules (membership.Decide's refusals).
-const (
-	codeNotFound  = "not_found"
-	codeForbidden = "forbidden"
-	codeBanned    = "banned"
-	codeMuted     = "muted"
-)
-
-// closeRevoked closes the connections of a user disabled server-wide, or
-// whose tokens were revoked: reconnecting with the same token is refused.
-const closeRevoked websocket.StatusCode = 4003
 
 // refusalCode is the error code of a membership refusal, or
 // codeUnavailable for any other error (the store or Redis failed).
@@ -87,51 +73,4 @@ func (c *conn) admit(ctx context.Context, room string) (code, msg string) {
 		return refusal(err, "cannot join "+room)
 	}
 	return "", ""
-}
-
-// removedFrame tells a connection it is out of a room.
-type removedFrame struct {
-	Type   string `json:"type"` // "removed"
-	Room   string `json:"room"`
-	Reason string `json:"reason"`
-	Detail string `json:"detail,omitempty"`
-}
-
-// applyChange acts on a membership change announced on
-// membership.Channel (the cache has dropped its entries already): a
-// removal takes the user's local connections out of the room, each told
-// with a "removed" frame queued after the last frame of the room it gets;
-// a user disabled server-wide has every local connection closed.
-func (r *rooms) applyChange(ch membership.Change) {
-	if ch.Removed == "" {
-		return
-	}
-	if ch.Room == "" {
-		if ch.UserID != "" {
-			r.revoke(ch.UserID, "user disabled")
-		}
-		return
-	}
-	for _, m := range r.hub.inRoom(ch.Room) {
-		if ch.UserID != "" && m.userID != ch.UserID {
-			continue
-		}
-		f := removedFrame{Type: "removed", Room: ch.Room, Reason: ch.Removed, Detail: ch.Detail}
-		m.remove(ch.Room, f)
-		r.hub.leave(ch.Room, m)
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
-			defer cancel()
-			r.settle(ctx, m, ch.Room)
-		}()
-	}
-}
-
-// revoke closes every local connection of userID.
-func (r *rooms) revoke(userID, why string) {
-	for _, m := range r.hub.members() {
-		if m.userID == userID {
-			m.ep.closeWith(closeRevoked, why)
-		}
-	}
 }
