@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/auroradev/aurora/app/membership"
+	"github.com/auroradev/aurora/app/store"
 )
 
 // refusalCode is the error code of a membership refusal, or
@@ -56,6 +57,11 @@ func (c *conn) allowed(room string, act membership.Action) (code, msg string) {
 // room or creates the room (chat.create_on_join).
 func (c *conn) admit(ctx context.Context, room string) (code, msg string) {
 	a, err := c.d.access.Access(ctx, room, c.userID)
+	if err == nil && a.Room != nil && a.Room.Type != store.RoomPublic {
+		// A private or direct room: not on a cached entry, which a kick
+		// announced a moment ago may be about to drop.
+		a, err = c.d.access.Fresh(ctx, room, c.userID)
+	}
 	if err != nil {
 		c.log.Warn("read room access", "room", room, "err", err)
 		return refusal(err, "cannot join "+room)

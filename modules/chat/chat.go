@@ -291,7 +291,9 @@ func (g *gateway) readable(next http.Handler) http.Handler {
 func (g *gateway) mayRead(w http.ResponseWriter, r *http.Request, room, userID string) bool {
 	ctx, cancel := context.WithTimeout(r.Context(), redisTimeout)
 	defer cancel()
-	a, err := g.access.Access(ctx, room, userID)
+	// From the store, not the cache: the request reads the store (or
+	// Redis) anyway, and must not serve a member kicked a moment ago.
+	a, err := g.access.Fresh(ctx, room, userID)
 	if err == nil {
 		err = membership.Decide(a, membership.Read, time.Now())
 	}
