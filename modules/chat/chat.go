@@ -127,7 +127,7 @@ func (g *gateway) init() {
 		Log:          g.log,
 		CreateOnJoin: g.cfg.CreateOnJoin,
 	}
-	g.watcher = &membership.Watcher{Client: g.redis, Cache: g.access, OnChange: g.rooms.applyChange, Log: g.log.With("part", "membership")}
+	g.watcher = &membership.Watcher{Client: g.redis, Cache: g.access, OnChange: g.onChange, Log: g.log.With("part", "membership")}
 	g.deps = &connDeps{
 		cfg:     g.cfg,
 		log:     g.log,
@@ -302,6 +302,22 @@ func (g *gateway) mayRead(w http.ResponseWriter, r *http.Request, room, userID s
 		return false
 	}
 	return true
+}
+
+// onChange acts on a membership change another process announced. A user
+// disabled by a server administrator on another replica is also polled
+// for at once, so their reconnect here is refused before the next poll.
+func (g *gateway) onChange(ch membership.Change) {
+	g.rooms.applyChange(ch)
+	if ch.Room == "" && ch.Removed == membership.RemovedDisabled {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
+			defer cancel()
+			if err := g.users.Poll(ctx); err != nil {
+				g.log.Warn("poll changed users", "err", err)
+			}
+		}()
+	}
 }
 
 // revokeStale closes the local connections of userID whose tokens the
