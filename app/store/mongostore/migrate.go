@@ -374,9 +374,18 @@ func (s *Store) roomsSchema(ctx context.Context) error {
 // no client can address it. The unique name_1 index makes a room another
 // process created meanwhile a duplicate key, which is success.
 func (s *Store) roomsFromMessages(ctx context.Context) error {
-	var ids []any
-	if err := s.messages.Distinct(ctx, "roomId", bson.D{}).Decode(&ids); err != nil {
-		return fmt.Errorf("distinct roomId of messages: %w", err)
+	// $group, not distinct: FerretDB refuses the maxTimeMS the driver adds
+	// to distinct under a context deadline. Its $group has no $min either,
+	// so firstMessageAt finds each room's first message.
+	cur, err := s.messages.Aggregate(ctx, bson.A{bson.D{{Key: "$group", Value: bson.D{{Key: "_id", Value: "$roomId"}}}}})
+	if err != nil {
+		return fmt.Errorf("rooms of messages: %w", err)
+	}
+	var groups []struct {
+		ID bson.RawValue `bson:"_id"`
+	}
+	if err := cur.All(ctx, &groups); err != nil {
+		return fmt.Errorf("rooms of messages: %w", err)
 	}
 	create := func(name string, at time.Time) error {
 		n, err := s.rooms.CountDocuments(ctx, bson.D{{Key: "name", Value: name}})
@@ -394,8 +403,8 @@ func (s *Store) roomsFromMessages(ctx context.Context) error {
 		}
 		return err
 	}
-	for _, id := range ids {
-		name, ok := id.(string)
+	for _, g := range groups {
+		name, ok := g.ID.StringValueOK()
 		if !ok || !bus.ValidRoom(name) {
 			continue
 		}

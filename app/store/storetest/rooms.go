@@ -15,6 +15,15 @@ import (
 // This file is the contract of the rooms, members, bans and invites, and
 // of the user queries the membership and revocation checks use.
 
+// withDeadline is the context of a test: with a deadline, as the roles'
+// requests have one, because the driver then sends maxTimeMS, which
+// FerretDB refuses on some commands (distinct).
+func withDeadline(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
 // ms is t as every store keeps it: UTC milliseconds.
 func ms(t time.Time) time.Time { return t.UTC().Truncate(time.Millisecond) }
 
@@ -43,7 +52,7 @@ func roomNames(rooms []store.Room) string {
 }
 
 func testRoomFields(t *testing.T, s Store) {
-	ctx := context.Background()
+	ctx := withDeadline(t)
 	at := ms(time.Now().Add(-time.Hour))
 	want := store.Room{Name: "secret", Type: store.RoomPrivate, Title: "Sécret plans", Topic: "don't tell", CreatedBy: "u1", CreatedAt: at}
 	got, err := s.CreateRoom(ctx, want, nil)
@@ -87,7 +96,7 @@ func testRoomFields(t *testing.T, s Store) {
 }
 
 func testCreateRoomOwner(t *testing.T, s Store) {
-	ctx := context.Background()
+	ctx := withDeadline(t)
 	joined := ms(time.Now().Add(-time.Minute))
 	owner := store.Member{UserID: "u-alice", Username: "alice", Role: store.RoleOwner, JoinedAt: joined}
 	if _, err := s.CreateRoom(ctx, store.Room{Name: "team", Type: store.RoomPrivate, CreatedBy: "u-alice"}, &owner); err != nil {
@@ -146,7 +155,7 @@ func testCreateRoomOwner(t *testing.T, s Store) {
 }
 
 func testMembers(t *testing.T, s Store) {
-	ctx := context.Background()
+	ctx := withDeadline(t)
 	if _, err := s.CreateRoom(ctx, store.Room{Name: "club"}, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +231,7 @@ func testMembers(t *testing.T, s Store) {
 }
 
 func testMemberRooms(t *testing.T, s Store) {
-	ctx := context.Background()
+	ctx := withDeadline(t)
 	if got, err := s.MemberRooms(ctx, "u-alice"); err != nil || len(got) != 0 {
 		t.Fatalf("MemberRooms of nobody = %+v, %v", got, err)
 	}
@@ -281,7 +290,7 @@ func testMemberRooms(t *testing.T, s Store) {
 }
 
 func testDeleteRoomCascade(t *testing.T, s Store) {
-	ctx := context.Background()
+	ctx := withDeadline(t)
 	for _, name := range []string{"doomed", "kept"} {
 		if _, err := s.CreateRoom(ctx, store.Room{Name: name}, &store.Member{UserID: "u-own", Role: store.RoleOwner}); err != nil {
 			t.Fatal(err)
@@ -347,7 +356,7 @@ func testDeleteRoomCascade(t *testing.T, s Store) {
 }
 
 func testBans(t *testing.T, s Store) {
-	ctx := context.Background()
+	ctx := withDeadline(t)
 	_, err := s.Ban(ctx, "r", "u-x")
 	wantErr(t, "Ban unknown", err, store.ErrNotFound)
 	now := ms(time.Now())
@@ -437,7 +446,7 @@ func tokens(invs []store.Invite) string {
 }
 
 func testInvites(t *testing.T, s Store) {
-	ctx := context.Background()
+	ctx := withDeadline(t)
 	now := ms(time.Now())
 	link := store.Invite{Token: "link", Room: "r", By: "u-own", CreatedAt: now.Add(-3 * time.Minute), ExpiresAt: now.Add(time.Hour), MaxUses: 5}
 	direct := store.Invite{Token: "direct", Room: "r", UserID: "u-bob", By: "u-own", CreatedAt: now.Add(-2 * time.Minute), MaxUses: 1}
@@ -508,7 +517,7 @@ func testInvites(t *testing.T, s Store) {
 }
 
 func testUseInvite(t *testing.T, s Store) {
-	ctx := context.Background()
+	ctx := withDeadline(t)
 	now := ms(time.Now())
 	for _, inv := range []store.Invite{
 		{Token: "two", Room: "r", MaxUses: 2},
@@ -561,7 +570,7 @@ func testUseInvite(t *testing.T, s Store) {
 // many win as it has uses, the others get ErrInviteSpent, and the count
 // is exact.
 func testUseInviteConcurrent(t *testing.T, s Store) {
-	ctx := context.Background()
+	ctx := withDeadline(t)
 	const n = 16
 	for _, c := range []struct {
 		token string
@@ -604,7 +613,7 @@ func testUseInviteConcurrent(t *testing.T, s Store) {
 }
 
 func testDirectory(t *testing.T, s Store) {
-	ctx := context.Background()
+	ctx := withDeadline(t)
 	for _, r := range []store.Room{
 		{Name: "alpha", Title: "Alpha Team", Topic: "releases"},
 		{Name: "beta", Topic: "100% QA"},
@@ -683,7 +692,7 @@ func usernames(users []store.User) string {
 }
 
 func testSearchUsers(t *testing.T, s Store) {
-	ctx := context.Background()
+	ctx := withDeadline(t)
 	for _, name := range []string{"alice", "Alfred", "bob", "a_b", "axb", "a%c", "a.b", "al(x)", "Ärger"} {
 		if _, err := s.CreateUser(ctx, store.User{Username: name, PasswordHash: "h"}); err != nil {
 			t.Fatal(err)
@@ -724,7 +733,7 @@ func testSearchUsers(t *testing.T, s Store) {
 }
 
 func testUsersChangedSince(t *testing.T, s Store) {
-	ctx := context.Background()
+	ctx := withDeadline(t)
 	a, err := s.CreateUser(ctx, store.User{Username: "a", PasswordHash: "h"})
 	if err != nil {
 		t.Fatal(err)
@@ -772,7 +781,7 @@ func testUsersChangedSince(t *testing.T, s Store) {
 }
 
 func testFlaggedUsers(t *testing.T, s Store) {
-	ctx := context.Background()
+	ctx := withDeadline(t)
 	if got, err := s.FlaggedUsers(ctx); err != nil || len(got) != 0 {
 		t.Fatalf("FlaggedUsers on a new store = %+v, %v", got, err)
 	}
@@ -838,7 +847,7 @@ func testFlaggedUsers(t *testing.T, s Store) {
 }
 
 func testMessageTypeEvent(t *testing.T, s Store) {
-	ctx := context.Background()
+	ctx := withDeadline(t)
 	chat := msg("r", 100, 0)
 	event := msg("r", 101, 0)
 	event.Type = "event"

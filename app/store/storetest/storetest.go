@@ -38,7 +38,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	migrated := func(t *testing.T) Store {
 		t.Helper()
 		s := open(t)
-		if err := s.Migrate(context.Background()); err != nil {
+		if err := s.Migrate(withDeadline(t)); err != nil {
 			t.Fatalf("Migrate: %v", err)
 		}
 		return s
