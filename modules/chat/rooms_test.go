@@ -275,7 +275,8 @@ func TestRoomsAllowedConfinesUsers(t *testing.T) {
 			t.Errorf("GET %s without token: %d %v, want 401", path, status, body)
 		}
 	}
-	status, body := get("/api/rooms/lobby/messages", tok)
+	// alice's token: history needs read access, and she joined lobby.
+	status, body := get("/api/rooms/lobby/messages", s.token("u1", "alice"))
 	if msgs, _ := body["messages"].([]any); status != http.StatusOK || len(msgs) != 1 {
 		t.Errorf("history of lobby: %d %v", status, body)
 	}
