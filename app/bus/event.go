@@ -182,18 +182,18 @@ func (ev RoomEvent) Sentence(actor string) string {
 			s = actor + " created the " + ev.RoomType + " room"
 		}
 		if ev.Title != "" {
-			s += " " + strconv.Quote(ev.Title)
+			s += ` "` + ev.Title + `"`
 		}
 		if ev.Topic != "" {
-			s += " with the topic " + strconv.Quote(ev.Topic)
+			s += ` with the topic "` + ev.Topic + `"`
 		}
 	case EventRoomUpdated:
 		var parts []string
 		if ev.Title != "" {
-			parts = append(parts, "the name "+strconv.Quote(ev.Title))
+			parts = append(parts, `the name "`+ev.Title+`"`)
 		}
 		if ev.Topic != "" {
-			parts = append(parts, "the topic "+strconv.Quote(ev.Topic))
+			parts = append(parts, `the topic "`+ev.Topic+`"`)
 		}
 		s = actor + " updated the room"
 		if len(parts) > 0 {
