@@ -119,6 +119,7 @@ func (g *gateway) init() {
 	g.users = membership.NewUsers(g.store, g.log.With("part", "users"))
 	g.users.OnRevoked = g.revokeStale
 	g.access = membership.NewCache(g.store, g.users)
+	g.rooms.onRemoval = g.access.Apply
 	g.members = &membership.Service{
 		Store:        g.store,
 		Events:       membership.StreamEvents{Client: g.redis},
