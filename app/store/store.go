@@ -257,10 +257,9 @@ type Rooms interface {
 	// CreateRoom stores a room (CreatedAt now when zero, Type RoomPublic
 	// when empty) and, when owner is not nil, its owner's member row in the
 	// same step (owner.Room is set to r.Name; JoinedAt now when zero);
-	// ErrRoomExists when the name is taken. Member, ban and invitation rows
-	// left under the name (put while no room had it) are cleared, so a new
-	// room holds nobody but its owner. (SQLite: one transaction; MongoDB:
-	// two writes, see mongostore's rooms.go for what a crash between leaves.)
+	// ErrRoomExists when the name is taken. (SQLite: one transaction;
+	// MongoDB: two writes, see mongostore's rooms.go for what a crash
+	// between them leaves.)
 	CreateRoom(ctx context.Context, r Room, owner *Member) (Room, error)
 	// Room finds a room by name; ErrNotFound.
 	Room(ctx context.Context, name string) (Room, error)
@@ -279,7 +278,9 @@ type Rooms interface {
 	DeleteRoom(ctx context.Context, name string) error
 
 	// PutMember inserts or replaces the member row of (m.Room, m.UserID)
-	// (JoinedAt now when zero). It does not check that the room exists.
+	// (JoinedAt now when zero). It does not check that the room exists:
+	// callers look the room up first (a row of no room is never listed by
+	// MemberRooms, but a room created later under the name would have it).
 	PutMember(ctx context.Context, m Member) error
 	// Member finds one membership; ErrNotFound.
 	Member(ctx context.Context, room, userID string) (Member, error)
