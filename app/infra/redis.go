@@ -63,9 +63,7 @@ func newRedisModule(ctx context.Context, h *app.Host) (app.Module, error) {
 			closeEmbedded()
 			return nil
 		},
-		check: func(ctx context.Context) error {
-			return client.Do(ctx, client.B().Ping().Build()).Error()
-		},
+		check: func(ctx context.Context) error { return checkRedis(ctx, client) },
 	}, nil
 }
 
@@ -85,6 +83,9 @@ func warnWithoutAOF(ctx context.Context, c rueidis.Client, log *slog.Logger) {
 	}
 }
 
+// clusterRefreshInterval is how often a cluster client reads the slot map.
+const clusterRefreshInterval = 5 * time.Second
+
 // RedisOptions returns client options for a Redis URL. Client-side caching is
 // off: Aurora reads nothing that it would cache.
 func RedisOptions(url string) (rueidis.ClientOption, error) {
@@ -93,6 +94,10 @@ func RedisOptions(url string) (rueidis.ClientOption, error) {
 		return opt, fmt.Errorf("config key redis.url: %w", err)
 	}
 	opt.DisableCache = true
+	// On a Redis Cluster (ignored elsewhere): read the slot map again every
+	// few seconds, not only after an error or a MOVED, so that a failover or
+	// a reshard is known before the next command to the slot fails on it.
+	opt.ClusterOption.ShardsRefreshInterval = clusterRefreshInterval
 	if opt.AlwaysRESP2 {
 		// ?protocol=2 marks a RESP2-only server such as `aurora dev redis`,
 		// which is never a cluster either.
