@@ -82,6 +82,26 @@ func StartCluster(t testing.TB, masters, replicas int) *Cluster {
 	}
 	c.URL = c.Nodes[0].URL + "?" + strings.Join(addrs, "&")
 	c.WaitHealthy()
+	// A replica is listed once it has joined its primary: wait for every
+	// slot range to have its replicas, so a test starts on the full cluster.
+	apptest.Eventually(t, 60*time.Second, "every primary's replicas to be listed in CLUSTER SLOTS", func() bool {
+		for _, s := range c.Nodes {
+			m, err := NodeDo(s, "CLUSTER", "SLOTS")
+			if err != nil {
+				return false
+			}
+			ranges, _ := m.ToArray()
+			if len(ranges) == 0 {
+				return false
+			}
+			for _, r := range ranges {
+				if v, _ := r.ToArray(); len(v) < 3+replicas {
+					return false
+				}
+			}
+		}
+		return true
+	})
 	return c
 }
 
