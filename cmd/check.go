@@ -142,11 +142,11 @@ func checkRedis(ctx context.Context, url string) (cluster string, err error) {
 
 // checkCluster is checkRedis on a Redis Cluster.
 func checkCluster(ctx context.Context, c rueidis.Client) (string, error) {
-	state, node, err := infra.ClusterState(ctx, c)
+	state, node, err := bus.ClusterState(ctx, c)
 	if err != nil {
 		return "", err
 	}
-	serving, err := infra.ServingNodes(ctx, c, bus.Stream)
+	serving, err := bus.ServingNodes(ctx, c, bus.Stream)
 	if err != nil {
 		return "", err
 	}
