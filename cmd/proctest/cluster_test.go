@@ -210,3 +210,37 @@ func TestClusterReshard(t *testing.T) {
 	tr.waitAcked(60)
 	tr.finish("cluster: reshard the stream's slot during traffic", rec)
 }
+
+// TestClusterPrimaryKilledAckReplicas: the failover of
+// TestClusterPrimaryKilled with chat.ack_replicas 1, where an ack means
+// the primary's replica had the message: the replica promoted in the
+// primary's place holds every acked message. Until the killed node is back
+// (started again on its port and dir, it rejoins as the new primary's
+// replica) the promoted primary has no replica to confirm, so sends are
+// answered unavailable and resent; afterwards every one is acked, and
+// nothing acked is lost or stored twice.
+func TestClusterPrimaryKilledAckReplicas(t *testing.T) {
+	redistest.RequireCluster(t)
+	if testing.Short() {
+		t.Skip("runs processes")
+	}
+	cl := redistest.StartCluster(t, 3, 1)
+	f := startFleet(t, fleetOptions{redisURL: cl.URL, names: clusterFleetNames, tweak: func(c nodeConfig) {
+		c.set("chat.ack_replicas", 1) // the setting under test
+	}})
+	tr := startTraffic(t, f, defaultTraffic)
+	tr.waitAcked(60)
+	prim := cl.PrimaryOf(bus.Stream)
+	prim.Kill()
+	killed := time.Now()
+	waitUntil(t, "a replica to be promoted in the killed primary's place", func() bool {
+		return cl.PrimaryOf(bus.Stream) != prim
+	})
+	prim.Restart()
+	cl.WaitHealthy()
+	rec := tr.waitRecovered(killed)
+	f.allReady()
+	tr.waitAcked(60)
+	t.Logf("primary %d killed and started again; every sender acked again %s after the kill", prim.Port, rec.Round(10*time.Millisecond))
+	tr.finish("cluster: SIGKILL the stream's primary, chat.ack_replicas 1", rec)
+}
