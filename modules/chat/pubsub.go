@@ -55,6 +55,9 @@ type subscriber struct {
 	// beyond them is Redis's own, and signals moved.
 	asked atomic.Int64
 	moved chan struct{}
+	// gen numbers the connections: a notice of an older one (closed, its
+	// last notices still being read) is ignored.
+	gen atomic.Int64
 
 	// onGap is called after the connection came back from a loss (lost at
 	// lostAt): what was published meanwhile never reached this replica
@@ -70,8 +73,8 @@ func newSubscriber(c rueidis.Client, h *hub, onMessage func(channel, payload str
 // onSubscription sees every (un)subscribe notice of the connection. It
 // runs on the connection's reading goroutine, so it must not block nor
 // take s.mu (sync holds it while it waits for the answer).
-func (s *subscriber) onSubscription(n rueidis.PubSubSubscription) {
-	if !s.ps.Sharded() || n.Kind != "sunsubscribe" {
+func (s *subscriber) onSubscription(gen int64, n rueidis.PubSubSubscription) {
+	if !s.ps.Sharded() || n.Kind != "sunsubscribe" || gen != s.gen.Load() {
 		return
 	}
 	if s.asked.Add(-1) >= 0 {
@@ -99,10 +102,11 @@ func (s *subscriber) connect(ctx context.Context) error {
 		return nil
 	}
 	dc, _ := s.client.Dedicate()
+	gen := s.gen.Add(1)
 	s.asked.Store(0)
 	errs := dc.SetPubSubHooks(rueidis.PubSubHooks{
 		OnMessage:      func(m rueidis.PubSubMessage) { s.onMessage(m.Channel, m.Message) },
-		OnSubscription: s.onSubscription,
+		OnSubscription: func(n rueidis.PubSubSubscription) { s.onSubscription(gen, n) },
 	})
 	fail := func(err error) error {
 		dc.Close()
@@ -126,6 +130,10 @@ func (s *subscriber) connect(ctx context.Context) error {
 			err = errPubSubDown
 		}
 		return fail(fmt.Errorf("open pubsub connection: %w", err))
+	default:
+	}
+	select {
+	case <-s.moved: // signalled by the connection this one replaces
 	default:
 	}
 	s.dc, s.errs = dc, errs
