@@ -9,6 +9,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/auroradev/aurora/app"
+	"github.com/auroradev/aurora/app/bus"
 	"github.com/auroradev/aurora/app/embeddedredis"
 )
 
@@ -68,11 +69,17 @@ func newRedisModule(ctx context.Context, h *app.Host) (app.Module, error) {
 }
 
 // warnWithoutAOF warns when the Redis says it keeps no append-only file: a
-// restart then loses every message acknowledged and not yet stored. Best
-// effort: managed Redis often refuses CONFIG, and then nothing is said.
+// restart then loses every message acknowledged and not yet stored. On a
+// cluster it asks the primary of the stream's slot (where the messages
+// wait), not whichever node a keyless command reaches. Best effort:
+// managed Redis often refuses CONFIG, and then nothing is said.
 func warnWithoutAOF(ctx context.Context, c rueidis.Client, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
+	c, err := bus.StreamPrimary(ctx, c)
+	if err != nil {
+		return
+	}
 	kv, err := c.Do(ctx, c.B().ConfigGet().Parameter("appendonly").Build()).AsStrMap()
 	if err != nil {
 		return
