@@ -382,7 +382,8 @@ func AppendEvent(ctx context.Context, c rueidis.Client, e Entry) (ID, error) {
 	if err != nil {
 		return ID{}, err
 	}
-	args := append([]string{Channel(e.RoomID), prefix, middle, suffix}, e.Fields()...)
+	ps := PubSubOf(c)
+	args := append([]string{ps.Channel(e.RoomID), prefix, middle, suffix, ps.ScriptPublish()}, e.Fields()...)
 	s, err := appendEventScript.Exec(ctx, c, []string{Stream}, args).ToString()
 	if err != nil {
 		return ID{}, fmt.Errorf("append %s event to room %s: %w", eventName(e), e.RoomID, err)
