@@ -60,6 +60,13 @@ func (m *member) deliver(room string, it item) {
 	m.gate.Unlock()
 }
 
+// isIn reports whether the member is in room.
+func (m *member) isIn(room string) bool {
+	m.gate.Lock()
+	defer m.gate.Unlock()
+	return slices.Contains(m.in, room)
+}
+
 // endpoint is how a member's connection is closed (conn implements it).
 type endpoint interface {
 	// closeWith flushes what is queued and closes with code; the first
@@ -85,15 +92,17 @@ func (m *member) reply(v any) {
 // room. It holds nothing else, and no I/O ever happens under its lock.
 //
 // Fan-out reads a room's members for every frame. It does not push under
-// the lock: each room keeps its members also as a list that is replaced,
-// never changed, when one joins or leaves, so fan-out takes the current
-// list under the read lock and pushes to it after releasing the lock. A
+// the lock: each room keeps its members also as a list whose handed-out
+// part never changes (a join appends past it, a leave leaves the member
+// in it, marked out, until a compaction makes a new list), so fan-out
+// takes the current list under the read lock and pushes to it after
+// releasing the lock. A
 // join or leave therefore never waits for a push, nor a push for them.
 // What that costs in ordering is nothing: frames of a room reach a
 // connection in the order Pub/Sub brought them, because one goroutine
 // (the subscriber's) pushes them all, as before; a member is marked in the
-// room (member.enter) before it is in a list and out (member.exit) after
-// it left the list, and member.deliver checks that mark, so a frame is
+// room (member.enter) before it is in a list and out (member.exit) when it
+// leaves, and member.deliver checks that mark, so a frame is
 // queued only while the member is in the room. A joiner misses only frames
 // fan-out read the members for before the join: published before the join
 // was subscribed, they are what a join with since replays from the history
@@ -113,6 +122,23 @@ type hub struct {
 type roomMembers struct {
 	set  map[*member]struct{}
 	list []*member
+	// gone are members that left but are still in list: a leave does not
+	// copy the list (n leaves of a room of n would copy n²/2 pointers), it
+	// leaves the member there, where fan-out skips it (member.deliver
+	// checks the member's rooms). The list is compacted into a new one
+	// when they outnumber the members, or when one of them joins again.
+	gone map[*member]struct{}
+}
+
+// compact replaces the list by one without the members that left.
+func (rm *roomMembers) compact() {
+	list := make([]*member, 0, len(rm.set))
+	for _, m := range rm.list {
+		if _, ok := rm.set[m]; ok {
+			list = append(list, m)
+		}
+	}
+	rm.list, rm.gone = list, nil
 }
 
 func newHub() *hub {
@@ -166,6 +192,9 @@ func (h *hub) join(room string, c *member) {
 	if _, ok := rm.set[c]; ok {
 		return
 	}
+	if _, ok := rm.gone[c]; ok {
+		rm.compact() // it must not be in the list twice
+	}
 	rm.set[c] = struct{}{}
 	// Appended in place when there is room: fan-out may be reading the
 	// list, but only up to the length it took, and the new element lies
@@ -182,10 +211,17 @@ func (h *hub) leave(room string, c *member) {
 	if rm := h.rooms[room]; rm != nil {
 		if _, ok := rm.set[c]; ok {
 			delete(rm.set, c)
-			if len(rm.set) == 0 {
+			switch {
+			case len(rm.set) == 0:
 				delete(h.rooms, room)
-			} else {
-				rm.list = slices.DeleteFunc(slices.Clone(rm.list), func(x *member) bool { return x == c })
+			default:
+				if rm.gone == nil {
+					rm.gone = map[*member]struct{}{}
+				}
+				rm.gone[c] = struct{}{}
+				if len(rm.gone) > len(rm.set) {
+					rm.compact()
+				}
 			}
 		}
 	}
@@ -213,8 +249,10 @@ func (h *hub) roomNames() []string {
 	return out
 }
 
-// inRoom returns the local members of room. The list is never modified
-// (see hub): read it after the lock is released, but do not change it.
+// inRoom returns the local members of room, and perhaps some that left it
+// (roomMembers.gone): deliver to them with member.deliver, or check
+// member.isIn. The list is never modified (see hub): read it after the
+// lock is released, but do not change it.
 func (h *hub) inRoom(room string) []*member {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
