@@ -205,7 +205,7 @@ func (w *corkingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	// most) is still in net/http's reader: it is read first.
 	var rd io.Reader = nc
 	if n := brw.Reader.Buffered(); n > 0 {
-		pending, _ := brw.Reader.Peek(n)
+		pending, _ := brw.Peek(n)
 		rd = io.MultiReader(bytes.NewReader(bytes.Clone(pending)), nc)
 	}
 	// net/http flushed the response at Hijack, so its writer is empty.
