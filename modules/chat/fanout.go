@@ -123,7 +123,7 @@ func (r *rooms) recoverGap(lostAt time.Time) {
 		seen := map[*member]bool{}
 		for room := range rooms {
 			for _, c := range r.hub.inRoom(room) {
-				if !seen[c] {
+				if !seen[c] && c.isIn(room) {
 					seen[c] = true
 					members = append(members, c)
 				}
