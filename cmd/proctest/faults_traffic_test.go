@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/auroradev/aurora/app/apptest"
+	"github.com/auroradev/aurora/app/bus"
 )
 
 // A fault scenario's traffic and the invariant it ends with.
@@ -239,7 +240,12 @@ func (tr *traffic) finish(scenario string, recovery time.Duration) result {
 	for _, m := range sent {
 		asSent = append(asSent, apptest.SentMessage{Room: m.room, ClientID: m.clientID, Text: m.text, ID: m.id})
 	}
-	stored := storedOf(t, f.mongoURL, f.dataDir, asSent)
+	var stored []storedMsg
+	for _, s := range storedOf(t, f.mongoURL, f.dataDir, asSent) {
+		if s.typ != bus.TypeEvent { // room events (joins append them) are not sent messages
+			stored = append(stored, s)
+		}
+	}
 	r.sent, r.stored = len(sent), len(stored)
 	byClient := map[string]outMsgView{}
 	for _, m := range sent {

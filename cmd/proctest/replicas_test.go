@@ -56,7 +56,11 @@ func TestReplicasShareRooms(t *testing.T) {
 		t.Fatalf("alice joined dev: %v, want members [alice]", j)
 	}
 	// A join is announced to the room after chat.presence_interval; from
-	// then on every replica lists it (here: B's presence API).
+	// then on every replica lists it (here: B's presence API, which bob
+	// may read once he is a member of dev).
+	if code, body := b.call(t, http.MethodPost, "/api/rooms/dev/join", bobTok, nil); code != http.StatusOK {
+		t.Fatalf("bob joins dev over HTTP: %d %v", code, body)
+	}
 	waitUntil(t, "replica B to list alice in dev", func() bool {
 		code, body := b.call(t, http.MethodGet, "/api/rooms/dev/presence", bobTok, nil)
 		ms, _ := body["members"].([]any)

@@ -119,7 +119,7 @@ func (g *gateway) init() {
 	g.users = membership.NewUsers(g.store, g.log.With("part", "users"))
 	g.users.OnRevoked = g.revokeStale
 	g.access = membership.NewCache(g.store, g.users)
-	g.rooms.onRemoval = g.access.Apply
+	g.onRemoval = g.access.Apply
 	g.members = &membership.Service{
 		Store:        g.store,
 		Events:       membership.StreamEvents{Client: g.redis},
@@ -314,7 +314,7 @@ func (g *gateway) mayRead(w http.ResponseWriter, r *http.Request, room, userID s
 // disabled by a server administrator on another replica is also polled
 // for at once, so their reconnect here is refused before the next poll.
 func (g *gateway) onChange(ch membership.Change) {
-	g.rooms.applyChange(ch)
+	g.applyChange(ch)
 	if ch.Room == "" && ch.Removed == membership.RemovedDisabled {
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
