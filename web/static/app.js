@@ -2325,6 +2325,10 @@ function refreshMemberDialog() {
   $('member-role-form').hidden = acts.roles.length === 0;
   const sel = $('member-role-select');
   sel.replaceChildren();
+  const choose = document.createElement('option');
+  choose.value = '';
+  choose.textContent = 'Choose a role…';
+  sel.append(choose);
   for (const r of acts.roles) {
     const o = document.createElement('option');
     o.value = r;
@@ -2399,6 +2403,10 @@ function wirePeople() {
   $('member-role-form').addEventListener('submit', (ev) => {
     ev.preventDefault();
     const role = $('member-role-select').value;
+    if (!role) {
+      $('member-error').textContent = 'Choose the new role first.';
+      return;
+    }
     moderate('change the role of', (t, room, u) => api.setRole(t, room, u.userId, role),
       (who) => (role === 'owner' ? `${who} owns the room now.` : `${who} is ${ROLE_LABEL[role].toLowerCase()} now.`));
   });

@@ -49,7 +49,8 @@ export function memberActions(s, target, meId) {
   let roles;
   if (s.serverAdmin || s.role === 'owner') {
     if (target.role === 'owner' && !s.serverAdmin) return none;
-    roles = ['owner', 'admin', 'member', 'readonly'];
+    // The hand-over last: the most drastic choice is never the first one.
+    roles = ['admin', 'member', 'readonly', 'owner'];
   } else if (s.role === 'admin') {
     if (rank(target.role) >= RANK.admin) return none;
     roles = ['member', 'readonly'];
@@ -137,7 +138,11 @@ export function refusalText(code, room, message = '') {
   switch (code) {
     case 'not_found': return `${r} does not exist, or it is private and you are not a member.`;
     case 'banned': return `You are banned from ${r}.`;
-    case 'forbidden': return `You are not allowed to do that in ${r}${/read/i.test(message) ? ': you can only read here' : ''}.`;
+    case 'forbidden':
+      // The server's words say which right is missing ("join … first",
+      // "you can read … but not write in it", "only admins of … may do that").
+      if (/\bread\b.*\bnot write\b/i.test(message)) return `You can only read ${r}: you cannot write in it.`;
+      return message ? `Not allowed in ${r}: ${clause(message)}.` : `You are not allowed to do that in ${r}.`;
     case 'muted': return `You are muted in ${r}${mutedUntil(message)}.`;
     default: return null;
   }
@@ -165,6 +170,11 @@ export function httpRefusal(status, message) {
     case 429: return 'Too many requests. Wait a moment and try again.';
     default: return said || `The server answered ${status}.`;
   }
+}
+
+// clause: the server's sentence as part of ours, without its full stop.
+function clause(s) {
+  return String(s).trim().replace(/[.!]+$/, '');
 }
 
 function lower(s) {

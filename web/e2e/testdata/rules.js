@@ -47,7 +47,7 @@ for (const type of ['public', 'private', 'direct']) {
           may = false;
         }
         if (!may) roles = [];
-        else if (serverAdmin || viewer === 'owner') roles = ROLES.filter((r) => r !== target);
+        else if (serverAdmin || viewer === 'owner') roles = ['admin', 'member', 'readonly', 'owner'].filter((r) => r !== target);
         else roles = ['member', 'readonly'].filter((r) => r !== target);
         eq(what + ': kick', a.kick, may);
         eq(what + ': ban', a.ban, may);
@@ -91,8 +91,9 @@ eq('user text stays text', ev('member_kicked', { reason: '<b>x</b>' }), 'alice k
 // Refusals.
 eq('not_found', refusalText('not_found', 'secret'), '#secret does not exist, or it is private and you are not a member.');
 eq('banned', refusalText('banned', 'dev'), 'You are banned from #dev.');
-eq('forbidden', refusalText('forbidden', 'dev', 'cannot send'), 'You are not allowed to do that in #dev.');
-eq('forbidden readonly', refusalText('forbidden', 'dev', 'readonly members only read'), 'You are not allowed to do that in #dev: you can only read here.');
+eq('forbidden', refusalText('forbidden', 'dev', ''), 'You are not allowed to do that in #dev.');
+eq('forbidden, the server\'s reason', refusalText('forbidden', 'dev', 'join dev first'), 'Not allowed in #dev: join dev first.');
+eq('forbidden readonly', refusalText('forbidden', 'dev', 'you can read dev but not write in it'), 'You can only read #dev: you cannot write in it.');
 ok('muted with a time', /^You are muted in #dev until .+\.$/.test(refusalText('muted', 'dev', 'muted until 2030-01-01T10:00:00Z')));
 eq('muted without a time', refusalText('muted', 'dev', 'muted'), 'You are muted in #dev.');
 eq('other codes are the server\'s', refusalText('text_too_long', 'dev', 'x'), null);
