@@ -1076,6 +1076,7 @@ function switchRoom(name, { focus = false } = {}) {
 // record when we have it (created, accepted, opened), role ours in it.
 function addRoom(name, info = null, role = '', { open = true } = {}) {
   if (!rooms.has(name)) {
+    roomsEpoch++;
     rooms.set(name, newRoom(name));
     roomOrder.push(name);
     saveRoomNames();
@@ -1090,6 +1091,7 @@ function addRoom(name, info = null, role = '', { open = true } = {}) {
 function removeRoom(name) {
   if (name === GENERAL || !rooms.has(name)) return false;
   const room = rooms.get(name);
+  roomsEpoch++;
   for (const msg of room.pending) pending.delete(msg.clientId);
   clearTimeout(room.rosterTimer);
   rooms.delete(name);
@@ -1606,8 +1608,14 @@ function syncRooms() {
   return syncing;
 }
 
+// roomsEpoch counts rooms added to and removed from the list here: an
+// answer of GET /api/rooms that was asked before such a change may not
+// know of it, and is not to undo it.
+let roomsEpoch = 0;
+
 async function doSyncRooms() {
   const s = session;
+  const epoch = roomsEpoch;
   let res;
   try {
     res = await api.rooms(s.token, AbortSignal.timeout(SYNC_TIMEOUT_MS));
@@ -1616,6 +1624,12 @@ async function doSyncRooms() {
     return;
   }
   if (session !== s || !res || !Array.isArray(res.rooms)) return;
+  if (epoch !== roomsEpoch) {
+    // Outdated: take only what it says of rooms we still have.
+    for (const r of res.rooms) if (r && rooms.has(r.name)) applyRoomInfo(rooms.get(r.name), r);
+    renderRooms();
+    return;
+  }
   const listed = new Set();
   let added = false;
   for (const r of res.rooms) {
