@@ -160,6 +160,13 @@ func TestBrowserRooms(t *testing.T) {
 	alice.switchRoomTo(room)
 	alice.waitFor("the room's messages", countIs("great, reading it now", 1)+` && `+systemLine("alice kicked carol: not on the team"))
 	alice.screenshotTo(root, "rooms")
+	// The title bar of a room with its Invite and Settings buttons still
+	// fits a phone.
+	alice.do(chromedp.EmulateViewport(360, 740))
+	alice.waitFor("the room list to collapse", `getComputedStyle(document.getElementById('sidebar')).visibility === "hidden"`)
+	alice.check("no horizontal overflow at 360 px", `document.documentElement.scrollWidth <= 360 && !document.getElementById('invite-btn').hidden && document.getElementById('settings-btn').getBoundingClientRect().right <= 360`)
+	alice.screenshot("room-360")
+	alice.do(chromedp.EmulateViewport(1280, 800))
 
 	for _, u := range users {
 		u.assertClean()

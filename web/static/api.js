@@ -136,7 +136,7 @@ export function inviteUser(token, name, username) {
 }
 
 // inviteLink creates a link token; maxUses 0 is unlimited, expiresIn is in
-// seconds (0: never).
+// seconds (0: the server's default, 7 days).
 export function inviteLink(token, name, { maxUses, expiresIn }) {
   return request('POST', `${roomPath(name)}/invites`, { token, body: { maxUses, expiresIn } });
 }

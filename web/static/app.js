@@ -464,6 +464,10 @@ function onClose(info) {
     endSession('Your session expired. Log in again.');
     return;
   }
+  if (info.code === CloseCode.REVOKED) {
+    endSession('An administrator ended your session. Log in again.');
+    return;
+  }
   if (info.code === CloseCode.POLICY) {
     toast('The server closed the connection: ' + (info.reason || 'policy violation') + '.', true);
   }
@@ -2070,7 +2074,7 @@ async function onInviteLinkSubmit(ev) {
       $('invite-link-row').hidden = false;
       $('invite-status').textContent = 'Anyone with this link can join #' + name
         + (maxUses ? `, ${maxUses === 1 ? 'once' : maxUses + ' times'}` : '')
-        + (expiresIn ? ', until it expires.' : '.');
+        + ', until it expires.';
       $('invite-link').select();
     } catch (err) {
       errEl.textContent = `Could not create a link: ${lowerFirst(refusal(err))}`;
@@ -2331,6 +2335,8 @@ function refreshMemberDialog() {
   const self = u.userId === me().id;
   $('member-dm').hidden = self || room.info.type === 'direct';
   const acts = memberActions(standing(room), { userId: u.userId, role: role || 'member' }, me().id);
+  // Everyone is always in general: it has bans, not kicks.
+  if (room.name === GENERAL) acts.kick = false;
   $('member-mod').hidden = !(acts.kick || acts.ban || acts.mute || acts.roles.length);
   $('member-kick').hidden = !acts.kick;
   $('member-ban').hidden = !acts.ban;
