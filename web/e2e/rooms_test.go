@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 
@@ -19,8 +20,9 @@ import (
 // is offered no moderation; alice kicks carol, whose page drops the room
 // and says why, and who can neither join it again (not_found) nor find it
 // in the directory; then alice opens a direct room from bob's name and bob
-// from the "new message" button: the same room, a message each way.
-// With -update-screenshots the room view and the moderation menu are also
+// from the "new message" button: the same room, a message each way. In
+// between, alice mutes bob, whose next message in the room is refused with
+// the muted words. With -update-screenshots the room view and the moderation menu are also
 // written to docs/screenshots/.
 func TestBrowserRooms(t *testing.T) {
 	chromium := findChromium(t)
@@ -138,6 +140,20 @@ func TestBrowserRooms(t *testing.T) {
 	carol.do(chromedp.SendKeys(chromedp.ID("directory-q"), "secret"))
 	carol.waitFor("no match for a private room", textIs("directory-status", "No public room matches “secret”.")+` && document.querySelectorAll('#directory-list li').length === 0`)
 	carol.do(chromedp.Click(chromedp.CSS(`#directory-dialog [data-close]`)))
+
+	// --- a mute, as bob's page shows it -------------------------------------------------
+	alice.openMember("bob")
+	alice.do(chromedp.Click(chromedp.ID("member-mute"))) // for the preselected hour
+	alice.waitFor("bob muted", `document.getElementById('member-status').textContent.startsWith("Muted bob until ")`)
+	alice.do(chromedp.Click(chromedp.CSS(`#member-dialog [data-close]`)))
+	alice.waitFor("bob's muted badge", `[...document.querySelectorAll('#member-list li')].some(li => li.querySelector('.member-name').textContent === "bob" && li.querySelector('.role-badge.muted') !== null)`)
+	// A moderation action holds on every replica within 1 s (issue 12):
+	// let that second pass rather than race the membership cache.
+	time.Sleep(time.Second)
+	bob.do(chromedp.SendKeys(chromedp.ID("composer-input"), "can I still talk?"), enter)
+	bob.waitFor("the muted refusal", `(() => { const f = [...document.querySelectorAll('#messages li.failed')].find(li => li.querySelector('.msg-body').textContent === "can I still talk?");
+		return f && f.querySelector('.msg-status').textContent.startsWith("Not sent: You are muted in #`+room+` until ") && f.querySelector('.retry') !== null; })()`)
+	alice.check("the refused message not delivered", countIs("can I still talk?", 0))
 
 	// --- a direct room ---------------------------------------------------------------------
 	alice.openMember("bob")
