@@ -180,7 +180,7 @@ func TestBrowserRooms(t *testing.T) {
 	// fits a phone.
 	alice.do(chromedp.EmulateViewport(360, 740))
 	alice.waitFor("the room list to collapse", `getComputedStyle(document.getElementById('sidebar')).visibility === "hidden"`)
-	alice.check("no horizontal overflow at 360 px", `document.documentElement.scrollWidth <= 360 && !document.getElementById('invite-btn').hidden && document.getElementById('settings-btn').getBoundingClientRect().right <= 360`)
+	alice.check("no horizontal overflow at 360 px", `document.documentElement.scrollWidth <= 360 && !document.getElementById('invite-btn').hidden && document.getElementById('settings-btn').getBoundingClientRect().right <= 360 && document.getElementById('room-title').getBoundingClientRect().width >= 40`)
 	alice.screenshot("room-360")
 	alice.do(chromedp.EmulateViewport(1280, 800))
 
