@@ -556,6 +556,9 @@ function onJoined(f) {
   }
   room.presenceSeq++;
   if (f.room === current) {
+    // A join may have just made us a member, or created the room: our
+    // role and the member list are known only now.
+    loadRoomDetails(room);
     renderMembers();
     // The server coalesces presence events over a short window and drops a
     // user's online+offline pair in one window, although this snapshot may
