@@ -140,6 +140,12 @@ func TestBrowserRooms(t *testing.T) {
 	carol.do(chromedp.SendKeys(chromedp.ID("directory-q"), "secret"))
 	carol.waitFor("no match for a private room", textIs("directory-status", "No public room matches “secret”.")+` && document.querySelectorAll('#directory-list li').length === 0`)
 	carol.do(chromedp.Click(chromedp.CSS(`#directory-dialog [data-close]`)))
+	// A refusal in a dialog: the name is taken (409).
+	carol.do(chromedp.Click(chromedp.ID("create-room-btn")))
+	carol.waitFor("the create dialog", dialogOpen("create-dialog"))
+	carol.do(chromedp.SendKeys(chromedp.ID("create-name"), room), chromedp.Click(chromedp.ID("create-submit")))
+	carol.waitFor("the name-taken refusal", textIs("create-error", "A room named #"+room+" exists already. Pick another name.")+` && `+dialogOpen("create-dialog"))
+	carol.do(chromedp.Click(chromedp.CSS(`#create-dialog [data-close]`)))
 
 	// --- a mute, as bob's page shows it -------------------------------------------------
 	alice.openMember("bob")
