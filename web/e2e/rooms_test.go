@@ -19,7 +19,7 @@ import (
 // by name (bob accepts the pending invitation), they talk; bob, a member,
 // is offered no moderation; alice kicks carol, whose page drops the room
 // and says why, and who can neither join it again (not_found) nor find it
-// in the directory; then alice opens a direct room from bob's name and bob
+// in the directory, nor use the link again once alice revoked it; then alice opens a direct room from bob's name and bob
 // from the "new message" button: the same room, a message each way. In
 // between, alice mutes bob, whose next message in the room is refused with
 // the muted words. With -update-screenshots the room view and the moderation menu are also
@@ -82,6 +82,7 @@ func TestBrowserRooms(t *testing.T) {
 	alice.check("alice not offered to herself", `document.querySelector('#invite-users li[data-username="alice"]') === null`)
 	alice.do(chromedp.Click(chromedp.CSS(`#invite-users li[data-username="bob"] button`)))
 	alice.waitFor("bob invited", textIs("invite-status", "Invited bob to #"+room+"."))
+	alice.waitFor("the link and bob's invitation among the open ones", `document.querySelectorAll('#invite-active li').length === 2 && [...document.querySelectorAll('#invite-active li')].some(li => li.textContent.startsWith("Link"))`)
 	alice.do(chromedp.Click(chromedp.CSS(`#invite-dialog [data-close]`)))
 
 	// carol opens the link: a fresh page load with the fragment accepts it.
@@ -146,6 +147,18 @@ func TestBrowserRooms(t *testing.T) {
 	carol.do(chromedp.SendKeys(chromedp.ID("create-name"), room), chromedp.Click(chromedp.ID("create-submit")))
 	carol.waitFor("the name-taken refusal", textIs("create-error", "A room named #"+room+" exists already. Pick another name.")+` && `+dialogOpen("create-dialog"))
 	carol.do(chromedp.Click(chromedp.CSS(`#create-dialog [data-close]`)))
+
+	// The link still works for anyone holding it, carol included: alice
+	// revokes it, and carol's second try is refused in words.
+	alice.do(chromedp.Click(chromedp.ID("invite-btn")))
+	alice.waitFor("the open link", `[...document.querySelectorAll('#invite-active li')].some(li => li.textContent.startsWith("Link"))`)
+	evaluate[chromedp.Void](alice, `[...document.querySelectorAll('#invite-active li')].find(li => li.textContent.startsWith("Link")).querySelector('button').click()`)
+	alice.waitFor("the link revoked", textIs("invite-status", "Link revoked: it no longer works.")+` && ![...document.querySelectorAll('#invite-active li')].some(li => li.textContent.startsWith("Link"))`)
+	alice.do(chromedp.Click(chromedp.CSS(`#invite-dialog [data-close]`)))
+	carol.do(chromedp.Navigate("about:blank"), chromedp.Navigate(link))
+	carol.waitFor("the revoked link refused", `[...document.querySelectorAll('#toasts .toast')].some(e => e.textContent.startsWith("Could not accept the invitation: "))`)
+	carol.waitOnline()
+	carol.check("still not in the room", `document.querySelector('#room-list li[data-room="`+room+`"]') === null && `+currentRoomIs("general"))
 
 	// --- a mute, as bob's page shows it -------------------------------------------------
 	alice.openMember("bob")

@@ -141,6 +141,15 @@ export function inviteLink(token, name, { maxUses, expiresIn }) {
   return request('POST', `${roomPath(name)}/invites`, { token, body: { maxUses, expiresIn } });
 }
 
+// roomInvites returns the room's open invitations and links (admins).
+export function roomInvites(token, name) {
+  return request('GET', `${roomPath(name)}/invites`, { token });
+}
+
+export function revokeInvite(token, invite) {
+  return request('DELETE', `/api/invites/${encodeURIComponent(invite)}`, { token });
+}
+
 // invites returns {invites: [{token, room, by, ...}]}: my pending invitations.
 export function invites(token) {
   return request('GET', '/api/invites', { token });

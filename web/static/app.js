@@ -2042,6 +2042,60 @@ function openInviteDialog() {
   $('invite-link-row').hidden = true;
   $('invite-link').value = '';
   $('invite-q').focus();
+  loadRoomInvites(room.name);
+}
+
+// loadRoomInvites lists the room's open invitations and links, each with
+// Revoke.
+async function loadRoomInvites(name) {
+  const list = $('invite-active');
+  let res;
+  try {
+    res = await authed((t) => api.roomInvites(t, name));
+  } catch {
+    return; // the dialog works without the list
+  }
+  if (dialogRoom !== name) return;
+  list.replaceChildren();
+  const now = Date.now();
+  for (const inv of (res && res.invites) || []) {
+    if (!inv || typeof inv.token !== 'string' || inv.revoked) continue;
+    const exp = Date.parse(inv.expiresAt || '');
+    if (Number.isFinite(exp) && exp <= now) continue;
+    if (inv.maxUses > 0 && inv.uses >= inv.maxUses) continue;
+    list.append(roomInviteEl(name, inv));
+  }
+  $('invite-active-title').hidden = list.children.length === 0;
+}
+
+function roomInviteEl(name, inv) {
+  const li = document.createElement('li');
+  li.className = 'pick';
+  li.dataset.token = inv.token;
+  const text = document.createElement('span');
+  text.className = 'pick-text';
+  const what = inv.userId ? 'Invitation of one user' : 'Link';
+  const uses = inv.userId ? '' : inv.maxUses > 0 ? `, used ${inv.uses || 0} of ${inv.maxUses}` : `, used ${inv.uses || 0}`;
+  const exp = Date.parse(inv.expiresAt || '');
+  text.textContent = `${what}${uses}${Number.isFinite(exp) ? `, until ${formatTime(exp)}` : ''}`;
+  const btn = document.createElement('button');
+  btn.type = 'button';
+  btn.className = 'btn subtle';
+  btn.textContent = 'Revoke';
+  btn.addEventListener('click', async () => {
+    btn.disabled = true;
+    try {
+      await authed((t) => api.revokeInvite(t, inv.token));
+      li.remove();
+      $('invite-active-title').hidden = $('invite-active').children.length === 0;
+      $('invite-status').textContent = inv.userId ? 'Invitation revoked.' : 'Link revoked: it no longer works.';
+    } catch (err) {
+      btn.disabled = false;
+      $('invite-error').textContent = `Could not revoke: ${lowerFirst(refusal(err))}`;
+    }
+  });
+  li.append(text, btn);
+  return li;
 }
 
 async function inviteUser(u, btn) {
@@ -2054,6 +2108,7 @@ async function inviteUser(u, btn) {
     await authed((t) => api.inviteUser(t, name, u.username));
     status.textContent = `Invited ${u.username} to #${name}.`;
     btn.textContent = 'Invited';
+    loadRoomInvites(name);
   } catch (err) {
     btn.disabled = false;
     errEl.textContent = `Could not invite ${u.username}: ${lowerFirst(refusal(err))}`;
@@ -2079,6 +2134,7 @@ async function onInviteLinkSubmit(ev) {
         + (maxUses ? `, ${maxUses === 1 ? 'once' : maxUses + ' times'}` : '')
         + ', until it expires.';
       $('invite-link').select();
+      loadRoomInvites(name);
     } catch (err) {
       errEl.textContent = `Could not create a link: ${lowerFirst(refusal(err))}`;
     }
