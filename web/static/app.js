@@ -2041,21 +2041,26 @@ function openInviteDialog() {
   $('invite-users').replaceChildren();
   $('invite-link-row').hidden = true;
   $('invite-link').value = '';
+  $('invite-active').replaceChildren();
+  $('invite-active-title').hidden = true;
   $('invite-q').focus();
   loadRoomInvites(room.name);
 }
 
 // loadRoomInvites lists the room's open invitations and links, each with
 // Revoke.
+let roomInvitesGen = 0;
 async function loadRoomInvites(name) {
   const list = $('invite-active');
+  const gen = ++roomInvitesGen;
   let res;
   try {
     res = await authed((t) => api.roomInvites(t, name));
   } catch {
     return; // the dialog works without the list
   }
-  if (dialogRoom !== name) return;
+  // Only the newest answer: an older one may list what was revoked since.
+  if (dialogRoom !== name || gen !== roomInvitesGen) return;
   list.replaceChildren();
   const now = Date.now();
   for (const inv of (res && res.invites) || []) {
@@ -2088,6 +2093,7 @@ function roomInviteEl(name, inv) {
       await authed((t) => api.revokeInvite(t, inv.token));
       li.remove();
       $('invite-active-title').hidden = $('invite-active').children.length === 0;
+      loadRoomInvites(name);
       $('invite-status').textContent = inv.userId ? 'Invitation revoked.' : 'Link revoked: it no longer works.';
     } catch (err) {
       btn.disabled = false;
