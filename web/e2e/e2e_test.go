@@ -517,6 +517,12 @@ func (u *user) fail(format string, args ...any) {
 	if text, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerText`)); err == nil {
 		msg += "\npage text:\n" + text
 	}
+	// Exceptions and CSP violations so far often say why.
+	u.mu.Lock()
+	for _, p := range u.problems {
+		msg += "\npage problem: " + p
+	}
+	u.mu.Unlock()
 	u.t.Fatalf("%s: %s", u.name, msg)
 }
 

@@ -214,7 +214,10 @@ func (u *user) openMember(name string) {
 	u.t.Helper()
 	btn := `[...document.querySelectorAll('#member-list li, #offline-list li')].find(li => li.querySelector('.member-name').textContent === ` + jsString(name) + `)`
 	u.waitFor(name+" in the member list", btn+` !== undefined`)
-	evaluate[chromedp.Void](u, btn+`.querySelector('.member-btn').click()`)
+	// A real click: a modal dialog opened by a script's click() leaves the
+	// page's text fields taking no text after it closes (headless Chromium).
+	id := evaluate[string](u, btn+`.dataset.userId`)
+	u.do(chromedp.Click(chromedp.CSS(`.member-list li[data-user-id="` + id + `"] .member-btn`)))
 	u.waitFor("the member dialog of "+name, dialogOpen("member-dialog")+` && `+textIs("member-title", name))
 }
 
