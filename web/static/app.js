@@ -386,6 +386,7 @@ function leaveChat() {
   ui.invitesList.replaceChildren();
   ui.invitesSection.hidden = true;
   ui.offlineList.replaceChildren();
+  memberEls.clear();
   roomEls.clear();
   clearInterval(peoplePoll);
   peoplePoll = 0;
@@ -1266,22 +1267,46 @@ function renderHistoryStatus() {
 // their role, and a click opens what one may do with them.
 function renderMembers() {
   const room = rooms.get(current);
-  ui.memberList.replaceChildren();
-  ui.offlineList.replaceChildren();
-  if (!room) return;
+  if (!room) {
+    ui.memberList.replaceChildren();
+    ui.offlineList.replaceChildren();
+    return;
+  }
   const list = [...room.members].sort((a, b) => a[1].localeCompare(b[1]));
-  for (const [uid, name] of list) ui.memberList.append(memberEl(room, uid, name, true));
+  syncMembers(ui.memberList, room, list.map(([uid, name]) => [uid, name]), true);
   let offline = [];
   if (room.roster && room.roster.size <= OFFLINE_SHOWN) {
     offline = [...room.roster.values()].filter((m) => !room.members.has(m.userId))
       .sort((a, b) => a.username.localeCompare(b.username));
   }
-  for (const m of offline) ui.offlineList.append(memberEl(room, m.userId, m.username, false));
+  syncMembers(ui.offlineList, room, offline.map((m) => [m.userId, m.username]), false);
   ui.offlineTitle.hidden = offline.length === 0;
   ui.offlineCount.textContent = String(offline.length);
   ui.memberCount.textContent = String(list.length);
   ui.membersToggleCount.textContent = `(${list.length})`;
   setupPresencePoll();
+}
+
+// memberEls keeps each list's entries by user: presence frames and member
+// list reloads come often, and rebuilding every entry each time would take
+// the keyboard focus (and a pointer's target) from under the user.
+const memberEls = new Map(); // ul -> Map(userId -> {sig, li})
+
+function syncMembers(ul, room, people, online) {
+  const old = memberEls.get(ul) || new Map();
+  const next = new Map();
+  const want = people.map(([uid, name]) => {
+    const m = room.roster && room.roster.get(uid);
+    const sig = [room.name, name, m ? m.role : '', m && mutedNow(m) ? 'muted' : '', uid === me().id].join('|');
+    let e = old.get(uid);
+    if (!e || e.sig !== sig) e = { sig, li: memberEl(room, uid, name, online) };
+    next.set(uid, e);
+    return e.li;
+  });
+  memberEls.set(ul, next);
+  const cur = ul.children;
+  if (cur.length === want.length && want.every((li, i) => cur[i] === li)) return;
+  ul.replaceChildren(...want);
 }
 
 function memberEl(room, uid, name, online) {
