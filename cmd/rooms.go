@@ -14,6 +14,7 @@ import (
 	"github.com/auroradev/aurora/app/audit"
 	"github.com/auroradev/aurora/app/bus"
 	"github.com/auroradev/aurora/app/infra"
+	"github.com/auroradev/aurora/app/membership"
 	"github.com/auroradev/aurora/app/store"
 	"github.com/auroradev/aurora/config"
 )
@@ -81,9 +82,11 @@ func newRoomsCmd(o *options) *cobra.Command {
 	var asJSON bool
 	c := &cobra.Command{
 		Use:   "rooms",
-		Short: "List, create and delete rooms",
-		Long: "Rooms listed here were created explicitly. Any authenticated user may also join a room\n" +
-			"by name without it being listed; deleting a room removes its entry, not its messages.",
+		Short: "List, create and delete rooms; list members; kick, ban, mute; set roles",
+		Long: "Rooms are public (in the directory, anyone may join), private (by invitation) or direct\n" +
+			"(two users). A WebSocket join of an unused name creates a public room unless\n" +
+			"chat.create_on_join is false. Deleting a room removes it and its members, not its messages.\n" +
+			"The member and moderation commands act with a server administrator's rights.",
 	}
 	c.PersistentFlags().BoolVar(&asJSON, "json", false, "print JSON")
 	c.AddCommand(&cobra.Command{
@@ -102,15 +105,16 @@ func newRoomsCmd(o *options) *cobra.Command {
 					out = append(out, toRoomJSON(r))
 				}
 				return output(o.stdout, asJSON, out, func(tw *tabwriter.Writer) {
-					fmt.Fprintln(tw, "NAME\tCREATED BY\tCREATED AT")
+					fmt.Fprintln(tw, "NAME\tTYPE\tCREATED BY\tCREATED AT\tTOPIC")
 					for _, r := range out {
-						fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Name, r.CreatedBy, r.CreatedAt.Format(time.RFC3339))
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Name, r.Type, r.CreatedBy, r.CreatedAt.Format(time.RFC3339), r.Topic)
 					}
 				})
 			})
 		},
 	})
-	c.AddCommand(&cobra.Command{
+	var roomType, topic string
+	create := &cobra.Command{
 		Use:     "create NAME",
 		Short:   "Create a room (" + bus.RoomRule + ")",
 		Example: "  aurora rooms create dev\n  aurora rooms create announcements --json",
@@ -121,7 +125,10 @@ func newRoomsCmd(o *options) *cobra.Command {
 				return fmt.Errorf("room name %q: %s", name, bus.RoomRule)
 			}
 			return withAudit(cmd, o, func(ctx context.Context, _ *config.Config, s store.Store, record func(audit.Entry)) error {
-				r, err := s.CreateRoom(ctx, store.Room{Name: name, CreatedBy: "aurora-cli"}, nil)
+				if roomType != store.RoomPublic && roomType != store.RoomPrivate {
+					return fmt.Errorf("--type must be public or private")
+				}
+				r, err := s.CreateRoom(ctx, store.Room{Name: name, Type: roomType, Topic: topic, CreatedBy: "aurora-cli"}, nil)
 				if errors.Is(err, store.ErrRoomExists) {
 					return fmt.Errorf("room %q already exists", name)
 				}
@@ -134,7 +141,10 @@ func newRoomsCmd(o *options) *cobra.Command {
 				})
 			})
 		},
-	})
+	}
+	create.Flags().StringVar(&roomType, "type", store.RoomPublic, "public or private")
+	create.Flags().StringVar(&topic, "topic", "", "the room's topic")
+	c.AddCommand(create)
 	c.AddCommand(&cobra.Command{
 		Use:     "delete NAME",
 		Short:   "Delete a room's entry (its messages stay)",
@@ -142,20 +152,22 @@ func newRoomsCmd(o *options) *cobra.Command {
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
-			return withAudit(cmd, o, func(ctx context.Context, _ *config.Config, s store.Store, record func(audit.Entry)) error {
-				err := s.DeleteRoom(ctx, name)
-				if errors.Is(err, store.ErrNotFound) {
+			return withMembership(cmd, o, func(ctx context.Context, svc *membership.Service, _ store.Store) error {
+				// The service tells running replicas, so members' connections
+				// leave the room; it also writes the audit line.
+				err := svc.DeleteRoom(ctx, membership.Operator, name)
+				if errors.Is(err, membership.ErrNotFound) {
 					return fmt.Errorf("room %q does not exist", name)
 				}
 				if err != nil {
 					return fmt.Errorf("delete room %q: %w", name, err)
 				}
-				record(audit.Entry{Event: audit.RoomDelete, Room: name})
 				return output(o.stdout, asJSON, map[string]any{"deleted": name}, func(tw *tabwriter.Writer) {
 					fmt.Fprintf(tw, "deleted room %s\n", name)
 				})
 			})
 		},
 	})
+	addModerationCmds(c, o, &asJSON)
 	return c
 }

@@ -27,25 +27,35 @@ func withRedis(cmd *cobra.Command, o *options, fn func(ctx context.Context, c ru
 	if err != nil {
 		return err
 	}
+	c, err := dialRedis(cfg)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return fn(cmd.Context(), c, cfg)
+}
+
+// dialRedis connects to the configured Redis (or the embedded one of the
+// `aurora serve` on the same data dir).
+func dialRedis(cfg *config.Config) (rueidis.Client, error) {
 	url, display := cfg.Redis.URL, cfg.Masked().Redis.URL
 	if url == "" {
 		rt, err := embeddedredis.ReadRuntime(cfg.DataDir)
 		if err != nil {
-			return fmt.Errorf("redis.url is not set, so this command uses the embedded Redis of `aurora serve`: %w; "+
+			return nil, fmt.Errorf("redis.url is not set, so this command uses the embedded Redis of `aurora serve`: %w; "+
 				"start `aurora serve` with the same --data-dir, or give --redis-url (or AURORA_REDIS_URL) of another Redis, e.g. redis://localhost:6379", err)
 		}
 		url, display = rt.URL, "embedded "+rt.Addr+" (aurora serve, pid "+strconv.Itoa(rt.PID)+")"
 	}
 	opt, err := infra.RedisOptions(url)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	c, err := rueidis.NewClient(opt)
 	if err != nil {
-		return fmt.Errorf("connect to redis at %s: %w", display, err)
+		return nil, fmt.Errorf("connect to redis at %s: %w", display, err)
 	}
-	defer c.Close()
-	return fn(cmd.Context(), c, cfg)
+	return c, nil
 }
 
 func newStreamsCmd(o *options) *cobra.Command {

@@ -24,13 +24,14 @@ type userOut struct {
 	ID        string    `json:"id"`
 	Username  string    `json:"username"`
 	Disabled  bool      `json:"disabled"`
+	Admin     bool      `json:"admin"`
 	CreatedAt time.Time `json:"createdAt"`
 	// Password is set only when the command generated one.
 	Password string `json:"password,omitempty"`
 }
 
 func toUserOut(u store.User) userOut {
-	return userOut{ID: u.ID, Username: u.Username, Disabled: u.Disabled, CreatedAt: u.CreatedAt}
+	return userOut{ID: u.ID, Username: u.Username, Disabled: u.Disabled, Admin: u.Admin, CreatedAt: u.CreatedAt}
 }
 
 // passwordFlags are how create and reset-password take a password: a flag,
@@ -172,7 +173,7 @@ func newUsersCmd(o *options) *cobra.Command {
 	var enable bool
 	disable := &cobra.Command{
 		Use:   "disable USERNAME",
-		Short: "Disable a user: logins fail; tokens already issued run out at their expiry",
+		Short: "Disable a user: logins fail, tokens already issued stop working and every chat replica closes their connections within seconds",
 		Example: `  aurora users disable mallory
   aurora users disable mallory --enable   # undo`,
 		Args: cobra.ExactArgs(1),
@@ -183,6 +184,11 @@ func newUsersCmd(o *options) *cobra.Command {
 			}
 			return update(cmd, args[0], verb, event, func(_ *config.Config, u *store.User, _ *userOut) error {
 				u.Disabled = !enable
+				if !enable {
+					// Tokens issued until now stop working, also once
+					// the user is enabled again.
+					u.ValidAfter = time.Now()
+				}
 				return nil
 			})
 		},
@@ -216,6 +222,24 @@ func newUsersCmd(o *options) *cobra.Command {
 	}
 	resetPw.add(reset)
 
-	c.AddCommand(create, list, disable, reset)
+	admin := func(use, short, verb string, event audit.Event, on bool) *cobra.Command {
+		return &cobra.Command{
+			Use:     use + " USERNAME",
+			Short:   short,
+			Example: "  aurora users " + use + " alice",
+			Args:    cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				return update(cmd, args[0], verb, event, func(_ *config.Config, u *store.User, _ *userOut) error {
+					u.Admin = on
+					return nil
+				})
+			},
+		}
+	}
+	promote := admin("promote", "Make a user a server administrator: they may moderate every public and private room",
+		"made a server administrator of", audit.UserPromote, true)
+	demote := admin("demote", "Make a server administrator a plain user again", "made a plain user of", audit.UserDemote, false)
+
+	c.AddCommand(create, list, disable, reset, promote, demote)
 	return c
 }

@@ -184,6 +184,11 @@ type Chat struct {
 	// an invalid room. Set it to [general] while AuroraChat chat-services
 	// share the Redis (their fan-out crashes on rooms they never saw).
 	RoomsAllowed []string `mapstructure:"rooms_allowed"`
+	// CreateOnJoin: a WebSocket join of a room name nobody uses creates a
+	// public room, the joiner its owner (AuroraChat's behaviour). False:
+	// such a join is refused as not_found; rooms are created with POST
+	// /api/rooms.
+	CreateOnJoin bool `mapstructure:"create_on_join"`
 	// AckReplicas, when above 0, holds each ack until that many Redis
 	// replicas confirmed the message (WAIT on the send's connection);
 	// AckTimeout is how long the send waits for them before answering
@@ -262,6 +267,7 @@ func Default(roles ...string) Config {
 			PresenceInterval:   250 * time.Millisecond,
 			PresenceMaxMembers: 1000,
 			DedupeWindow:       15 * time.Minute,
+			CreateOnJoin:       true,
 			AckReplicas:        0,
 			AckTimeout:         500 * time.Millisecond,
 		},

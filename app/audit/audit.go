@@ -38,8 +38,19 @@ const (
 	UserDisable       Event = "user.disable"        // aurora users disable
 	UserEnable        Event = "user.enable"         // aurora users disable --enable
 	UserResetPassword Event = "user.password_reset" // aurora users reset-password
-	RoomCreate        Event = "room.create"         // aurora rooms create
-	RoomDelete        Event = "room.delete"         // aurora rooms delete
+	UserPromote       Event = "user.promote"        // aurora users promote: a server administrator
+	UserDemote        Event = "user.demote"         // aurora users demote
+	RoomCreate        Event = "room.create"         // aurora rooms create, POST /api/rooms
+	RoomDelete        Event = "room.delete"         // aurora rooms delete, DELETE /api/rooms/{room}
+	// Moderation: Actor/ActorID is the moderator, UserID the target, Note
+	// the moderator's reason.
+	RoomKick     Event = "room.kick"
+	RoomBan      Event = "room.ban"
+	RoomUnban    Event = "room.unban"
+	RoomMute     Event = "room.mute"
+	RoomRole     Event = "room.role"     // a member's role changed (Note: the new role)
+	RoomTransfer Event = "room.transfer" // ownership given to UserID
+	UserBan      Event = "user.ban"      // POST /api/users/{userId}/disable by a server administrator
 )
 
 // Reason says why a login failed: the value of the "reason" attribute.
@@ -98,13 +109,18 @@ type Entry struct {
 	Reason Reason
 	// Actor is set for operator commands.
 	Actor Actor
+	// ActorID is the user id of who acted over the API (a moderator).
+	ActorID string
+	// Note is free text a moderator gave (a kick's or ban's reason),
+	// logged bounded.
+	Note string
 }
 
 // Log writes e as one INFO line with msg "audit" to log. Over HTTP, pass the
 // request's logger (app.Logger), so the line carries the request id ("req")
 // like every other line of that request.
 func Log(ctx context.Context, log *slog.Logger, e Entry) {
-	attrs := make([]slog.Attr, 0, 9)
+	attrs := make([]slog.Attr, 0, 11)
 	attrs = append(attrs, slog.String("event", string(e.Event)))
 	if e.User != "" {
 		attrs = append(attrs, slog.Any("user", app.UserInput(e.User)))
@@ -120,6 +136,12 @@ func Log(ctx context.Context, log *slog.Logger, e Entry) {
 	}
 	if e.Reason != "" {
 		attrs = append(attrs, slog.String("reason", string(e.Reason)))
+	}
+	if e.ActorID != "" {
+		attrs = append(attrs, slog.String("actor_id", e.ActorID))
+	}
+	if e.Note != "" {
+		attrs = append(attrs, slog.Any("note", app.UserInput(e.Note)))
 	}
 	if e.Actor.Kind != "" {
 		attrs = append(attrs, slog.String("actor", e.Actor.Kind))

@@ -74,7 +74,7 @@ func signUp(t *testing.T, n *node, name string) string {
 
 // liveClient reads its connection on a goroutine of its own and counts the
 // message frames it is delivered, by id; its reads return the other frames
-// but presence and typing.
+// but presence, typing and room events (joins append those).
 type liveClient struct {
 	*apptest.WS
 	t     *testing.T
@@ -96,7 +96,7 @@ func dialLive(t *testing.T, n *node, tok string) *liveClient {
 			c.rooms[room]++
 			c.mu.Unlock()
 			return false
-		case "presence", "typing":
+		case "presence", "typing", "room_event":
 			return false
 		}
 		return true

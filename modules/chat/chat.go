@@ -16,11 +16,13 @@ import (
 
 	"github.com/auroradev/aurora/app"
 	"github.com/auroradev/aurora/app/bus"
+	"github.com/auroradev/aurora/app/membership"
 	"github.com/auroradev/aurora/app/token"
 	"github.com/auroradev/aurora/app/tokenauth"
 	"github.com/auroradev/aurora/config"
 	"github.com/auroradev/aurora/modules/chat/history"
 	"github.com/auroradev/aurora/modules/chat/presence"
+	"github.com/auroradev/aurora/modules/chat/roomapi"
 )
 
 func init() {
@@ -54,6 +56,15 @@ type gateway struct {
 	slots *slots
 	// deps is what every connection is given of the gateway.
 	deps *connDeps
+
+	// The membership rules' data: server-wide user flags (polled from
+	// the store), the per-room access cache and the changes that
+	// invalidate it (over Redis Pub/Sub), and the room actions.
+	users   *membership.Users
+	access  *membership.Cache
+	members *membership.Service
+	watcher *membership.Watcher
+	store   membership.Store
 
 	draining atomic.Bool
 	conns    sync.WaitGroup // one per connection handler
@@ -89,11 +100,13 @@ func newModule(_ context.Context, h *app.Host) (app.Module, error) {
 	hist := history.New(h.Store, h.Redis, log.With("part", "history"))
 	hist.Rooms = cfg.RoomsAllowed
 	g.history = hist
+	g.store = h.Store
 	g.init()
 
 	h.Mux.Handle("GET /ws", g)
-	h.Mux.Handle("GET /api/rooms/{room}/messages", hist.Handler(g.verifyBearer))
+	h.Mux.Handle("GET /api/rooms/{room}/messages", g.readable(hist.Handler(g.verifyBearer)))
 	h.Mux.HandleFunc("GET /api/rooms/{room}/presence", g.servePresence)
+	roomapi.Register(h.Mux, g.members, g.verifyBearer, log.With("part", "roomapi"))
 	return g, nil
 }
 
@@ -103,6 +116,19 @@ func (g *gateway) init() {
 	g.rooms = newRooms(g.redis, g.presence, g.history, g.log)
 	g.sender = &sender{redis: g.redis, cfg: g.cfg}
 	g.slots = newSlots(g.redis, g.replicaID, g.cfg.MaxConnsPerUser)
+	g.users = membership.NewUsers(g.store, g.log.With("part", "users"))
+	g.users.OnRevoked = g.revokeStale
+	g.access = membership.NewCache(g.store, g.users)
+	g.rooms.onRemoval = g.access.Apply
+	g.members = &membership.Service{
+		Store:        g.store,
+		Events:       membership.StreamEvents{Client: g.redis},
+		Changes:      membership.RedisPublisher{Client: g.redis},
+		Users:        g.users,
+		Log:          g.log,
+		CreateOnJoin: g.cfg.CreateOnJoin,
+	}
+	g.watcher = &membership.Watcher{Client: g.redis, Cache: g.access, OnChange: g.onChange, Log: g.log.With("part", "membership")}
 	g.deps = &connDeps{
 		cfg:     g.cfg,
 		log:     g.log,
@@ -111,6 +137,8 @@ func (g *gateway) init() {
 		sender:  g.sender,
 		typing:  &typingPublisher{redis: g.redis, log: g.log, dropped: g.metrics.typingDropped},
 		allowed: g.allowed,
+		access:  g.access,
+		members: g.members,
 	}
 }
 
@@ -125,7 +153,13 @@ func (g *gateway) Start(ctx context.Context) error {
 	if g.cfg.AckReplicas > 0 {
 		g.checkReplicas(ctx)
 	}
-	g.bg.Add(3)
+	if err := g.users.Start(ctx); err != nil {
+		cancel()
+		return err
+	}
+	g.bg.Add(5)
+	go func() { defer g.bg.Done(); g.users.Run(bg) }()
+	go func() { defer g.bg.Done(); g.watcher.Run(bg) }()
 	go func() { defer g.bg.Done(); g.subs.run(bg) }()
 	go func() { defer g.bg.Done(); g.presence.Run(bg) }()
 	go func() { defer g.bg.Done(); g.slots.run(bg, g.hub.slotsByUser, g.log) }()
@@ -170,13 +204,18 @@ func (g *gateway) Stop(ctx context.Context) error {
 
 // checkReplicas warns at start when the Redis reports fewer replicas than
 // chat.ack_replicas (or is not a primary): then every send waits
-// chat.ack_timeout and is answered unavailable. Best effort: a Redis that
-// refuses INFO, or a cluster (INFO goes to any one node), says nothing
-// reliable, and then nothing is said.
+// chat.ack_timeout and is answered unavailable. On a cluster it asks the
+// primary of the stream's slot (whose replicas WAIT counts), not whichever
+// node a keyless INFO would reach. Best effort: a Redis that refuses INFO
+// says nothing reliable, and then nothing is said.
 func (g *gateway) checkReplicas(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	info, err := g.redis.Do(ctx, g.redis.B().Info().Section("replication").Build()).ToString()
+	r, err := bus.StreamPrimary(ctx, g.redis)
+	if err != nil {
+		return
+	}
+	info, err := r.Do(ctx, r.B().Info().Section("replication").Build()).ToString()
 	if err != nil {
 		return
 	}
@@ -211,17 +250,100 @@ func (g *gateway) Check(ctx context.Context) error {
 	if !g.subs.up.Load() {
 		return errors.New("redis pubsub connection down")
 	}
+	if !g.watcher.Up() {
+		// Its cache could hold a kicked member's access.
+		return errors.New("membership changes subscription down")
+	}
 	return nil
 }
 
-// verifyBearer reads the Authorization: Bearer token of an HTTP API request.
+// verifyBearer reads the Authorization: Bearer token of an HTTP API
+// request, refusing a disabled user's or a revoked one.
 func (g *gateway) verifyBearer(r *http.Request) (token.Claims, error) {
-	return tokenauth.Verify(r, g.tokens, tokenauth.Bearer)
+	claims, err := tokenauth.Verify(r, g.tokens, tokenauth.Bearer)
+	if err != nil {
+		return claims, err
+	}
+	if err := g.users.Allowed(claims.UserID, claims.IssuedAt); err != nil {
+		return claims, fmt.Errorf("%w: %w", token.ErrInvalid, err)
+	}
+	return claims, nil
+}
+
+// readable serves next only to a user allowed to read the room (member,
+// or server administrator), answering 404 for a room the user may not
+// see and 403 for one they must join first.
+func (g *gateway) readable(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		room := r.PathValue("room")
+		if !bus.ValidRoom(room) || !g.roomAllowed(room) {
+			next.ServeHTTP(w, r) // it answers the 400
+			return
+		}
+		claims, err := g.verifyBearer(r)
+		if err != nil {
+			tokenauth.Unauthorized(w, err)
+			return
+		}
+		if !g.mayRead(w, r, room, claims.UserID) {
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// mayRead decides membership.Read for an HTTP request, answering the
+// refusal itself.
+func (g *gateway) mayRead(w http.ResponseWriter, r *http.Request, room, userID string) bool {
+	ctx, cancel := context.WithTimeout(r.Context(), redisTimeout)
+	defer cancel()
+	// From the store, not the cache: the request reads the store (or
+	// Redis) anyway, and must not serve a member kicked a moment ago.
+	a, err := g.access.Fresh(ctx, room, userID)
+	if err == nil {
+		err = membership.Decide(a, membership.Read, time.Now())
+	}
+	if err != nil {
+		roomapi.WriteError(w, r, g.log, err)
+		return false
+	}
+	return true
+}
+
+// onChange acts on a membership change another process announced. A user
+// disabled by a server administrator on another replica is also polled
+// for at once, so their reconnect here is refused before the next poll.
+func (g *gateway) onChange(ch membership.Change) {
+	g.rooms.applyChange(ch)
+	if ch.Room == "" && ch.Removed == membership.RemovedDisabled {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
+			defer cancel()
+			if err := g.users.Poll(ctx); err != nil {
+				g.log.Warn("poll changed users", "err", err)
+			}
+		}()
+	}
+}
+
+// revokeStale closes the local connections of userID whose tokens the
+// users view no longer accepts (the user was disabled, or their tokens
+// revoked).
+func (g *gateway) revokeStale(userID string) {
+	for _, m := range g.hub.members() {
+		if m.userID != userID {
+			continue
+		}
+		if err := g.users.Allowed(userID, m.issuedAt); err != nil {
+			m.ep.closeWith(closeRevoked, err.Error())
+		}
+	}
 }
 
 // servePresence is GET /api/rooms/{room}/presence: the room's online members.
 func (g *gateway) servePresence(w http.ResponseWriter, r *http.Request) {
-	if _, err := g.verifyBearer(r); err != nil {
+	claims, err := g.verifyBearer(r)
+	if err != nil {
 		tokenauth.Unauthorized(w, err)
 		return
 	}
@@ -232,6 +354,9 @@ func (g *gateway) servePresence(w http.ResponseWriter, r *http.Request) {
 	}
 	if !g.roomAllowed(room) {
 		app.WriteError(w, http.StatusBadRequest, g.roomRefusal(room))
+		return
+	}
+	if !g.mayRead(w, r, room, claims.UserID) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), redisTimeout)

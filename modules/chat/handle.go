@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/auroradev/aurora/app/bus"
+	"github.com/auroradev/aurora/app/membership"
 )
 
 // inbound is a client frame's fields, each kept raw so that a field of the
@@ -225,15 +226,28 @@ func (c *conn) handle(data []byte) {
 	}
 }
 
-func (c *conn) inRoom(room string) bool { return slices.Contains(c.rooms, room) }
+// inRoom reports whether the connection is in room. A removal (a kick,
+// a ban) takes a connection out of a room on the Pub/Sub goroutine; the
+// rooms it left that way are dropped here, on the reader's.
+func (c *conn) inRoom(room string) bool {
+	c.rooms = slices.DeleteFunc(c.rooms, func(r string) bool { return !c.isIn(r) })
+	return slices.Contains(c.rooms, room)
+}
 
 func (c *conn) onMessage(f clientFrame) {
 	clientID, room := f.clientID, f.room
 	if f.legacy {
-		room = c.rooms[0]
+		if room = c.firstRoom(); room == "" {
+			c.fail(codeNotMember, "not in any room", clientID)
+			return
+		}
 	}
 	if !c.inRoom(room) {
 		c.fail(codeNotMember, "join room "+room+" first", clientID)
+		return
+	}
+	if code, msg := c.allowed(room, membership.Send); code != "" {
+		c.fail(code, msg, clientID)
 		return
 	}
 	if ferr := checkText(f.text, c.d.cfg.MaxTextLength); ferr != nil {
@@ -307,15 +321,20 @@ func (c *conn) unreplicated(room, clientID string, res sendResult) {
 }
 
 func (c *conn) onJoin(f clientFrame) {
-	clientID, room := f.clientID, f.room
-	if code := c.join(room, f.since, false); code != "" {
-		switch code {
-		case codeTooManyRooms:
-			c.fail(code, fmt.Sprintf("a connection can be in at most %d rooms", c.d.cfg.MaxRoomsPerConn), clientID)
-		default:
-			c.fail(code, "cannot join "+room+": service unavailable, retry later", clientID)
+	if code, msg := c.join(f.room, f.since, false); code != "" {
+		c.fail(code, msg, f.clientID)
+	}
+}
+
+// firstRoom is the room AuroraChat's {"text"} goes to: the first the
+// connection joined and is still in, or "".
+func (c *conn) firstRoom() string {
+	for _, r := range c.rooms {
+		if c.isIn(r) {
+			return r
 		}
 	}
+	return ""
 }
 
 // join joins room (idempotently) and answers "joined"; with since it
@@ -326,13 +345,20 @@ func (c *conn) onJoin(f clientFrame) {
 // recovered false and replays nothing, since everything after that join
 // reached the connection already. implicit is the join to general on
 // connect, answered by welcome instead and replaying nothing, so general's
-// first join frame may still replay. It returns an error code, or "".
-func (c *conn) join(room string, since *bus.ID, implicit bool) string {
+// first join frame may still replay. A join the membership rules refuse
+// (membership.Decide) answers their error. It returns an error code and
+// text, or "".
+func (c *conn) join(room string, since *bus.ID, implicit bool) (code, msg string) {
 	ctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
 	defer cancel()
 	member := c.inRoom(room)
 	if !member && len(c.rooms) >= c.d.cfg.MaxRoomsPerConn {
-		return codeTooManyRooms
+		return codeTooManyRooms, fmt.Sprintf("a connection can be in at most %d rooms", c.d.cfg.MaxRoomsPerConn)
+	}
+	if !member {
+		if code, msg := c.admit(ctx, room); code != "" {
+			return code, msg
+		}
 	}
 	req := joinRequest{
 		enter:  !member,
@@ -348,12 +374,12 @@ func (c *conn) join(room string, since *bus.ID, implicit bool) string {
 	}
 	if err := c.d.rooms.join(ctx, &c.member, room, req); err != nil {
 		c.log.Warn("join failed", "room", room, "err", err)
-		return codeUnavailable
+		return codeUnavailable, "cannot join " + room + ": service unavailable, retry later"
 	}
 	if !member {
 		c.rooms = append(c.rooms, room)
 	}
-	return ""
+	return "", ""
 }
 
 func (c *conn) onLeave(f clientFrame) {
@@ -379,6 +405,10 @@ func (c *conn) onTyping(f clientFrame) {
 	clientID, room, isTyping := f.clientID, f.room, f.isTyping
 	if !c.inRoom(room) {
 		c.fail(codeNotMember, "join room "+room+" first", clientID)
+		return
+	}
+	if code, msg := c.allowed(room, membership.Typing); code != "" {
+		c.fail(code, msg, clientID)
 		return
 	}
 	now := time.Now()

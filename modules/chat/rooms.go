@@ -9,6 +9,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/auroradev/aurora/app/bus"
+	"github.com/auroradev/aurora/app/membership"
 	"github.com/auroradev/aurora/modules/chat/history"
 	"github.com/auroradev/aurora/modules/chat/presence"
 )
@@ -41,6 +42,11 @@ type rooms struct {
 	history  historyReader
 	redis    rueidis.Client
 	log      *slog.Logger
+
+	// onRemoval, when set, is told of a removal fan-out acts on from its
+	// room event, before the connections are removed (the gateway drops
+	// the cached access there).
+	onRemoval func(membership.Change)
 
 	// delivered is the highest message id Pub/Sub brought this replica.
 	deliveredMu sync.Mutex
@@ -145,6 +151,12 @@ func (r *rooms) join(ctx context.Context, m *member, room string, req joinReques
 // goes offline there when this was the user's last connection in it.
 func (r *rooms) leave(ctx context.Context, m *member, room string) {
 	r.hub.leave(room, m)
+	r.settle(ctx, m, room)
+}
+
+// settle brings the subscription and presence in line once m has left
+// room's hub.
+func (r *rooms) settle(ctx context.Context, m *member, room string) {
 	if err := r.subs.sync(ctx, room); err != nil {
 		m.log.Warn("unsubscribe room", "room", room, "err", err)
 	}

@@ -1,0 +1,71 @@
+package membership
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/redis/rueidis"
+
+	"github.com/auroradev/aurora/app/bus"
+)
+
+// Channel is the Redis Pub/Sub channel on which a membership change is
+// announced to every chat replica, so each drops what it cached of it and
+// removes the connections a removal concerns. Its payload is a Change as
+// JSON.
+const Channel = "rooms.changed"
+
+// Why a user was removed from a room (Change.Removed, and the reason of
+// the "removed" frame the user's connections get).
+const (
+	RemovedKicked   = "kicked"
+	RemovedBanned   = "banned"
+	RemovedLeft     = "left"
+	RemovedDeleted  = "deleted"  // the room was deleted
+	RemovedDisabled = "disabled" // the user was disabled server-wide
+)
+
+// Change says what changed: one user's access to a room (UserID set), a
+// whole room (UserID ""), or a user everywhere (Room ""). Removed, when
+// set, says the user (or, with UserID "", every member) is out of the
+// room now; Detail is the moderator's reason.
+type Change struct {
+	Room    string `json:"room,omitempty"`
+	UserID  string `json:"userId,omitempty"`
+	Removed string `json:"removed,omitempty"`
+	Detail  string `json:"detail,omitempty"`
+}
+
+// Publisher announces changes to every replica.
+type Publisher interface {
+	Publish(ctx context.Context, c Change) error
+}
+
+// RedisPublisher publishes changes on Channel: PUBLISH, or on a Redis
+// Cluster SPUBLISH (bus.PubSub), which goes to the one node owning the
+// channel's slot rather than to whichever node a keyless command would
+// find first (the Watcher SSUBSCRIBEs there).
+type RedisPublisher struct{ Client rueidis.Client }
+
+// Publish sends c on Channel.
+func (p RedisPublisher) Publish(ctx context.Context, c Change) error {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return fmt.Errorf("encode membership change: %w", err)
+	}
+	ps := bus.PubSubOf(p.Client)
+	if err := p.Client.Do(ctx, ps.Publish(p.Client.B(), Channel, string(b))).Error(); err != nil {
+		return fmt.Errorf("publish membership change on %s: %w", Channel, err)
+	}
+	return nil
+}
+
+// DecodeChange reads a payload of Channel.
+func DecodeChange(payload string) (Change, error) {
+	var c Change
+	if err := json.Unmarshal([]byte(payload), &c); err != nil {
+		return Change{}, fmt.Errorf("decode membership change: %w", err)
+	}
+	return c, nil
+}

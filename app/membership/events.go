@@ -1,0 +1,23 @@
+package membership
+
+import (
+	"context"
+
+	"github.com/redis/rueidis"
+
+	"github.com/auroradev/aurora/app/bus"
+)
+
+// StreamEvents appends room events to the message stream, where they are
+// stored and delivered like messages (bus.AppendEvent).
+type StreamEvents struct{ Client rueidis.Client }
+
+// Append appends ev, done by actor, to room's stream.
+func (e StreamEvents) Append(ctx context.Context, room string, actor Actor, ev bus.RoomEvent) error {
+	entry, err := bus.NewEvent(room, actor.UserID, actor.Username, ev)
+	if err != nil {
+		return err
+	}
+	_, err = bus.AppendEvent(ctx, e.Client, entry)
+	return err
+}
