@@ -19,7 +19,7 @@ import (
 
 // The files the page is made of; index.html loads app.css and app.js, which
 // imports the other modules.
-var pageFiles = []string{"index.html", "app.css", "app.js", "api.js", "socket.js", "text.js", "favicon.svg"}
+var pageFiles = []string{"index.html", "app.css", "app.js", "api.js", "socket.js", "text.js", "rooms.js", "favicon.svg", "lock.svg"}
 
 func readFile(t *testing.T, name string) string {
 	t.Helper()
@@ -171,6 +171,8 @@ func TestServedAsModules(t *testing.T) {
 		"/":            "text/html",
 		"/app.js":      "text/javascript",
 		"/socket.js":   "text/javascript",
+		"/rooms.js":    "text/javascript",
+		"/lock.svg":    "image/svg+xml",
 		"/app.css":     "text/css",
 		"/favicon.svg": "image/svg+xml",
 	} {
@@ -184,6 +186,62 @@ func TestServedAsModules(t *testing.T) {
 		}
 		if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, want) {
 			t.Errorf("GET %s: Content-Type %q, want %s", path, ct, want)
+		}
+	}
+}
+
+// TestScriptIDsExist: every element the page's script looks up by id
+// ($('…') or getElementById) is in index.html, and no id is used twice, so
+// a renamed element fails here rather than as a null in the browser.
+func TestScriptIDsExist(t *testing.T) {
+	ids := map[string]int{}
+	z := html.NewTokenizer(strings.NewReader(readFile(t, "index.html")))
+	for {
+		tt := z.Next()
+		if tt == html.ErrorToken {
+			break
+		}
+		if tt != html.StartTagToken && tt != html.SelfClosingTagToken {
+			continue
+		}
+		for _, a := range z.Token().Attr {
+			if a.Key == "id" {
+				ids[a.Val]++
+			}
+		}
+	}
+	for id, n := range ids {
+		if n > 1 {
+			t.Errorf("index.html has %d elements with id %q", n, id)
+		}
+	}
+	lookup := regexp.MustCompile(`(?:\$|getElementById)\('([^']+)'\)`)
+	js, _ := fs.Glob(web.Files, "*.js")
+	used := 0
+	for _, name := range js {
+		for _, m := range lookup.FindAllStringSubmatch(readFile(t, name), -1) {
+			used++
+			if ids[m[1]] == 0 {
+				t.Errorf("%s looks up #%s, which index.html does not have", name, m[1])
+			}
+		}
+	}
+	if used < 50 {
+		t.Errorf("found %d id lookups in the scripts; the pattern no longer matches how they look elements up", used)
+	}
+}
+
+// TestCSSImagesEmbedded: images the style sheet uses (the private-room
+// lock) are embedded files of this origin.
+func TestCSSImagesEmbedded(t *testing.T) {
+	urls := regexp.MustCompile(`url\(([^)]*)\)`).FindAllStringSubmatch(readFile(t, "app.css"), -1)
+	if len(urls) == 0 {
+		t.Fatal("app.css uses no url(); the lock icon should be one")
+	}
+	for _, m := range urls {
+		ref := strings.Trim(m[1], `"' `)
+		if !sameOrigin(ref) || !exists(ref) {
+			t.Errorf("app.css url(%s) is not an embedded same-origin file", ref)
 		}
 	}
 }

@@ -1,4 +1,6 @@
-// HTTP API of the Aurora server: auth, room history and presence. Every
+// HTTP API of the Aurora server: auth, history, presence, and rooms and
+// people (rooms, directory, members, invitations, direct rooms,
+// moderation; docs/protocol.md has the shapes). Every
 // error of the server is {"error": "..."} with a 4xx/5xx status; callers get
 // an ApiError carrying both, so the page can say exactly what went wrong.
 
@@ -69,4 +71,113 @@ export function history(token, room, { before, after, limit = 50 } = {}) {
 
 export function presence(token, room) {
   return request('GET', `/api/rooms/${encodeURIComponent(room)}/presence`, { token });
+}
+
+// ---- Rooms and people ------------------------------------------------------
+
+const roomPath = (room) => `/api/rooms/${encodeURIComponent(room)}`;
+
+// rooms returns {rooms: [{name, type, title, topic, role, peer?}]}: the
+// rooms the caller is a member of.
+export function rooms(token, signal) {
+  return request('GET', '/api/rooms', { token, signal });
+}
+
+export function createRoom(token, { name, type, topic }) {
+  return request('POST', '/api/rooms', { token, body: { name, type, topic } });
+}
+
+// directory returns one page of public rooms matching q; the answer's
+// cursor (when present) asks for the next page.
+export function directory(token, { q = '', cursor = '' } = {}) {
+  const p = new URLSearchParams({ q });
+  if (cursor) p.set('cursor', cursor);
+  return request('GET', `/api/rooms/directory?${p}`, { token });
+}
+
+// room returns {room, role, serverAdmin}: the room and the caller's standing.
+export function room(token, name) {
+  return request('GET', roomPath(name), { token });
+}
+
+export function updateRoom(token, name, { title, topic }) {
+  return request('PATCH', roomPath(name), { token, body: { title, topic } });
+}
+
+export function deleteRoom(token, name) {
+  return request('DELETE', roomPath(name), { token });
+}
+
+export function joinRoom(token, name) {
+  return request('POST', `${roomPath(name)}/join`, { token });
+}
+
+export function leaveRoom(token, name) {
+  return request('POST', `${roomPath(name)}/leave`, { token });
+}
+
+// members returns {members: [{userId, username, role, joinedAt, mutedUntil?}]}.
+export function members(token, name) {
+  return request('GET', `${roomPath(name)}/members`, { token });
+}
+
+// users returns {users: [{id, username}]} matching q: the invite and
+// direct-message pickers.
+export function users(token, q) {
+  return request('GET', `/api/users?${new URLSearchParams({ q })}`, { token });
+}
+
+export function openDM(token, username) {
+  return request('POST', '/api/dm', { token, body: { username } });
+}
+
+export function inviteUser(token, name, username) {
+  return request('POST', `${roomPath(name)}/invites`, { token, body: { username } });
+}
+
+// inviteLink creates a link token; maxUses 0 is unlimited, expiresIn is in
+// seconds (0: the server's default, 7 days).
+export function inviteLink(token, name, { maxUses, expiresIn }) {
+  return request('POST', `${roomPath(name)}/invites`, { token, body: { maxUses, expiresIn } });
+}
+
+// roomInvites returns the room's open invitations and links (admins).
+export function roomInvites(token, name) {
+  return request('GET', `${roomPath(name)}/invites`, { token });
+}
+
+export function revokeInvite(token, invite) {
+  return request('DELETE', `/api/invites/${encodeURIComponent(invite)}`, { token });
+}
+
+// invites returns {invites: [{token, room, by, ...}]}: my pending invitations.
+export function invites(token) {
+  return request('GET', '/api/invites', { token });
+}
+
+export function acceptInvite(token, invite) {
+  return request('POST', `/api/invites/${encodeURIComponent(invite)}/accept`, { token });
+}
+
+export function declineInvite(token, invite) {
+  return request('POST', `/api/invites/${encodeURIComponent(invite)}/decline`, { token });
+}
+
+export function kick(token, name, userId, reason) {
+  return request('POST', `${roomPath(name)}/kick`, { token, body: { userId, reason } });
+}
+
+// ban keeps userId out until expiresAt (RFC 3339; "" is for good).
+export function ban(token, name, userId, reason, expiresAt) {
+  return request('POST', `${roomPath(name)}/bans`, { token, body: { userId, reason, expiresAt } });
+}
+
+// mute stops userId sending until until (RFC 3339).
+export function mute(token, name, userId, until) {
+  return request('POST', `${roomPath(name)}/mutes`, { token, body: { userId, until } });
+}
+
+// setRole changes a member's role; "owner" transfers the ownership.
+export function setRole(token, name, userId, role) {
+  return request('PUT', `${roomPath(name)}/members/${encodeURIComponent(userId)}`, { token, body: { role } });
 }

@@ -1,5 +1,7 @@
-// Aurora's web client: log in, chat in rooms, see who is online and typing.
-// Vanilla JS modules, no build step; docs/web.md describes the behaviour.
+// Aurora's web client: log in, chat in rooms, see who is online and typing;
+// create, find and join rooms, invite people, talk in direct rooms, and
+// moderate. Vanilla JS modules, no build step; docs/web.md describes the
+// behaviour, rooms.js holds the rules of rooms and people.
 //
 // Rules this file keeps:
 //  - User text reaches the DOM only as text nodes (text.js renderText); no
@@ -17,6 +19,11 @@ import {
   compareIds, formatFull, formatTime, hue, initial, MAX_TEXT, newClientId,
   parseId, passwordProblem, renderText, ROOM_RE, textLength, USERNAME_RE,
 } from './text.js';
+import {
+  canDeleteRoom, canManageRoom, canSend, eventText, httpRefusal, inviteFrom, inviteRoom,
+  inviteToken, inviteURL, isDirectName, memberActions, refusalText, removedText, rfc3339After,
+  ROLE_LABEL, roomLabel,
+} from './rooms.js';
 
 const GENERAL = 'general';
 const PAGE = 50; // messages per history page
@@ -33,6 +40,14 @@ const AUTO_RETRIES = 3; // rate-limited resends after a reconnect retry by thems
 const COUNTER_FROM = MAX_TEXT - 500;
 const AT_BOTTOM_PX = 48;
 const LOAD_OLDER_PX = 120;
+// Invitations and rooms opened by others (a direct room, an accepted
+// invitation in another tab) reach no connection of ours: look every so
+// often while the page is visible, and whenever it becomes visible.
+const PEOPLE_POLL_MS = 10000;
+const PICKER_DEBOUNCE_MS = 250;
+const ROSTER_DEBOUNCE_MS = 300; // membership events come in bursts
+const SYNC_TIMEOUT_MS = 5000; // the room list before joining, at most this long
+const OFFLINE_SHOWN = 500; // larger rooms list only who is online
 
 const LS_SESSION = 'aurora.session';
 const roomsKey = (uid) => `aurora.rooms.${uid}`;
@@ -56,6 +71,18 @@ const ui = {
   sidebarClose: $('sidebar-close'),
   unreadBadge: $('unread-badge'),
   roomList: $('room-list'),
+  dmList: $('dm-list'),
+  invitesSection: $('invites-section'),
+  invitesList: $('invites-list'),
+  browseBtn: $('browse-btn'),
+  createRoomBtn: $('create-room-btn'),
+  newDmBtn: $('new-dm-btn'),
+  roomTopic: $('room-topic'),
+  inviteBtn: $('invite-btn'),
+  settingsBtn: $('settings-btn'),
+  offlineTitle: $('offline-title'),
+  offlineCount: $('offline-count'),
+  offlineList: $('offline-list'),
   joinForm: $('join-form'),
   joinRoom: $('join-room'),
   joinError: $('join-error'),
@@ -119,6 +146,12 @@ function newRoom(name) {
     presenceSeq: 0, // counts presence frames, to spot outdated member lists
     settleTimer: 0,
     resync: false, // fetch what came after the history page once it arrives
+    // What the server says of the room and of us in it.
+    info: { type: isDirectName(name) ? 'direct' : 'public', title: '', topic: '', role: '', peer: null },
+    serverAdmin: false,
+    roster: null, // userId -> {userId, username, role, mutedUntil}; null until loaded
+    rosterGen: 0,
+    rosterTimer: 0,
   };
 }
 
@@ -329,6 +362,9 @@ function enterChat() {
   });
   conn.start();
   switchRoom(current, { focus: true });
+  clearInterval(peoplePoll);
+  peoplePoll = setInterval(() => { if (!document.hidden) refreshPeople(); }, PEOPLE_POLL_MS);
+  acceptInviteFromURL();
 }
 
 function leaveChat() {
@@ -346,7 +382,15 @@ function leaveChat() {
   ui.messages.replaceChildren();
   ui.memberList.replaceChildren();
   ui.roomList.replaceChildren();
+  ui.dmList.replaceChildren();
+  ui.invitesList.replaceChildren();
+  ui.invitesSection.hidden = true;
+  ui.offlineList.replaceChildren();
+  memberEls.clear();
   roomEls.clear();
+  clearInterval(peoplePoll);
+  peoplePoll = 0;
+  closeDialogs();
   ui.typing.textContent = '';
   ui.banner.hidden = true;
   ui.input.value = '';
@@ -409,6 +453,7 @@ let bannerTimer = 0;
 
 function onClose(info) {
   welcomed = false;
+  greetSeq++;
   stopTyping(false); // the server forgot it with the connection
   joinRequests.clear(); // unanswered; the next welcome joins again
   for (const room of rooms.values()) {
@@ -418,6 +463,10 @@ function onClose(info) {
   refreshPendingStatus();
   if (info.code === CloseCode.TOKEN_EXPIRED) {
     endSession('Your session expired. Log in again.');
+    return;
+  }
+  if (info.code === CloseCode.REVOKED) {
+    endSession('An administrator ended your session. Log in again.');
     return;
   }
   if (info.code === CloseCode.POLICY) {
@@ -446,18 +495,31 @@ function onFrame(f) {
     case 'left': return onLeft(f);
     case 'presence': return onPresence(f);
     case 'typing': return onTyping(f);
+    case 'room_event': return onRoomEvent(f);
+    case 'removed': return onRemoved(f);
     case 'pong': return undefined;
     default: return undefined; // newer servers may send more
   }
 }
 
-function onWelcome() {
-  welcomed = true;
+let greetSeq = 0; // counts welcomes and closes: a sync outlived by either is dropped
+
+async function onWelcome() {
+  const seq = ++greetSeq;
   const wasReconnect = everConnected;
   everConnected = true;
   conn.welcomed();
   ui.banner.hidden = true;
   ui.banner.classList.remove('error');
+  // The server's list of our rooms first: rooms we were removed from while
+  // away must not be joined again (a public one would take us back), rooms
+  // opened for us meanwhile (an invitation accepted elsewhere, a direct
+  // room) are joined too.
+  await syncRooms();
+  refreshInvites();
+  if (seq !== greetSeq || !conn) return;
+  welcomed = true;
+  refreshPendingStatus();
   // Join (again) every room, asking for what was missed since the newest
   // message seen there; general was joined by the server already, but the
   // join brings its members and the replay.
@@ -495,6 +557,9 @@ function onJoined(f) {
   }
   room.presenceSeq++;
   if (f.room === current) {
+    // A join may have just made us a member, or created the room: our
+    // role and the member list are known only now.
+    loadRoomDetails(room);
     renderMembers();
     // The server coalesces presence events over a short window and drops a
     // user's online+offline pair in one window, although this snapshot may
@@ -551,20 +616,27 @@ function onRateLimited(f) {
   fail(msg, `Not sent: you are sending too fast. Wait ${waitText(Math.ceil(wait / 1000))} and retry.`);
 }
 
+// Refusals of a join leave the room out of the list: it is not ours.
+const JOIN_REFUSALS = new Set(['invalid_room', 'too_many_rooms', 'not_found', 'banned', 'forbidden']);
+
 function onErrorFrame(f) {
   const text = sentence(f.message || f.code);
   if (f.clientId && pending.has(f.clientId)) {
-    fail(pending.get(f.clientId), 'Not sent: ' + text);
+    const msg = pending.get(f.clientId);
+    fail(msg, 'Not sent: ' + (refusalText(f.code, msg.room, f.message) || text));
     return;
   }
   if (f.clientId && joinRequests.has(f.clientId)) {
     const name = joinRequests.get(f.clientId);
     joinRequests.delete(f.clientId);
-    toast(`Cannot join #${name}: ${text}`, true);
-    if ((f.code === 'invalid_room' || f.code === 'too_many_rooms') && name !== GENERAL) removeRoom(name);
+    const why = refusalText(f.code, name, f.message);
+    toast(why ? `Cannot join: ${why}` : `Cannot join #${name}: ${text}`, true);
+    if (JOIN_REFUSALS.has(f.code) && name !== GENERAL) removeRoom(name);
     return;
   }
-  toast(text, true);
+  // Typing in a room we may not write to (muted, read-only) has no
+  // clientId; toast() shows the same words once while they are on screen.
+  toast((f.room && refusalText(f.code, f.room, f.message)) || text, true);
 }
 
 function onPresence(f) {
@@ -631,6 +703,18 @@ function addMessage(room, f, { live }) {
     synthetic = true;
   }
   if (room.msgs.has(id)) return null;
+  if (isEvent(f)) {
+    // A room event: a system line, in id order like any message.
+    const ev = flattenEvent(f);
+    const msg = {
+      id, synthetic, system: true, room: room.name, user: String(ev.user || ''), userId: '',
+      text: eventText(ev), ts, clientId: '', state: 'sent', el: null,
+    };
+    insertConfirmed(room, msg);
+    if (live && room.name === current) announce(msg.text);
+    return msg;
+  }
+  if (typeof f.text !== 'string') return null;
   const own = f.userId === me().id;
   const mine = own && f.clientId ? pending.get(f.clientId) : null;
   if (mine && mine.room === room.name) {
@@ -709,13 +793,15 @@ function afterInsert(stick, atEnd) {
 // author shortly before.
 function regroup(li) {
   const prev = li.previousElementSibling;
-  const cont = !!prev && prev.dataset.userId === li.dataset.userId
+  const cont = !!prev && !li.classList.contains('system') && !prev.classList.contains('system')
+    && prev.dataset.userId === li.dataset.userId
     && Math.abs(Number(li.dataset.ts) - Number(prev.dataset.ts)) < GROUP_GAP_MS
     && new Date(Number(li.dataset.ts)).toDateString() === new Date(Number(prev.dataset.ts)).toDateString();
   li.classList.toggle('cont', cont);
 }
 
 function buildMsgEl(msg) {
+  if (msg.system) return buildSystemEl(msg);
   const li = document.createElement('li');
   li.className = 'msg';
   li.dataset.userId = msg.userId;
@@ -979,9 +1065,7 @@ function switchRoom(name, { focus = false } = {}) {
   localStorage.setItem(currentKey(me().id), name);
   const room = rooms.get(name);
   room.unread = 0;
-  ui.roomTitle.textContent = name;
-  ui.composerLabel.textContent = `Message #${name}`;
-  ui.input.placeholder = `Message #${name}`;
+  renderRoomHead();
   renderRooms();
   renderMessages();
   renderMembers();
@@ -990,35 +1074,56 @@ function switchRoom(name, { focus = false } = {}) {
   scrollToBottom();
   if (!room.historyLoaded && !room.loading) loadLatest(room);
   if (changed && welcomed) refreshMembers(room); // its joined snapshot may have aged
+  loadRoomDetails(room);
   setupPresencePoll();
   closeDrawers();
   if (focus) ui.input.focus();
 }
 
-function addRoom(name) {
+// addRoom adds a room to the list and joins it; info is the server's room
+// record when we have it (created, accepted, opened), role ours in it.
+function addRoom(name, info = null, role = '', { open = true } = {}) {
   if (!rooms.has(name)) {
+    roomsEpoch++;
     rooms.set(name, newRoom(name));
     roomOrder.push(name);
     saveRoomNames();
     sendJoin(name);
   }
-  switchRoom(name, { focus: true });
-}
-
-function removeRoom(name) {
-  if (name === GENERAL || !rooms.has(name)) return;
-  const room = rooms.get(name);
-  for (const msg of room.pending) pending.delete(msg.clientId);
-  rooms.delete(name);
-  roomOrder = roomOrder.filter((n) => n !== name);
-  saveRoomNames();
-  if (current === name) switchRoom(GENERAL);
+  if (info) applyRoomInfo(rooms.get(name), info, role);
+  if (open) switchRoom(name, { focus: true });
   else renderRooms();
 }
 
-function leaveRoom(name) {
+// removeRoom takes a room out of the list; it reports whether it was there.
+function removeRoom(name) {
+  if (name === GENERAL || !rooms.has(name)) return false;
+  const room = rooms.get(name);
+  roomsEpoch++;
+  for (const msg of room.pending) pending.delete(msg.clientId);
+  clearTimeout(room.rosterTimer);
+  rooms.delete(name);
+  roomOrder = roomOrder.filter((n) => n !== name);
+  saveRoomNames();
+  if (dialogRoom === name) closeDialogs();
+  if (current === name) switchRoom(GENERAL);
+  else renderRooms();
+  return true;
+}
+
+// leaveRoom gives up the membership (the HTTP API; servers without it
+// answer 404 and the connection's leave is all there is) and the room.
+async function leaveRoom(name) {
   if (name === GENERAL) return;
   if (welcomed) conn.send({ type: 'leave', room: name });
+  try {
+    await authed((t) => api.leaveRoom(t, name));
+  } catch (err) {
+    if (!(err instanceof ApiError) || (err.status !== 404 && err.status !== 405)) {
+      toast(`Could not leave #${name}: ${errText(err)}`, true);
+      return;
+    }
+  }
   removeRoom(name);
   announce(`Left #${name}.`);
 }
@@ -1033,7 +1138,7 @@ function renderRooms() {
     }
   }
   let total = 0;
-  let prev = null;
+  const prev = new Map(); // list -> the last element placed in it
   for (const name of roomOrder) {
     const room = rooms.get(name);
     let r = roomEls.get(name);
@@ -1041,22 +1146,40 @@ function renderRooms() {
       r = buildRoomEl(name);
       roomEls.set(name, r);
     }
-    const expected = prev ? prev.nextElementSibling : ui.roomList.firstElementChild;
-    if (expected !== r.li) ui.roomList.insertBefore(r.li, expected);
-    prev = r.li;
-    const isCurrent = name === current;
-    r.li.classList.toggle('current', isCurrent);
-    r.li.classList.toggle('unread', room.unread > 0);
-    if (isCurrent) r.btn.setAttribute('aria-current', 'page');
-    else r.btn.removeAttribute('aria-current');
-    r.unread.hidden = room.unread === 0;
-    r.unread.textContent = room.unread > 99 ? '99+' : String(room.unread);
-    r.btn.setAttribute('aria-label', room.unread ? `#${name}, ${room.unread} unread` : `#${name}`);
+    const list = room.info.type === 'direct' ? ui.dmList : ui.roomList;
+    const p = prev.get(list);
+    const expected = p ? p.nextElementSibling : list.firstElementChild;
+    if (expected !== r.li) list.insertBefore(r.li, expected);
+    prev.set(list, r.li);
+    updateRoomEl(room, r);
     total += room.unread;
   }
   ui.unreadBadge.hidden = total === 0;
   ui.unreadBadge.textContent = total > 99 ? '99+' : String(total);
-  document.title = (total ? `(${total}) ` : '') + `#${current} · Aurora`;
+  const cur = rooms.get(current);
+  document.title = (total ? `(${total}) ` : '') + `${cur && cur.info.type === 'direct' ? '@' : '#'}${cur ? roomLabel(cur.info, current) : current} · Aurora`;
+}
+
+function updateRoomEl(room, r) {
+  const { name, info } = room;
+  const isCurrent = name === current;
+  const label = roomLabel(info, name);
+  r.li.dataset.type = info.type;
+  r.li.classList.toggle('current', isCurrent);
+  r.li.classList.toggle('unread', room.unread > 0);
+  if (isCurrent) r.btn.setAttribute('aria-current', 'page');
+  else r.btn.removeAttribute('aria-current');
+  r.icon.className = 'room-icon ' + info.type;
+  r.icon.textContent = info.type === 'direct' ? '@' : info.type === 'private' ? '' : '#';
+  if (r.label.textContent !== label) r.label.textContent = label;
+  r.btn.title = info.topic || (info.type === 'direct' ? `Direct messages with ${label}` : `#${name}`);
+  r.unread.hidden = room.unread === 0;
+  r.unread.textContent = room.unread > 99 ? '99+' : String(room.unread);
+  const kind = info.type === 'direct' ? `direct messages with ${label}` : `${info.type === 'private' ? 'private room ' : ''}#${label}`;
+  r.btn.setAttribute('aria-label', room.unread ? `${kind}, ${room.unread} unread` : kind);
+  // One click leaves a public room; a private one is left from its
+  // settings (coming back needs an invitation), a direct one is not left.
+  r.leave.hidden = name === GENERAL || info.type !== 'public';
 }
 
 function buildRoomEl(name) {
@@ -1066,30 +1189,25 @@ function buildRoomEl(name) {
   const btn = document.createElement('button');
   btn.type = 'button';
   btn.className = 'room-btn';
-  const hash = document.createElement('span');
-  hash.className = 'room-hash';
-  hash.setAttribute('aria-hidden', 'true');
-  hash.textContent = '#';
+  const icon = document.createElement('span');
+  icon.className = 'room-icon';
+  icon.setAttribute('aria-hidden', 'true');
   const label = document.createElement('span');
   label.className = 'room-name';
-  label.textContent = name;
   const unread = document.createElement('span');
   unread.className = 'room-unread';
   unread.setAttribute('aria-hidden', 'true');
-  btn.append(hash, label, unread);
+  btn.append(icon, label, unread);
   btn.addEventListener('click', () => switchRoom(name, { focus: true }));
-  li.append(btn);
-  if (name !== GENERAL) {
-    const leave = document.createElement('button');
-    leave.type = 'button';
-    leave.className = 'room-leave';
-    leave.setAttribute('aria-label', `Leave #${name}`);
-    leave.title = `Leave #${name}`;
-    leave.textContent = '×';
-    leave.addEventListener('click', () => leaveRoom(name));
-    li.append(leave);
-  }
-  return { li, btn, unread };
+  const leave = document.createElement('button');
+  leave.type = 'button';
+  leave.className = 'room-leave';
+  leave.setAttribute('aria-label', `Leave #${name}`);
+  leave.title = `Leave #${name}`;
+  leave.textContent = '×';
+  leave.addEventListener('click', () => leaveRoom(name));
+  li.append(btn, leave);
+  return { li, btn, icon, label, unread, leave };
 }
 
 function onJoinSubmit(ev) {
@@ -1144,31 +1262,98 @@ function renderHistoryStatus() {
   }
 }
 
+// renderMembers shows who is online in the open room (presence) and, once
+// the room's member list is loaded, everyone else under Offline; each with
+// their role, and a click opens what one may do with them.
 function renderMembers() {
   const room = rooms.get(current);
-  ui.memberList.replaceChildren();
-  if (!room) return;
-  const list = [...room.members].sort((a, b) => a[1].localeCompare(b[1]));
-  for (const [uid, name] of list) {
-    const li = document.createElement('li');
-    li.className = 'member' + (uid === me().id ? ' me-member' : '');
-    li.dataset.userId = uid;
-    const av = document.createElement('span');
-    av.className = 'avatar small ' + hue(uid);
-    av.setAttribute('aria-hidden', 'true');
-    av.textContent = initial(name);
-    const n = document.createElement('span');
-    n.className = 'member-name';
-    n.textContent = name;
-    const dot = document.createElement('span');
-    dot.className = 'member-status';
-    dot.setAttribute('aria-hidden', 'true');
-    li.append(av, n, dot);
-    ui.memberList.append(li);
+  if (!room) {
+    ui.memberList.replaceChildren();
+    ui.offlineList.replaceChildren();
+    return;
   }
+  const list = [...room.members].sort((a, b) => a[1].localeCompare(b[1]));
+  syncMembers(ui.memberList, room, list.map(([uid, name]) => [uid, name]), true);
+  let offline = [];
+  if (room.roster && room.roster.size <= OFFLINE_SHOWN) {
+    offline = [...room.roster.values()].filter((m) => !room.members.has(m.userId))
+      .sort((a, b) => a.username.localeCompare(b.username));
+  }
+  syncMembers(ui.offlineList, room, offline.map((m) => [m.userId, m.username]), false);
+  ui.offlineTitle.hidden = offline.length === 0;
+  ui.offlineCount.textContent = String(offline.length);
   ui.memberCount.textContent = String(list.length);
   ui.membersToggleCount.textContent = `(${list.length})`;
   setupPresencePoll();
+}
+
+// memberEls keeps each list's entries by user: presence frames and member
+// list reloads come often, and rebuilding every entry each time would take
+// the keyboard focus (and a pointer's target) from under the user.
+const memberEls = new Map(); // ul -> Map(userId -> {sig, li})
+
+function syncMembers(ul, room, people, online) {
+  const old = memberEls.get(ul) || new Map();
+  const next = new Map();
+  const want = people.map(([uid, name]) => {
+    const m = room.roster && room.roster.get(uid);
+    const sig = [room.name, name, m ? m.role : '', m && mutedNow(m) ? 'muted' : '', uid === me().id].join('|');
+    let e = old.get(uid);
+    if (!e || e.sig !== sig) e = { sig, li: memberEl(room, uid, name, online) };
+    next.set(uid, e);
+    return e.li;
+  });
+  memberEls.set(ul, next);
+  const cur = ul.children;
+  if (cur.length === want.length && want.every((li, i) => cur[i] === li)) return;
+  ul.replaceChildren(...want);
+}
+
+function memberEl(room, uid, name, online) {
+  const li = document.createElement('li');
+  li.className = 'member' + (uid === me().id ? ' me-member' : '') + (online ? '' : ' offline');
+  li.dataset.userId = uid;
+  const btn = document.createElement('button');
+  btn.type = 'button';
+  btn.className = 'member-btn';
+  const av = document.createElement('span');
+  av.className = 'avatar small ' + hue(uid);
+  av.setAttribute('aria-hidden', 'true');
+  av.textContent = initial(name);
+  const n = document.createElement('span');
+  n.className = 'member-name';
+  n.textContent = name;
+  btn.append(av, n);
+  const m = room.roster && room.roster.get(uid);
+  const role = m ? m.role : '';
+  li.dataset.role = role;
+  if (role === 'owner' || role === 'admin' || role === 'readonly') {
+    const badge = document.createElement('span');
+    badge.className = 'role-badge ' + role;
+    badge.textContent = ROLE_LABEL[role];
+    btn.append(badge);
+  }
+  if (m && mutedNow(m)) {
+    const muted = document.createElement('span');
+    muted.className = 'role-badge muted';
+    muted.textContent = 'Muted';
+    btn.append(muted);
+  }
+  if (online) {
+    const dot = document.createElement('span');
+    dot.className = 'member-status';
+    dot.setAttribute('aria-hidden', 'true');
+    btn.append(dot);
+  }
+  btn.setAttribute('aria-label', `${name}${role ? ', ' + ROLE_LABEL[role] : ''}${online ? ', online' : ', offline'}`);
+  btn.addEventListener('click', () => openMemberDialog(room.name, uid, name));
+  li.append(btn);
+  return li;
+}
+
+function mutedNow(m) {
+  const t = Date.parse(m.mutedUntil || '');
+  return Number.isFinite(t) && t > Date.now();
 }
 
 function renderTyping() {
@@ -1291,12 +1476,15 @@ function announce(text) {
   setTimeout(() => { ui.announcer.textContent = text; }, 50);
 }
 
-function toast(text, isError = false) {
+function toast(text, isError = false, ms = 6000) {
+  // The same words once while they are on screen (a refused typing
+  // indicator would otherwise say so every two seconds).
+  for (const el of ui.toasts.children) if (el.textContent === text) return;
   const t = document.createElement('div');
   t.className = 'toast' + (isError ? ' error' : '');
   t.textContent = text;
   ui.toasts.append(t);
-  setTimeout(() => t.remove(), 6000);
+  setTimeout(() => t.remove(), ms);
   while (ui.toasts.children.length > 4) ui.toasts.firstElementChild.remove();
 }
 
@@ -1413,9 +1601,955 @@ function onGlobalKey(ev) {
   }
 }
 
+// ---- Rooms and people --------------------------------------------------------------
+
+let peoplePoll = 0;
+
+// refreshPeople looks for what no frame tells us: rooms opened for us
+// (direct rooms, invitations accepted in another tab) and invitations.
+function refreshPeople() {
+  if (!session) return;
+  syncRooms();
+  refreshInvites();
+}
+
+// applyRoomInfo records the server's room record r (and our role in it).
+function applyRoomInfo(room, r, role = '') {
+  if (!r || typeof r !== 'object') return;
+  const info = room.info;
+  if (typeof r.type === 'string' && r.type) info.type = r.type;
+  if (typeof r.title === 'string') info.title = r.title;
+  if (typeof r.topic === 'string') info.topic = r.topic;
+  const rl = role || (typeof r.role === 'string' ? r.role : '');
+  if (rl) info.role = rl;
+  if (r.peer && typeof r.peer === 'object') {
+    info.peer = { userId: String(r.peer.userId || ''), username: String(r.peer.username || '') };
+  }
+  if (room.name === current) renderRoomHead();
+}
+
+let syncing = null;
+// syncRooms makes the list the server's GET /api/rooms: rooms we are a
+// member of. Rooms we left or were removed from while away go; rooms
+// opened for us come (and are joined). A server without the API, or one
+// that cannot be reached, leaves the list as it is. At most one runs.
+function syncRooms() {
+  if (!syncing) {
+    syncing = doSyncRooms().finally(() => { syncing = null; });
+  }
+  return syncing;
+}
+
+// roomsEpoch counts rooms added to and removed from the list here: an
+// answer of GET /api/rooms that was asked before such a change may not
+// know of it, and is not to undo it.
+let roomsEpoch = 0;
+
+async function doSyncRooms() {
+  const s = session;
+  const epoch = roomsEpoch;
+  let res;
+  try {
+    res = await api.rooms(s.token, AbortSignal.timeout(SYNC_TIMEOUT_MS));
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401 && session === s) endSession('Your session has ended. Log in again.');
+    return;
+  }
+  if (session !== s || !res || !Array.isArray(res.rooms)) return;
+  if (epoch !== roomsEpoch) {
+    // Outdated: take only what it says of rooms we still have.
+    for (const r of res.rooms) if (r && rooms.has(r.name)) applyRoomInfo(rooms.get(r.name), r);
+    renderRooms();
+    return;
+  }
+  const listed = new Set();
+  let added = false;
+  for (const r of res.rooms) {
+    if (!r || typeof r.name !== 'string' || !ROOM_RE.test(r.name)) continue;
+    listed.add(r.name);
+    if (!rooms.has(r.name)) {
+      rooms.set(r.name, newRoom(r.name));
+      roomOrder.push(r.name);
+      added = true;
+      sendJoin(r.name);
+    }
+    applyRoomInfo(rooms.get(r.name), r);
+  }
+  for (const name of [...roomOrder]) {
+    // A join on its way may not be listed yet.
+    if (name !== GENERAL && !listed.has(name) && ![...joinRequests.values()].includes(name)) removeRoom(name);
+  }
+  if (added) saveRoomNames();
+  renderRooms();
+}
+
+// loadRoomDetails fetches our standing in the room and its members.
+async function loadRoomDetails(room) {
+  try {
+    const res = await authed((t) => api.room(t, room.name));
+    if (rooms.get(room.name) !== room) return;
+    room.serverAdmin = !!res.serverAdmin;
+    applyRoomInfo(room, res.room, typeof res.role === 'string' ? res.role : '');
+    if (typeof res.role === 'string') room.info.role = res.role;
+    if (Array.isArray(res.members)) setRoster(room, res.members);
+    else loadRoster(room);
+  } catch (err) {
+    // A server without the rooms API: the room is a plain public room.
+    if (!(err instanceof ApiError) || err.status === 404 || err.status === 405) return;
+    if (room.name === current && err.status !== 401) toast(`Could not load #${room.name}: ${errText(err)}`, true);
+  }
+  if (room.name === current) renderRoomHead();
+}
+
+async function loadRoster(room) {
+  const gen = ++room.rosterGen;
+  try {
+    const res = await authed((t) => api.members(t, room.name));
+    if (rooms.get(room.name) !== room || gen !== room.rosterGen) return;
+    setRoster(room, res.members);
+  } catch {
+    // the online list still works; the next event or switch tries again
+  }
+}
+
+function setRoster(room, list) {
+  room.roster = new Map();
+  for (const m of list || []) {
+    if (!m || typeof m.userId !== 'string') continue;
+    room.roster.set(m.userId, {
+      userId: m.userId, username: String(m.username || ''), role: String(m.role || 'member'),
+      mutedUntil: typeof m.mutedUntil === 'string' ? m.mutedUntil : '',
+    });
+  }
+  const mine = room.roster.get(me().id);
+  if (mine) room.info.role = mine.role;
+  if (room.name === current) {
+    renderMembers();
+    renderRoomHead();
+  }
+  if (dialogRoom === room.name && memberDialogUser) refreshMemberDialog();
+}
+
+function scheduleRoster(room) {
+  clearTimeout(room.rosterTimer);
+  room.rosterTimer = setTimeout(() => {
+    if (rooms.get(room.name) === room && (room.roster || room.name === current)) loadRoster(room);
+  }, ROSTER_DEBOUNCE_MS);
+}
+
+// standing is what rooms.js needs to know of us in a room.
+function standing(room) {
+  return { role: room.info.role, serverAdmin: room.serverAdmin, type: room.info.type };
+}
+
+// renderRoomHead shows the open room's name, topic, our controls, and the
+// composer as our role allows.
+function renderRoomHead() {
+  const room = rooms.get(current);
+  if (!room) return;
+  const label = roomLabel(room.info, room.name);
+  const sigil = room.info.type === 'direct' ? '@' : '#';
+  ui.roomTitle.textContent = label;
+  ui.roomTitle.dataset.type = room.info.type;
+  ui.roomTopic.textContent = room.info.topic;
+  ui.roomTopic.title = room.info.topic;
+  const st = standing(room);
+  ui.inviteBtn.hidden = !canManageRoom(st);
+  ui.settingsBtn.hidden = room.name === GENERAL && !canManageRoom(st) || room.info.type === 'direct';
+  const writable = canSend(st);
+  ui.input.disabled = !writable;
+  ui.composerLabel.textContent = `Message ${sigil}${label}`;
+  ui.input.placeholder = writable ? `Message ${sigil}${label}` : `You can only read ${sigil}${label}`;
+}
+
+// ---- Room events and removal ------------------------------------------------------
+
+// isEvent: a room event frame; only they carry "event".
+function isEvent(f) {
+  return f.type === 'room_event' || (f.event !== undefined && f.event !== null && f.event !== '');
+}
+
+// flattenEvent: a live frame carries the event's fields at its top level;
+// a stored one may carry them as an object or its JSON text under "event".
+function flattenEvent(f) {
+  let ev = f.event;
+  if (typeof ev === 'string' && ev.startsWith('{')) {
+    try {
+      ev = JSON.parse(ev);
+    } catch {
+      ev = null;
+    }
+  }
+  if (ev && typeof ev === 'object') return { ...f, ...ev, user: f.user, userId: f.userId };
+  return f;
+}
+
+function onRoomEvent(f) {
+  const room = rooms.get(f.room);
+  if (!room) return;
+  const ev = flattenEvent(f);
+  addMessage(room, f, { live: true });
+  const mine = ev.target === me().id;
+  switch (ev.event) {
+    case 'room_updated':
+      applyRoomInfo(room, { title: ev.title, topic: ev.topic });
+      renderRooms();
+      return;
+    case 'room_deleted':
+      if (removeRoom(room.name)) toast(`#${room.name} was deleted by ${ev.user || 'its owner'}.`, true, 15000);
+      return;
+    case 'role_changed':
+      if (mine && typeof ev.role === 'string') room.info.role = ev.role;
+      break;
+    case 'owner_transferred':
+      if (mine) room.info.role = 'owner';
+      else if (ev.userId === me().id) room.info.role = 'admin';
+      break;
+    default:
+      break;
+  }
+  if (/^member_|^role_|^owner_/.test(String(ev.event))) scheduleRoster(room);
+  if (room.name === current) renderRoomHead();
+}
+
+// onRemoved: the server took us out of a room (kicked, banned, the room
+// deleted, or we left it elsewhere); say why, unless we did it here.
+function onRemoved(f) {
+  if (typeof f.room !== 'string') return;
+  if (removeRoom(f.room) && f.reason !== 'left') {
+    toast(removedText(f), true, 15000);
+    announce(removedText(f));
+  }
+}
+
+function buildSystemEl(msg) {
+  const li = document.createElement('li');
+  li.className = 'msg system';
+  li.dataset.userId = '';
+  const icon = document.createElement('span');
+  icon.className = 'sys-icon';
+  icon.setAttribute('aria-hidden', 'true');
+  icon.textContent = '›';
+  const text = document.createElement('span');
+  text.className = 'sys-text';
+  text.textContent = msg.text;
+  const time = document.createElement('time');
+  time.className = 'msg-time';
+  const status = document.createElement('div');
+  status.className = 'msg-status';
+  li.append(icon, text, time, status);
+  msg.el = li;
+  updateMsgEl(msg);
+  return li;
+}
+
+// ---- Dialogs ---------------------------------------------------------------------
+
+let dialogRoom = ''; // the room an open dialog is about
+let memberDialogUser = null; // {userId, username} of the member dialog
+
+function openDialog(dlg, room = '') {
+  closeDialogs();
+  closeDrawers();
+  dialogRoom = room;
+  for (const e of dlg.querySelectorAll('.form-error, [role="status"]')) e.textContent = '';
+  dlg.showModal();
+}
+
+function closeDialogs() {
+  for (const d of document.querySelectorAll('dialog[open]')) d.close();
+  dialogRoom = '';
+  memberDialogUser = null;
+}
+
+// busy disables a dialog's buttons while its request runs.
+async function busy(dlg, fn) {
+  const buttons = [...dlg.querySelectorAll('button:not([data-close])')];
+  for (const b of buttons) b.disabled = true;
+  try {
+    return await fn();
+  } finally {
+    for (const b of buttons) b.disabled = false;
+  }
+}
+
+function refusal(err) {
+  if (err instanceof ApiError) return httpRefusal(err.status, err.message);
+  return 'Something went wrong. Try again.';
+}
+
+// debounce runs fn once input stopped for ms.
+function debounce(fn, ms) {
+  let timer = 0;
+  return (...args) => {
+    clearTimeout(timer);
+    timer = setTimeout(() => fn(...args), ms);
+  };
+}
+
+// Create a room.
+function openCreateDialog() {
+  openDialog($('create-dialog'));
+  $('create-name').value = '';
+  $('create-topic').value = '';
+  $('create-public').checked = true;
+  $('create-name').removeAttribute('aria-invalid');
+  $('create-name').focus();
+}
+
+async function onCreateSubmit(ev) {
+  ev.preventDefault();
+  const dlg = $('create-dialog');
+  const nameEl = $('create-name');
+  const errEl = $('create-error');
+  const name = nameEl.value.trim().replace(/^#/, '').toLowerCase();
+  if (!ROOM_RE.test(name)) {
+    errEl.textContent = name ? 'Room names are 1-64 characters of a-z, 0-9, _ and -.' : 'Enter a room name.';
+    nameEl.setAttribute('aria-invalid', 'true');
+    nameEl.focus();
+    return;
+  }
+  nameEl.removeAttribute('aria-invalid');
+  const type = $('create-private').checked ? 'private' : 'public';
+  const topic = $('create-topic').value.trim();
+  errEl.textContent = '';
+  await busy(dlg, async () => {
+    try {
+      const res = await authed((t) => api.createRoom(t, { name, type, topic }));
+      closeDialogs();
+      addRoom(name, (res && res.room) || { type, topic }, 'owner');
+      announce(`Created ${type === 'private' ? 'private room' : 'room'} #${name}.`);
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 409) {
+        errEl.textContent = `A room named #${name} exists already. Pick another name.`;
+        nameEl.setAttribute('aria-invalid', 'true');
+        nameEl.focus();
+      } else {
+        errEl.textContent = refusal(err);
+      }
+    }
+  });
+}
+
+// The directory of public rooms.
+let dirQuery = '';
+let dirCursor = '';
+let dirGen = 0;
+
+function openDirectory() {
+  openDialog($('directory-dialog'));
+  $('directory-q').value = '';
+  loadDirectory(true);
+  $('directory-q').focus();
+}
+
+async function loadDirectory(reset) {
+  const list = $('directory-list');
+  const status = $('directory-status');
+  const errEl = $('directory-error');
+  const more = $('directory-more');
+  if (reset) {
+    dirQuery = $('directory-q').value.trim();
+    dirCursor = '';
+    list.replaceChildren();
+  }
+  const gen = ++dirGen;
+  status.textContent = 'Loading…';
+  errEl.textContent = '';
+  try {
+    const res = await authed((t) => api.directory(t, { q: dirQuery, cursor: dirCursor }));
+    if (gen !== dirGen) return;
+    for (const r of (res && res.rooms) || []) {
+      if (r && typeof r.name === 'string') list.append(directoryEl(r));
+    }
+    dirCursor = String((res && (res.cursor || res.nextCursor || res.next)) || '');
+    more.hidden = !dirCursor;
+    status.textContent = list.children.length ? '' : (dirQuery ? `No public room matches “${dirQuery}”.` : 'No public rooms yet.');
+  } catch (err) {
+    if (gen !== dirGen) return;
+    status.textContent = '';
+    errEl.textContent = refusal(err);
+  }
+}
+
+function directoryEl(r) {
+  const li = document.createElement('li');
+  li.className = 'pick';
+  li.dataset.room = r.name;
+  const text = document.createElement('div');
+  text.className = 'pick-text';
+  const name = document.createElement('span');
+  name.className = 'pick-name';
+  name.textContent = `#${r.name}`;
+  text.append(name);
+  if (r.title && r.title !== r.name) {
+    const title = document.createElement('span');
+    title.className = 'pick-title';
+    title.textContent = r.title;
+    text.append(title);
+  }
+  if (r.topic) {
+    const topic = document.createElement('span');
+    topic.className = 'pick-topic';
+    topic.textContent = r.topic;
+    text.append(topic);
+  }
+  const btn = document.createElement('button');
+  btn.type = 'button';
+  btn.className = 'btn';
+  const joined = rooms.has(r.name);
+  btn.textContent = joined ? 'Open' : 'Join';
+  btn.setAttribute('aria-label', `${joined ? 'Open' : 'Join'} #${r.name}`);
+  btn.addEventListener('click', () => {
+    closeDialogs();
+    addRoom(r.name, r);
+  });
+  li.append(text, btn);
+  return li;
+}
+
+// A user picker: search users as one types; pick(user) for a click.
+function userPicker(input, list, pick, label) {
+  let gen = 0;
+  const run = debounce(async () => {
+    const q = input.value.trim();
+    const g = ++gen;
+    if (!q) {
+      list.replaceChildren();
+      return;
+    }
+    try {
+      const res = await authed((t) => api.users(t, q));
+      if (g !== gen) return;
+      list.replaceChildren();
+      for (const u of (res && res.users) || []) {
+        if (!u || typeof u.username !== 'string' || u.id === me().id) continue;
+        const li = document.createElement('li');
+        li.className = 'pick';
+        li.dataset.username = u.username;
+        const av = document.createElement('span');
+        av.className = 'avatar small ' + hue(String(u.id || u.username));
+        av.setAttribute('aria-hidden', 'true');
+        av.textContent = initial(u.username);
+        const name = document.createElement('span');
+        name.className = 'pick-name';
+        name.textContent = u.username;
+        const btn = document.createElement('button');
+        btn.type = 'button';
+        btn.className = 'btn';
+        btn.textContent = label(u);
+        btn.setAttribute('aria-label', `${label(u)} ${u.username}`);
+        btn.addEventListener('click', () => pick(u, btn));
+        li.append(av, name, btn);
+        list.append(li);
+      }
+      if (!list.children.length) {
+        const li = document.createElement('li');
+        li.className = 'pick empty';
+        li.textContent = `No user matches “${q}”.`;
+        list.append(li);
+      }
+    } catch {
+      // the picker is a help: the username can still be typed
+    }
+  }, PICKER_DEBOUNCE_MS);
+  input.addEventListener('input', run);
+}
+
+// Invite people to the open room.
+function openInviteDialog() {
+  const room = rooms.get(current);
+  if (!room) return;
+  openDialog($('invite-dialog'), room.name);
+  $('invite-title').textContent = `Invite people to #${roomLabel(room.info, room.name)}`;
+  $('invite-q').value = '';
+  $('invite-users').replaceChildren();
+  $('invite-link-row').hidden = true;
+  $('invite-link').value = '';
+  $('invite-active').replaceChildren();
+  $('invite-active-title').hidden = true;
+  $('invite-q').focus();
+  loadRoomInvites(room.name);
+}
+
+// loadRoomInvites lists the room's open invitations and links, each with
+// Revoke.
+let roomInvitesGen = 0;
+async function loadRoomInvites(name) {
+  const list = $('invite-active');
+  const gen = ++roomInvitesGen;
+  let res;
+  try {
+    res = await authed((t) => api.roomInvites(t, name));
+  } catch {
+    return; // the dialog works without the list
+  }
+  // Only the newest answer: an older one may list what was revoked since.
+  if (dialogRoom !== name || gen !== roomInvitesGen) return;
+  list.replaceChildren();
+  const now = Date.now();
+  for (const inv of (res && res.invites) || []) {
+    if (!inv || typeof inv.token !== 'string' || inv.revoked) continue;
+    const exp = Date.parse(inv.expiresAt || '');
+    if (Number.isFinite(exp) && exp <= now) continue;
+    if (inv.maxUses > 0 && inv.uses >= inv.maxUses) continue;
+    list.append(roomInviteEl(name, inv));
+  }
+  $('invite-active-title').hidden = list.children.length === 0;
+}
+
+function roomInviteEl(name, inv) {
+  const li = document.createElement('li');
+  li.className = 'pick';
+  li.dataset.token = inv.token;
+  const text = document.createElement('span');
+  text.className = 'pick-text';
+  const what = inv.userId ? 'Invitation of one user' : 'Link';
+  const uses = inv.userId ? '' : inv.maxUses > 0 ? `, used ${inv.uses || 0} of ${inv.maxUses}` : `, used ${inv.uses || 0}`;
+  const exp = Date.parse(inv.expiresAt || '');
+  text.textContent = `${what}${uses}${Number.isFinite(exp) ? `, until ${formatTime(exp)}` : ''}`;
+  const btn = document.createElement('button');
+  btn.type = 'button';
+  btn.className = 'btn subtle';
+  btn.textContent = 'Revoke';
+  btn.addEventListener('click', async () => {
+    btn.disabled = true;
+    try {
+      await authed((t) => api.revokeInvite(t, inv.token));
+      li.remove();
+      $('invite-active-title').hidden = $('invite-active').children.length === 0;
+      loadRoomInvites(name);
+      $('invite-status').textContent = inv.userId ? 'Invitation revoked.' : 'Link revoked: it no longer works.';
+    } catch (err) {
+      btn.disabled = false;
+      $('invite-error').textContent = `Could not revoke: ${lowerFirst(refusal(err))}`;
+    }
+  });
+  li.append(text, btn);
+  return li;
+}
+
+async function inviteUser(u, btn) {
+  const name = dialogRoom;
+  const status = $('invite-status');
+  const errEl = $('invite-error');
+  errEl.textContent = '';
+  btn.disabled = true;
+  try {
+    await authed((t) => api.inviteUser(t, name, u.username));
+    status.textContent = `Invited ${u.username} to #${name}.`;
+    btn.textContent = 'Invited';
+    loadRoomInvites(name);
+  } catch (err) {
+    btn.disabled = false;
+    errEl.textContent = `Could not invite ${u.username}: ${lowerFirst(refusal(err))}`;
+  }
+}
+
+async function onInviteLinkSubmit(ev) {
+  ev.preventDefault();
+  const name = dialogRoom;
+  const dlg = $('invite-dialog');
+  const errEl = $('invite-error');
+  errEl.textContent = '';
+  const expiresIn = Number($('invite-expires').value) || 0;
+  const maxUses = Number($('invite-uses').value) || 0;
+  await busy(dlg, async () => {
+    try {
+      const res = await authed((t) => api.inviteLink(t, name, { maxUses, expiresIn }));
+      const token = res && res.invite && res.invite.token;
+      if (typeof token !== 'string' || !token) throw new Error('no token');
+      $('invite-link').value = inviteURL(location.origin, token);
+      $('invite-link-row').hidden = false;
+      $('invite-status').textContent = 'Anyone with this link can join #' + name
+        + (maxUses ? `, ${maxUses === 1 ? 'once' : maxUses + ' times'}` : '')
+        + ', until it expires.';
+      $('invite-link').select();
+      loadRoomInvites(name);
+    } catch (err) {
+      errEl.textContent = `Could not create a link: ${lowerFirst(refusal(err))}`;
+    }
+  });
+}
+
+async function copyInviteLink() {
+  const input = $('invite-link');
+  input.select();
+  try {
+    await navigator.clipboard.writeText(input.value);
+    $('invite-status').textContent = 'Link copied.';
+  } catch {
+    // Plain http on another host is not a secure context: no clipboard API.
+    $('invite-status').textContent = 'Press Ctrl+C (⌘C) to copy the selected link.';
+  }
+}
+
+function lowerFirst(s) {
+  return s ? s[0].toLowerCase() + s.slice(1) : s;
+}
+
+// Pending invitations, in the sidebar.
+let inviteGen = 0;
+async function refreshInvites() {
+  const gen = ++inviteGen;
+  let res;
+  try {
+    res = await authed((t) => api.invites(t));
+  } catch {
+    return; // a server without invitations, or offline: nothing to show
+  }
+  if (gen !== inviteGen || !session) return;
+  const list = (res && Array.isArray(res.invites) ? res.invites : [])
+    .filter((inv) => inv && typeof inv.token === 'string' && inviteRoom(inv));
+  renderInvites(list);
+}
+
+function renderInvites(list) {
+  ui.invitesList.replaceChildren();
+  for (const inv of list) {
+    const room = inviteRoom(inv);
+    const from = inviteFrom(inv);
+    const li = document.createElement('li');
+    li.className = 'invite';
+    li.dataset.room = room;
+    const text = document.createElement('span');
+    text.className = 'invite-text';
+    const name = document.createElement('strong');
+    name.textContent = `#${room}`;
+    text.append(name, document.createTextNode(from ? ` from ${from}` : ''));
+    const accept = document.createElement('button');
+    accept.type = 'button';
+    accept.className = 'btn primary small accept';
+    accept.textContent = 'Accept';
+    accept.setAttribute('aria-label', `Accept the invitation to #${room}`);
+    const decline = document.createElement('button');
+    decline.type = 'button';
+    decline.className = 'btn subtle small decline';
+    decline.textContent = 'Decline';
+    decline.setAttribute('aria-label', `Decline the invitation to #${room}`);
+    accept.addEventListener('click', () => answerInvite(inv, true, li));
+    decline.addEventListener('click', () => answerInvite(inv, false, li));
+    const row = document.createElement('div');
+    row.className = 'invite-actions';
+    row.append(accept, decline);
+    li.append(text, row);
+    ui.invitesList.append(li);
+  }
+  ui.invitesSection.hidden = list.length === 0;
+}
+
+async function answerInvite(inv, yes, li) {
+  const room = inviteRoom(inv);
+  for (const b of li.querySelectorAll('button')) b.disabled = true;
+  try {
+    const res = await authed((t) => (yes ? api.acceptInvite(t, inv.token) : api.declineInvite(t, inv.token)));
+    li.remove();
+    ui.invitesSection.hidden = ui.invitesList.children.length === 0;
+    if (yes) {
+      const r = (res && res.room) || { name: room };
+      addRoom(typeof r.name === 'string' ? r.name : room, r);
+      announce(`Joined #${room}.`);
+    }
+  } catch (err) {
+    for (const b of li.querySelectorAll('button')) b.disabled = false;
+    toast(`Could not ${yes ? 'accept' : 'decline'} the invitation to #${room}: ${lowerFirst(refusal(err))}`, true);
+    refreshInvites();
+  }
+}
+
+// acceptInviteFromURL accepts the invite link the page was opened with
+// (<origin>/#invite=<token>), once logged in, and forgets the fragment.
+async function acceptInviteFromURL() {
+  const token = inviteToken(location.hash);
+  if (!token || !session) return;
+  history.replaceState(null, '', location.pathname + location.search);
+  try {
+    const res = await authed((t) => api.acceptInvite(t, token));
+    const r = res && res.room;
+    if (!r || typeof r.name !== 'string' || !ROOM_RE.test(r.name)) throw new Error('no room');
+    addRoom(r.name, r);
+    toast(`You joined #${roomLabel(null, r.name)}.`);
+  } catch (err) {
+    const why = err instanceof ApiError && err.status === 404
+      ? 'the link is invalid, expired or used up.'
+      : lowerFirst(refusal(err));
+    toast(`Could not accept the invitation: ${why}`, true, 15000);
+  }
+}
+
+// Direct rooms.
+function openDMDialog() {
+  openDialog($('dm-dialog'));
+  $('dm-user').value = '';
+  $('dm-users').replaceChildren();
+  $('dm-user').focus();
+}
+
+async function startDM(username, errEl = null) {
+  try {
+    const res = await authed((t) => api.openDM(t, username));
+    const r = res && res.room;
+    if (!r || typeof r.name !== 'string' || !ROOM_RE.test(r.name)) throw new Error('no room');
+    closeDialogs();
+    addRoom(r.name, { ...r, type: 'direct' }, r.role || 'member');
+    return true;
+  } catch (err) {
+    const why = err instanceof ApiError && err.status === 404 ? `There is no user named ${username}.` : refusal(err);
+    if (errEl) errEl.textContent = why;
+    else toast(`Could not open a conversation with ${username}: ${lowerFirst(why)}`, true);
+    return false;
+  }
+}
+
+async function onDMSubmit(ev) {
+  ev.preventDefault();
+  const username = $('dm-user').value.trim();
+  const errEl = $('dm-error');
+  if (!USERNAME_RE.test(username)) {
+    errEl.textContent = username ? 'Usernames are 3-32 characters of letters, digits, _ . and -.' : 'Enter a username.';
+    $('dm-user').focus();
+    return;
+  }
+  if (username.toLowerCase() === me().username.toLowerCase()) {
+    errEl.textContent = 'That is you. Pick someone else.';
+    return;
+  }
+  errEl.textContent = '';
+  await busy($('dm-dialog'), () => startDM(username, errEl));
+}
+
+// Room settings: title and topic (admins), leave, delete (the owner).
+let deleteArmed = false;
+let leaveArmed = false;
+
+function openSettings() {
+  const room = rooms.get(current);
+  if (!room) return;
+  openDialog($('settings-dialog'), room.name);
+  const st = standing(room);
+  const manage = canManageRoom(st);
+  $('settings-title').textContent = `#${room.name} settings`;
+  $('settings-info').textContent = `${room.info.type === 'private' ? 'Private: invisible to others, by invitation only.' : 'Public: listed in the directory, anyone may join.'}`
+    + (room.info.role ? ` You are ${ROLE_LABEL[room.info.role] ? ROLE_LABEL[room.info.role].toLowerCase() : room.info.role}${room.serverAdmin ? ', and a server administrator' : ''}.` : '');
+  $('settings-name').value = room.info.title;
+  $('settings-topic').value = room.info.topic;
+  for (const id of ['settings-name', 'settings-topic']) $(id).disabled = !manage;
+  $('settings-save').hidden = !manage;
+  $('settings-delete').hidden = !canDeleteRoom(st);
+  $('settings-leave').hidden = room.name === GENERAL;
+  deleteArmed = false;
+  leaveArmed = false;
+  $('settings-delete').textContent = 'Delete room';
+  $('settings-leave').textContent = 'Leave room';
+  (manage ? $('settings-name') : $('settings-dialog').querySelector('[data-close]')).focus();
+}
+
+async function onSettingsSubmit(ev) {
+  ev.preventDefault();
+  const name = dialogRoom;
+  const room = rooms.get(name);
+  if (!room) return;
+  const title = $('settings-name').value.trim();
+  const topic = $('settings-topic').value.trim();
+  const errEl = $('settings-error');
+  errEl.textContent = '';
+  await busy($('settings-dialog'), async () => {
+    try {
+      const res = await authed((t) => api.updateRoom(t, name, { title, topic }));
+      applyRoomInfo(room, (res && res.room) || { title, topic });
+      renderRooms();
+      closeDialogs();
+      announce(`Saved the settings of #${name}.`);
+    } catch (err) {
+      errEl.textContent = refusal(err);
+    }
+  });
+}
+
+async function onSettingsDelete() {
+  const name = dialogRoom;
+  const btn = $('settings-delete');
+  if (!deleteArmed) {
+    deleteArmed = true;
+    btn.textContent = `Delete #${name} for everyone`;
+    $('settings-error').textContent = 'Its messages and members go too. Click again to delete.';
+    return;
+  }
+  await busy($('settings-dialog'), async () => {
+    try {
+      await authed((t) => api.deleteRoom(t, name));
+      closeDialogs();
+      removeRoom(name);
+      toast(`Deleted #${name}.`);
+    } catch (err) {
+      $('settings-error').textContent = refusal(err);
+    }
+  });
+}
+
+async function onSettingsLeave() {
+  const name = dialogRoom;
+  const room = rooms.get(name);
+  if (!room) return;
+  if (room.info.type === 'private' && !leaveArmed) {
+    leaveArmed = true;
+    $('settings-leave').textContent = `Leave #${name}`;
+    $('settings-error').textContent = 'Coming back takes a new invitation. Click again to leave.';
+    return;
+  }
+  closeDialogs();
+  await leaveRoom(name);
+}
+
+// A member: a direct message, and moderation where our role allows it.
+function openMemberDialog(roomName, userId, username) {
+  openDialog($('member-dialog'), roomName);
+  memberDialogUser = { userId, username };
+  $('member-reason').value = '';
+  refreshMemberDialog();
+  const first = $('member-dialog').querySelector('button:not([hidden])');
+  if (first) first.focus();
+}
+
+function refreshMemberDialog() {
+  const room = rooms.get(dialogRoom);
+  const u = memberDialogUser;
+  if (!room || !u) return;
+  const m = room.roster ? room.roster.get(u.userId) : null;
+  const role = m ? m.role : '';
+  $('member-title').textContent = u.username;
+  $('member-avatar').className = 'avatar ' + hue(u.userId);
+  $('member-avatar').textContent = initial(u.username);
+  $('member-role').textContent = (role ? `${ROLE_LABEL[role] || role} of #${room.name}` : `In #${room.name}`)
+    + (m && mutedNow(m) ? ` · muted${untilShort(m.mutedUntil)}` : '');
+  const self = u.userId === me().id;
+  $('member-dm').hidden = self || room.info.type === 'direct';
+  const acts = memberActions(standing(room), { userId: u.userId, role: role || 'member' }, me().id);
+  // Everyone is always in general: it has bans, not kicks.
+  if (room.name === GENERAL) acts.kick = false;
+  $('member-mod').hidden = !(acts.kick || acts.ban || acts.mute || acts.roles.length);
+  $('member-kick').hidden = !acts.kick;
+  $('member-ban').hidden = !acts.ban;
+  $('member-ban-for').hidden = !acts.ban;
+  $('member-mute-form').hidden = !acts.mute;
+  $('member-role-form').hidden = acts.roles.length === 0;
+  const sel = $('member-role-select');
+  sel.replaceChildren();
+  const choose = document.createElement('option');
+  choose.value = '';
+  choose.textContent = 'Choose a role…';
+  sel.append(choose);
+  for (const r of acts.roles) {
+    const o = document.createElement('option');
+    o.value = r;
+    o.textContent = r === 'owner' ? 'Owner (hand the room over)' : ROLE_LABEL[r];
+    sel.append(o);
+  }
+}
+
+function untilShort(iso) {
+  const t = Date.parse(iso || '');
+  if (!Number.isFinite(t)) return '';
+  return ` until ${formatTime(t)}`;
+}
+
+// moderate runs one moderation request from the member dialog and says
+// what happened there.
+async function moderate(what, call, done) {
+  const room = rooms.get(dialogRoom);
+  const u = memberDialogUser;
+  if (!room || !u) return;
+  const name = room.name;
+  $('member-error').textContent = '';
+  $('member-status').textContent = '';
+  await busy($('member-dialog'), async () => {
+    try {
+      await authed((t) => call(t, name, u));
+      $('member-status').textContent = done(u.username, name);
+      scheduleRoster(room);
+    } catch (err) {
+      $('member-error').textContent = `Could not ${what} ${u.username}: ${lowerFirst(refusal(err))}`;
+    }
+  });
+}
+
+function wirePeople() {
+  for (const d of document.querySelectorAll('dialog')) {
+    d.addEventListener('click', (ev) => {
+      if (ev.target === d || ev.target.closest('[data-close]')) closeDialogs();
+    });
+    d.addEventListener('close', () => {
+      if (!document.querySelector('dialog[open]')) {
+        dialogRoom = '';
+        memberDialogUser = null;
+      }
+    });
+  }
+  ui.createRoomBtn.addEventListener('click', openCreateDialog);
+  $('create-form').addEventListener('submit', onCreateSubmit);
+  $('create-name').addEventListener('input', () => {
+    $('create-error').textContent = '';
+    $('create-name').removeAttribute('aria-invalid');
+  });
+  ui.browseBtn.addEventListener('click', openDirectory);
+  $('directory-q').addEventListener('input', debounce(() => loadDirectory(true), PICKER_DEBOUNCE_MS));
+  $('directory-more').addEventListener('click', () => loadDirectory(false));
+  ui.inviteBtn.addEventListener('click', openInviteDialog);
+  $('invite-user-form').addEventListener('submit', (ev) => ev.preventDefault());
+  userPicker($('invite-q'), $('invite-users'), inviteUser, () => 'Invite');
+  $('invite-link-form').addEventListener('submit', onInviteLinkSubmit);
+  $('invite-link-copy').addEventListener('click', copyInviteLink);
+  ui.newDmBtn.addEventListener('click', openDMDialog);
+  $('dm-form').addEventListener('submit', onDMSubmit);
+  userPicker($('dm-user'), $('dm-users'), (u) => startDM(u.username, $('dm-error')), () => 'Message');
+  ui.settingsBtn.addEventListener('click', openSettings);
+  $('settings-form').addEventListener('submit', onSettingsSubmit);
+  $('settings-delete').addEventListener('click', onSettingsDelete);
+  $('settings-leave').addEventListener('click', onSettingsLeave);
+  $('member-dm').addEventListener('click', () => {
+    const u = memberDialogUser;
+    if (u) startDM(u.username);
+  });
+  $('member-role-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const role = $('member-role-select').value;
+    if (!role) {
+      $('member-error').textContent = 'Choose the new role first.';
+      return;
+    }
+    moderate('change the role of', (t, room, u) => api.setRole(t, room, u.userId, role),
+      (who) => (role === 'owner' ? `${who} owns the room now.` : `${who} is ${ROLE_LABEL[role].toLowerCase()} now.`));
+  });
+  $('member-mute-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const until = rfc3339After(Number($('member-mute-for').value));
+    moderate('mute', (t, room, u) => api.mute(t, room, u.userId, until),
+      (who) => `Muted ${who}${untilShort(until)}.`);
+  });
+  $('member-remove-form').addEventListener('submit', (ev) => ev.preventDefault());
+  $('member-kick').addEventListener('click', () => {
+    const reason = $('member-reason').value.trim();
+    moderate('kick', (t, room, u) => api.kick(t, room, u.userId, reason),
+      (who, room) => `Kicked ${who} from #${room}.`);
+  });
+  $('member-ban').addEventListener('click', () => {
+    const reason = $('member-reason').value.trim();
+    const expiresAt = rfc3339After(Number($('member-ban-for').value));
+    moderate('ban', (t, room, u) => api.ban(t, room, u.userId, reason, expiresAt),
+      (who, room) => `Banned ${who} from #${room}${expiresAt ? untilShort(expiresAt) : ' for good'}.`);
+  });
+  window.addEventListener('hashchange', () => {
+    if (session && inviteToken(location.hash)) acceptInviteFromURL();
+  });
+  document.addEventListener('visibilitychange', () => {
+    if (!document.hidden && session && welcomed) refreshPeople();
+  });
+}
+
 // ---- Start -----------------------------------------------------------------------
 
 function wire() {
+  wirePeople();
   ui.authForm.addEventListener('submit', onAuthSubmit);
   ui.authSwitch.addEventListener('click', () => {
     setAuthMode(authMode === 'login' ? 'register' : 'login');

@@ -11,6 +11,7 @@ export const CloseCode = Object.freeze({
   SHUTDOWN: 1001, // server going away: reconnect
   POLICY: 1008, // too many invalid frames
   TOKEN_EXPIRED: 4001, // log in again
+  REVOKED: 4003, // the account was disabled or its tokens revoked: log in again
   SLOW_CONSUMER: 4008, // we did not read fast enough: reconnect
 });
 
