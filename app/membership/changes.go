@@ -29,12 +29,17 @@ const (
 // Change says what changed: one user's access to a room (UserID set), a
 // whole room (UserID ""), or a user everywhere (Room ""). Removed, when
 // set, says the user (or, with UserID "", every member) is out of the
-// room now; Detail is the moderator's reason.
+// room now; Detail is the moderator's reason. Notify: tell the user's
+// connections (a rooms_changed frame) that their rooms or invitations
+// changed by someone else's doing or in another tab (invited, a direct
+// room opened, added, an invitation accepted, a new role or mute), so
+// clients refresh their room list without polling.
 type Change struct {
 	Room    string `json:"room,omitempty"`
 	UserID  string `json:"userId,omitempty"`
 	Removed string `json:"removed,omitempty"`
 	Detail  string `json:"detail,omitempty"`
+	Notify  bool   `json:"notify,omitempty"`
 }
 
 // Publisher announces changes to every replica.

@@ -368,9 +368,16 @@ func (s *Service) OpenDirect(ctx context.Context, actor Actor, username string) 
 			if err := s.Store.PutMember(ctx, pm); err != nil {
 				return RoomView{}, fmt.Errorf("add %s to %s: %w", peer.ID, name, err)
 			}
+			// Per user, so both users' connections hear of the room
+			// (rooms_changed).
 			if err := s.event(ctx, name, actor, bus.RoomEvent{Event: bus.EventRoomCreated, RoomType: store.RoomDirect, Target: peer.ID, TargetName: peer.Username},
-				&Change{Room: name}); err != nil {
+				&Change{Room: name, UserID: peer.ID, Notify: true}); err != nil {
 				return RoomView{}, err
+			}
+			if s.Changes != nil {
+				if err := s.Changes.Publish(ctx, Change{Room: name, UserID: actor.UserID, Notify: true}); err != nil {
+					return RoomView{}, err
+				}
 			}
 		}
 	}
@@ -419,7 +426,9 @@ func (s *Service) InviteUser(ctx context.Context, actor Actor, room, username st
 	if err := s.Store.CreateInvite(ctx, inv); err != nil {
 		return store.Invite{}, fmt.Errorf("store the invitation of %s to %s: %w", u.ID, room, err)
 	}
-	return inv, s.event(ctx, room, actor, bus.RoomEvent{Event: bus.EventMemberInvited, Target: u.ID, TargetName: u.Username}, nil)
+	// The change tells the invitee's connections (rooms_changed).
+	return inv, s.event(ctx, room, actor, bus.RoomEvent{Event: bus.EventMemberInvited, Target: u.ID, TargetName: u.Username},
+		&Change{Room: room, UserID: u.ID, Notify: true})
 }
 
 // CreateLink creates an invite link to room: maxUses 0 is unlimited,
@@ -493,7 +502,7 @@ func (s *Service) Accept(ctx context.Context, actor Actor, token string) (store.
 		return store.Room{}, fmt.Errorf("add %s to %s: %w", actor.UserID, inv.Room, err)
 	}
 	return *a.Room, s.event(ctx, inv.Room, actor, bus.RoomEvent{Event: bus.EventMemberJoined, Target: actor.UserID, TargetName: actor.Username},
-		&Change{Room: inv.Room, UserID: actor.UserID})
+		&Change{Room: inv.Room, UserID: actor.UserID, Notify: true})
 }
 
 // Decline refuses a direct invitation of actor.
@@ -584,7 +593,7 @@ func (s *Service) AddMember(ctx context.Context, actor Actor, room, targetID, ro
 		return fmt.Errorf("add %s to %s: %w", targetID, room, err)
 	}
 	return s.event(ctx, room, actor, bus.RoomEvent{Event: bus.EventMemberJoined, Target: targetID, TargetName: u.Username, Role: role},
-		&Change{Room: room, UserID: targetID})
+		&Change{Room: room, UserID: targetID, Notify: true})
 }
 
 // Members returns room's members.
@@ -752,7 +761,7 @@ func (s *Service) Mute(ctx context.Context, actor Actor, room, targetID string, 
 		note = "until " + until.UTC().Format(time.RFC3339)
 	}
 	s.audit(ctx, actorAudit(actor, audit.Entry{Event: audit.RoomMute, Room: room, UserID: targetID, Note: note}))
-	return s.event(ctx, room, actor, ev, &Change{Room: room, UserID: targetID})
+	return s.event(ctx, room, actor, ev, &Change{Room: room, UserID: targetID, Notify: true})
 }
 
 // SetRole changes a member's role; role owner transfers ownership (the
@@ -778,7 +787,7 @@ func (s *Service) SetRole(ctx context.Context, actor Actor, room, targetID, role
 	}
 	s.audit(ctx, actorAudit(actor, audit.Entry{Event: audit.RoomRole, Room: room, UserID: targetID, Note: role}))
 	return s.event(ctx, room, actor, bus.RoomEvent{Event: bus.EventRoleChanged, Target: targetID, TargetName: m.Username, Role: role},
-		&Change{Room: room, UserID: targetID})
+		&Change{Room: room, UserID: targetID, Notify: true})
 }
 
 func (s *Service) transfer(ctx context.Context, actor Actor, room, targetID string) error {
@@ -818,7 +827,7 @@ func (s *Service) transfer(ctx context.Context, actor Actor, room, targetID stri
 	}
 	s.audit(ctx, actorAudit(actor, audit.Entry{Event: audit.RoomTransfer, Room: room, UserID: targetID}))
 	return s.event(ctx, room, actor, bus.RoomEvent{Event: bus.EventOwnerTransferred, Target: targetID, TargetName: m.Username, Role: store.RoleOwner},
-		&Change{Room: room, UserID: targetID})
+		&Change{Room: room, UserID: targetID, Notify: true})
 }
 
 // UpdateRoom sets the title and/or topic (nil leaves one as it is).

@@ -174,3 +174,12 @@ type removedFrame struct {
 	Reason string `json:"reason"`
 	Detail string `json:"detail,omitempty"`
 }
+
+// roomsChangedFrame tells a user's connection that their rooms or
+// invitations changed elsewhere (an invitation, a direct room opened by
+// the other user, a join in another tab, a new role): GET /api/rooms and
+// GET /api/invites have the news.
+type roomsChangedFrame struct {
+	Type string `json:"type"` // "rooms_changed"
+	Room string `json:"room"`
+}

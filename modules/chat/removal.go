@@ -53,6 +53,9 @@ func (r *rooms) afterEvent(room string, frame []byte) {
 // a user disabled server-wide has every local connection closed.
 func (r *rooms) applyChange(ch membership.Change) {
 	if ch.Removed == "" {
+		if ch.Notify && ch.Room != "" && ch.UserID != "" {
+			r.notify(ch.UserID, ch.Room)
+		}
 		return
 	}
 	if ch.Room == "" {
@@ -73,6 +76,15 @@ func (r *rooms) applyChange(ch membership.Change) {
 			defer cancel()
 			r.settle(ctx, m, ch.Room)
 		}()
+	}
+}
+
+// notify tells every local connection of userID that their rooms changed.
+func (r *rooms) notify(userID, room string) {
+	for _, m := range r.hub.members() {
+		if m.userID == userID {
+			m.reply(roomsChangedFrame{Type: "rooms_changed", Room: room})
+		}
 	}
 }
 

@@ -40,10 +40,6 @@ const AUTO_RETRIES = 3; // rate-limited resends after a reconnect retry by thems
 const COUNTER_FROM = MAX_TEXT - 500;
 const AT_BOTTOM_PX = 48;
 const LOAD_OLDER_PX = 120;
-// Invitations and rooms opened by others (a direct room, an accepted
-// invitation in another tab) reach no connection of ours: look every so
-// often while the page is visible, and whenever it becomes visible.
-const PEOPLE_POLL_MS = 10000;
 const PICKER_DEBOUNCE_MS = 250;
 const ROSTER_DEBOUNCE_MS = 300; // membership events come in bursts
 const SYNC_TIMEOUT_MS = 5000; // the room list before joining, at most this long
@@ -362,8 +358,6 @@ function enterChat() {
   });
   conn.start();
   switchRoom(current, { focus: true });
-  clearInterval(peoplePoll);
-  peoplePoll = setInterval(() => { if (!document.hidden) refreshPeople(); }, PEOPLE_POLL_MS);
   acceptInviteFromURL();
 }
 
@@ -388,8 +382,6 @@ function leaveChat() {
   ui.offlineList.replaceChildren();
   memberEls.clear();
   roomEls.clear();
-  clearInterval(peoplePoll);
-  peoplePoll = 0;
   closeDialogs();
   ui.typing.textContent = '';
   ui.banner.hidden = true;
@@ -497,6 +489,7 @@ function onFrame(f) {
     case 'typing': return onTyping(f);
     case 'room_event': return onRoomEvent(f);
     case 'removed': return onRemoved(f);
+    case 'rooms_changed': return refreshPeople();
     case 'pong': return undefined;
     default: return undefined; // newer servers may send more
   }
@@ -1603,10 +1596,10 @@ function onGlobalKey(ev) {
 
 // ---- Rooms and people --------------------------------------------------------------
 
-let peoplePoll = 0;
-
-// refreshPeople looks for what no frame tells us: rooms opened for us
-// (direct rooms, invitations accepted in another tab) and invitations.
+// refreshPeople reads our rooms and invitations again: on a rooms_changed
+// frame (the server's word that an invitation came, a direct room was
+// opened for us, another tab accepted an invitation, our role changed),
+// on each welcome, and when the page becomes visible; never on a timer.
 function refreshPeople() {
   if (!session) return;
   syncRooms();
