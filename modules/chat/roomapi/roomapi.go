@@ -474,6 +474,7 @@ type Invite struct {
 	Room      string `json:"room"`
 	UserID    string `json:"userId,omitempty"`
 	By        string `json:"by,omitempty"`
+	ByName    string `json:"byName,omitempty"`
 	CreatedAt string `json:"createdAt"`
 	ExpiresAt string `json:"expiresAt,omitempty"`
 	MaxUses   int    `json:"maxUses"`
@@ -544,7 +545,20 @@ func (a *api) myInvites(ctx context.Context, actor membership.Actor, _ *http.Req
 	if err != nil {
 		return 0, nil, err
 	}
-	return http.StatusOK, map[string]any{"invites": invitesOut(is)}, nil
+	out := invitesOut(is)
+	names := map[string]string{}
+	for i := range out {
+		// The inviter's name, so the invitee sees who asked (a user
+		// deleted since shows none).
+		id := out[i].By
+		if _, ok := names[id]; !ok && id != "" {
+			if u, err := a.svc.Store.UserByID(ctx, id); err == nil {
+				names[id] = u.Username
+			}
+		}
+		out[i].ByName = names[id]
+	}
+	return http.StatusOK, map[string]any{"invites": out}, nil
 }
 
 func (a *api) revoke(ctx context.Context, actor membership.Actor, r *http.Request) (int, any, error) {
