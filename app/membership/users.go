@@ -74,13 +74,22 @@ func (u *Users) Start(ctx context.Context) error {
 func (u *Users) Run(ctx context.Context) {
 	t := time.NewTicker(u.interval)
 	defer t.Stop()
+	failing := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := u.Poll(ctx); err != nil && ctx.Err() == nil {
-				u.log.Warn("poll changed users", "err", err)
+			err := u.Poll(ctx)
+			switch {
+			case err != nil && ctx.Err() == nil && !failing:
+				// Once per outage, not every second: the store's own
+				// health is on /readyz.
+				u.log.Warn("poll changed users: disabled users and revoked tokens are not seen until the store answers", "err", err)
+				failing = true
+			case err == nil && failing:
+				u.log.Info("poll changed users: the store answers again")
+				failing = false
 			}
 		}
 	}
