@@ -634,3 +634,36 @@ func TestHiddenRoomLooksAbsent(t *testing.T) {
 		})
 	}
 }
+
+// TestRefusedTypingKeepsConnection: a muted or readonly member's client
+// that keeps sending typing frames as they type (as a chat client does on
+// every keystroke) is answered each time, and stays connected: a refusal
+// of the rules is not a malformed frame, and must not count toward the
+// invalid-frame limit that closes abusive connections with 1008.
+func TestRefusedTypingKeepsConnection(t *testing.T) {
+	e := startRoomsEnv(t, backends[0], nil)
+	owner := e.user(t, "owner")
+	room := e.room(t, store.RoomPublic, owner)
+	for _, tc := range []struct {
+		role       string
+		mutedUntil time.Time
+		code       string
+	}{
+		{store.RoleMember, time.Now().Add(time.Hour), codeMuted},
+		{store.RoleReadonly, time.Time{}, codeForbidden},
+	} {
+		u := e.user(t, tc.role)
+		e.member(t, room, u, tc.role, tc.mutedUntil)
+		c := e.dialAs(t, u)
+		if code, msg := wsJoin(c, room, "j"); code != "" {
+			t.Fatalf("%s joins: %s %s", tc.role, code, msg)
+		}
+		// Two keystrokes a second for 20 s of typing: 40 frames.
+		for i := range 40 {
+			cid := fmt.Sprintf("k%d", i)
+			if code, _ := wsTyping(c, room, cid); code != tc.code {
+				t.Fatalf("%s typing frame %d: %q, want %s", tc.role, i, code, tc.code)
+			}
+		}
+	}
+}
