@@ -280,16 +280,19 @@ func wsSend(c *client, room, text, clientID string) (code, msg string) {
 }
 
 // wsTyping sends a typing frame and then a ping: a refusal answers before
-// the pong; "" when the pong came first.
+// the pong; "" when none came before it.
 func wsTyping(c *client, room, clientID string) (code, msg string) {
 	c.t.Helper()
 	c.send(map[string]any{"type": "typing", "room": room, "isTyping": true, "clientId": clientID})
 	c.send(map[string]any{"type": "ping"})
-	f := frameOf(c, func(f map[string]any) bool { return f["type"] == "pong" || errorOf(c.t, f, clientID) })
-	if f["type"] == "pong" {
-		return "", ""
-	}
-	return f["code"].(string), f["message"].(string)
+	// Read up to the pong, so no pong is left for the next call.
+	frameOf(c, func(f map[string]any) bool {
+		if errorOf(c.t, f, clientID) {
+			code, msg = f["code"].(string), f["message"].(string)
+		}
+		return f["type"] == "pong"
+	})
+	return code, msg
 }
 
 // isMember reports whether the store has p in room, and with which role.
