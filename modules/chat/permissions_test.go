@@ -667,3 +667,111 @@ func TestRefusedTypingKeepsConnection(t *testing.T) {
 		}
 	}
 }
+
+// TestRoomAPIBadInput: every way a request to the rooms API can be wrong
+// is answered with its status and {"error"}, never a 5xx.
+func TestRoomAPIBadInput(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			e := startRoomsEnv(t, b, nil)
+			owner, member, stranger, banned := e.user(t, "owner"), e.user(t, "member"), e.user(t, "stranger"), e.user(t, "banned")
+			sadmin := e.serverAdmin(t)
+			room := e.room(t, store.RoomPublic, owner)
+			e.member(t, room, member, store.RoleMember, time.Time{})
+			e.ban(t, room, banned, owner)
+			spent := e.name("tok-spent-")
+			if err := e.store.CreateInvite(ctxT(t), store.Invite{Token: spent, Room: room, By: owner.id, MaxUses: 1, Uses: 1}); err != nil {
+				t.Fatal(err)
+			}
+			direct := e.name("tok-direct-")
+			if err := e.store.CreateInvite(ctxT(t), store.Invite{Token: direct, Room: room, UserID: member.id, By: owner.id, MaxUses: 1}); err != nil {
+				t.Fatal(err)
+			}
+			past := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
+			long := func(n int) string { return strings.Repeat("x", n) }
+			r := func(rest string) string { return path(room, rest) }
+			cases := []struct {
+				name         string
+				method, path string
+				as           person
+				body         any
+				want         int
+			}{
+				{"create: no name", http.MethodPost, "/api/rooms", owner, map[string]any{"type": "public"}, 400},
+				{"create: bad name", http.MethodPost, "/api/rooms", owner, map[string]any{"name": "Bad Name!"}, 400},
+				{"create: name too long", http.MethodPost, "/api/rooms", owner, map[string]any{"name": long(65)}, 400},
+				{"create: dm- name", http.MethodPost, "/api/rooms", owner, map[string]any{"name": "dm-mine"}, 400},
+				{"create: bad type", http.MethodPost, "/api/rooms", owner, map[string]any{"name": e.name("n"), "type": "secret"}, 400},
+				{"create: topic too long", http.MethodPost, "/api/rooms", owner, map[string]any{"name": e.name("n"), "topic": long(251)}, 400},
+				{"create: name taken", http.MethodPost, "/api/rooms", stranger, map[string]any{"name": room}, 409},
+				{"create: general taken", http.MethodPost, "/api/rooms", stranger, map[string]any{"name": membership.General}, 409},
+				{"create: unknown field", http.MethodPost, "/api/rooms", owner, map[string]any{"name": e.name("n"), "owner": "me"}, 400},
+				{"create: wrong field type", http.MethodPost, "/api/rooms", owner, map[string]any{"name": 5}, 400},
+				{"create: not an object", http.MethodPost, "/api/rooms", owner, []string{"x"}, 400},
+				{"create: too large", http.MethodPost, "/api/rooms", owner, map[string]any{"name": e.name("n"), "topic": long(17 << 10)}, 413},
+				{"room: bad name in path", http.MethodGet, "/api/rooms/BAD!", owner, nil, 400},
+				{"members: bad name in path", http.MethodGet, "/api/rooms/BAD!/members", owner, nil, 400},
+				{"history: bad name in path", http.MethodGet, "/api/rooms/BAD!/messages", owner, nil, 400},
+				{"presence: bad name in path", http.MethodGet, "/api/rooms/BAD!/presence", owner, nil, 400},
+				{"update: title too long", http.MethodPatch, r(""), owner, map[string]any{"title": long(65)}, 400},
+				{"update: topic too long", http.MethodPatch, r(""), owner, map[string]any{"topic": long(251)}, 400},
+				{"delete general", http.MethodDelete, path(membership.General, ""), sadmin, nil, 409},
+				{"leave general", http.MethodPost, path(membership.General, "/leave"), member, nil, 409},
+				{"role: unknown", http.MethodPut, r("/members/" + member.id), owner, map[string]any{"role": "superuser"}, 400},
+				{"role: missing", http.MethodPut, r("/members/" + member.id), owner, map[string]any{}, 400},
+				{"role: not a member", http.MethodPut, r("/members/" + stranger.id), owner, map[string]any{"role": "admin"}, 404},
+				{"role: of oneself", http.MethodPut, r("/members/" + owner.id), owner, map[string]any{"role": "member"}, 403},
+				{"kick: no userId", http.MethodPost, r("/kick"), owner, map[string]any{"reason": "x"}, 400},
+				{"kick: not a member", http.MethodPost, r("/kick"), owner, map[string]any{"userId": stranger.id}, 404},
+				{"kick: oneself", http.MethodPost, r("/kick"), owner, map[string]any{"userId": owner.id}, 403},
+				{"kick: reason too long", http.MethodPost, r("/kick"), owner, map[string]any{"userId": member.id, "reason": long(501)}, 400},
+				{"kick: from general", http.MethodPost, path(membership.General, "/kick"), sadmin, map[string]any{"userId": member.id}, 409},
+				{"ban: no userId", http.MethodPost, r("/bans"), owner, map[string]any{}, 400},
+				{"ban: bad expiresAt", http.MethodPost, r("/bans"), owner, map[string]any{"userId": member.id, "expiresAt": "tomorrow"}, 400},
+				{"ban: expiresAt past", http.MethodPost, r("/bans"), owner, map[string]any{"userId": member.id, "expiresAt": past}, 400},
+				{"ban: unknown user", http.MethodPost, r("/bans"), owner, map[string]any{"userId": "0123456789abcdef01234567"}, 404},
+				{"ban: oneself", http.MethodPost, r("/bans"), owner, map[string]any{"userId": owner.id}, 403},
+				{"unban: not banned", http.MethodDelete, r("/bans/" + member.id), owner, nil, 404},
+				{"mute: no userId", http.MethodPost, r("/mutes"), owner, map[string]any{"until": past}, 400},
+				{"mute: bad until", http.MethodPost, r("/mutes"), owner, map[string]any{"userId": member.id, "until": "soon"}, 400},
+				{"mute: not a member", http.MethodPost, r("/mutes"), owner, map[string]any{"userId": stranger.id, "until": past}, 404},
+				{"invite: both kinds", http.MethodPost, r("/invites"), owner, map[string]any{"username": stranger.name, "maxUses": 1}, 400},
+				{"invite: unknown user", http.MethodPost, r("/invites"), owner, map[string]any{"username": "nobody-at-all"}, 404},
+				{"invite: a member", http.MethodPost, r("/invites"), owner, map[string]any{"username": member.name}, 409},
+				{"invite: a banned user", http.MethodPost, r("/invites"), owner, map[string]any{"username": banned.name}, 403},
+				{"link: maxUses negative", http.MethodPost, r("/invites"), owner, map[string]any{"maxUses": -1}, 400},
+				{"link: maxUses too many", http.MethodPost, r("/invites"), owner, map[string]any{"maxUses": membership.MaxLinkUses + 1}, 400},
+				{"link: expiresIn too long", http.MethodPost, r("/invites"), owner, map[string]any{"expiresIn": 31 * 24 * 3600}, 400},
+				{"link: expiresIn negative", http.MethodPost, r("/invites"), owner, map[string]any{"expiresIn": -1}, 400},
+				{"accept: unknown token", http.MethodPost, "/api/invites/nosuchtoken/accept", stranger, nil, 404},
+				{"accept: another's invitation", http.MethodPost, "/api/invites/" + direct + "/accept", stranger, nil, 404},
+				{"accept: used up", http.MethodPost, "/api/invites/" + spent + "/accept", stranger, nil, 409},
+				{"decline: a link", http.MethodPost, "/api/invites/" + spent + "/decline", stranger, nil, 400},
+				{"decline: unknown token", http.MethodPost, "/api/invites/nosuchtoken/decline", stranger, nil, 404},
+				{"revoke: unknown token", http.MethodDelete, "/api/invites/nosuchtoken", owner, nil, 404},
+				{"revoke: not an admin", http.MethodDelete, "/api/invites/" + spent, member, nil, 403},
+				{"dm: no username", http.MethodPost, "/api/dm", owner, map[string]any{}, 400},
+				{"dm: oneself", http.MethodPost, "/api/dm", owner, map[string]any{"username": owner.name}, 400},
+				{"dm: unknown user", http.MethodPost, "/api/dm", owner, map[string]any{"username": "nobody-at-all"}, 404},
+				{"directory: limit 0", http.MethodGet, "/api/rooms/directory?limit=0", owner, nil, 400},
+				{"directory: limit not a number", http.MethodGet, "/api/rooms/directory?limit=ten", owner, nil, 400},
+				{"directory: limit too high", http.MethodGet, "/api/rooms/directory?limit=101", owner, nil, 400},
+				{"disable: not a server admin", http.MethodPost, "/api/users/" + member.id + "/disable", owner, nil, 403},
+				{"disable: oneself", http.MethodPost, "/api/users/" + sadmin.id + "/disable", sadmin, nil, 403},
+				{"disable: unknown user", http.MethodPost, "/api/users/0123456789abcdef01234567/disable", sadmin, nil, 404},
+				{"no token", http.MethodGet, "/api/rooms", person{}, nil, 401},
+				{"bad token", http.MethodPost, "/api/rooms", person{token: "not.a.jwt"}, map[string]any{"name": e.name("n")}, 401},
+			}
+			for _, tc := range cases {
+				st, body := e.call(t, tc.method, tc.path, tc.as.token, tc.body)
+				if st != tc.want {
+					t.Errorf("%s: %s %s = %d %v, want %d", tc.name, tc.method, tc.path, st, body, tc.want)
+				}
+			}
+			// Nothing above changed the room.
+			if m, ok := e.isMember(t, room, member); !ok || m.Role != store.RoleMember || !m.MutedUntil.IsZero() {
+				t.Errorf("after the bad requests the member is %+v %v", m, ok)
+			}
+		})
+	}
+}
