@@ -43,8 +43,8 @@ func (m migrationsOut) states() string {
 func TestMigrateCommands(t *testing.T) {
 	clearConfigEnv(t)
 	names := map[string][]string{
-		"sqlite":  {"initial schema"},
-		"mongodb": {"initial schema", "aurorachat-users", "aurorachat-messages"},
+		"sqlite":  {"initial schema", "rooms-and-people schema", "rooms-from-messages"},
+		"mongodb": {"initial schema", "aurorachat-users", "aurorachat-messages", "rooms-and-people schema", "rooms-from-messages"},
 	}
 	for kind, base := range operatorBackends(t) {
 		t.Run(kind, func(t *testing.T) {
@@ -155,12 +155,20 @@ func TestMigrateAuroraChatDatabase(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	// AuroraChat's rooms are only the roomIds of its messages.
+	if _, err := client.Database(strings.TrimPrefix(u.Path, "/")).Collection("messages").InsertOne(ctx, bson.D{
+		{Key: "_id", Value: bson.NewObjectID()}, {Key: "roomId", Value: "random"}, {Key: "userId", Value: id},
+		{Key: "text", Value: "hi"}, {Key: "status", Value: "sent"}, {Key: "attachments", Value: bson.A{}},
+		{Key: "createdAt", Value: time.Date(2024, 1, 11, 0, 0, 0, 0, time.UTC)}, {Key: "__v", Value: int32(0)},
+	}); err != nil {
+		t.Fatal(err)
+	}
 	t.Setenv("MONGO_URL", uri)
 	dataDir := []string{"--data-dir", t.TempDir()}
 
 	var up migrationsOut
 	runJSON(t, &up, append([]string{"migrate", "up"}, dataDir...)...)
-	if up.Store != "mongodb" || up.Pending != 0 || up.Applied == nil || len(*up.Applied) != 3 {
+	if up.Store != "mongodb" || up.Pending != 0 || up.Applied == nil || len(*up.Applied) != 5 {
 		t.Fatalf("migrate up on AuroraChat's database: %+v", up)
 	}
 	var doc bson.M
@@ -169,6 +177,16 @@ func TestMigrateAuroraChatDatabase(t *testing.T) {
 	}
 	if doc["usernameKey"] != "alice" || doc["disabled"] != false {
 		t.Errorf("user after migrate up: %v", doc)
+	}
+	// ... and are public rooms after it, with general.
+	var rooms []struct {
+		Name      string    `json:"name"`
+		CreatedAt time.Time `json:"createdAt"`
+	}
+	runJSON(t, &rooms, append([]string{"rooms", "list"}, dataDir...)...)
+	if len(rooms) != 2 || rooms[0].Name != "general" || rooms[1].Name != "random" ||
+		!rooms[1].CreatedAt.Equal(time.Date(2024, 1, 11, 0, 0, 0, 0, time.UTC)) {
+		t.Errorf("rooms list after migrate up: %+v, want general and random (at its first message)", rooms)
 	}
 	var disabled userJSON
 	runJSON(t, &disabled, append([]string{"users", "disable", "ALICE"}, dataDir...)...)

@@ -125,7 +125,8 @@ func TestRoomsCommands(t *testing.T) {
 				Name string `json:"name"`
 			}
 			runJSON(t, &rooms, append([]string{"rooms", "list"}, base...)...)
-			if len(rooms) != 2 || rooms[0].Name != "announcements" || rooms[1].Name != "dev" {
+			// general exists from the migration on.
+			if len(rooms) != 3 || rooms[0].Name != "announcements" || rooms[1].Name != "dev" || rooms[2].Name != "general" {
 				t.Fatalf("list: %+v", rooms)
 			}
 			var deleted map[string]string

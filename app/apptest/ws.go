@@ -202,8 +202,10 @@ func (c *WS) Unread(frames ...map[string]any) {
 	c.held = append(append([]map[string]any{}, frames...), c.held...)
 }
 
-// Next reads until a frame of type typ, skipping presence frames and those
-// of the types in skip; any other frame fails the test.
+// Next reads until a frame of type typ, skipping presence frames, room
+// events (a join or a room's creation appends one: tests of room events
+// read them with Next("room_event") or Expect) and those of the types in
+// skip; any other frame fails the test.
 func (c *WS) Next(typ string, skip ...string) map[string]any {
 	c.t.Helper()
 	for {
@@ -211,7 +213,7 @@ func (c *WS) Next(typ string, skip ...string) map[string]any {
 		if f["type"] == typ {
 			return f
 		}
-		if f["type"] == "presence" || isOneOf(f["type"], skip) {
+		if f["type"] == "presence" || f["type"] == "room_event" || isOneOf(f["type"], skip) {
 			continue
 		}
 		c.t.Fatalf("got %v while waiting for a %s frame", f, typ)

@@ -10,15 +10,22 @@ import (
 	"github.com/redis/rueidis"
 )
 
-// Entry is one message as the stream holds it.
+// Entry is one message, or one room event, as the stream holds it.
 type Entry struct {
 	ID       ID // the stream entry id, set on read
 	RoomID   string
-	UserID   string
+	UserID   string // a room event's actor
 	Username string
+	// Text is the message; for a room event its sentence (RoomEvent.Sentence),
+	// so that a consumer that ignores Type still reads something sane.
 	Text     string
 	TS       int64 // ms since epoch; DecodeEntry reads a missing or 0 ts as ID.Ms
 	ClientID string
+	// Type is "" for a chat message, TypeEvent for a room event; Event is
+	// then the event's JSON object (RoomEvent) as text. Both are written
+	// only when set, so a message's entry is AuroraChat's.
+	Type  string
+	Event string
 }
 
 // Fields returns the entry as XADD field-value pairs.
@@ -35,6 +42,12 @@ func (e Entry) Fields() []string {
 	if e.ClientID != "" {
 		f = append(f, FieldClientID, e.ClientID)
 	}
+	if e.Type != "" {
+		f = append(f, FieldType, e.Type)
+	}
+	if e.Event != "" {
+		f = append(f, FieldEvent, e.Event)
+	}
 	return f
 }
 
@@ -42,7 +55,9 @@ func (e Entry) Fields() []string {
 var ErrBadEntry = errors.New("bad stream entry")
 
 // DecodeEntry reads an entry from its id and fields, accepting AuroraChat's
-// entries (no ts, no clientId).
+// entries (no ts, no clientId). A room event (type "event") must carry an
+// event field that ParseEvent accepts; any other type, or an event field
+// on a message, is refused.
 func DecodeEntry(id string, fields map[string]string) (Entry, error) {
 	pid, err := ParseID(id)
 	if err != nil {
@@ -55,6 +70,8 @@ func DecodeEntry(id string, fields map[string]string) (Entry, error) {
 		Username: fields[FieldUsername],
 		Text:     fields[FieldText],
 		ClientID: fields[FieldClientID],
+		Type:     fields[FieldType],
+		Event:    fields[FieldEvent],
 	}
 	if e.RoomID == "" {
 		return Entry{}, fmt.Errorf("%w %s: no %s", ErrBadEntry, id, FieldRoomID)
@@ -75,6 +92,9 @@ func DecodeEntry(id string, fields map[string]string) (Entry, error) {
 		// No ts (AuroraChat's entries), or 0, which Fields writes as no ts:
 		// the id's time, so an entry reads the same after a round trip.
 		e.TS = int64(pid.Ms)
+	}
+	if err := checkKind(e); err != nil {
+		return Entry{}, fmt.Errorf("%w %s: %v", ErrBadEntry, id, err)
 	}
 	return e, nil
 }

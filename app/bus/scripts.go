@@ -12,3 +12,10 @@ var (
 	removeConsumerLua    string
 	removeConsumerScript = rueidis.NewLuaScript(removeConsumerLua)
 )
+
+// appendEventScript is AppendEvent's (event.go).
+var (
+	//go:embed lua/event.lua
+	appendEventLua    string
+	appendEventScript = rueidis.NewLuaScript(appendEventLua)
+)

@@ -74,6 +74,28 @@ func (c *Cache) Access(ctx context.Context, room, userID string) (Access, error)
 	return c.withAdmin(a, userID), nil
 }
 
+// Fresh reads userID's access to room from the store, bypassing and
+// refreshing the cache: for the decisions that must not trust an entry a
+// change may be on its way to invalidate (the join or history read of a
+// private room right after a kick on another replica). They cost one
+// store round trip each, and are per join or request, never per message.
+func (c *Cache) Fresh(ctx context.Context, room, userID string) (Access, error) {
+	c.mu.Lock()
+	gen := c.gen
+	c.mu.Unlock()
+	now := c.now()
+	a, err := Load(ctx, c.rooms, room, userID, now)
+	if err != nil {
+		return Access{}, err
+	}
+	c.mu.Lock()
+	if c.gen == gen {
+		c.entries[cacheKey{room, userID}] = cacheEntry{a: a, at: now}
+	}
+	c.mu.Unlock()
+	return c.withAdmin(a, userID), nil
+}
+
 func (c *Cache) withAdmin(a Access, userID string) Access {
 	if c.users != nil {
 		a.ServerAdmin = c.users.Admin(userID)

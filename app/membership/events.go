@@ -9,12 +9,15 @@ import (
 )
 
 // StreamEvents appends room events to the message stream, where they are
-// stored and delivered like messages.
+// stored and delivered like messages (bus.AppendEvent).
 type StreamEvents struct{ Client rueidis.Client }
 
-// Append appends ev to room's stream.
+// Append appends ev, done by actor, to room's stream.
 func (e StreamEvents) Append(ctx context.Context, room string, actor Actor, ev bus.RoomEvent) error {
-	// Placeholder until bus.AppendEvent lands with the events branch.
-	_, _, _, _ = ctx, room, actor, ev
-	return nil
+	entry, err := bus.NewEvent(room, actor.UserID, actor.Username, ev)
+	if err != nil {
+		return err
+	}
+	_, err = bus.AppendEvent(ctx, e.Client, entry)
+	return err
 }

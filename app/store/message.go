@@ -26,6 +26,8 @@ func MessageFromEntry(e bus.Entry, now time.Time) Message {
 		Username:  e.Username,
 		Text:      e.Text,
 		ClientID:  e.ClientID,
+		Type:      e.Type,
+		Event:     e.Event,
 		Status:    statusSent,
 		CreatedAt: time.UnixMilli(int64(e.ID.Ms)).UTC(),
 		UpdatedAt: now,
@@ -48,5 +50,7 @@ func (m Message) Entry() bus.Entry {
 		Text:     m.Text,
 		TS:       ts,
 		ClientID: m.ClientID,
+		Type:     m.Type,
+		Event:    m.Event,
 	}
 }

@@ -5,22 +5,9 @@ import (
 	"errors"
 	"time"
 
-	"github.com/coder/websocket"
-
 	"github.com/auroradev/aurora/app/membership"
+	"github.com/auroradev/aurora/app/store"
 )
-
-// Error codes of the membership rules (membership.Decide's refusals).
-const (
-	codeNotFound  = "not_found"
-	codeForbidden = "forbidden"
-	codeBanned    = "banned"
-	codeMuted     = "muted"
-)
-
-// closeRevoked closes the connections of a user disabled server-wide, or
-// whose tokens were revoked: reconnecting with the same token is refused.
-const closeRevoked websocket.StatusCode = 4003
 
 // refusalCode is the error code of a membership refusal, or
 // codeUnavailable for any other error (the store or Redis failed).
@@ -70,6 +57,11 @@ func (c *conn) allowed(room string, act membership.Action) (code, msg string) {
 // room or creates the room (chat.create_on_join).
 func (c *conn) admit(ctx context.Context, room string) (code, msg string) {
 	a, err := c.d.access.Access(ctx, room, c.userID)
+	if err == nil && a.Room != nil && a.Room.Type != store.RoomPublic {
+		// A private or direct room: not on a cached entry, which a kick
+		// announced a moment ago may be about to drop.
+		a, err = c.d.access.Fresh(ctx, room, c.userID)
+	}
 	if err != nil {
 		c.log.Warn("read room access", "room", room, "err", err)
 		return refusal(err, "cannot join "+room)
@@ -87,51 +79,4 @@ func (c *conn) admit(ctx context.Context, room string) (code, msg string) {
 		return refusal(err, "cannot join "+room)
 	}
 	return "", ""
-}
-
-// removedFrame tells a connection it is out of a room.
-type removedFrame struct {
-	Type   string `json:"type"` // "removed"
-	Room   string `json:"room"`
-	Reason string `json:"reason"`
-	Detail string `json:"detail,omitempty"`
-}
-
-// applyChange acts on a membership change announced on
-// membership.Channel (the cache has dropped its entries already): a
-// removal takes the user's local connections out of the room, each told
-// with a "removed" frame queued after the last frame of the room it gets;
-// a user disabled server-wide has every local connection closed.
-func (r *rooms) applyChange(ch membership.Change) {
-	if ch.Removed == "" {
-		return
-	}
-	if ch.Room == "" {
-		if ch.UserID != "" {
-			r.revoke(ch.UserID, "user disabled")
-		}
-		return
-	}
-	for _, m := range r.hub.inRoom(ch.Room) {
-		if ch.UserID != "" && m.userID != ch.UserID {
-			continue
-		}
-		f := removedFrame{Type: "removed", Room: ch.Room, Reason: ch.Removed, Detail: ch.Detail}
-		m.remove(ch.Room, f)
-		r.hub.leave(ch.Room, m)
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
-			defer cancel()
-			r.settle(ctx, m, ch.Room)
-		}()
-	}
-}
-
-// revoke closes every local connection of userID.
-func (r *rooms) revoke(userID, why string) {
-	for _, m := range r.hub.members() {
-		if m.userID == userID {
-			m.ep.closeWith(closeRevoked, why)
-		}
-	}
 }

@@ -119,6 +119,7 @@ func (g *gateway) init() {
 	g.users = membership.NewUsers(g.store, g.log.With("part", "users"))
 	g.users.OnRevoked = g.revokeStale
 	g.access = membership.NewCache(g.store, g.users)
+	g.rooms.onRemoval = g.access.Apply
 	g.members = &membership.Service{
 		Store:        g.store,
 		Events:       membership.StreamEvents{Client: g.redis},
@@ -127,7 +128,7 @@ func (g *gateway) init() {
 		Log:          g.log,
 		CreateOnJoin: g.cfg.CreateOnJoin,
 	}
-	g.watcher = &membership.Watcher{Client: g.redis, Cache: g.access, OnChange: g.rooms.applyChange, Log: g.log.With("part", "membership")}
+	g.watcher = &membership.Watcher{Client: g.redis, Cache: g.access, OnChange: g.onChange, Log: g.log.With("part", "membership")}
 	g.deps = &connDeps{
 		cfg:     g.cfg,
 		log:     g.log,
@@ -291,7 +292,9 @@ func (g *gateway) readable(next http.Handler) http.Handler {
 func (g *gateway) mayRead(w http.ResponseWriter, r *http.Request, room, userID string) bool {
 	ctx, cancel := context.WithTimeout(r.Context(), redisTimeout)
 	defer cancel()
-	a, err := g.access.Access(ctx, room, userID)
+	// From the store, not the cache: the request reads the store (or
+	// Redis) anyway, and must not serve a member kicked a moment ago.
+	a, err := g.access.Fresh(ctx, room, userID)
 	if err == nil {
 		err = membership.Decide(a, membership.Read, time.Now())
 	}
@@ -300,6 +303,22 @@ func (g *gateway) mayRead(w http.ResponseWriter, r *http.Request, room, userID s
 		return false
 	}
 	return true
+}
+
+// onChange acts on a membership change another process announced. A user
+// disabled by a server administrator on another replica is also polled
+// for at once, so their reconnect here is refused before the next poll.
+func (g *gateway) onChange(ch membership.Change) {
+	g.rooms.applyChange(ch)
+	if ch.Room == "" && ch.Removed == membership.RemovedDisabled {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
+			defer cancel()
+			if err := g.users.Poll(ctx); err != nil {
+				g.log.Warn("poll changed users", "err", err)
+			}
+		}()
+	}
 }
 
 // revokeStale closes the local connections of userID whose tokens the

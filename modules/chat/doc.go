@@ -27,12 +27,15 @@
 //  5. gateway, the module: chat.go (registration, Start/Stop/Check, the
 //     presence API), upgrade.go (admission and the WebSocket upgrade).
 //  4. connection: conn.go (a connection's lifecycle, writer, abuse limits),
-//     handle.go (client frames). A conn gets a connDeps, not the gateway,
-//     and joins or leaves a room with one call to rooms.
+//     handle.go (client frames), access.go (the membership rules asked
+//     for a join, a message, typing). A conn gets a connDeps, not the
+//     gateway, and joins or leaves a room with one call to rooms.
 //  3. membership: rooms.go (rooms, the one owner of membership: join and
 //     leave), fanout.go (delivery of what Pub/Sub brings, gap recovery),
 //     pubsub.go (the subscriber following the hub), hub.go (member, the
-//     connection as membership sees it, and the hub of local members).
+//     connection as membership sees it, and the hub of local members),
+//     removal.go (a membership change announced by any replica: removed
+//     connections, disabled users).
 //  2. Redis operations of a message or a connection: hotpath.go (the send
 //     script), slots.go (the per-user connection cap), typing.go.
 //  1. send queue: queue.go (the bounded queue), queue_slow.go (the

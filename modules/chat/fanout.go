@@ -46,6 +46,9 @@ func (r *rooms) deliver(channel, payload string) {
 		for _, c := range r.hub.inRoom(room) {
 			c.deliver(room, it)
 		}
+		// A removal's own event, in the room's order: nothing published
+		// after it reaches the removed members (removal.go).
+		r.afterEvent(room, frame)
 
 	case strings.HasPrefix(channel, bus.PresenceChannelPrefix):
 		room := channel[len(bus.PresenceChannelPrefix):]

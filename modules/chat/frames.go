@@ -23,12 +23,21 @@ const (
 	codeTooManyRooms   = "too_many_rooms"
 	codeUnavailable    = "unavailable"
 	codeRateLimited    = "rate_limited"
+	// The membership rules' refusals (membership.Decide).
+	codeNotFound  = "not_found"
+	codeForbidden = "forbidden"
+	codeBanned    = "banned"
+	codeMuted     = "muted"
 )
 
 // Close codes beyond RFC 6455's.
 const (
 	closeTokenExpired websocket.StatusCode = 4001
 	closeSlowConsumer websocket.StatusCode = 4008
+	// closeRevoked closes the connections of a user disabled server-wide,
+	// or whose tokens were revoked: reconnecting with the same token is
+	// refused.
+	closeRevoked websocket.StatusCode = 4003
 	// closeRecover (1012, "service restart") asks the client to reconnect
 	// and rejoin its rooms with since: this replica missed what was
 	// published while its Pub/Sub connection was down.
@@ -156,4 +165,12 @@ func normaliseMessage(room string, payload []byte) (frame []byte, id bus.ID, ts 
 	}
 	b.Write(rest)
 	return b.Bytes(), id, ts, true
+}
+
+// removedFrame tells a connection it is out of a room.
+type removedFrame struct {
+	Type   string `json:"type"` // "removed"
+	Room   string `json:"room"`
+	Reason string `json:"reason"`
+	Detail string `json:"detail,omitempty"`
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/auroradev/aurora/app/apptest"
+	"github.com/auroradev/aurora/app/bus"
 	"github.com/auroradev/aurora/config"
 )
 
@@ -241,6 +242,23 @@ func do(t testing.TB, r rueidis.Client, args ...string) rueidis.RedisResult {
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
 	return r.Do(ctx, r.B().Arbitrary(args...).Build())
+}
+
+// messageEntries are the stream's entries that are messages, not room
+// events (joins and room creations append those).
+func messageEntries(t testing.TB, r rueidis.Client) []rueidis.XRangeEntry {
+	t.Helper()
+	entries, err := do(t, r, "XRANGE", bus.Stream, "-", "+").AsXRange()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []rueidis.XRangeEntry
+	for _, e := range entries {
+		if e.FieldValues[bus.FieldType] == "" {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // xlen is the stream's length.

@@ -256,7 +256,7 @@ func TestHostileFloods(t *testing.T) {
 				joined++
 			case f["type"] == "error" && f["code"] == codeRateLimited:
 				limited++
-			case f["type"] == "presence":
+			case f["type"] == "presence", f["type"] == "room_event":
 			default:
 				t.Fatalf("unexpected %v", f)
 			}
@@ -298,7 +298,7 @@ func TestHostileFloods(t *testing.T) {
 				replayed = append(replayed, f["id"].(string))
 			case f["type"] == "error" && f["code"] == codeRateLimited:
 				limited++
-			case f["type"] == "presence":
+			case f["type"] == "presence", f["type"] == "room_event":
 			default:
 				t.Fatalf("unexpected %v", f)
 			}

@@ -9,6 +9,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/auroradev/aurora/app/bus"
+	"github.com/auroradev/aurora/app/membership"
 	"github.com/auroradev/aurora/modules/chat/history"
 	"github.com/auroradev/aurora/modules/chat/presence"
 )
@@ -41,6 +42,11 @@ type rooms struct {
 	history  historyReader
 	redis    rueidis.Client
 	log      *slog.Logger
+
+	// onRemoval, when set, is told of a removal fan-out acts on from its
+	// room event, before the connections are removed (the gateway drops
+	// the cached access there).
+	onRemoval func(membership.Change)
 
 	// delivered is the highest message id Pub/Sub brought this replica.
 	deliveredMu sync.Mutex

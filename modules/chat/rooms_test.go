@@ -275,8 +275,9 @@ func TestRoomsAllowedConfinesUsers(t *testing.T) {
 			t.Errorf("GET %s without token: %d %v, want 401", path, status, body)
 		}
 	}
-	status, body := get("/api/rooms/lobby/messages", tok)
-	if msgs, _ := body["messages"].([]any); status != http.StatusOK || len(msgs) != 1 {
+	// alice's token: history needs read access, and she joined lobby.
+	status, body := get("/api/rooms/lobby/messages", s.token("u1", "alice"))
+	if msgs, _ := body["messages"].([]any); status != http.StatusOK || len(msgs) != 2 { // the message, and lobby's room_created
 		t.Errorf("history of lobby: %d %v", status, body)
 	}
 	if status, body := get("/api/rooms/general/presence", tok); status != http.StatusOK {

@@ -30,6 +30,8 @@ func (s *Store) migrator() store.Migrator[apply] {
 			{Migration: store.Migration{Version: 1, Name: "initial schema"}, Apply: (*Store).createIndexes},
 			{Migration: store.Migration{Version: 2, Name: "aurorachat-users"}, Apply: (*Store).upgradeUsers},
 			{Migration: store.Migration{Version: 3, Name: "aurorachat-messages"}, Apply: (*Store).upgradeMessages},
+			{Migration: store.Migration{Version: 4, Name: "rooms-and-people schema"}, Apply: (*Store).roomsSchema},
+			{Migration: store.Migration{Version: 5, Name: "rooms-from-messages"}, Apply: (*Store).roomsFromMessages},
 		},
 		Applied: s.applied,
 		Apply:   s.applyStep,
@@ -335,4 +337,102 @@ func (s *Store) usernameOf(ctx context.Context, userID bson.RawValue, names map[
 	}
 	names[key] = d.Username
 	return d.Username, nil
+}
+
+// roomsSchema is migration 4: the indexes of the members, bans and invites
+// collections and users' updatedAt_1 (UsersChangedSince), and rooms written
+// before it get type "public", title and topic "". Users and messages need
+// no rewrite: their new fields are absent when unset.
+func (s *Store) roomsSchema(ctx context.Context) error {
+	if err := ensureIndexes(ctx, []index{
+		{coll: s.users, name: "updatedAt_1", keys: keys("updatedAt", 1)},
+		{coll: s.rooms, name: "type_1_name_1", keys: keys("type", 1, "name", 1)},
+		{coll: s.members, name: "room_1_userId_1", keys: keys("room", 1, "userId", 1), unique: true},
+		{coll: s.members, name: "userId_1", keys: keys("userId", 1)},
+		{coll: s.bans, name: "room_1_userId_1", keys: keys("room", 1, "userId", 1), unique: true},
+		{coll: s.invites, name: "token_1", keys: keys("token", 1), unique: true},
+		{coll: s.invites, name: "room_1", keys: keys("room", 1)},
+		{coll: s.invites, name: "userId_1", keys: keys("userId", 1)},
+		{coll: s.inviteUses, name: "token_1", keys: keys("token", 1)},
+		{coll: s.inviteUses, name: "room_1", keys: keys("room", 1)},
+	}); err != nil {
+		return err
+	}
+	for _, def := range []bson.E{{Key: "type", Value: store.RoomPublic}, {Key: "title", Value: ""}, {Key: "topic", Value: ""}} {
+		if _, err := s.rooms.UpdateMany(ctx, bson.D{missing(def.Key)},
+			bson.D{{Key: "$set", Value: bson.D{def}}}); err != nil {
+			return fmt.Errorf("default rooms.%s: %w", def.Key, err)
+		}
+	}
+	return nil
+}
+
+// roomsFromMessages is migration 5: every room that exists only as the
+// roomId of messages (AuroraChat's rooms) becomes a public room created by
+// nobody at its first message, and general exists as a public room. A
+// roomId that is no valid room name (AuroraChat accepted any) is skipped:
+// no client can address it. The unique name_1 index makes a room another
+// process created meanwhile a duplicate key, which is success.
+func (s *Store) roomsFromMessages(ctx context.Context) error {
+	// $group, not distinct: FerretDB refuses the maxTimeMS the driver adds
+	// to distinct under a context deadline. Its $group has no $min either,
+	// so firstMessageAt finds each room's first message.
+	cur, err := s.messages.Aggregate(ctx, bson.A{bson.D{{Key: "$group", Value: bson.D{{Key: "_id", Value: "$roomId"}}}}})
+	if err != nil {
+		return fmt.Errorf("rooms of messages: %w", err)
+	}
+	var groups []struct {
+		ID bson.RawValue `bson:"_id"`
+	}
+	if err := cur.All(ctx, &groups); err != nil {
+		return fmt.Errorf("rooms of messages: %w", err)
+	}
+	create := func(name string, at time.Time) error {
+		n, err := s.rooms.CountDocuments(ctx, bson.D{{Key: "name", Value: name}})
+		if err != nil || n > 0 {
+			return err
+		}
+		if at.IsZero() {
+			if at, err = s.firstMessageAt(ctx, name); err != nil {
+				return err
+			}
+		}
+		_, err = s.rooms.InsertOne(ctx, roomDoc{ID: bson.NewObjectID(), Name: name, Type: store.RoomPublic, CreatedAt: at})
+		if mongo.IsDuplicateKeyError(err) {
+			return nil
+		}
+		return err
+	}
+	for _, g := range groups {
+		name, ok := g.ID.StringValueOK()
+		if !ok || !bus.ValidRoom(name) {
+			continue
+		}
+		if err := create(name, time.Time{}); err != nil {
+			return fmt.Errorf("create room %q: %w", name, err)
+		}
+	}
+	if err := create("general", now()); err != nil {
+		return fmt.Errorf("create room general: %w", err)
+	}
+	return nil
+}
+
+// firstMessageAt is the createdAt of the oldest message of room (index
+// roomId_1_createdAt_-1), or now when none has a Date createdAt.
+func (s *Store) firstMessageAt(ctx context.Context, room string) (time.Time, error) {
+	var d struct {
+		CreatedAt time.Time `bson:"createdAt"`
+	}
+	err := s.messages.FindOne(ctx,
+		bson.D{{Key: "roomId", Value: room}, {Key: "createdAt", Value: bson.D{{Key: "$gte", Value: bson.DateTime(0)}}}},
+		options.FindOne().SetSort(bson.D{{Key: "createdAt", Value: 1}}).SetProjection(bson.D{{Key: "createdAt", Value: 1}}),
+	).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return now(), nil
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("first message: %w", err)
+	}
+	return d.CreatedAt.UTC(), nil
 }

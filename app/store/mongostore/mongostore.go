@@ -14,7 +14,15 @@
 // AuroraChat writes messages without msgId; migration 3 gives them one. One
 // written after that reads back with the id "<createdAt ms>-0".
 //
-// rooms: {_id ObjectId, name, createdBy, createdAt}.
+// rooms: {_id ObjectId, name, type, title, topic, createdBy, createdAt};
+// members: {_id, room, userId, username, role, joinedAt, mutedUntil?};
+// bans: {_id, room, userId, reason, by, at, expiresAt?}; invites: {_id,
+// token, room, userId, by, createdAt, expiresAt?, maxUses, uses, revoked};
+// inviteUses: {_id, token, room, at}, one per accepted use (an invitation's
+// uses are its uses field, the uses it was created with, plus these).
+// An optional time (mutedUntil, expiresAt, a user's validAfter) is absent
+// when unset. Users gain admin and validAfter, messages type and event,
+// each absent when unset (false, none, "").
 //
 // migrations: {_id version, version, name, appliedAt}, one per applied
 // migration (see Migrate and docs/migrations.md).
@@ -39,6 +47,12 @@ const (
 	Users    = "users"
 	Messages = "messages"
 	Rooms    = "rooms"
+	Members  = "members"
+	Bans     = "bans"
+	Invites  = "invites"
+	// InviteUses holds one document per use of an invitation (see
+	// UseInvite for why uses are documents rather than a counter update).
+	InviteUses = "inviteUses"
 	// MigrationsColl records the applied migrations (see Migrate).
 	MigrationsColl = "migrations"
 )
@@ -61,6 +75,11 @@ type Store struct {
 	users    *mongo.Collection
 	messages *mongo.Collection
 	rooms    *mongo.Collection
+	members  *mongo.Collection
+	bans     *mongo.Collection
+	invites  *mongo.Collection
+	// inviteUses holds {_id, token, room, at}, one per use.
+	inviteUses *mongo.Collection
 	// migrations holds {_id: version, version, name, appliedAt}.
 	migrations *mongo.Collection
 }
@@ -85,6 +104,11 @@ func Open(ctx context.Context, uri, database string) (*Store, error) {
 		users:    db.Collection(Users),
 		messages: db.Collection(Messages),
 		rooms:    db.Collection(Rooms),
+		members:  db.Collection(Members),
+		bans:     db.Collection(Bans),
+		invites:  db.Collection(Invites),
+
+		inviteUses: db.Collection(InviteUses),
 
 		migrations: db.Collection(MigrationsColl),
 	}
@@ -142,30 +166,36 @@ func (ix index) model(withPartial bool) mongo.IndexModel {
 	return mongo.IndexModel{Keys: ix.keys, Options: o}
 }
 
+// keys is an index's key document from field, direction pairs.
+func keys(kv ...any) bson.D {
+	d := bson.D{}
+	for i := 0; i < len(kv); i += 2 {
+		d = append(d, bson.E{Key: kv[i].(string), Value: kv[i+1]})
+	}
+	return d
+}
+
 // createIndexes is migration 1: creating an existing identical index is a
 // no-op, so it is idempotent and safe on AuroraChat's database (username_1
 // and userId_1 are the very indexes Mongoose created there).
 func (s *Store) createIndexes(ctx context.Context) error {
-	key := func(kv ...any) bson.D {
-		d := bson.D{}
-		for i := 0; i < len(kv); i += 2 {
-			d = append(d, bson.E{Key: kv[i].(string), Value: kv[i+1]})
-		}
-		return d
-	}
-	indexes := []index{
+	return ensureIndexes(ctx, []index{
 		// Sparse: AuroraChat's users have no usernameKey and must not collide.
-		{coll: s.users, name: "usernameKey_1", keys: key("usernameKey", 1), unique: true, sparse: true},
-		{coll: s.users, name: "username_1", keys: key("username", 1), unique: true},
-		{coll: s.messages, name: "roomId_1_createdAt_-1", keys: key("roomId", 1, "createdAt", -1)},
-		{coll: s.messages, name: "userId_1", keys: key("userId", 1)},
+		{coll: s.users, name: "usernameKey_1", keys: keys("usernameKey", 1), unique: true, sparse: true},
+		{coll: s.users, name: "username_1", keys: keys("username", 1), unique: true},
+		{coll: s.messages, name: "roomId_1_createdAt_-1", keys: keys("roomId", 1, "createdAt", -1)},
+		{coll: s.messages, name: "userId_1", keys: keys("userId", 1)},
 		// Partial, not sparse: a compound sparse index still holds every
 		// document with a roomId, so AuroraChat's messages (no msgId) would
 		// collide as {roomId, null}.
-		{coll: s.messages, name: "roomId_1_msgId_1", keys: key("roomId", 1, "msgId", 1), unique: true, partial: hasMsgID},
-		{coll: s.messages, name: "roomId_1_createdAt_-1_msgSeq_-1", keys: key("roomId", 1, "createdAt", -1, "msgSeq", -1)},
-		{coll: s.rooms, name: "name_1", keys: key("name", 1), unique: true},
-	}
+		{coll: s.messages, name: "roomId_1_msgId_1", keys: keys("roomId", 1, "msgId", 1), unique: true, partial: hasMsgID},
+		{coll: s.messages, name: "roomId_1_createdAt_-1_msgSeq_-1", keys: keys("roomId", 1, "createdAt", -1, "msgSeq", -1)},
+		{coll: s.rooms, name: "name_1", keys: keys("name", 1), unique: true},
+	})
+}
+
+// ensureIndexes creates every index that does not exist yet.
+func ensureIndexes(ctx context.Context, indexes []index) error {
 	for _, ix := range indexes {
 		_, err := ix.coll.Indexes().CreateOne(ctx, ix.model(true))
 		if ix.partial != nil && isCode(err, codeNotImplemented) {
@@ -199,8 +229,12 @@ type userDoc struct {
 	UsernameKey  string        `bson:"usernameKey,omitempty"`
 	PasswordHash string        `bson:"passwordHash"`
 	Disabled     bool          `bson:"disabled"`
-	CreatedAt    time.Time     `bson:"createdAt"`
-	UpdatedAt    time.Time     `bson:"updatedAt"`
+	// Admin and ValidAfter are omitted when unset (AuroraChat's users have
+	// neither); validAfter is then absent, never a zero Date.
+	Admin      bool       `bson:"admin,omitempty"`
+	ValidAfter *time.Time `bson:"validAfter,omitempty"`
+	CreatedAt  time.Time  `bson:"createdAt"`
+	UpdatedAt  time.Time  `bson:"updatedAt"`
 }
 
 func (d userDoc) user() store.User {
@@ -209,9 +243,29 @@ func (d userDoc) user() store.User {
 		Username:     d.Username,
 		PasswordHash: d.PasswordHash,
 		Disabled:     d.Disabled,
+		Admin:        d.Admin,
+		ValidAfter:   fromOpt(d.ValidAfter),
 		CreatedAt:    d.CreatedAt.UTC(),
 		UpdatedAt:    d.UpdatedAt.UTC(),
 	}
+}
+
+// opt is an optional time as stored: nil (the field omitted) for zero,
+// else UTC milliseconds.
+func opt(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	t = t.UTC().Truncate(time.Millisecond)
+	return &t
+}
+
+// fromOpt reads what opt stored.
+func fromOpt(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.UTC()
 }
 
 // CreateUser inserts u; the unique usernameKey index makes concurrent
@@ -224,6 +278,8 @@ func (s *Store) CreateUser(ctx context.Context, u store.User) (store.User, error
 		UsernameKey:  store.UsernameKey(u.Username),
 		PasswordHash: u.PasswordHash,
 		Disabled:     u.Disabled,
+		Admin:        u.Admin,
+		ValidAfter:   opt(u.ValidAfter),
 		CreatedAt:    now(),
 	}
 	d.UpdatedAt = d.CreatedAt
@@ -309,17 +365,27 @@ func (s *Store) ListUsers(ctx context.Context) ([]store.User, error) {
 	return users, nil
 }
 
-// UpdateUser sets the password hash and disabled flag.
+// UpdateUser sets the password hash, the disabled and admin flags and
+// validAfter (unset when zero), and updatedAt to now.
 func (s *Store) UpdateUser(ctx context.Context, u store.User) error {
 	oid, err := bson.ObjectIDFromHex(u.ID)
 	if err != nil {
 		return fmt.Errorf("update user %q: %w", u.ID, store.ErrNotFound)
 	}
-	res, err := s.users.UpdateOne(ctx, bson.D{{Key: "_id", Value: oid}}, bson.D{{Key: "$set", Value: bson.D{
+	set := bson.D{
 		{Key: "passwordHash", Value: u.PasswordHash},
 		{Key: "disabled", Value: u.Disabled},
+		{Key: "admin", Value: u.Admin},
 		{Key: "updatedAt", Value: now()},
-	}}})
+	}
+	update := bson.D{}
+	if va := opt(u.ValidAfter); va != nil {
+		set = append(set, bson.E{Key: "validAfter", Value: *va})
+	} else {
+		update = append(update, bson.E{Key: "$unset", Value: bson.D{{Key: "validAfter", Value: ""}}})
+	}
+	update = append(update, bson.E{Key: "$set", Value: set})
+	res, err := s.users.UpdateOne(ctx, bson.D{{Key: "_id", Value: oid}}, update)
 	if err != nil {
 		return fmt.Errorf("update user %s: %w", u.ID, err)
 	}
@@ -358,8 +424,12 @@ func messageDoc(m store.Message, updated time.Time) bson.D {
 		{Key: "msgSeq", Value: int64(m.ID.Seq)},
 		{Key: "username", Value: m.Username},
 	}
-	if m.ClientID != "" {
-		d = append(d, bson.E{Key: "clientId", Value: m.ClientID})
+	// Omitted when empty, like clientId: a chat message keeps AuroraChat's
+	// shape, and reads back with type and event "".
+	for _, f := range []bson.E{{Key: "clientId", Value: m.ClientID}, {Key: "type", Value: m.Type}, {Key: "event", Value: m.Event}} {
+		if f.Value != "" {
+			d = append(d, f)
+		}
 	}
 	return d
 }
@@ -425,6 +495,8 @@ type messageRead struct {
 	Text      string        `bson:"text"`
 	ClientID  string        `bson:"clientId"`
 	Status    string        `bson:"status"`
+	Type      string        `bson:"type"`
+	Event     string        `bson:"event"`
 	MsgID     string        `bson:"msgId"`
 	CreatedAt bson.DateTime `bson:"createdAt"`
 	UpdatedAt bson.DateTime `bson:"updatedAt"`
@@ -437,6 +509,8 @@ func (d messageRead) message() (store.Message, error) {
 		Text:      d.Text,
 		ClientID:  d.ClientID,
 		Status:    d.Status,
+		Type:      d.Type,
+		Event:     d.Event,
 		CreatedAt: time.UnixMilli(int64(d.CreatedAt)).UTC(),
 		UpdatedAt: time.UnixMilli(int64(d.UpdatedAt)).UTC(),
 	}
@@ -527,50 +601,4 @@ func (s *Store) LatestMessage(ctx context.Context, room string) (store.Message, 
 		return store.Message{}, fmt.Errorf("latest message of room %q: %w", room, store.ErrNotFound)
 	}
 	return msgs[0], nil
-}
-
-type roomDoc struct {
-	ID        bson.ObjectID `bson:"_id"`
-	Name      string        `bson:"name"`
-	CreatedBy string        `bson:"createdBy"`
-	CreatedAt time.Time     `bson:"createdAt"`
-}
-
-// CreateRoom inserts a room; the unique name_1 index refuses a second one.
-func (s *Store) CreateRoom(ctx context.Context, r store.Room, _ *store.Member) (store.Room, error) {
-	if r.CreatedAt.IsZero() {
-		r.CreatedAt = now()
-	}
-	r.CreatedAt = r.CreatedAt.UTC().Truncate(time.Millisecond)
-	_, err := s.rooms.InsertOne(ctx, roomDoc{ID: bson.NewObjectID(), Name: r.Name, CreatedBy: r.CreatedBy, CreatedAt: r.CreatedAt})
-	if mongo.IsDuplicateKeyError(err) {
-		return store.Room{}, fmt.Errorf("create room %q: %w", r.Name, store.ErrRoomExists)
-	}
-	if err != nil {
-		return store.Room{}, fmt.Errorf("create room %q: %w", r.Name, err)
-	}
-	return r, nil
-}
-
-// ListRooms returns every room ordered by name.
-func (s *Store) ListRooms(ctx context.Context) ([]store.Room, error) {
-	rooms, err := findAll(ctx, s.rooms, bson.D{}, sortBy("name"), func(d roomDoc) (store.Room, error) {
-		return store.Room{Name: d.Name, CreatedBy: d.CreatedBy, CreatedAt: d.CreatedAt.UTC()}, nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list rooms: %w", err)
-	}
-	return rooms, nil
-}
-
-// DeleteRoom deletes a room's document (not its messages).
-func (s *Store) DeleteRoom(ctx context.Context, name string) error {
-	res, err := s.rooms.DeleteOne(ctx, bson.D{{Key: "name", Value: name}})
-	if err != nil {
-		return fmt.Errorf("delete room %q: %w", name, err)
-	}
-	if res.DeletedCount == 0 {
-		return fmt.Errorf("delete room %q: %w", name, store.ErrNotFound)
-	}
-	return nil
 }

@@ -324,12 +324,47 @@ func TestAuroraChatUpgrade(t *testing.T) {
 		t.Fatalf("insert Aurora message: %v", err)
 	}
 
+	// A roomId that is no room name (AuroraChat accepted any) stays a
+	// roomId: no client can address it.
+	if _, err := db.Collection("messages").InsertOne(ctx, message(7, "Bad Room!", alice, at, "odd", true)); err != nil {
+		t.Fatal(err)
+	}
+	// Rooms an earlier Aurora created ({name, createdBy, createdAt}, no
+	// type): one with messages, one without. Neither is rewritten but for
+	// the new fields' defaults.
+	oldRoom := time.Date(2023, 6, 1, 12, 0, 0, 0, time.UTC)
+	if _, err := db.Collection("rooms").InsertMany(ctx, []any{
+		bson.D{{Key: "_id", Value: oid(t, 200)}, {Key: "name", Value: "mixed"}, {Key: "createdBy", Value: "aurora-cli"}, {Key: "createdAt", Value: oldRoom}},
+		bson.D{{Key: "_id", Value: oid(t, 201)}, {Key: "name", Value: "dev"}, {Key: "createdBy", Value: "aurora-cli"}, {Key: "createdAt", Value: oldRoom}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+
 	s := open(t, uri)
-	wantApplied(t, s, false, false, false)
+	wantApplied(t, s, false, false, false, false, false)
 	if err := s.Migrate(ctx); err != nil {
 		t.Fatalf("Migrate AuroraChat database: %v", err)
 	}
-	wantApplied(t, s, true, true, true)
+	wantApplied(t, s, true, true, true, true, true)
+
+	// Rooms: every roomId with a valid name is a public room created by
+	// nobody at its first message; the rooms that existed keep theirs.
+	rooms, err := s.ListRooms(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var roomLines []string
+	for _, r := range rooms {
+		roomLines = append(roomLines, fmt.Sprintf("%s %s %q %d", r.Name, r.Type, r.CreatedBy, r.CreatedAt.UnixMilli()))
+	}
+	wantRooms := fmt.Sprintf(`[dev public "aurora-cli" %[1]d, general public "" %[2]d, mixed public "aurora-cli" %[1]d, random public "" %[2]d]`,
+		oldRoom.UnixMilli(), int64(at))
+	if got := "[" + strings.Join(roomLines, ", ") + "]"; got != wantRooms {
+		t.Errorf("rooms after Migrate = %s, want %s", got, wantRooms)
+	}
+	if dir, err := s.Directory(ctx, "", "", 10); err != nil || len(dir) != 4 {
+		t.Errorf("Directory after Migrate = %+v, %v; want the 4 public rooms", dir, err)
+	}
 
 	// Users: found and unique case-insensitively.
 	for _, name := range []string{"ALICE", "alice", "Alice"} {
@@ -394,7 +429,7 @@ func TestAuroraChatUpgrade(t *testing.T) {
 
 	// Migrating again changes nothing, also when every step reruns (records
 	// deleted, as after a crash before recording).
-	before := snapshot(t, db, "users", "messages")
+	before := snapshot(t, db, "users", "messages", "rooms")
 	if err := s.Migrate(ctx); err != nil {
 		t.Fatalf("Migrate again: %v", err)
 	}
@@ -404,8 +439,8 @@ func TestAuroraChatUpgrade(t *testing.T) {
 	if err := open(t, uri).Migrate(ctx); err != nil {
 		t.Fatalf("Migrate with the records deleted: %v", err)
 	}
-	wantApplied(t, s, true, true, true)
-	if after := snapshot(t, db, "users", "messages"); after != before {
+	wantApplied(t, s, true, true, true, true, true)
+	if after := snapshot(t, db, "users", "messages", "rooms"); after != before {
 		t.Errorf("migrating again changed documents:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
 }
@@ -429,7 +464,7 @@ func TestAuroraChatUsersDifferingInCase(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `"Carol" (kept) and "carol"`) || !strings.Contains(err.Error(), "aurora migrate up") {
 		t.Fatalf("Migrate = %v; want an error naming Carol and carol and how to go on", err)
 	}
-	wantApplied(t, s, true, false, false)
+	wantApplied(t, s, true, false, false, false, false)
 	if u, err := s.UserByName(ctx, "DAVE"); err != nil || u.PasswordHash != "h3" {
 		t.Errorf("the other users are keyed: UserByName(DAVE) = %+v, %v", u, err)
 	}
@@ -440,7 +475,7 @@ func TestAuroraChatUsersDifferingInCase(t *testing.T) {
 	if err := s.Migrate(ctx); err != nil {
 		t.Fatalf("Migrate after the rename: %v", err)
 	}
-	wantApplied(t, s, true, true, true)
+	wantApplied(t, s, true, true, true, true, true)
 	for name, hash := range map[string]string{"CAROL": "h1", "Carol2": "h2"} {
 		if u, err := s.UserByName(ctx, name); err != nil || u.PasswordHash != hash {
 			t.Errorf("UserByName(%q) = %+v, %v; want hash %s", name, u, err, hash)
@@ -477,7 +512,7 @@ func TestConcurrentUpgrade(t *testing.T) {
 	}
 	stores := []*mongostore.Store{open(t, uri), open(t, uri)}
 	storetest.MigrateAtOnce(t, "replica", stores...)
-	wantApplied(t, stores[0], true, true, true)
+	wantApplied(t, stores[0], true, true, true, true, true)
 	cur, err := db.Collection("messages").Find(ctx, bson.D{})
 	if err != nil {
 		t.Fatal(err)

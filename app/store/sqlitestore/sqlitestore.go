@@ -99,14 +99,28 @@ CREATE TABLE IF NOT EXISTS migrations (
 );
 `
 
-// migrator is this file's side of store.Migrator: each step is SQL run in
-// the transaction that records it. Its steps are the schema's history, in
+// step is a SQLite migration step's code, run in the transaction that
+// records it (so a step that fails or is interrupted leaves nothing behind).
+type step func(ctx context.Context, tx *sql.Tx) error
+
+// execSQL is the step that runs one script.
+func execSQL(script string) step {
+	return func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, script)
+		return err
+	}
+}
+
+// migrator is this file's side of store.Migrator: each step runs in the
+// transaction that records it. Its steps are the schema's history, in
 // version order: append new steps; never change or renumber an applied one.
-func (s *Store) migrator() store.Migrator[string] {
-	return store.Migrator[string]{
+func (s *Store) migrator() store.Migrator[step] {
+	return store.Migrator[step]{
 		Store: "sqlite " + s.path,
-		Steps: []store.Step[string]{
-			{Migration: store.Migration{Version: 1, Name: "initial schema"}, Apply: schema},
+		Steps: []store.Step[step]{
+			{Migration: store.Migration{Version: 1, Name: "initial schema"}, Apply: execSQL(schema)},
+			{Migration: store.Migration{Version: 2, Name: migRoomsSchema}, Apply: roomsSchema},
+			{Migration: store.Migration{Version: 3, Name: migRoomsFromMessages}, Apply: roomsFromMessages},
 		},
 		Applied: s.applied,
 		Apply:   s.apply,
@@ -237,7 +251,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 
 // apply runs one step and records it, unless another process recorded it
 // since Migrate read the table.
-func (s *Store) apply(ctx context.Context, st store.Step[string]) error {
+func (s *Store) apply(ctx context.Context, st store.Step[step]) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
@@ -250,7 +264,7 @@ func (s *Store) apply(ctx context.Context, st store.Step[string]) error {
 	if n > 0 {
 		return nil
 	}
-	if _, err := tx.ExecContext(ctx, st.Apply); err != nil {
+	if err := st.Apply(ctx, tx); err != nil {
 		return err
 	}
 	if _, err := tx.ExecContext(ctx,
@@ -310,6 +324,31 @@ func now() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }
 
 func formatTime(t time.Time) string { return t.UTC().Format(timeFormat) }
 
+// formatOptTime stores an optional time: "" for the zero time (none).
+func formatOptTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return formatTime(t)
+}
+
+// parseOptTime reads what formatOptTime stored.
+func parseOptTime(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	return parseTime(s)
+}
+
+// truncOpt is an optional time as the store keeps it: UTC milliseconds,
+// zero kept zero.
+func truncOpt(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return t.UTC().Truncate(time.Millisecond)
+}
+
 func parseTime(s string) (time.Time, error) {
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
@@ -331,12 +370,13 @@ func isUnique(err error) bool {
 // makes concurrent registrations of one name (in any case) fail but one.
 func (s *Store) CreateUser(ctx context.Context, u store.User) (store.User, error) {
 	u.ID = bson.NewObjectID().Hex()
+	u.ValidAfter = truncOpt(u.ValidAfter)
 	u.CreatedAt = now()
 	u.UpdatedAt = u.CreatedAt
 	_, err := s.db.ExecContext(ctx,
-		`INSERT INTO users (_id, username, usernameKey, passwordHash, disabled, createdAt, updatedAt)
-		 VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		u.ID, u.Username, store.UsernameKey(u.Username), u.PasswordHash, u.Disabled,
+		`INSERT INTO users (_id, username, usernameKey, passwordHash, disabled, admin, validAfter, createdAt, updatedAt)
+		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		u.ID, u.Username, store.UsernameKey(u.Username), u.PasswordHash, u.Disabled, u.Admin, formatOptTime(u.ValidAfter),
 		formatTime(u.CreatedAt), formatTime(u.UpdatedAt))
 	if isUnique(err) {
 		return store.User{}, fmt.Errorf("create user %q: %w", u.Username, store.ErrUserExists)
@@ -347,7 +387,7 @@ func (s *Store) CreateUser(ctx context.Context, u store.User) (store.User, error
 	return u, nil
 }
 
-const userColumns = `_id, username, passwordHash, disabled, createdAt, updatedAt`
+const userColumns = `_id, username, passwordHash, disabled, admin, validAfter, createdAt, updatedAt`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -374,11 +414,14 @@ func queryAll[T any](ctx context.Context, db *sql.DB, scan func(scanner) (T, err
 
 func scanUser(r scanner) (store.User, error) {
 	var u store.User
-	var created, updated string
-	if err := r.Scan(&u.ID, &u.Username, &u.PasswordHash, &u.Disabled, &created, &updated); err != nil {
+	var validAfter, created, updated string
+	if err := r.Scan(&u.ID, &u.Username, &u.PasswordHash, &u.Disabled, &u.Admin, &validAfter, &created, &updated); err != nil {
 		return store.User{}, err
 	}
 	var err error
+	if u.ValidAfter, err = parseOptTime(validAfter); err != nil {
+		return store.User{}, err
+	}
 	if u.CreatedAt, err = parseTime(created); err != nil {
 		return store.User{}, err
 	}
@@ -420,11 +463,12 @@ func (s *Store) ListUsers(ctx context.Context) ([]store.User, error) {
 	return users, nil
 }
 
-// UpdateUser sets the password hash and disabled flag.
+// UpdateUser sets the password hash, the disabled and admin flags and
+// validAfter, and updatedAt to now.
 func (s *Store) UpdateUser(ctx context.Context, u store.User) error {
 	res, err := s.db.ExecContext(ctx,
-		`UPDATE users SET passwordHash = ?, disabled = ?, updatedAt = ? WHERE _id = ?`,
-		u.PasswordHash, u.Disabled, formatTime(now()), u.ID)
+		`UPDATE users SET passwordHash = ?, disabled = ?, admin = ?, validAfter = ?, updatedAt = ? WHERE _id = ?`,
+		u.PasswordHash, u.Disabled, u.Admin, formatOptTime(u.ValidAfter), formatTime(now()), u.ID)
 	if err != nil {
 		return fmt.Errorf("update user %s: %w", u.ID, err)
 	}
@@ -452,8 +496,8 @@ func (s *Store) InsertMessages(ctx context.Context, msgs []store.Message) (store
 	}
 	defer func() { _ = tx.Rollback() }() // no-op after Commit
 	stmt, err := tx.PrepareContext(ctx,
-		`INSERT INTO messages (_id, roomId, msgId, msgMs, msgSeq, userId, username, text, clientId, status, attachments, createdAt, updatedAt)
-		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '[]', ?, ?)
+		`INSERT INTO messages (_id, roomId, msgId, msgMs, msgSeq, userId, username, text, clientId, status, type, event, attachments, createdAt, updatedAt)
+		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '[]', ?, ?)
 		 ON CONFLICT (roomId, msgId) DO NOTHING`)
 	if err != nil {
 		return store.InsertResult{}, fmt.Errorf("insert batch of %d: prepare: %w", len(msgs), err)
@@ -474,7 +518,7 @@ func (s *Store) InsertMessages(ctx context.Context, msgs []store.Message) (store
 		}
 		created := formatTime(time.UnixMilli(int64(m.ID.Ms)))
 		r, err := stmt.ExecContext(ctx, bson.NewObjectID().Hex(), m.RoomID, m.ID.String(),
-			int64(m.ID.Ms), int64(m.ID.Seq), m.UserID, m.Username, m.Text, m.ClientID, status, created, updated)
+			int64(m.ID.Ms), int64(m.ID.Seq), m.UserID, m.Username, m.Text, m.ClientID, status, m.Type, m.Event, created, updated)
 		if err != nil {
 			return store.InsertResult{}, fmt.Errorf("insert batch of %d: message %s of room %q: %w", len(msgs), m.ID, m.RoomID, err)
 		}
@@ -494,13 +538,13 @@ func (s *Store) InsertMessages(ctx context.Context, msgs []store.Message) (store
 	return res, nil
 }
 
-const messageColumns = `roomId, msgMs, msgSeq, userId, username, text, clientId, status, createdAt, updatedAt`
+const messageColumns = `roomId, msgMs, msgSeq, userId, username, text, clientId, status, type, event, createdAt, updatedAt`
 
 func scanMessage(r scanner) (store.Message, error) {
 	var m store.Message
 	var ms, seq int64
 	var created, updated string
-	if err := r.Scan(&m.RoomID, &ms, &seq, &m.UserID, &m.Username, &m.Text, &m.ClientID, &m.Status, &created, &updated); err != nil {
+	if err := r.Scan(&m.RoomID, &ms, &seq, &m.UserID, &m.Username, &m.Text, &m.ClientID, &m.Status, &m.Type, &m.Event, &created, &updated); err != nil {
 		return store.Message{}, err
 	}
 	m.ID = bus.ID{Ms: uint64(ms), Seq: uint64(seq)}
@@ -595,53 +639,47 @@ func (s *Store) LatestMessage(ctx context.Context, room string) (store.Message, 
 	return m, nil
 }
 
-// CreateRoom inserts a room; the name is the primary key.
-func (s *Store) CreateRoom(ctx context.Context, r store.Room, _ *store.Member) (store.Room, error) {
-	if r.CreatedAt.IsZero() {
-		r.CreatedAt = now()
-	}
-	r.CreatedAt = r.CreatedAt.UTC().Truncate(time.Millisecond)
-	_, err := s.db.ExecContext(ctx, `INSERT INTO rooms (name, createdBy, createdAt) VALUES (?, ?, ?)`,
-		r.Name, r.CreatedBy, formatTime(r.CreatedAt))
-	if isUnique(err) {
-		return store.Room{}, fmt.Errorf("create room %q: %w", r.Name, store.ErrRoomExists)
-	}
-	if err != nil {
-		return store.Room{}, fmt.Errorf("create room %q: %w", r.Name, err)
-	}
-	return r, nil
+// likeEscape escapes LIKE's wildcards (% and _) and its escape character
+// (\) in s, for a pattern with ESCAPE '\'.
+func likeEscape(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
 }
 
-// ListRooms returns every room ordered by name.
-func (s *Store) ListRooms(ctx context.Context) ([]store.Room, error) {
-	rooms, err := queryAll(ctx, s.db, func(row scanner) (store.Room, error) {
-		var r store.Room
-		var created string
-		if err := row.Scan(&r.Name, &r.CreatedBy, &created); err != nil {
-			return r, err
-		}
-		var err error
-		r.CreatedAt, err = parseTime(created)
-		return r, err
-	}, `SELECT name, createdBy, createdAt FROM rooms ORDER BY name`)
-	if err != nil {
-		return nil, fmt.Errorf("list rooms: %w", err)
+// SearchUsers returns the users whose usernameKey starts with q folded,
+// by usernameKey. The range condition lets the usernameKey index serve
+// the search (LIKE alone would not use it); LIKE then checks the prefix.
+func (s *Store) SearchUsers(ctx context.Context, q string, limit int) ([]store.User, error) {
+	if limit <= 0 {
+		return nil, nil
 	}
-	return rooms, nil
+	key := store.UsernameKey(q)
+	users, err := queryAll(ctx, s.db, scanUser,
+		`SELECT `+userColumns+` FROM users WHERE usernameKey >= ? AND usernameKey LIKE ? ESCAPE '\'
+		 ORDER BY usernameKey LIMIT ?`, key, likeEscape(key)+"%", limit)
+	if err != nil {
+		return nil, fmt.Errorf("search users %q: %w", q, err)
+	}
+	return users, nil
 }
 
-// DeleteRoom deletes a room's row (not its messages).
-func (s *Store) DeleteRoom(ctx context.Context, name string) error {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM rooms WHERE name = ?`, name)
+// UsersChangedSince returns the users updated at or after since, oldest
+// change first (the users_updatedAt index serves it).
+func (s *Store) UsersChangedSince(ctx context.Context, since time.Time) ([]store.User, error) {
+	users, err := queryAll(ctx, s.db, scanUser,
+		`SELECT `+userColumns+` FROM users WHERE updatedAt >= ? ORDER BY updatedAt, _id`, formatTime(since))
 	if err != nil {
-		return fmt.Errorf("delete room %q: %w", name, err)
+		return nil, fmt.Errorf("users changed since %v: %w", since, err)
 	}
-	n, err := res.RowsAffected()
+	return users, nil
+}
+
+// FlaggedUsers returns the disabled users, the admins and those with a
+// validAfter, in creation order.
+func (s *Store) FlaggedUsers(ctx context.Context) ([]store.User, error) {
+	users, err := queryAll(ctx, s.db, scanUser,
+		`SELECT `+userColumns+` FROM users WHERE disabled != 0 OR admin != 0 OR validAfter != '' ORDER BY _id`)
 	if err != nil {
-		return fmt.Errorf("delete room %q: %w", name, err)
+		return nil, fmt.Errorf("flagged users: %w", err)
 	}
-	if n == 0 {
-		return fmt.Errorf("delete room %q: %w", name, store.ErrNotFound)
-	}
-	return nil
+	return users, nil
 }

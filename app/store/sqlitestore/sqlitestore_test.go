@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -267,5 +268,130 @@ func TestTightensOpenFiles(t *testing.T) {
 	}
 	if fi, err := os.Stat(private); err != nil || fi.Mode().Perm() != 0o400 {
 		t.Errorf("a private 0400 file was changed: %v %v", fi.Mode(), err)
+	}
+}
+
+// TestMigrateFromVersion1 is a file an Aurora before rooms were records
+// left behind (migration 1 only, rooms known only as message roomIds but
+// one made with 'aurora rooms create'): Migrate adds the new columns and
+// tables without touching the rows, makes each valid roomId a public room
+// created at its first message, keeps the existing room, adds general,
+// and running the steps again (records deleted) changes nothing.
+func TestMigrateFromVersion1(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "aurora.db")
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	const userID = "65a000000000000000000001"
+	for _, q := range []string{
+		sqlitestore.SchemaV1,
+		`CREATE TABLE migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, appliedAt TEXT NOT NULL)`,
+		`INSERT INTO migrations VALUES (1, 'initial schema', '2024-01-01T00:00:00.000Z')`,
+		`INSERT INTO users (_id, username, usernameKey, passwordHash, disabled, createdAt, updatedAt)
+		 VALUES ('` + userID + `', 'Alice', 'alice', '$2a$04$h', 1, '2024-01-01T00:00:00.000Z', '2024-01-02T00:00:00.000Z')`,
+		`INSERT INTO rooms (name, createdBy, createdAt) VALUES ('dev', 'aurora-cli', '2023-06-01T12:00:00.000Z')`,
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			t.Fatalf("build a version 1 file: %v", err)
+		}
+	}
+	for i, m := range []struct{ room, at string }{
+		{"random", "2024-01-11T00:00:02.000Z"},
+		{"random", "2024-01-11T00:00:01.000Z"},
+		{"dev", "2020-01-01T00:00:00.000Z"},
+		{"Bad Room!", "2024-01-11T00:00:00.000Z"},
+		{"general", "2024-01-10T00:00:00.000Z"},
+	} {
+		ms, err := time.Parse(time.RFC3339, m.at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.ExecContext(ctx,
+			`INSERT INTO messages (_id, roomId, msgId, msgMs, msgSeq, userId, text, createdAt, updatedAt) VALUES (?, ?, ?, ?, 0, ?, 'hi', ?, ?)`,
+			fmt.Sprint(i), m.room, fmt.Sprintf("%d-0", ms.UnixMilli()), ms.UnixMilli(), userID, m.at, m.at); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	s := open(t, path)
+	ms, err := s.Migrations(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) != 3 || !ms[0].Applied || ms[1].Applied || ms[2].Applied {
+		t.Fatalf("Migrations of a version 1 file = %+v, want 1 applied, 2 and 3 pending", ms)
+	}
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+
+	u, err := s.UserByName(ctx, "alice")
+	if err != nil || u.ID != userID || !u.Disabled || u.Admin || !u.ValidAfter.IsZero() ||
+		u.UpdatedAt != time.Date(2024, 1, 2, 0, 0, 0, 0, time.UTC) {
+		t.Errorf("user after Migrate = %+v, %v", u, err)
+	}
+	if flagged, err := s.FlaggedUsers(ctx); err != nil || len(flagged) != 1 {
+		t.Errorf("FlaggedUsers = %+v, %v; want the disabled user", flagged, err)
+	}
+	if m, err := s.LatestMessage(ctx, "random"); err != nil || m.Type != "" || m.Event != "" || m.Text != "hi" {
+		t.Errorf("message after Migrate = %+v, %v", m, err)
+	}
+	rooms, err := s.ListRooms(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range rooms {
+		got = append(got, fmt.Sprintf("%s %s %q %s", r.Name, r.Type, r.CreatedBy, r.CreatedAt.Format(time.RFC3339)))
+	}
+	want := `[dev public "aurora-cli" 2023-06-01T12:00:00Z, general public "" 2024-01-10T00:00:00Z, random public "" 2024-01-11T00:00:01Z]`
+	if g := "[" + strings.Join(got, ", ") + "]"; g != want {
+		t.Errorf("rooms after Migrate = %s, want %s", g, want)
+	}
+	// The new tables work.
+	if err := s.PutMember(ctx, store.Member{Room: "dev", UserID: userID, Role: store.RoleOwner}); err != nil {
+		t.Fatal(err)
+	}
+	if mr, err := s.MemberRooms(ctx, userID); err != nil || len(mr) != 1 || mr[0].Room.Name != "dev" {
+		t.Errorf("MemberRooms after Migrate = %+v, %v", mr, err)
+	}
+
+	dump := func() string {
+		var b strings.Builder
+		for _, q := range []string{
+			`SELECT name || ' ' || type || ' ' || title || ' ' || topic || ' ' || createdBy || ' ' || createdAt FROM rooms ORDER BY name`,
+			`SELECT _id || ' ' || admin || ' ' || validAfter || ' ' || updatedAt FROM users ORDER BY _id`,
+			`SELECT _id || ' ' || type || ' ' || event FROM messages ORDER BY _id`,
+			`SELECT room || ' ' || userId || ' ' || role FROM members ORDER BY room, userId`,
+		} {
+			rows, err := db.QueryContext(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for rows.Next() {
+				var line string
+				if err := rows.Scan(&line); err != nil {
+					t.Fatal(err)
+				}
+				b.WriteString(line + "\n")
+			}
+			if err := rows.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return b.String()
+	}
+	before := dump()
+	if _, err := db.ExecContext(ctx, `DELETE FROM migrations WHERE version > 1`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatalf("Migrate with the records of 2 and 3 deleted: %v", err)
+	}
+	if after := dump(); after != before {
+		t.Errorf("running the steps again changed the file:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
 }

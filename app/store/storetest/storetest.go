@@ -38,7 +38,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	migrated := func(t *testing.T) Store {
 		t.Helper()
 		s := open(t)
-		if err := s.Migrate(context.Background()); err != nil {
+		if err := s.Migrate(withDeadline(t)); err != nil {
 			t.Fatalf("Migrate: %v", err)
 		}
 		return s
@@ -58,6 +58,20 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("PagingDefaultLimit", func(t *testing.T) { testPagingDefaultLimit(t, migrated(t)) })
 	t.Run("LatestMessage", func(t *testing.T) { testLatestMessage(t, migrated(t)) })
 	t.Run("Rooms", func(t *testing.T) { testRooms(t, migrated(t)) })
+	t.Run("RoomFields", func(t *testing.T) { testRoomFields(t, migrated(t)) })
+	t.Run("CreateRoomOwner", func(t *testing.T) { testCreateRoomOwner(t, migrated(t)) })
+	t.Run("Members", func(t *testing.T) { testMembers(t, migrated(t)) })
+	t.Run("MemberRooms", func(t *testing.T) { testMemberRooms(t, migrated(t)) })
+	t.Run("DeleteRoomCascade", func(t *testing.T) { testDeleteRoomCascade(t, migrated(t)) })
+	t.Run("Bans", func(t *testing.T) { testBans(t, migrated(t)) })
+	t.Run("Invites", func(t *testing.T) { testInvites(t, migrated(t)) })
+	t.Run("UseInvite", func(t *testing.T) { testUseInvite(t, migrated(t)) })
+	t.Run("UseInviteConcurrent", func(t *testing.T) { testUseInviteConcurrent(t, migrated(t)) })
+	t.Run("Directory", func(t *testing.T) { testDirectory(t, migrated(t)) })
+	t.Run("SearchUsers", func(t *testing.T) { testSearchUsers(t, migrated(t)) })
+	t.Run("UsersChangedSince", func(t *testing.T) { testUsersChangedSince(t, migrated(t)) })
+	t.Run("FlaggedUsers", func(t *testing.T) { testFlaggedUsers(t, migrated(t)) })
+	t.Run("MessageTypeEvent", func(t *testing.T) { testMessageTypeEvent(t, migrated(t)) })
 }
 
 var objectIDHex = regexp.MustCompile(`^[0-9a-f]{24}$`)
@@ -653,16 +667,20 @@ func testLatestMessage(t *testing.T, s Store) {
 
 func testRooms(t *testing.T, s Store) {
 	ctx := context.Background()
+	// A migrated store has general, public, made by nobody (the migration).
 	rooms, err := s.ListRooms(ctx)
-	if err != nil || len(rooms) != 0 {
-		t.Fatalf("ListRooms on empty store = %v, %v", rooms, err)
+	if err != nil || len(rooms) != 1 || rooms[0].Name != "general" || rooms[0].Type != store.RoomPublic ||
+		rooms[0].CreatedBy != "" || rooms[0].CreatedAt.IsZero() {
+		t.Fatalf("ListRooms on a new store = %+v, %v; want general, public, by nobody", rooms, err)
 	}
-	general, err := s.CreateRoom(ctx, store.Room{Name: "general", CreatedBy: "alice"}, nil)
+	_, err = s.CreateRoom(ctx, store.Room{Name: "general", CreatedBy: "carol"}, nil)
+	wantErr(t, "CreateRoom general", err, store.ErrRoomExists)
+	dev, err := s.CreateRoom(ctx, store.Room{Name: "dev", CreatedBy: "alice"}, nil)
 	if err != nil {
 		t.Fatalf("CreateRoom: %v", err)
 	}
-	if general.Name != "general" || general.CreatedBy != "alice" || general.CreatedAt.IsZero() {
-		t.Errorf("CreateRoom returned %+v", general)
+	if dev.Name != "dev" || dev.CreatedBy != "alice" || dev.CreatedAt.IsZero() || dev.Type != store.RoomPublic {
+		t.Errorf("CreateRoom returned %+v", dev)
 	}
 	at := time.Date(2024, 1, 11, 0, 0, 0, 0, time.UTC)
 	random, err := s.CreateRoom(ctx, store.Room{Name: "Random", CreatedBy: "bob", CreatedAt: at}, nil)
@@ -672,31 +690,31 @@ func testRooms(t *testing.T, s Store) {
 	if !random.CreatedAt.Equal(at) {
 		t.Errorf("CreatedAt = %v, want the given %v", random.CreatedAt, at)
 	}
-	_, err = s.CreateRoom(ctx, store.Room{Name: "general", CreatedBy: "carol"}, nil)
+	_, err = s.CreateRoom(ctx, store.Room{Name: "dev", CreatedBy: "carol"}, nil)
 	wantErr(t, "CreateRoom again", err, store.ErrRoomExists)
 
 	rooms, err = s.ListRooms(ctx)
 	if err != nil {
 		t.Fatalf("ListRooms: %v", err)
 	}
-	if len(rooms) != 2 || rooms[0].Name != "Random" || rooms[1].Name != "general" {
-		t.Fatalf("ListRooms = %+v, want Random, general (by name)", rooms)
+	if len(rooms) != 3 || rooms[0].Name != "Random" || rooms[1].Name != "dev" || rooms[2].Name != "general" {
+		t.Fatalf("ListRooms = %+v, want Random, dev, general (by name)", rooms)
 	}
-	if rooms[1].CreatedBy != "alice" || !rooms[1].CreatedAt.Equal(general.CreatedAt) || !rooms[0].CreatedAt.Equal(at) {
-		t.Errorf("ListRooms = %+v, want %+v and %+v", rooms, random, general)
+	if rooms[1].CreatedBy != "alice" || !rooms[1].CreatedAt.Equal(dev.CreatedAt) || !rooms[0].CreatedAt.Equal(at) {
+		t.Errorf("ListRooms = %+v, want %+v and %+v", rooms, random, dev)
 	}
 
-	if err := s.DeleteRoom(ctx, "general"); err != nil {
+	if err := s.DeleteRoom(ctx, "dev"); err != nil {
 		t.Fatalf("DeleteRoom: %v", err)
 	}
-	wantErr(t, "DeleteRoom again", s.DeleteRoom(ctx, "general"), store.ErrNotFound)
+	wantErr(t, "DeleteRoom again", s.DeleteRoom(ctx, "dev"), store.ErrNotFound)
 	wantErr(t, "DeleteRoom unknown", s.DeleteRoom(ctx, "never"), store.ErrNotFound)
 	rooms, err = s.ListRooms(ctx)
-	if err != nil || len(rooms) != 1 || rooms[0].Name != "Random" {
+	if err != nil || len(rooms) != 2 || rooms[0].Name != "Random" || rooms[1].Name != "general" {
 		t.Errorf("ListRooms after delete = %+v, %v", rooms, err)
 	}
 	// A deleted room's name can be created again.
-	if _, err := s.CreateRoom(ctx, store.Room{Name: "general", CreatedBy: "carol"}, nil); err != nil {
+	if _, err := s.CreateRoom(ctx, store.Room{Name: "dev", CreatedBy: "carol"}, nil); err != nil {
 		t.Errorf("CreateRoom after delete: %v", err)
 	}
 }

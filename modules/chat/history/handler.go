@@ -2,6 +2,7 @@ package history
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -17,10 +18,11 @@ import (
 )
 
 // response is the body of a history page. Messages are exactly the live
-// message frames, so a client renders both the same way.
+// frames, message frames and room_event frames in id order, so a client
+// renders both the same way.
 type response struct {
-	Messages []bus.MessageFrame `json:"messages"`
-	HasMore  bool               `json:"hasMore"`
+	Messages []json.RawMessage `json:"messages"`
+	HasMore  bool              `json:"hasMore"`
 }
 
 // Handler serves GET /api/rooms/{room}/messages (mount it with that pattern:

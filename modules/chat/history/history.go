@@ -60,9 +60,10 @@ func New(s store.MessageReader, r rueidis.Client, log *slog.Logger) *Service {
 	return &Service{Timeout: DefaultTimeout, store: s, redis: r, log: log}
 }
 
-// page is one page of the history API: frames in the order asked for.
+// page is one page of the history API: frames (encoded, see merged) in the
+// order asked for.
 type page struct {
-	frames  []bus.MessageFrame
+	frames  []json.RawMessage
 	hasMore bool
 }
 
@@ -132,21 +133,22 @@ func (s *Service) page(ctx context.Context, room string, before, after *bus.ID, 
 	if len(all) > limit {
 		all = all[:limit]
 	}
-	p.frames = make([]bus.MessageFrame, len(all))
+	p.frames = make([]json.RawMessage, len(all))
 	for i, f := range all {
-		p.frames[i] = f.frame
+		p.frames[i] = f.entry.FrameJSON()
 	}
 	return p, nil
 }
 
-// Frame is a message of a replay: its id and its encoded frame (JSON of
-// bus.MessageFrame).
+// Frame is a message or room event of a replay: its id and its encoded
+// frame (bus.Entry.FrameJSON: the message frame, or the room_event frame).
 type Frame struct {
 	ID   bus.ID
 	JSON []byte
 }
 
-// Since returns the message frames of room with an id after since, oldest
+// Since returns the frames of room (messages and room events, in id order)
+// with an id after since, oldest
 // first, at most limit of them (at most MaxSince) and at most maxBytes of
 // encoded frames, for a client that reconnects and saw everything up to
 // since; ctx should carry a deadline, since the Redis client retries reads
@@ -229,10 +231,7 @@ func (s *Service) Since(ctx context.Context, room string, since bus.ID, limit, m
 	frames = make([]Frame, 0, len(all))
 	size := 0
 	for _, f := range all {
-		b, err := json.Marshal(f.frame)
-		if err != nil {
-			return nil, false, fmt.Errorf("encode message %s: %w", f.id, err)
-		}
+		b := f.entry.FrameJSON()
 		if size += len(b); size > maxBytes {
 			return frames, false, nil
 		}
@@ -252,26 +251,33 @@ func (s *Service) storeReaches(ctx context.Context, room string, id bus.ID) (boo
 	return len(msgs) > 0, nil
 }
 
-// merged is a message of either source, by id.
+// merged is a message or room event of either source, by id. Its client
+// frame is entry.FrameJSON(), the bytes the live copy had (a message's is
+// json.Marshal of its bus.MessageFrame, as the history API always
+// answered; a room event's the room_event frame), encoded only for what
+// is answered.
 type merged struct {
 	id    bus.ID
-	frame bus.MessageFrame
+	entry bus.Entry
 }
 
 // merge returns the messages of both sources oldest first, each id once.
 // The store's copy wins: it is the permanent one, so a message reads the
 // same before and after its stream entry is trimmed.
 func merge(msgs []store.Message, entries []bus.Entry) []merged {
-	out := make([]merged, 0, len(msgs)+len(entries))
+	all := make([]bus.Entry, 0, len(msgs)+len(entries))
 	for _, m := range msgs {
-		out = append(out, merged{m.ID, m.Entry().Frame()})
+		all = append(all, m.Entry())
 	}
-	for _, e := range entries {
-		out = append(out, merged{e.ID, e.Frame()})
-	}
+	all = append(all, entries...)
 	// Stable, store copies first: Compact keeps the first of equal ids.
-	slices.SortStableFunc(out, func(a, b merged) int { return a.id.Compare(b.id) })
-	return slices.CompactFunc(out, func(a, b merged) bool { return a.id == b.id })
+	slices.SortStableFunc(all, func(a, b bus.Entry) int { return a.ID.Compare(b.ID) })
+	all = slices.CompactFunc(all, func(a, b bus.Entry) bool { return a.ID == b.ID })
+	out := make([]merged, len(all))
+	for i, e := range all {
+		out[i] = merged{e.ID, e}
+	}
+	return out
 }
 
 // raise moves the inclusive lower bound lo above the exclusive bound after
