@@ -405,7 +405,7 @@ func TestModerationAcrossReplicas(t *testing.T) {
 			})
 			tgt.stopSending()
 			took := seen.at.Sub(answeredAt)
-			t.Logf("%s: answered on A, shown on B %s later", tc.name, took)
+			t.Logf("%s: done (HTTP answer from A, or the command's exit), shown on B %s later", tc.name, took)
 			if took >= takesEffectWithin {
 				t.Errorf("%s took %s to reach the target on the other replica, the bound is %s", tc.name, took, takesEffectWithin)
 			}
