@@ -50,7 +50,6 @@ type member struct {
 type membershipFleet struct {
 	t       *testing.T
 	cfgFile string
-	auth    *node
 	a, b    *node
 	n       int
 	sadmin  member
