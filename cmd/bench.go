@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -30,12 +31,13 @@ type benchFlags struct {
 	secret          string
 	procs           int
 	sourceIPs       string
-	serverPID       int
+	serverPID       string
 	dialConcurrency int
 	dialTimeout     time.Duration
 	drain           time.Duration
 	settle          time.Duration
 	asJSON          bool
+	protocol        string
 }
 
 func newBenchCmd(o *options) *cobra.Command {
@@ -60,20 +62,21 @@ The server's /metrics (and, with --server-pid on the same machine,
 	pf.StringVar(&f.secret, "jwt-secret", "", "the server's auth.jwt_secret (default: the configured one, or <data_dir>/jwt-secret)")
 	pf.IntVar(&f.procs, "procs", 1, "worker processes to spread the connections over")
 	pf.StringVar(&f.sourceIPs, "source-ips", "", "local addresses to connect from, e.g. 127.0.0.2-127.0.0.9 (default: the system's choice)")
-	pf.IntVar(&f.serverPID, "server-pid", 0, "pid of the server on this machine, to read its CPU and VmRSS from /proc")
+	pf.StringVar(&f.serverPID, "server-pid", "", "pid of the server on this machine, to read its CPU and VmRSS from /proc (several servers: comma-separated, in --url's order; figures are their sums)")
 	pf.IntVar(&f.dialConcurrency, "dial-concurrency", 50, "connections each worker opens at a time")
 	pf.DurationVar(&f.dialTimeout, "dial-timeout", 30*time.Second, "bound on opening one connection (handshake, welcome, join)")
 	pf.DurationVar(&f.drain, "drain", 15*time.Second, "bound on waiting for answers and deliveries after the send window")
 	pf.DurationVar(&f.settle, "settle", 2*time.Second, "pause once every connection is up, before the run starts (lets the joins' presence traffic die down)")
 	pf.BoolVar(&f.asJSON, "json", false, "print the result as JSON")
+	pf.StringVar(&f.protocol, "protocol", loadgen.ProtocolAurora, "the server's client protocol: aurora, or centrifugo (the peer of docs/performance.md: namespace chat open to client subscribe and publish, WebSocket path /connection/websocket unless given)")
 	c.AddCommand(newBenchIdleCmd(o, f), newBenchFanoutCmd(o, f), newBenchWorkerCmd(o))
 	return c
 }
 
 func newBenchIdleCmd(o *options, f *benchFlags) *cobra.Command {
 	var (
-		conns int
-		hold  time.Duration
+		conns, perUser int
+		hold           time.Duration
 	)
 	c := &cobra.Command{
 		Use:   "idle",
@@ -93,12 +96,16 @@ minutes when idle: a hold over 2m lets the handshakes' garbage be collected.`,
 			if hold < 0 {
 				return errors.New("--hold must not be negative")
 			}
-			job := loadgen.Job{Mode: loadgen.ModeIdle, Conns: conns, Hold: hold}
+			if perUser < 1 {
+				return errors.New("--per-user must be at least 1")
+			}
+			job := loadgen.Job{Mode: loadgen.ModeIdle, Conns: conns, Hold: hold, PerUser: perUser}
 			return runBench(cmd, o, f, job)
 		},
 	}
 	c.Flags().IntVar(&conns, "conns", 1000, "connections to open")
 	c.Flags().DurationVar(&hold, "hold", 10*time.Second, "how long to hold them once all are open (0: until interrupted)")
+	c.Flags().IntVar(&perUser, "per-user", 1, "connections per user (at most the server's chat.max_conns_per_user, 10 by default)")
 	return c
 }
 
@@ -174,7 +181,7 @@ func newBenchWorkerCmd(o *options) *cobra.Command {
 }
 
 // benchURLs derives the WebSocket and /metrics URLs from --url.
-func benchURLs(raw string) (ws, metrics string, err error) {
+func benchURLs(raw, protocol string) (ws, metrics string, err error) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
 		return "", "", fmt.Errorf("--url %q: want a URL like http://127.0.0.1:8080", raw)
@@ -191,6 +198,9 @@ func benchURLs(raw string) (ws, metrics string, err error) {
 	m := url.URL{Scheme: httpScheme, Host: u.Host, Path: "/metrics"}
 	if u.Path == "" || u.Path == "/" {
 		u.Path = "/ws"
+		if protocol == loadgen.ProtocolCentrifugo {
+			u.Path = "/connection/websocket"
+		}
 	}
 	return u.String(), m.String(), nil
 }
@@ -239,10 +249,30 @@ func runBench(cmd *cobra.Command, o *options, f *benchFlags, job loadgen.Job) er
 	if f.dialTimeout <= 0 || f.drain <= 0 || f.settle < 0 {
 		return errors.New("--dial-timeout and --drain must be positive, --settle not negative")
 	}
-	wsURL, metricsURL, err := benchURLs(f.url)
-	if err != nil {
-		return err
+	if f.protocol != loadgen.ProtocolAurora && f.protocol != loadgen.ProtocolCentrifugo {
+		return fmt.Errorf("--protocol %q: want aurora or centrifugo", f.protocol)
 	}
+	// Several servers (chat processes of one run): --url lists them, and
+	// worker i connects to server i mod n.
+	var wsURLs, metricsURLs []string
+	for _, u := range strings.Split(f.url, ",") {
+		ws, m, err := benchURLs(strings.TrimSpace(u), f.protocol)
+		if err != nil {
+			return err
+		}
+		wsURLs, metricsURLs = append(wsURLs, ws), append(metricsURLs, m)
+	}
+	var pids []int
+	if f.serverPID != "" {
+		for _, p := range strings.Split(f.serverPID, ",") {
+			pid, err := strconv.Atoi(strings.TrimSpace(p))
+			if err != nil || pid < 1 {
+				return fmt.Errorf("--server-pid %q: want process ids, comma-separated", f.serverPID)
+			}
+			pids = append(pids, pid)
+		}
+	}
+	wsURL := wsURLs[0]
 	secret, ttl, err := benchSecret(cmd, o, f.secret)
 	if err != nil {
 		return err
@@ -265,12 +295,16 @@ func runBench(cmd *cobra.Command, o *options, f *benchFlags, job loadgen.Job) er
 	job.WSURL, job.Secret, job.TokenTTL = wsURL, secret, ttl
 	job.SourceIPs, job.DialConcurrency, job.DialTimeout, job.Drain = ips, f.dialConcurrency, f.dialTimeout, f.drain
 	job.Settle = f.settle
+	job.Protocol = f.protocol
 
 	ctx, cancel := signalContext(cmd.Context())
 	defer cancel()
 	// The workers' stderr and the progress lines share one writer.
 	stderr := &lockedWriter{w: o.stderr}
-	probe := &loadgen.Probe{MetricsURL: metricsURL, PID: f.serverPID}
+	probe := &loadgen.Probe{MetricsURL: metricsURLs[0], MoreMetricsURLs: metricsURLs[1:]}
+	if len(pids) > 0 {
+		probe.PID, probe.MorePIDs = pids[0], pids[1:]
+	}
 	var before *loadgen.Sample
 	if job.Mode == loadgen.ModeIdle {
 		s := probe.Sample()
@@ -278,6 +312,9 @@ func runBench(cmd *cobra.Command, o *options, f *benchFlags, job loadgen.Job) er
 	}
 
 	jobs := loadgen.Split(job, f.procs)
+	for i := range jobs {
+		jobs[i].WSURL = wsURLs[i%len(wsURLs)]
+	}
 	workers := make([]loadgen.Worker, 0, len(jobs))
 	defer func() {
 		for _, w := range workers {

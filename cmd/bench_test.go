@@ -175,6 +175,10 @@ func TestBenchRejectsBadFlags(t *testing.T) {
 		{append([]string{"bench", "idle", "--source-ips", "localhost"}, secret...), "not an IP address"},
 		{[]string{"bench", "idle", "--data-dir", t.TempDir()}, "--jwt-secret"},
 		{append([]string{"bench", "idle", "--conns", "100000000"}, secret...), "--procs"},
+		{append([]string{"bench", "idle", "--per-user", "0"}, secret...), "--per-user"},
+		{append([]string{"bench", "idle", "--protocol", "mqtt"}, secret...), "--protocol"},
+		{append([]string{"bench", "idle", "--server-pid", "12,x"}, secret...), "--server-pid"},
+		{append([]string{"bench", "idle", "--url", "http://127.0.0.1:1,ftp://x"}, secret...), "scheme"},
 	} {
 		code, _, errOut := runAurora(t, tc.args...)
 		if code == 0 || !strings.Contains(errOut, tc.want) {

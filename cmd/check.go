@@ -3,6 +3,7 @@ package cmd
 import (
 	"context"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -54,10 +55,16 @@ func newCheckCmd(o *options) *cobra.Command {
 				if rt, err := embeddedredis.ReadRuntime(cfg.DataDir); err != nil {
 					add("redis", nil, "embedded (in-process; starts with `aurora serve`, keeps nothing across restarts); none running on this data dir")
 				} else {
-					add("redis", checkRedis(ctx, rt.URL), fmt.Sprintf("embedded, in the aurora serve running on this data dir (pid %d) at %s", rt.PID, rt.Addr))
+					_, err := checkRedis(ctx, rt.URL)
+					add("redis", err, fmt.Sprintf("embedded, in the aurora serve running on this data dir (pid %d) at %s", rt.PID, rt.Addr))
 				}
 			} else {
-				add("redis", checkRedis(ctx, cfg.Redis.URL), "reachable at "+cfg.Masked().Redis.URL)
+				cluster, err := checkRedis(ctx, cfg.Redis.URL)
+				detail := "reachable at " + cfg.Masked().Redis.URL
+				if cluster != "" {
+					detail = "a Redis Cluster (sharded Pub/Sub) reached through " + cfg.Masked().Redis.URL + ": " + cluster
+				}
+				add("redis", err, detail)
 			}
 
 			s, err := infra.OpenStore(ctx, &app.Host{Config: cfg, Log: log})
@@ -106,23 +113,65 @@ func newCheckCmd(o *options) *cobra.Command {
 }
 
 // checkRedis pings Redis and looks at the stream ingest reads, explaining
-// common misconfigurations.
-func checkRedis(ctx context.Context, url string) error {
+// common misconfigurations. On a Redis Cluster it also returns the
+// cluster's state and the nodes serving Aurora's slot (the stream's, which
+// the chat role's keys and sharded channels share), and fails when the
+// cluster is not "ok" or nothing serves that slot.
+func checkRedis(ctx context.Context, url string) (cluster string, err error) {
 	opt, err := infra.RedisOptions(url)
 	if err != nil {
-		return err
+		return "", err
 	}
 	opt.DisableRetry = true
 	c, err := rueidis.NewClient(opt)
 	if err != nil {
-		return fmt.Errorf("cannot connect to redis: %w (is it running, and is the URL right?)", err)
+		return "", fmt.Errorf("cannot connect to redis: %w (is it running, and is the URL right?)", err)
 	}
 	defer c.Close()
+	if c.Mode() == rueidis.ClientModeCluster {
+		return checkCluster(ctx, c)
+	}
 	if err := c.Do(ctx, c.B().Ping().Build()).Error(); err != nil {
-		return fmt.Errorf("redis does not answer PING: %w", err)
+		return "", fmt.Errorf("redis does not answer PING: %w", err)
 	}
 	if err := c.Do(ctx, c.B().Type().Key(bus.Stream).Build()).Error(); err != nil {
-		return fmt.Errorf("redis answers PING but not TYPE %s: %w", bus.Stream, err)
+		return "", fmt.Errorf("redis answers PING but not TYPE %s: %w", bus.Stream, err)
 	}
-	return nil
+	return "", nil
+}
+
+// checkCluster is checkRedis on a Redis Cluster.
+func checkCluster(ctx context.Context, c rueidis.Client) (string, error) {
+	state, node, err := bus.ClusterState(ctx, c)
+	if err != nil {
+		return "", err
+	}
+	serving, err := bus.ServingNodes(ctx, c, bus.Stream)
+	if err != nil {
+		return "", err
+	}
+	parts := []string{fmt.Sprintf("cluster_state %s (as %s sees it), %d nodes known", state, node, len(c.Nodes()))}
+	var missing []string
+	for _, s := range serving {
+		if s.Primary == "" {
+			missing = append(missing, fmt.Sprintf("%s (slot %d)", s.Key, s.Slot))
+			continue
+		}
+		reps := "no replica"
+		if len(s.Replicas) > 0 {
+			reps = "replicas " + strings.Join(s.Replicas, ", ")
+		}
+		parts = append(parts, fmt.Sprintf("%s, its keys and the rooms' channels: slot %d on primary %s, %s", s.Key, s.Slot, s.Primary, reps))
+	}
+	detail := strings.Join(parts, "; ")
+	if state != "ok" {
+		return detail, fmt.Errorf("redis cluster is not healthy: %s", detail)
+	}
+	if len(missing) > 0 {
+		return detail, fmt.Errorf("no node serves %s: %s", strings.Join(missing, ", "), detail)
+	}
+	if err := c.Do(ctx, c.B().Type().Key(bus.Stream).Build()).Error(); err != nil {
+		return detail, fmt.Errorf("the primary of %s does not answer TYPE: %w", bus.Stream, err)
+	}
+	return detail, nil
 }

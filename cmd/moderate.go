@@ -111,6 +111,27 @@ func addModerationCmds(c *cobra.Command, o *options, asJSON *bool) {
 		},
 	})
 
+	var addRole string
+	add := &cobra.Command{
+		Use:     "add ROOM USERNAME",
+		Short:   "Make a user a member of a room without an invitation (private rooms included)",
+		Example: "  aurora rooms add ops alice\n  aurora rooms add ops bob --role admin",
+		Args:    cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withMembership(cmd, o, func(ctx context.Context, svc *membership.Service, s store.Store) error {
+				u, err := userID(ctx, s, args[1])
+				if err != nil {
+					return err
+				}
+				if err := svc.AddMember(ctx, membership.Operator, args[0], u.ID, addRole); err != nil {
+					return err
+				}
+				return done("added "+u.Username+" to "+args[0]+" as "+addRole, map[string]any{"added": u.ID, "room": args[0], "role": addRole})
+			})
+		},
+	}
+	add.Flags().StringVar(&addRole, "role", store.RoleMember, "admin, member or readonly (make an owner with: rooms role ROOM USERNAME owner)")
+
 	var reason string
 	kick := &cobra.Command{
 		Use:     "kick ROOM USERNAME",
@@ -253,5 +274,5 @@ func addModerationCmds(c *cobra.Command, o *options, asJSON *bool) {
 			})
 		},
 	}
-	c.AddCommand(kick, ban, unban, bans, mute, role)
+	c.AddCommand(add, kick, ban, unban, bans, mute, role)
 }

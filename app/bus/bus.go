@@ -9,14 +9,13 @@
 // another. The names are AuroraChat's, so an AuroraChat service and an
 // Aurora role can share one Redis.
 //
-// Files: bus.go names, id.go ids, entry.go the entry and its frame,
+// Files: bus.go names, pubsub.go the Pub/Sub mode (classic or sharded),
+// cluster.go the Redis Cluster's view (state, slot owners), id.go ids, entry.go the entry and its frame,
 // group.go the consumer group's side (read, claim, ack, leave),
 // progress.go what may not be stored yet (ReadBacklog, TrimPoint),
 // trim.go, dead.go, inspect.go (the operator's view), errors.go, and
 // scripts.go with the Lua scripts of lua/.
 package bus
-
-import "strings"
 
 // Stream names and the consumer group, as in AuroraChat.
 const (
@@ -51,23 +50,28 @@ const (
 	TypingChannelPrefix   = "typing."
 )
 
-// Channel is the Pub/Sub channel of a room's messages ("chat.<room>"), as in
-// AuroraChat. Its payload is exactly the MessageFrame clients receive.
-func Channel(room string) string { return ChannelPrefix + room }
+// Channel is the classic Pub/Sub channel of a room's messages
+// ("chat.<room>"), as in AuroraChat: PubSub{}.Channel. Code that publishes
+// or subscribes asks the PubSub of its client (PubSubOf), which names the
+// sharded channels on a cluster.
+func Channel(room string) string { return PubSub{}.Channel(room) }
 
-// PresenceChannel carries a room's presence events: a JSON array of presence
-// frames, coalesced by the publishing replica over a short interval.
-func PresenceChannel(room string) string { return PresenceChannelPrefix + room }
+// PresenceChannel is the classic channel of a room's presence events
+// (PubSub{}.PresenceChannel).
+func PresenceChannel(room string) string { return PubSub{}.PresenceChannel(room) }
 
-// TypingChannel carries a room's typing frames.
-func TypingChannel(room string) string { return TypingChannelPrefix + room }
+// TypingChannel is the classic channel of a room's typing frames
+// (PubSub{}.TypingChannel).
+func TypingChannel(room string) string { return PubSub{}.TypingChannel(room) }
 
-// RoomOfChannel returns the room of a channel name, or false.
+// RoomOfChannel returns the room of a message channel name (classic or
+// sharded), or false.
 func RoomOfChannel(ch string) (string, bool) {
-	if !strings.HasPrefix(ch, ChannelPrefix) {
+	kind, room, ok := ParseChannel(ch)
+	if !ok || kind != MessageChannel {
 		return "", false
 	}
-	return ch[len(ChannelPrefix):], true
+	return room, true
 }
 
 // RoomRule says what ValidRoom accepts, in the words of every refusal of a

@@ -38,18 +38,18 @@ const FrameTypeEvent = "room_event"
 // Room event names (RoomEvent.Event). Which fields each carries is
 // documented in docs/protocol.md#room-events.
 const (
-	EventRoomCreated      = "room_created"      // title, topic, roomType
+	EventRoomCreated      = "room_created"      // title, topic, roomType; a direct room's target: the other user
 	EventRoomUpdated      = "room_updated"      // title, topic: the room's, after the change
 	EventRoomDeleted      = "room_deleted"      //
-	EventMemberJoined     = "member_joined"     // the actor joined (target: the same user, or empty)
-	EventMemberLeft       = "member_left"       // the actor left
+	EventMemberJoined     = "member_joined"     // the actor joined (target, targetName: the actor too)
+	EventMemberLeft       = "member_left"       // the actor left (target, targetName: the actor too)
 	EventMemberInvited    = "member_invited"    // target, targetName
 	EventMemberKicked     = "member_kicked"     // target, targetName, reason
 	EventMemberBanned     = "member_banned"     // target, targetName, reason, until (0: for good)
 	EventMemberUnbanned   = "member_unbanned"   // target, targetName
 	EventMemberMuted      = "member_muted"      // target, targetName, until (0: unmuted), reason
 	EventRoleChanged      = "role_changed"      // target, targetName, role (the new one)
-	EventOwnerTransferred = "owner_transferred" // target, targetName (the new owner)
+	EventOwnerTransferred = "owner_transferred" // target, targetName (the new owner), role "owner"
 )
 
 // eventNames are the known event names, in the order of the constants.
@@ -178,6 +178,11 @@ func (ev RoomEvent) Sentence(actor string) string {
 	switch ev.Event {
 	case EventRoomCreated:
 		s = actor + " created the room"
+		// "direct" is store.RoomDirect, which bus, imported by store, cannot name.
+		if ev.RoomType == "direct" && (ev.Target != "" || ev.TargetName != "") {
+			s = actor + " opened a direct room with " + target
+			break
+		}
 		if ev.RoomType != "" {
 			s = actor + " created the " + ev.RoomType + " room"
 		}
@@ -382,7 +387,8 @@ func AppendEvent(ctx context.Context, c rueidis.Client, e Entry) (ID, error) {
 	if err != nil {
 		return ID{}, err
 	}
-	args := append([]string{Channel(e.RoomID), prefix, middle, suffix}, e.Fields()...)
+	ps := PubSubOf(c)
+	args := append([]string{ps.Channel(e.RoomID), prefix, middle, suffix, ps.ScriptPublish()}, e.Fields()...)
 	s, err := appendEventScript.Exec(ctx, c, []string{Stream}, args).ToString()
 	if err != nil {
 		return ID{}, fmt.Errorf("append %s event to room %s: %w", eventName(e), e.RoomID, err)

@@ -67,6 +67,7 @@ func TestEventSentences(t *testing.T) {
 	}{
 		{RoomEvent{Event: EventRoomCreated}, "alice created the room"},
 		{RoomEvent{Event: EventRoomCreated, RoomType: "private", Title: "Dev", Topic: "builds"}, `alice created the private room "Dev" with the topic "builds"`},
+		{RoomEvent{Event: EventRoomCreated, RoomType: "direct", Target: "u2", TargetName: "bob"}, "alice opened a direct room with bob"},
 		{RoomEvent{Event: EventRoomUpdated, Topic: "new"}, `alice updated the room: the topic "new"`},
 		{RoomEvent{Event: EventRoomUpdated, Title: "X", Topic: "y"}, `alice updated the room: the name "X" and the topic "y"`},
 		{RoomEvent{Event: EventRoomUpdated}, "alice updated the room"},

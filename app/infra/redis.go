@@ -9,6 +9,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/auroradev/aurora/app"
+	"github.com/auroradev/aurora/app/bus"
 	"github.com/auroradev/aurora/app/embeddedredis"
 )
 
@@ -63,18 +64,22 @@ func newRedisModule(ctx context.Context, h *app.Host) (app.Module, error) {
 			closeEmbedded()
 			return nil
 		},
-		check: func(ctx context.Context) error {
-			return client.Do(ctx, client.B().Ping().Build()).Error()
-		},
+		check: func(ctx context.Context) error { return checkRedis(ctx, client) },
 	}, nil
 }
 
 // warnWithoutAOF warns when the Redis says it keeps no append-only file: a
-// restart then loses every message acknowledged and not yet stored. Best
-// effort: managed Redis often refuses CONFIG, and then nothing is said.
+// restart then loses every message acknowledged and not yet stored. On a
+// cluster it asks the primary of the stream's slot (where the messages
+// wait), not whichever node a keyless command reaches. Best effort:
+// managed Redis often refuses CONFIG, and then nothing is said.
 func warnWithoutAOF(ctx context.Context, c rueidis.Client, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
+	c, err := bus.StreamPrimary(ctx, c)
+	if err != nil {
+		return
+	}
 	kv, err := c.Do(ctx, c.B().ConfigGet().Parameter("appendonly").Build()).AsStrMap()
 	if err != nil {
 		return
@@ -85,6 +90,9 @@ func warnWithoutAOF(ctx context.Context, c rueidis.Client, log *slog.Logger) {
 	}
 }
 
+// clusterRefreshInterval is how often a cluster client reads the slot map.
+const clusterRefreshInterval = 5 * time.Second
+
 // RedisOptions returns client options for a Redis URL. Client-side caching is
 // off: Aurora reads nothing that it would cache.
 func RedisOptions(url string) (rueidis.ClientOption, error) {
@@ -93,6 +101,10 @@ func RedisOptions(url string) (rueidis.ClientOption, error) {
 		return opt, fmt.Errorf("config key redis.url: %w", err)
 	}
 	opt.DisableCache = true
+	// On a Redis Cluster (ignored elsewhere): read the slot map again every
+	// few seconds, not only after an error or a MOVED, so that a failover or
+	// a reshard is known before the next command to the slot fails on it.
+	opt.ClusterOption.ShardsRefreshInterval = clusterRefreshInterval
 	if opt.AlwaysRESP2 {
 		// ?protocol=2 marks a RESP2-only server such as `aurora dev redis`,
 		// which is never a cluster either.

@@ -32,6 +32,20 @@ type Cache struct {
 	gen     uint64 // bumped by every invalidation: a load started before one is not kept
 	entries map[cacheKey]cacheEntry
 	now     func() time.Time
+
+	// general is everyone's room: one snapshot of its record and of its
+	// few rows (roles, mutes, bans) answers every user, so a storm of
+	// reconnecting clients costs one store read, not three per user.
+	// generalLoad lets one caller load it while the others wait.
+	general     *generalSnapshot
+	generalLoad sync.Mutex
+}
+
+type generalSnapshot struct {
+	room    *store.Room
+	members map[string]store.Member
+	bans    map[string]store.Ban
+	at      time.Time
 }
 
 type cacheKey struct{ room, user string }
@@ -50,6 +64,9 @@ func NewCache(rooms store.Rooms, users *Users) *Cache {
 // Access returns what the rules read for userID in room, from the cache
 // or, on a miss, from the store.
 func (c *Cache) Access(ctx context.Context, room, userID string) (Access, error) {
+	if room == General {
+		return c.generalAccess(ctx, userID)
+	}
 	k := cacheKey{room, userID}
 	now := c.now()
 	c.mu.Lock()
@@ -96,6 +113,76 @@ func (c *Cache) Fresh(ctx context.Context, room, userID string) (Access, error) 
 	return c.withAdmin(a, userID), nil
 }
 
+// generalAccess answers Access for general from its snapshot.
+func (c *Cache) generalAccess(ctx context.Context, userID string) (Access, error) {
+	now := c.now()
+	c.mu.Lock()
+	g := c.general
+	c.mu.Unlock()
+	if g == nil || now.Sub(g.at) >= CacheTTL {
+		c.generalLoad.Lock()
+		c.mu.Lock()
+		g = c.general
+		gen := c.gen
+		c.mu.Unlock()
+		if g == nil || now.Sub(g.at) >= CacheTTL {
+			var err error
+			if g, err = loadGeneral(ctx, c.rooms, now); err != nil {
+				c.generalLoad.Unlock()
+				return Access{}, err
+			}
+			c.mu.Lock()
+			if c.gen == gen {
+				c.general = g
+			}
+			c.mu.Unlock()
+		}
+		c.generalLoad.Unlock()
+	}
+	var a Access
+	if g.room == nil {
+		return a, nil
+	}
+	a.Room = g.room
+	if b, ok := g.bans[userID]; ok && b.Active(now) {
+		a.Ban = &b
+		return c.withAdmin(a, userID), nil
+	}
+	m, ok := g.members[userID]
+	if !ok {
+		m = store.Member{Room: General, UserID: userID, Role: store.RoleMember}
+	}
+	a.Member = &m
+	return c.withAdmin(a, userID), nil
+}
+
+func loadGeneral(ctx context.Context, rooms store.Rooms, now time.Time) (*generalSnapshot, error) {
+	g := &generalSnapshot{members: map[string]store.Member{}, bans: map[string]store.Ban{}, at: now}
+	r, err := rooms.Room(ctx, General)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return g, nil
+	case err != nil:
+		return nil, fmt.Errorf("read room %s: %w", General, err)
+	}
+	g.room = &r
+	ms, err := rooms.Members(ctx, General)
+	if err != nil {
+		return nil, fmt.Errorf("read the members of %s: %w", General, err)
+	}
+	for _, m := range ms {
+		g.members[m.UserID] = m
+	}
+	bs, err := rooms.Bans(ctx, General)
+	if err != nil {
+		return nil, fmt.Errorf("read the bans of %s: %w", General, err)
+	}
+	for _, b := range bs {
+		g.bans[b.UserID] = b
+	}
+	return g, nil
+}
+
 func (c *Cache) withAdmin(a Access, userID string) Access {
 	if c.users != nil {
 		a.ServerAdmin = c.users.Admin(userID)
@@ -109,6 +196,9 @@ func (c *Cache) Apply(ch Change) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
+	if ch.Room == General || ch.Room == "" {
+		c.general = nil
+	}
 	for k := range c.entries {
 		if (ch.Room == "" || k.room == ch.Room) && (ch.UserID == "" || k.user == ch.UserID) {
 			delete(c.entries, k)
@@ -121,6 +211,7 @@ func (c *Cache) Apply(ch Change) {
 func (c *Cache) Purge() {
 	c.mu.Lock()
 	c.gen++
+	c.general = nil
 	clear(c.entries)
 	c.mu.Unlock()
 }

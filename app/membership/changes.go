@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/redis/rueidis"
+
+	"github.com/auroradev/aurora/app/bus"
 )
 
 // Channel is the Redis Pub/Sub channel on which a membership change is
@@ -40,7 +42,10 @@ type Publisher interface {
 	Publish(ctx context.Context, c Change) error
 }
 
-// RedisPublisher publishes changes on Channel.
+// RedisPublisher publishes changes on Channel: PUBLISH, or on a Redis
+// Cluster SPUBLISH (bus.PubSub), which goes to the one node owning the
+// channel's slot rather than to whichever node a keyless command would
+// find first (the Watcher SSUBSCRIBEs there).
 type RedisPublisher struct{ Client rueidis.Client }
 
 // Publish sends c on Channel.
@@ -49,7 +54,8 @@ func (p RedisPublisher) Publish(ctx context.Context, c Change) error {
 	if err != nil {
 		return fmt.Errorf("encode membership change: %w", err)
 	}
-	if err := p.Client.Do(ctx, p.Client.B().Publish().Channel(Channel).Message(string(b)).Build()).Error(); err != nil {
+	ps := bus.PubSubOf(p.Client)
+	if err := p.Client.Do(ctx, ps.Publish(p.Client.B(), Channel, string(b))).Error(); err != nil {
 		return fmt.Errorf("publish membership change on %s: %w", Channel, err)
 	}
 	return nil

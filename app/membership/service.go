@@ -545,6 +545,48 @@ func (s *Service) MyInvites(ctx context.Context, actor Actor) ([]store.Invite, e
 	return s.Store.UserInvites(ctx, actor.UserID, s.now())
 }
 
+// AddMember makes a user a member of room with role (not owner: that is
+// SetRole's transfer), without an invitation: an operator's (or a
+// moderator's) way into a private room.
+func (s *Service) AddMember(ctx context.Context, actor Actor, room, targetID, role string) error {
+	a, err := s.decided(ctx, actor, room, Invite)
+	if err != nil {
+		return err
+	}
+	if role == "" {
+		role = store.RoleMember
+	}
+	if err := DecideRole(a, role); err != nil {
+		return err
+	}
+	if a.Room.Type == store.RoomDirect {
+		return refuse(ErrForbidden, "a direct room has exactly its two users")
+	}
+	u, err := s.Store.UserByID(ctx, targetID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return refuse(ErrNotFound, "no user %s", targetID)
+	case err != nil:
+		return fmt.Errorf("read user %s: %w", targetID, err)
+	}
+	ta, err := Load(ctx, s.Store, room, targetID, s.now())
+	if err != nil {
+		return err
+	}
+	if ta.Ban != nil {
+		return refuse(ErrForbidden, "%s is banned from %s: lift the ban first", u.Username, room)
+	}
+	if ta.Member != nil && room != General {
+		return refuse(ErrConflict, "%s is a member of %s already", u.Username, room)
+	}
+	m := store.Member{Room: room, UserID: targetID, Username: u.Username, Role: role, JoinedAt: s.now()}
+	if err := s.Store.PutMember(ctx, m); err != nil {
+		return fmt.Errorf("add %s to %s: %w", targetID, room, err)
+	}
+	return s.event(ctx, room, actor, bus.RoomEvent{Event: bus.EventMemberJoined, Target: targetID, TargetName: u.Username, Role: role},
+		&Change{Room: room, UserID: targetID})
+}
+
 // Members returns room's members.
 func (s *Service) Members(ctx context.Context, actor Actor, room string) ([]store.Member, error) {
 	if _, err := s.decided(ctx, actor, room, Read); err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/auroradev/aurora/app/backoff"
+	"github.com/auroradev/aurora/app/bus"
 )
 
 // Watcher follows Channel on its own Redis connection: each change is
@@ -44,12 +45,27 @@ func (w *Watcher) Run(ctx context.Context) {
 	}
 }
 
-var errWatchDown = errors.New("pubsub connection closed")
+var (
+	errWatchDown  = errors.New("pubsub connection closed")
+	errWatchMoved = errors.New("unsubscribed by the server (the channel's slot moved)")
+)
 
 func (w *Watcher) once(ctx context.Context, subscribed func()) error {
+	ps := bus.PubSubOf(w.Client)
 	dc, release := w.Client.Dedicate()
 	defer release()
+	// On a cluster, a slot migration or failover ends the subscription
+	// with an unsolicited sunsubscribe: resubscribe (and purge).
+	moved := make(chan struct{}, 1)
 	errs := dc.SetPubSubHooks(rueidis.PubSubHooks{
+		OnSubscription: func(s rueidis.PubSubSubscription) {
+			if s.Kind == "sunsubscribe" || s.Kind == "unsubscribe" {
+				select {
+				case moved <- struct{}{}:
+				default:
+				}
+			}
+		},
 		OnMessage: func(m rueidis.PubSubMessage) {
 			ch, err := DecodeChange(m.Message)
 			if err != nil {
@@ -63,7 +79,7 @@ func (w *Watcher) once(ctx context.Context, subscribed func()) error {
 		},
 	})
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	err := dc.Do(sctx, dc.B().Subscribe().Channel(Channel).Build()).Error()
+	err := dc.Do(sctx, ps.Subscribe(dc.B(), Channel)).Error()
 	cancel()
 	if err != nil {
 		dc.Close()
@@ -76,6 +92,9 @@ func (w *Watcher) once(ctx context.Context, subscribed func()) error {
 	case <-ctx.Done():
 		dc.Close()
 		return ctx.Err()
+	case <-moved:
+		dc.Close()
+		return errWatchMoved
 	case err := <-errs:
 		dc.Close()
 		if err == nil {

@@ -224,7 +224,7 @@ type Users interface {
 	UpdateUser(ctx context.Context, u User) error
 	// SearchUsers returns up to limit users whose username starts with q
 	// case-insensitively (by usernameKey), ordered by usernameKey: the
-	// invite picker.
+	// invite picker. q is literal (no wildcards); limit <= 0 returns none.
 	SearchUsers(ctx context.Context, q string, limit int) ([]User, error)
 	// UsersChangedSince returns the users whose UpdatedAt is at or after
 	// since (an index serves it: the chat role polls it every second).
@@ -256,7 +256,10 @@ type Rooms interface {
 	Backend
 	// CreateRoom stores a room (CreatedAt now when zero, Type RoomPublic
 	// when empty) and, when owner is not nil, its owner's member row in the
-	// same step; ErrRoomExists when the name is taken.
+	// same step (owner.Room is set to r.Name; JoinedAt now when zero);
+	// ErrRoomExists when the name is taken. (SQLite: one transaction;
+	// MongoDB: two writes, see mongostore's rooms.go for what a crash
+	// between them leaves.)
 	CreateRoom(ctx context.Context, r Room, owner *Member) (Room, error)
 	// Room finds a room by name; ErrNotFound.
 	Room(ctx context.Context, name string) (Room, error)
@@ -266,13 +269,18 @@ type Rooms interface {
 	ListRooms(ctx context.Context) ([]Room, error)
 	// Directory returns up to limit public rooms with a name greater than
 	// after, ordered by name, whose name, title or topic contains q
-	// (case-insensitively; "" matches every room).
+	// (case-insensitively; "" matches every room). q is literal: % _ \ and
+	// regular expression metacharacters match themselves. SQLite folds the
+	// case of ASCII letters only. limit <= 0 returns none.
 	Directory(ctx context.Context, q, after string, limit int) ([]Room, error)
 	// DeleteRoom deletes a room with its members, bans and invitations
 	// (its messages stay); ErrNotFound.
 	DeleteRoom(ctx context.Context, name string) error
 
-	// PutMember inserts or replaces the member row of (m.Room, m.UserID).
+	// PutMember inserts or replaces the member row of (m.Room, m.UserID)
+	// (JoinedAt now when zero). It does not check that the room exists:
+	// callers look the room up first (a row of no room is never listed by
+	// MemberRooms, but a room created later under the name would have it).
 	PutMember(ctx context.Context, m Member) error
 	// Member finds one membership; ErrNotFound.
 	Member(ctx context.Context, room, userID string) (Member, error)
@@ -292,20 +300,24 @@ type Rooms interface {
 	// RemoveBan deletes a ban; ErrNotFound.
 	RemoveBan(ctx context.Context, room, userID string) error
 
-	// CreateInvite stores an invitation (Token must be new).
+	// CreateInvite stores an invitation (CreatedAt now when zero); a Token
+	// in use is an error (no sentinel: tokens are random, a clash is a bug).
 	CreateInvite(ctx context.Context, inv Invite) error
 	// Invite finds an invitation by token; ErrNotFound.
 	Invite(ctx context.Context, token string) (Invite, error)
 	// UseInvite counts one use of the invitation atomically when it is
-	// Usable at now (two concurrent uses of a one-use link: one wins) and
-	// returns it after the use; ErrNotFound, or ErrInviteSpent.
+	// Usable at now (of concurrent uses of a link with n uses left, exactly
+	// n win) and returns it after the use (Uses includes it; for a link
+	// with MaxUses it is this use's number, distinct among concurrent uses);
+	// ErrNotFound for an unknown token, ErrInviteSpent for a revoked,
+	// expired or used-up one. Errors never contain the token.
 	UseInvite(ctx context.Context, token string, now time.Time) (Invite, error)
 	// RevokeInvite marks an invitation revoked; ErrNotFound.
 	RevokeInvite(ctx context.Context, token string) error
 	// Invites returns a room's invitations by CreatedAt.
 	Invites(ctx context.Context, room string) ([]Invite, error)
 	// UserInvites returns the direct invitations of userID still Usable
-	// at now, by CreatedAt.
+	// at now, by CreatedAt (none for userID "": links are nobody's).
 	UserInvites(ctx context.Context, userID string, now time.Time) ([]Invite, error)
 }
 

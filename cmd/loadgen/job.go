@@ -23,11 +23,21 @@ const (
 	ModeFanout = "fanout"
 )
 
+// Protocols a run speaks. Centrifugo is the peer docs/performance.md
+// compares with: its JSON client protocol (connect with the same HS256
+// token, subscribe to "chat:<room>", publish into it), so one tool, the
+// same clients and the same accounting drive both servers.
+const (
+	ProtocolAurora     = "aurora"
+	ProtocolCentrifugo = "centrifugo"
+)
+
 // Job is one worker's share of a run.
 type Job struct {
 	Mode     string        `json:"mode"`
-	WSURL    string        `json:"ws_url"` // ws://host:port/ws
-	Secret   string        `json:"secret"` // the server's JWT secret, to mint tokens locally
+	Protocol string        `json:"protocol,omitempty"` // ProtocolAurora ("" too) or ProtocolCentrifugo
+	WSURL    string        `json:"ws_url"`             // ws://host:port/ws
+	Secret   string        `json:"secret"`             // the server's JWT secret, to mint tokens locally
 	TokenTTL time.Duration `json:"token_ttl"`
 	// RunID (8 hex digits) tags this run's messages and prefixes its user
 	// ids, so runs never mix.
@@ -40,6 +50,10 @@ type Job struct {
 	// workers are up (0: until stopped).
 	Conns int           `json:"conns,omitempty"`
 	Hold  time.Duration `json:"hold,omitempty"`
+	// PerUser (idle mode) is how many connections share a user: user i
+	// holds run-wide connections i*PerUser..i*PerUser+PerUser-1, as a
+	// person with several tabs and devices does. 0 or 1: one user each.
+	PerUser int `json:"per_user,omitempty"`
 
 	// Fanout mode: this worker's receivers and senders; senders are
 	// numbered SenderBase.. of SendersTotal run-wide, which spreads their

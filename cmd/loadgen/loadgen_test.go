@@ -192,3 +192,46 @@ aurora_chat_fanout_latency_seconds_bucket{le="+Inf"} 110
 		t.Errorf("no observations: %g, want 0", got)
 	}
 }
+
+// TestCentrifugoFrames: Centrifugo's replies and pushes, several to a
+// frame, are accounted as Aurora's are: a publication of this run is a
+// delivery with its latency, a publish reply an ack, an error reply an
+// error by code; the publish command carries Aurora's message frame as its
+// data, so the text (and its send time) is where sentAt looks.
+func TestCentrifugoFrames(t *testing.T) {
+	w, err := newWorker(Job{Mode: ModeFanout, Protocol: ProtocolCentrifugo, Secret: "s", RunID: "0badcafe", Room: "r1", TextSize: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Unix(1732670000, 123456789)
+	cmd := w.centrifugoPublish(nil, 3, 42, at)
+	var pub struct {
+		ID      int `json:"id"`
+		Publish struct {
+			Channel string            `json:"channel"`
+			Data    map[string]string `json:"data"`
+		} `json:"publish"`
+	}
+	if err := json.Unmarshal(cmd, &pub); err != nil {
+		t.Fatalf("publish %s: %v", cmd, err)
+	}
+	if pub.ID != 52 || pub.Publish.Channel != "chat:r1" || !strings.HasPrefix(pub.Publish.Data["text"], "bench 0badcafe ") {
+		t.Errorf("publish %s", cmd)
+	}
+	data, _ := json.Marshal(pub.Publish.Data)
+	push := `{"push":{"channel":"chat:r1","pub":{"data":` + string(data) + `,"offset":1}}}`
+	recv := &client{w: w, role: roleReceiver, shard: &w.shards[0]}
+	recv.onFrame([]byte(push+"\n"+push+"\n"+`{"push":{"channel":"chat:r1","join":{"info":{}}}}`), at.Add(5*time.Millisecond))
+	if got := w.delivered.Load(); got != 2 {
+		t.Errorf("deliveries %d, want 2", got)
+	}
+	if q := w.shards[0].latency.Quantile(0.5); q < 4*time.Millisecond || q > 6*time.Millisecond {
+		t.Errorf("latency %v, want 5ms", q)
+	}
+	send := &client{w: w, role: roleSender, shard: &w.shards[1]}
+	send.onFrame([]byte(`{"id":52,"publish":{}}`+"\n"+`{"id":53,"error":{"code":103,"message":"permission denied"}}`), at)
+	s := &w.shards[1]
+	if s.accepted != 1 || s.answered != 2 || s.errs["centrifugo_103"] != 1 {
+		t.Errorf("accepted %d answered %d errors %v, want 1, 2, centrifugo_103", s.accepted, s.answered, s.errs)
+	}
+}

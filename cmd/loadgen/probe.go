@@ -21,6 +21,10 @@ type Probe struct {
 	MetricsURL string
 	PID        int
 	Client     *http.Client
+	// MoreMetricsURLs and MorePIDs are further servers of the same run
+	// (several chat processes): every figure is their sum.
+	MoreMetricsURLs []string
+	MorePIDs        []int
 }
 
 // Sample is the server's state at one moment; a figure that could not be
@@ -44,6 +48,7 @@ var probedMetrics = []string{
 	"process_cpu_seconds_total",
 	"process_resident_memory_bytes",
 	"aurora_chat_connections",
+	"centrifugo_node_num_clients", // the peer's connection count
 	"aurora_chat_messages_delivered_total",
 	"aurora_chat_messages_received_total",
 	"aurora_chat_rate_limited_total",
@@ -54,8 +59,17 @@ var probedMetrics = []string{
 func (p *Probe) Sample() Sample {
 	s := Sample{At: time.Now(), CPU: -1, RSS: -1, Metrics: map[string]float64{}, Fanout: map[float64]float64{}}
 	if p.MetricsURL != "" {
-		if err := p.scrape(s.Metrics, s.Fanout); err != nil {
-			s.Errors = append(s.Errors, err.Error())
+		for _, u := range append([]string{p.MetricsURL}, p.MoreMetricsURLs...) {
+			m, f := map[string]float64{}, map[float64]float64{}
+			if err := p.scrape(u, m, f); err != nil {
+				s.Errors = append(s.Errors, err.Error())
+			}
+			for k, v := range m {
+				s.Metrics[k] += v
+			}
+			for k, v := range f {
+				s.Fanout[k] += v
+			}
 		}
 		if v, ok := s.Metrics["process_cpu_seconds_total"]; ok {
 			s.CPU = v
@@ -66,32 +80,44 @@ func (p *Probe) Sample() Sample {
 	}
 	if p.PID > 0 {
 		// /proc is finer than the metrics: it wins when available.
-		if cpu, err := procCPU(p.PID); err != nil {
-			s.Errors = append(s.Errors, err.Error())
-		} else {
-			s.CPU = cpu
+		var cpuSum, rssSum float64
+		cpuOK, rssOK := true, true
+		for _, pid := range append([]int{p.PID}, p.MorePIDs...) {
+			if cpu, err := procCPU(pid); err != nil {
+				s.Errors = append(s.Errors, err.Error())
+				cpuOK = false
+			} else {
+				cpuSum += cpu
+			}
+			if rss, err := procRSS(pid); err != nil {
+				s.Errors = append(s.Errors, err.Error())
+				rssOK = false
+			} else {
+				rssSum += rss
+			}
 		}
-		if rss, err := procRSS(p.PID); err != nil {
-			s.Errors = append(s.Errors, err.Error())
-		} else {
-			s.RSS = rss
+		if cpuOK {
+			s.CPU = cpuSum
+		}
+		if rssOK {
+			s.RSS = rssSum
 		}
 	}
 	return s
 }
 
-func (p *Probe) scrape(into map[string]float64, fanout map[float64]float64) error {
+func (p *Probe) scrape(url string, into map[string]float64, fanout map[float64]float64) error {
 	c := p.Client
 	if c == nil {
 		c = &http.Client{Timeout: 10 * time.Second}
 	}
-	resp, err := c.Get(p.MetricsURL)
+	resp, err := c.Get(url)
 	if err != nil {
-		return fmt.Errorf("scrape %s: %w", p.MetricsURL, err)
+		return fmt.Errorf("scrape %s: %w", url, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("scrape %s: status %d", p.MetricsURL, resp.StatusCode)
+		return fmt.Errorf("scrape %s: status %d", url, resp.StatusCode)
 	}
 	return parseMetrics(resp.Body, into, fanout)
 }
@@ -243,6 +269,9 @@ func report(p *Probe, a, b Sample, connected int) *ServerReport {
 	r.Heap = pair("go_memstats_heap_inuse_bytes")
 	r.Routines = pair("go_goroutines")
 	r.Conns = pair("aurora_chat_connections")
+	if _, ok := b.Metrics["aurora_chat_connections"]; !ok {
+		r.Conns = pair("centrifugo_node_num_clients")
+	}
 	d := pair("aurora_chat_messages_delivered_total")
 	r.Delivered = d[1] - d[0]
 	if r.Seconds > 0 {

@@ -128,7 +128,11 @@ func UserID(runID string, i int) string { return fmt.Sprintf("%s%016x", runID, i
 // the room.
 func (w *worker) dial(ctx context.Context, i int, r role) (*client, error) {
 	global := w.job.First + i
-	tok, _, err := w.issuer.Issue(UserID(w.job.RunID, global), "bench"+strconv.Itoa(global))
+	user := global
+	if w.job.PerUser > 1 {
+		user = global / w.job.PerUser
+	}
+	tok, _, err := w.issuer.Issue(UserID(w.job.RunID, user), "bench"+strconv.Itoa(user))
 	if err != nil {
 		return nil, fmt.Errorf("mint token: %w", err)
 	}
@@ -148,6 +152,12 @@ func (w *worker) dial(ctx context.Context, i int, r role) (*client, error) {
 	fail := func(err error) (*client, error) {
 		ws.CloseNow()
 		return nil, err
+	}
+	if w.job.Protocol == ProtocolCentrifugo {
+		if err := w.centrifugoSetup(ctx, ws, tok, r); err != nil {
+			return fail(err)
+		}
+		return &client{w: w, ws: ws, role: r, shard: &w.shards[i%nShards], done: make(chan struct{})}, nil
 	}
 	_, f, err := ws.Read(ctx)
 	if err != nil {
@@ -320,9 +330,19 @@ var (
 // their prefix and fields found by search rather than decoded: Aurora
 // writes "type" first, and the bench's own texts need no escaping.
 func (c *client) onFrame(f []byte, now time.Time) {
+	if c.w.job.Protocol == ProtocolCentrifugo {
+		c.onCentrifugoFrame(f, now)
+		return
+	}
+	c.onMessageOr(f, now, bytes.HasPrefix(f, prefixMessage))
+}
+
+// onMessageOr accounts for frame f: a message when isMessage, else by its
+// type.
+func (c *client) onMessageOr(f []byte, now time.Time, isMessage bool) {
 	s := c.shard
 	switch {
-	case bytes.HasPrefix(f, prefixMessage):
+	case isMessage:
 		sentAt, ours := c.w.sentAt(f)
 		s.mu.Lock()
 		s.types["message"]++
@@ -485,7 +505,11 @@ func (c *client) sendLoop(at, end time.Time, stop <-chan struct{}) {
 				return
 			}
 		}
-		buf = w.message(buf, c.sender, seq, time.Now())
+		if w.job.Protocol == ProtocolCentrifugo {
+			buf = w.centrifugoPublish(buf, c.sender, seq, time.Now())
+		} else {
+			buf = w.message(buf, c.sender, seq, time.Now())
+		}
 		c.sent.Add(1)
 		if err := c.ws.Write(context.Background(), websocket.MessageText, buf); err != nil {
 			// The reader sees the broken connection and counts it.

@@ -47,6 +47,11 @@ type fleetOptions struct {
 	ferret *storetest.FerretDB
 	// tweak changes the configuration before it is written.
 	tweak func(nodeConfig)
+	// redisURL, when set, is the Redis of the fleet (a Redis Cluster's,
+	// cluster_test.go) instead of a redis-server of its own; names, when
+	// set, are its processes instead of fleetNames.
+	redisURL string
+	names    []string
 }
 
 // fleet is a fault scenario's processes: auth, chat-a, chat-b, ingest-a,
@@ -63,6 +68,7 @@ type fleet struct {
 	mu     sync.Mutex
 	nodes  map[string]*node // by role name: auth, chat-a, chat-b, ingest-a, ingest-b
 	starts map[string]int   // how many times each was started
+	names  []string         // the processes, in the order they start
 }
 
 // fleetNames are the processes of a fleet, in the order they start.
@@ -87,9 +93,15 @@ func startFleet(t *testing.T, o fleetOptions) *fleet {
 	if testing.Short() {
 		t.Skip("runs processes")
 	}
-	f := &fleet{t: t, redis: startRedisServer(t, o.aof), dataDir: t.TempDir(),
-		nodes: map[string]*node{}, starts: map[string]int{}}
-	url := f.redis.URL
+	f := &fleet{t: t, dataDir: t.TempDir(), nodes: map[string]*node{}, starts: map[string]int{}, names: fleetNames}
+	if o.names != nil {
+		f.names = o.names
+	}
+	url := o.redisURL
+	if url == "" {
+		f.redis = startRedisServer(t, o.aof)
+		url = f.redis.URL
+	}
 	f.rc = apptest.RedisClient(t, url)
 	if o.proxy {
 		f.proxy, url = apptest.NewRedisProxy(t, url)
@@ -103,7 +115,7 @@ func startFleet(t *testing.T, o fleetOptions) *fleet {
 		o.tweak(cfg)
 	}
 	f.cfgFile = cfg.writeMigrated(t)
-	for _, name := range fleetNames {
+	for _, name := range f.names {
 		f.start(name)
 	}
 	return f
@@ -137,8 +149,8 @@ func (f *fleet) chatBases() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []string
-	for _, name := range []string{"chat-a", "chat-b"} {
-		if n := f.nodes[name]; n != nil && n.running() {
+	for _, name := range f.names {
+		if n := f.nodes[name]; roleOf(name) == "chat" && n != nil && n.running() {
 			out = append(out, n.base)
 		}
 	}
@@ -150,7 +162,7 @@ func (f *fleet) running() []*node {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []*node
-	for _, name := range fleetNames {
+	for _, name := range f.names {
 		if n := f.nodes[name]; n != nil && n.running() {
 			out = append(out, n)
 		}

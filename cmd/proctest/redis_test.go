@@ -20,12 +20,22 @@ func redisDo(t *testing.T, rc rueidis.Client, args ...string) rueidis.RedisResul
 	return rc.Do(ctx, rc.B().Arbitrary(args...).Build())
 }
 
+// redisDoKey runs cmd (one or two words) on key with args: a keyed
+// command, which a cluster client sends to the key's node (redisDo's go
+// to whichever node it lists first, possibly a dead one).
+func redisDoKey(t *testing.T, rc rueidis.Client, cmd []string, key string, args ...string) rueidis.RedisResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), procWait)
+	defer cancel()
+	return rc.Do(ctx, rc.B().Arbitrary(cmd...).Keys(key).Args(args...).Build())
+}
+
 // ingestState is what the ingest group has left to do: entries delivered
 // and not acknowledged (XPENDING), and whether entries are still
 // undelivered (the group's last delivered id is behind the stream's last).
 func ingestState(t *testing.T, rc rueidis.Client) (pending int64, behind bool) {
 	t.Helper()
-	sum, err := redisDo(t, rc, "XPENDING", bus.Stream, bus.Group).ToArray()
+	sum, err := redisDoKey(t, rc, []string{"XPENDING"}, bus.Stream, bus.Group).ToArray()
 	if err != nil || len(sum) == 0 {
 		t.Fatalf("XPENDING %s %s: %v", bus.Stream, bus.Group, err)
 	}
@@ -33,7 +43,7 @@ func ingestState(t *testing.T, rc rueidis.Client) (pending int64, behind bool) {
 	if err != nil {
 		t.Fatalf("XPENDING count: %v", err)
 	}
-	groups, err := redisDo(t, rc, "XINFO", "GROUPS", bus.Stream).ToArray()
+	groups, err := redisDoKey(t, rc, []string{"XINFO", "GROUPS"}, bus.Stream).ToArray()
 	if err != nil {
 		t.Fatalf("XINFO GROUPS: %v", err)
 	}
@@ -49,7 +59,7 @@ func ingestState(t *testing.T, rc rueidis.Client) (pending int64, behind bool) {
 			delivered, _ = ld.ToString()
 		}
 	}
-	last, err := redisDo(t, rc, "XREVRANGE", bus.Stream, "+", "-", "COUNT", "1").AsXRange()
+	last, err := redisDoKey(t, rc, []string{"XREVRANGE"}, bus.Stream, "+", "-", "COUNT", "1").AsXRange()
 	if err != nil {
 		t.Fatalf("XREVRANGE: %v", err)
 	}
@@ -62,7 +72,7 @@ func ingestState(t *testing.T, rc rueidis.Client) (pending int64, behind bool) {
 // consumerPending is how many entries the consumer holds unacknowledged.
 func consumerPending(t *testing.T, rc rueidis.Client, consumer string) int64 {
 	t.Helper()
-	res, err := redisDo(t, rc, "XINFO", "CONSUMERS", bus.Stream, bus.Group).ToArray()
+	res, err := redisDoKey(t, rc, []string{"XINFO", "CONSUMERS"}, bus.Stream, bus.Group).ToArray()
 	if err != nil {
 		t.Fatalf("XINFO CONSUMERS: %v", err)
 	}
@@ -86,7 +96,7 @@ func consumerPending(t *testing.T, rc rueidis.Client, consumer string) int64 {
 // deadLetters is the length of the dead-letter stream.
 func deadLetters(t *testing.T, rc rueidis.Client) int64 {
 	t.Helper()
-	n, err := redisDo(t, rc, "XLEN", bus.DeadStream).AsInt64()
+	n, err := redisDoKey(t, rc, []string{"XLEN"}, bus.DeadStream).AsInt64()
 	if err != nil {
 		t.Fatalf("XLEN %s: %v", bus.DeadStream, err)
 	}

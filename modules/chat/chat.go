@@ -204,13 +204,18 @@ func (g *gateway) Stop(ctx context.Context) error {
 
 // checkReplicas warns at start when the Redis reports fewer replicas than
 // chat.ack_replicas (or is not a primary): then every send waits
-// chat.ack_timeout and is answered unavailable. Best effort: a Redis that
-// refuses INFO, or a cluster (INFO goes to any one node), says nothing
-// reliable, and then nothing is said.
+// chat.ack_timeout and is answered unavailable. On a cluster it asks the
+// primary of the stream's slot (whose replicas WAIT counts), not whichever
+// node a keyless INFO would reach. Best effort: a Redis that refuses INFO
+// says nothing reliable, and then nothing is said.
 func (g *gateway) checkReplicas(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	info, err := g.redis.Do(ctx, g.redis.B().Info().Section("replication").Build()).ToString()
+	r, err := bus.StreamPrimary(ctx, g.redis)
+	if err != nil {
+		return
+	}
+	info, err := r.Do(ctx, r.B().Info().Section("replication").Build()).ToString()
 	if err != nil {
 		return
 	}

@@ -47,9 +47,10 @@ const (
 	slowGrace = 5 * time.Second
 )
 
-// conn is one client connection. Its goroutines: the HTTP handler's, which
-// reads and handles frames one at a time, and one writer draining the send
-// queue. Timers (ping, token expiry, slow consumer) run briefly on their own.
+// conn is one client connection. Its goroutine reads and handles frames one
+// at a time (serve); a writer goroutine exists only while something is
+// queued for it (writeLoop). Timers (ping, token expiry, slow consumer) run
+// briefly on their own.
 type conn struct {
 	member // who it is and its send queue, as membership sees it
 	d      *connDeps
@@ -82,10 +83,11 @@ type conn struct {
 	closeReq    chan struct{}
 	closeCode   websocket.StatusCode
 	closeReason string
-	dead        atomic.Bool // close without handshake: the peer is gone
-	writerDone  chan struct{}
+	dead        atomic.Bool   // close without handshake: the peer is gone
+	writerDone  chan struct{} // closed once the writer closed the connection
 
 	pingTimer *time.Timer
+	expiry    *time.Timer
 }
 
 // connDeps is everything a connection uses of the gateway: its settings,
@@ -123,23 +125,20 @@ func newConn(d *connDeps, ws *websocket.Conn, sock *corkConn, id, slot string, c
 		q:        newSendQueue(d.cfg.SendQueue, d.cfg.SlowTimeout, c.slow),
 		ep:       c,
 	}
+	c.q.startWriter = func() { go c.writeLoop() }
 	ws.SetReadLimit(maxFrameBytes)
 	return c
 }
 
-// run serves the connection until it closes: it joins general, greets the
-// client and reads.
-func (c *conn) run(expires time.Time) {
-	go c.writeLoop()
-	exp := expiryTimer(expires, func() { c.closeWith(closeTokenExpired, "token expired") })
+// start arms the connection's timers and joins general, which greets the
+// client; it runs on the goroutine of the upgrade, whose stack the
+// handshake has grown already. serve then reads until the connection
+// closes.
+func (c *conn) start(expires time.Time) {
+	c.expiry = expiryTimer(expires, func() { c.closeWith(closeTokenExpired, "token expired") })
 	// Armed only once the field is set: heartbeat reads it.
 	c.pingTimer = time.AfterFunc(time.Hour, c.heartbeat)
 	c.pingTimer.Reset(c.d.cfg.PingInterval)
-	defer func() {
-		exp.Stop()
-		c.pingTimer.Stop()
-		c.cleanup()
-	}()
 
 	// welcome is the first frame, and is sent once general is subscribed:
 	// what general receives meanwhile is held back until after it.
@@ -151,6 +150,16 @@ func (c *conn) run(expires time.Time) {
 			c.closeWith(websocket.StatusInternalError, "redis unavailable")
 		}
 	}
+}
+
+// serve reads until the connection closes, then leaves every room. It is
+// the connection's one goroutine while nothing is being written.
+func (c *conn) serve() {
+	defer func() {
+		c.expiry.Stop()
+		c.pingTimer.Stop()
+		c.cleanup()
+	}()
 	c.readLoop()
 }
 
@@ -170,6 +179,7 @@ func (c *conn) closeWith(code websocket.StatusCode, reason string) {
 	c.closeOnce.Do(func() {
 		c.closeCode, c.closeReason = code, reason
 		close(c.closeReq)
+		c.q.requestClose()
 	})
 }
 
@@ -227,23 +237,19 @@ func (c *conn) heartbeat() {
 	c.pingTimer.Reset(c.d.cfg.PingInterval)
 }
 
-// writeLoop is the connection's one writer: it writes everything queued,
-// and on a close request flushes the queue and closes.
+// writeLoop is the connection's writer while it has something to write
+// (the send queue starts it, and it ends when the queue is empty): it
+// writes everything queued, and on a close request flushes the queue and
+// closes.
 func (c *conn) writeLoop() {
-	defer close(c.writerDone)
 	for {
-		select {
-		case <-c.q.wake:
-			if err := c.writeQueued(); err != nil {
-				if !c.closing() {
-					c.log.Debug("write failed", "err", err)
-				}
-				c.kill()
-				return
-			}
-		case <-c.closeReq:
+		items, closing, ok := c.q.next()
+		if !ok {
+			return
+		}
+		if closing {
 			if !c.dead.Load() {
-				if err := c.writeQueued(); err != nil {
+				if err := c.writeQueued(items); err != nil {
 					c.dead.Store(true)
 				}
 			}
@@ -252,44 +258,65 @@ func (c *conn) writeLoop() {
 			} else {
 				c.ws.Close(c.closeCode, c.closeReason)
 			}
+			close(c.writerDone)
 			return
+		}
+		if err := c.writeQueued(items); err != nil {
+			if !c.closing() {
+				c.log.Debug("write failed", "err", err)
+			}
+			c.kill() // the next step closes
 		}
 	}
 }
 
-// writeQueued writes everything queued, frame by frame; a backlog of
-// several frames goes out in one write syscall.
-func (c *conn) writeQueued() (err error) {
-	m := c.d.metrics
-	items := c.q.take()
-	if len(items) > 1 || (len(items) == 1 && len(items[0].frames) > 1) {
-		c.sock.cork()
-		defer func() {
-			if uerr := c.sock.uncork(); err == nil {
-				err = uerr
-			}
-		}()
+// writeQueued writes items: the frames go into one buffer and leave in one
+// write syscall (in pieces of maxCork for a larger backlog).
+func (c *conn) writeQueued(items []item) error {
+	if len(items) == 0 {
+		return nil
 	}
+	c.sock.cork()
+	err := c.bufferFrames(items)
+	if uerr := c.sock.uncork(); err == nil {
+		err = uerr
+	}
+	if err != nil {
+		return err
+	}
+	m := c.d.metrics
+	now := time.Now()
+	n := 0
+	for _, it := range items {
+		if it.frame != nil {
+			n++
+			if it.ts > 0 {
+				m.fanout.Observe(now.Sub(time.UnixMilli(it.ts)).Seconds())
+			}
+		}
+		n += len(it.frames)
+		c.q.written(it)
+	}
+	m.delivered.Add(float64(n))
+	return nil
+}
+
+// bufferFrames puts the frames of items into the corked socket.
+func (c *conn) bufferFrames(items []item) error {
 	for _, it := range items {
 		if c.dead.Load() {
 			return errors.New("connection aborted")
 		}
 		if it.frame != nil {
-			if err := c.ws.Write(context.Background(), websocket.MessageText, it.frame); err != nil {
+			if err := c.sock.writeText(it.frame); err != nil {
 				return err
-			}
-			m.delivered.Inc()
-			if it.ts > 0 {
-				m.fanout.Observe(time.Since(time.UnixMilli(it.ts)).Seconds())
 			}
 		}
 		for _, f := range it.frames {
-			if err := c.ws.Write(context.Background(), websocket.MessageText, f); err != nil {
+			if err := c.sock.writeText(f); err != nil {
 				return err
 			}
-			m.delivered.Inc()
 		}
-		c.q.written(it)
 	}
 	return nil
 }

@@ -2,45 +2,161 @@ package chat
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"sync"
 )
 
 // maxCork bounds what a corked connection holds before it writes anyway;
-// keepCork is the most buffer a connection keeps between batches, so idle
-// connections stay small.
+// keepCork is the most buffer a connection keeps between batches: none,
+// the buffer goes back to corkPool, so an idle connection holds no write
+// buffer at all.
 const (
 	maxCork  = 64 << 10
-	keepCork = 4 << 10
+	keepCork = 0
+)
+
+// corkPool holds the write buffers of the connections that are writing
+// now; every other connection holds none.
+var corkPool = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+
+// The bufio sizes coder/websocket gets after the hijack, instead of
+// net/http's 4 KiB each. Every frame the server writes goes through the
+// corkConn (writeText), so the writer only ever holds coder/websocket's
+// control frames (ping, pong, close: at most 125 bytes of payload and a
+// 4-byte header), each flushed as one write. The reader holds the start of
+// a client frame; a larger frame's rest is read straight into its buffer.
+const (
+	wsReadBuf  = 512
+	wsWriteBuf = 256
 )
 
 // corkConn lets a connection's writer put several WebSocket frames into
-// one write syscall. coder/websocket flushes its buffer after every frame;
-// while the writer drains a backlog it corks the socket, those flushes
-// collect here, and uncork writes them at once. Frames written while not
-// corked (pings, pongs, a lone frame) go straight through.
+// one write syscall. The gateway writes its text frames itself
+// (writeText: a server frame is a 2-10 byte header and the payload,
+// unmasked), so a frame shared by a thousand members is never copied into
+// a per-connection buffer and a batch of them leaves in one write, not one
+// per frame; coder/websocket writes only control frames through Write.
+// While the writer drains a backlog it corks the socket: frames collect in
+// a buffer from corkPool, and uncork writes them at once. Frames written
+// while not corked (pings, pongs) go straight through.
 type corkConn struct {
 	net.Conn
 	mu     sync.Mutex
 	corked bool
 	buf    []byte
+	pooled *[]byte // buf's pool entry while corked
+	// closeSent: coder/websocket wrote a close frame; no data frame may
+	// follow it.
+	closeSent bool
 }
 
 func (c *corkConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// coder/websocket writes one whole control frame per Write (its writer
+	// flushes at the end of every frame and holds wsWriteBuf bytes, more
+	// than the largest control frame).
+	if len(p) > 0 && p[0]&0x0f == wsOpClose {
+		c.closeSent = true
+	}
 	if !c.corked {
 		return c.Conn.Write(p)
 	}
+	return len(p), c.appendLocked(p)
+}
+
+// WebSocket framing of the frames the server writes itself (RFC 6455 5.2).
+const (
+	wsFinText = 0x81 // FIN, opcode text
+	wsOpClose = 0x8
+)
+
+// errCloseSent: a data frame after the close frame.
+var errCloseSent = fmt.Errorf("write text frame: %w", net.ErrClosed)
+
+// writeText writes p as one text frame: into the cork buffer while corked,
+// else straight to the socket.
+func (c *corkConn) writeText(p []byte) error {
+	var hdr [10]byte
+	h := textHeader(hdr[:0], len(p))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closeSent {
+		return errCloseSent
+	}
+	if !c.corked {
+		c.takeBuf()
+		defer c.putBuf()
+	}
+	if err := c.appendLocked(h); err != nil {
+		return err
+	}
+	if err := c.appendLocked(p); err != nil {
+		return err
+	}
+	if !c.corked {
+		return c.flushLocked()
+	}
+	return nil
+}
+
+// textHeader appends the header of an unmasked, final text frame of n
+// bytes.
+func textHeader(b []byte, n int) []byte {
+	switch {
+	case n < 126:
+		return append(b, wsFinText, byte(n))
+	case n <= 0xffff:
+		return append(b, wsFinText, 126, byte(n>>8), byte(n))
+	default:
+		return append(b, wsFinText, 127, byte(n>>56), byte(n>>48), byte(n>>40), byte(n>>32),
+			byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+}
+
+// appendLocked adds p to the buffer, writing the buffer first when p would
+// take it over maxCork (a payload larger than maxCork is written on its
+// own).
+func (c *corkConn) appendLocked(p []byte) error {
+	if c.pooled == nil {
+		c.takeBuf()
+	}
 	if len(c.buf)+len(p) > maxCork {
 		if err := c.flushLocked(); err != nil {
-			return 0, err
+			return err
+		}
+		if len(p) > maxCork {
+			_, err := c.Conn.Write(p)
+			return err
 		}
 	}
 	c.buf = append(c.buf, p...)
-	return len(p), nil
+	return nil
+}
+
+func (c *corkConn) takeBuf() {
+	if c.pooled != nil {
+		return
+	}
+	c.pooled = corkPool.Get().(*[]byte)
+	c.buf = (*c.pooled)[:0]
+}
+
+// putBuf gives the buffer back to the pool (a grown one too, up to
+// maxCork: the pool's entries are write-sized, not message-sized).
+func (c *corkConn) putBuf() {
+	if c.pooled == nil {
+		return
+	}
+	if cap(c.buf) <= maxCork {
+		*c.pooled = c.buf[:0]
+		corkPool.Put(c.pooled)
+	}
+	c.pooled, c.buf = nil, nil
 }
 
 func (c *corkConn) cork() {
@@ -49,12 +165,16 @@ func (c *corkConn) cork() {
 	c.mu.Unlock()
 }
 
-// uncork writes what collected while corked.
+// uncork writes what collected while corked and releases the buffer.
 func (c *corkConn) uncork() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.corked = false
-	return c.flushLocked()
+	err := c.flushLocked()
+	if cap(c.buf) > keepCork {
+		c.putBuf()
+	}
+	return err
 }
 
 func (c *corkConn) flushLocked() error {
@@ -62,16 +182,14 @@ func (c *corkConn) flushLocked() error {
 		return nil
 	}
 	_, err := c.Conn.Write(c.buf)
-	if cap(c.buf) > keepCork {
-		c.buf = nil // a large batch: don't keep its memory per connection
-	} else {
-		c.buf = c.buf[:0]
-	}
+	c.buf = c.buf[:0]
 	return err
 }
 
 // corkingWriter hands coder/websocket a hijacked connection whose writes
-// go through a corkConn.
+// go through a corkConn, with small bufio buffers of its own: net/http's
+// two 4 KiB buffers would otherwise stay with every connection for its
+// whole life.
 type corkingWriter struct {
 	http.ResponseWriter
 	conn *corkConn
@@ -83,10 +201,15 @@ func (w *corkingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, fmt.Errorf("hijack for websocket: %w", err)
 	}
 	w.conn = &corkConn{Conn: nc}
-	// net/http flushed the response and reset this writer at Hijack, so it
-	// is empty: point it at the corkable connection.
-	brw.Writer.Reset(w.conn)
-	return w.conn, brw, nil
+	// What the client sent after its request (the start of a frame, at
+	// most) is still in net/http's reader: it is read first.
+	var rd io.Reader = nc
+	if n := brw.Reader.Buffered(); n > 0 {
+		pending, _ := brw.Peek(n)
+		rd = io.MultiReader(bytes.NewReader(bytes.Clone(pending)), nc)
+	}
+	// net/http flushed the response at Hijack, so its writer is empty.
+	return w.conn, bufio.NewReadWriter(bufio.NewReaderSize(rd, wsReadBuf), bufio.NewWriterSize(w.conn, wsWriteBuf)), nil
 }
 
 func (w *corkingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -9,8 +9,10 @@
 // (bus.Stream) for the ingest role, and publishes the finished message frame
 // on the room's channel (bus.Channel). Every replica forwards what arrives on
 // the channels of the rooms its local connections are in, encoded once per
-// replica, through a bounded per-connection queue drained by one writer
-// goroutine, so one slow client never holds up the others.
+// replica, through a bounded per-connection queue drained by a writer
+// goroutine that runs only while something is queued (an idle connection
+// has one goroutine, its reader), so one slow client never holds up the
+// others.
 //
 // The replica subscribes to a room's channels only while it has local members
 // in it, on one dedicated Redis connection that is re-established (and every

@@ -3,7 +3,6 @@ package chat
 import (
 	"context"
 	"encoding/json"
-	"strings"
 	"time"
 
 	"github.com/auroradev/aurora/app/bus"
@@ -33,9 +32,9 @@ func (r *rooms) lastDelivered() bus.ID {
 // decoded at most once and the same bytes are queued for every member;
 // queueing never blocks, and happens outside the hub's lock (see hub).
 func (r *rooms) deliver(channel, payload string) {
-	switch {
-	case strings.HasPrefix(channel, bus.ChannelPrefix):
-		room := channel[len(bus.ChannelPrefix):]
+	kind, room, _ := bus.ParseChannel(channel)
+	switch kind {
+	case bus.MessageChannel:
 		frame, id, ts, ok := normaliseMessage(room, []byte(payload))
 		if !ok {
 			r.log.Debug("dropping a non-object payload", "channel", channel)
@@ -50,8 +49,7 @@ func (r *rooms) deliver(channel, payload string) {
 		// after it reaches the removed members (removal.go).
 		r.afterEvent(room, frame)
 
-	case strings.HasPrefix(channel, bus.PresenceChannelPrefix):
-		room := channel[len(bus.PresenceChannelPrefix):]
+	case bus.PresenceChannelKind:
 		var events []json.RawMessage
 		if err := json.Unmarshal([]byte(payload), &events); err != nil {
 			r.log.Debug("dropping a presence payload that is not an array", "channel", channel, "err", err)
@@ -70,8 +68,7 @@ func (r *rooms) deliver(channel, payload string) {
 			c.deliver(room, it)
 		}
 
-	case strings.HasPrefix(channel, bus.TypingChannelPrefix):
-		room := channel[len(bus.TypingChannelPrefix):]
+	case bus.TypingChannelKind:
 		var h struct {
 			UserID string `json:"userId"`
 		}
@@ -126,7 +123,7 @@ func (r *rooms) recoverGap(lostAt time.Time) {
 		seen := map[*member]bool{}
 		for room := range rooms {
 			for _, c := range r.hub.inRoom(room) {
-				if !seen[c] {
+				if !seen[c] && c.isIn(room) {
 					seen[c] = true
 					members = append(members, c)
 				}

@@ -20,8 +20,9 @@ import (
 // second windows, as AuroraChat's (section 5.3). The send script touches
 // these keys and the stream in one call, so on a Redis Cluster they must
 // share the stream's hash slot: the {chat:messages} hash tag puts them there
-// (the stream's own name has no tag, so its slot is that of the whole name).
-const streamSlotTag = "{" + bus.Stream + "}"
+// (the stream's own name has no tag, so its slot is that of the whole name),
+// and so does bus.PubSub put the sharded channel the script SPUBLISHes on.
+const streamSlotTag = bus.StreamSlotTag
 
 func roomRateKey(userID, room string) string {
 	return "chat:rl:" + streamSlotTag + ":" + userID + ":" + room
@@ -64,13 +65,17 @@ const rateWindowMs = 1000
 //     clock step back), then a plain "*" continues after it;
 //  4. remembers the id under the dedupe key for the window;
 //  5. PUBLISHes the finished frame, assembled from the parts Go encoded
-//     around the id and ts, so the payload is encoded once and carries the id.
+//     around the id and ts, so the payload is encoded once and carries the id:
+//     with the command bus.PubSub chose (SPUBLISH on a Redis Cluster, on the
+//     room's channel in the stream's slot, so the script stays in one slot;
+//     PUBLISH elsewhere).
 //
 // KEYS: dedupe, room rate, user rate, stream, legacy dedupe.
 // ARGV: roomRate, userRate, windowMs, dedupeMs ("0": no clientId), channel,
 // prefix, middle, suffix, the ts field's name, the room field's name and the
 // room (to check a legacy key's entry), "1" to rewrite the dedupe key a
-// resend is answered from (chat.ack_replicas: see send) else "0", then the
+// resend is answered from (chat.ack_replicas: see send) else "0", the
+// publish command (bus.PubSub.ScriptPublish), then the
 // entry's other field-value pairs (bus.Entry.Fields: the stream layout is
 // app/bus's).
 // Returns {0, id} accepted, {1, id} duplicate, {2, retryAfterMs} limited.
@@ -173,12 +178,15 @@ func (s *sender) scriptArgs(m outgoing) (keys, args []string) {
 	if s.cfg.AckReplicas > 0 {
 		touch = "1"
 	}
+	// The channel and the publish command are the Pub/Sub mode's of the
+	// client (sharded on a cluster).
+	ps := bus.PubSubOf(s.redis)
 	prefix, middle, suffix := bus.Entry{RoomID: m.Room, UserID: m.UserID, Username: m.Username, Text: m.Text, ClientID: m.ClientID}.FrameParts()
 	keys = []string{dedupeKey(m.UserID, m.Room, m.ClientID), roomRateKey(m.UserID, m.Room), userRateKey(m.UserID), bus.Stream,
 		legacyDedupeKey(m.UserID, m.ClientID)}
 	args = append([]string{
 		strconv.Itoa(s.cfg.RoomRate), strconv.Itoa(s.cfg.UserRate), strconv.Itoa(rateWindowMs), dedupeMs,
-		bus.Channel(m.Room), prefix, middle, suffix, bus.FieldTS, bus.FieldRoomID, m.Room, touch,
+		ps.Channel(m.Room), prefix, middle, suffix, bus.FieldTS, bus.FieldRoomID, m.Room, touch, ps.ScriptPublish(),
 	}, bus.Entry{RoomID: m.Room, UserID: m.UserID, Username: m.Username, Text: m.Text, ClientID: m.ClientID}.Fields()...)
 	return keys, args
 }

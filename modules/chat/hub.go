@@ -33,22 +33,24 @@ type member struct {
 	// gate only while in holds the room, so once leave returns no frame
 	// of the room is queued for the member any more.
 	gate sync.Mutex
-	in   map[string]struct{}
+	// in lists the rooms, a slice rather than a set: a connection is in a
+	// few rooms (at most chat.max_rooms_per_conn), and an idle one in
+	// general only, where a map would cost it a few hundred bytes.
+	in []string
 }
 
 // enter and exit mark the member in room or not, for deliver.
 func (m *member) enter(room string) {
 	m.gate.Lock()
-	if m.in == nil {
-		m.in = map[string]struct{}{}
+	if !slices.Contains(m.in, room) {
+		m.in = append(m.in, room)
 	}
-	m.in[room] = struct{}{}
 	m.gate.Unlock()
 }
 
 func (m *member) exit(room string) {
 	m.gate.Lock()
-	delete(m.in, room)
+	m.in = slices.DeleteFunc(m.in, func(r string) bool { return r == room })
 	m.gate.Unlock()
 }
 
@@ -56,7 +58,7 @@ func (m *member) exit(room string) {
 // has left room since fan-out read the room's members.
 func (m *member) deliver(room string, it item) {
 	m.gate.Lock()
-	if _, ok := m.in[room]; ok {
+	if slices.Contains(m.in, room) {
 		m.q.push(room, it)
 	}
 	m.gate.Unlock()
@@ -67,10 +69,10 @@ func (m *member) deliver(room string, it item) {
 func (m *member) remove(room string, f any) {
 	m.gate.Lock()
 	defer m.gate.Unlock()
-	if _, ok := m.in[room]; !ok {
+	if !slices.Contains(m.in, room) {
 		return
 	}
-	delete(m.in, room)
+	m.in = slices.DeleteFunc(m.in, func(r string) bool { return r == room })
 	if b, err := json.Marshal(f); err == nil {
 		m.q.push("", item{frame: b})
 	}
@@ -80,9 +82,8 @@ func (m *member) remove(room string, f any) {
 // out since its connection joined).
 func (m *member) isIn(room string) bool {
 	m.gate.Lock()
-	_, ok := m.in[room]
-	m.gate.Unlock()
-	return ok
+	defer m.gate.Unlock()
+	return slices.Contains(m.in, room)
 }
 
 // endpoint is how a member's connection is closed (conn implements it).
@@ -110,15 +111,17 @@ func (m *member) reply(v any) {
 // room. It holds nothing else, and no I/O ever happens under its lock.
 //
 // Fan-out reads a room's members for every frame. It does not push under
-// the lock: each room keeps its members also as a list that is replaced,
-// never changed, when one joins or leaves, so fan-out takes the current
-// list under the read lock and pushes to it after releasing the lock. A
+// the lock: each room keeps its members also as a list whose handed-out
+// part never changes (a join appends past it, a leave leaves the member
+// in it, marked out, until a compaction makes a new list), so fan-out
+// takes the current list under the read lock and pushes to it after
+// releasing the lock. A
 // join or leave therefore never waits for a push, nor a push for them.
 // What that costs in ordering is nothing: frames of a room reach a
 // connection in the order Pub/Sub brought them, because one goroutine
 // (the subscriber's) pushes them all, as before; a member is marked in the
-// room (member.enter) before it is in a list and out (member.exit) after
-// it left the list, and member.deliver checks that mark, so a frame is
+// room (member.enter) before it is in a list and out (member.exit) when it
+// leaves, and member.deliver checks that mark, so a frame is
 // queued only while the member is in the room. A joiner misses only frames
 // fan-out read the members for before the join: published before the join
 // was subscribed, they are what a join with since replays from the history
@@ -132,11 +135,29 @@ type hub struct {
 }
 
 // roomMembers are the local members of one room: a set, and the same
-// members as a list that is replaced on every change, never modified, so
-// it can be read after the hub's lock is released.
+// members as a list whose elements, once handed out, never change (a leave
+// makes a new list, a join appends past every length handed out), so it
+// can be read after the hub's lock is released.
 type roomMembers struct {
 	set  map[*member]struct{}
 	list []*member
+	// gone are members that left but are still in list: a leave does not
+	// copy the list (n leaves of a room of n would copy n²/2 pointers), it
+	// leaves the member there, where fan-out skips it (member.deliver
+	// checks the member's rooms). The list is compacted into a new one
+	// when they outnumber the members, or when one of them joins again.
+	gone map[*member]struct{}
+}
+
+// compact replaces the list by one without the members that left.
+func (rm *roomMembers) compact() {
+	list := make([]*member, 0, len(rm.set))
+	for _, m := range rm.list {
+		if _, ok := rm.set[m]; ok {
+			list = append(list, m)
+		}
+	}
+	rm.list, rm.gone = list, nil
 }
 
 func newHub() *hub {
@@ -190,9 +211,16 @@ func (h *hub) join(room string, c *member) {
 	if _, ok := rm.set[c]; ok {
 		return
 	}
+	if _, ok := rm.gone[c]; ok {
+		rm.compact() // it must not be in the list twice
+	}
 	rm.set[c] = struct{}{}
-	// A new list: fan-out may be reading the old one.
-	rm.list = append(slices.Clip(rm.list), c)
+	// Appended in place when there is room: fan-out may be reading the
+	// list, but only up to the length it took, and the new element lies
+	// past it (no list handed out ever reached that index). Copying the
+	// list instead would make N joins cost N²/2 pointer copies and as much
+	// garbage: 400 MB for 10,000 connections in general.
+	rm.list = append(rm.list, c)
 }
 
 // leave removes c from room; once it returns, fan-out queues no more
@@ -202,10 +230,17 @@ func (h *hub) leave(room string, c *member) {
 	if rm := h.rooms[room]; rm != nil {
 		if _, ok := rm.set[c]; ok {
 			delete(rm.set, c)
-			if len(rm.set) == 0 {
+			switch {
+			case len(rm.set) == 0:
 				delete(h.rooms, room)
-			} else {
-				rm.list = slices.DeleteFunc(slices.Clone(rm.list), func(x *member) bool { return x == c })
+			default:
+				if rm.gone == nil {
+					rm.gone = map[*member]struct{}{}
+				}
+				rm.gone[c] = struct{}{}
+				if len(rm.gone) > len(rm.set) {
+					rm.compact()
+				}
 			}
 		}
 	}
@@ -233,8 +268,10 @@ func (h *hub) roomNames() []string {
 	return out
 }
 
-// inRoom returns the local members of room. The list is never modified
-// (see hub): read it after the lock is released, but do not change it.
+// inRoom returns the local members of room, and perhaps some that left it
+// (roomMembers.gone): deliver to them with member.deliver, or check
+// member.isIn. The list is never modified (see hub): read it after the
+// lock is released, but do not change it.
 func (h *hub) inRoom(room string) []*member {
 	h.mu.RLock()
 	defer h.mu.RUnlock()

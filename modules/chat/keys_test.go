@@ -48,3 +48,24 @@ func TestSendScriptKeysShareASlot(t *testing.T) {
 		}
 	}
 }
+
+// TestShardedChannelsShareTheStreamSlot: on a Redis Cluster the send
+// script SPUBLISHes inside the script, which Redis allows only on a
+// channel of the script's slot: the sharded channels of every room (and
+// presence and typing, subscribed with them in one SSUBSCRIBE) are in the
+// stream's slot; the script's arguments name that channel and SPUBLISH.
+func TestShardedChannelsShareTheStreamSlot(t *testing.T) {
+	want := slot(bus.Stream)
+	ps := bus.ShardedPubSub()
+	for _, room := range []string{"general", "dev", "a", "x-1_2"} {
+		for _, ch := range ps.Channels(room) {
+			if got := slot(ch); got != want {
+				t.Errorf("sharded channel %s is in slot %d, the stream in %d", ch, got, want)
+			}
+		}
+	}
+	// The classic names are AuroraChat's, unchanged.
+	if got := (bus.PubSub{}).Channels("general"); strings.Join(got, " ") != "chat.general presence.general typing.general" {
+		t.Errorf("classic channels = %v", got)
+	}
+}

@@ -24,8 +24,18 @@ var errPubSubDown = errors.New("redis pubsub connection down")
 // hub, and after a reconnect every such room is subscribed again. No
 // PSUBSCRIBE: a replica never receives the traffic of rooms it does not
 // serve.
+//
+// The commands and channel names are bus.PubSub's: SUBSCRIBE on a single
+// Redis, SSUBSCRIBE on a Redis Cluster, where the dedicated connection is
+// to the primary of the slot the rooms' sharded channels share. There
+// Redis also takes subscriptions away by itself when that slot moves (a
+// reshard, or a failover that made another node its owner): it sends
+// "sunsubscribe" notices this subscriber did not ask for, which it treats
+// as a lost connection (subscribe again, on the slot's owner, and recover
+// the gap).
 type subscriber struct {
 	client    rueidis.Client
+	ps        bus.PubSub
 	hub       *hub
 	onMessage func(channel, payload string)
 	log       *slog.Logger
@@ -40,6 +50,15 @@ type subscriber struct {
 
 	up atomic.Bool
 
+	// asked counts the sunsubscribe notices this subscriber asked for
+	// (SUNSUBSCRIBE of a room it left) and has not seen yet; a notice
+	// beyond them is Redis's own, and signals moved.
+	asked atomic.Int64
+	moved chan struct{}
+	// gen numbers the connections: a notice of an older one (closed, its
+	// last notices still being read) is ignored.
+	gen atomic.Int64
+
 	// onGap is called after the connection came back from a loss (lost at
 	// lostAt): what was published meanwhile never reached this replica
 	// (Pub/Sub keeps nothing), so the local members may have to recover it.
@@ -47,12 +66,25 @@ type subscriber struct {
 }
 
 func newSubscriber(c rueidis.Client, h *hub, onMessage func(channel, payload string), log *slog.Logger) *subscriber {
-	return &subscriber{client: c, hub: h, onMessage: onMessage, log: log, subscribed: map[string]bool{}}
+	return &subscriber{client: c, ps: bus.PubSubOf(c), hub: h, onMessage: onMessage, log: log,
+		subscribed: map[string]bool{}, moved: make(chan struct{}, 1)}
 }
 
-// channels are the three channels of a room.
-func channels(room string) []string {
-	return []string{bus.Channel(room), bus.PresenceChannel(room), bus.TypingChannel(room)}
+// onSubscription sees every (un)subscribe notice of the connection. It
+// runs on the connection's reading goroutine, so it must not block nor
+// take s.mu (sync holds it while it waits for the answer).
+func (s *subscriber) onSubscription(gen int64, n rueidis.PubSubSubscription) {
+	if !s.ps.Sharded() || n.Kind != "sunsubscribe" || gen != s.gen.Load() {
+		return
+	}
+	if s.asked.Add(-1) >= 0 {
+		return
+	}
+	s.asked.Add(1)
+	select {
+	case s.moved <- struct{}{}:
+	default: // already signalled
+	}
 }
 
 // subscribeChunk bounds the channels of one SUBSCRIBE after a reconnect.
@@ -70,8 +102,11 @@ func (s *subscriber) connect(ctx context.Context) error {
 		return nil
 	}
 	dc, _ := s.client.Dedicate()
+	gen := s.gen.Add(1)
+	s.asked.Store(0)
 	errs := dc.SetPubSubHooks(rueidis.PubSubHooks{
-		OnMessage: func(m rueidis.PubSubMessage) { s.onMessage(m.Channel, m.Message) },
+		OnMessage:      func(m rueidis.PubSubMessage) { s.onMessage(m.Channel, m.Message) },
+		OnSubscription: func(n rueidis.PubSubSubscription) { s.onSubscription(gen, n) },
 	})
 	fail := func(err error) error {
 		dc.Close()
@@ -80,11 +115,11 @@ func (s *subscriber) connect(ctx context.Context) error {
 	rooms := s.hub.roomNames()
 	var chs []string
 	for _, r := range rooms {
-		chs = append(chs, channels(r)...)
+		chs = append(chs, s.ps.Channels(r)...)
 	}
 	for len(chs) > 0 {
 		n := min(len(chs), subscribeChunk)
-		if err := dc.Do(ctx, dc.B().Subscribe().Channel(chs[:n]...).Build()).Error(); err != nil {
+		if err := dc.Do(ctx, s.ps.Subscribe(dc.B(), chs[:n]...)).Error(); err != nil {
 			return fail(fmt.Errorf("subscribe %d channels: %w", n, err))
 		}
 		chs = chs[n:]
@@ -95,6 +130,10 @@ func (s *subscriber) connect(ctx context.Context) error {
 			err = errPubSubDown
 		}
 		return fail(fmt.Errorf("open pubsub connection: %w", err))
+	default:
+	}
+	select {
+	case <-s.moved: // signalled by the connection this one replaces
 	default:
 	}
 	s.dc, s.errs = dc, errs
@@ -158,6 +197,10 @@ func (s *subscriber) run(ctx context.Context) {
 			s.log.Warn("pubsub connection lost", "err", err)
 			s.teardown()
 			lostAt = time.Now()
+		case <-s.moved:
+			s.log.Warn("redis took this replica's sharded subscriptions away (their slot moved to another node); subscribing again")
+			s.teardown()
+			lostAt = time.Now()
 		}
 	}
 }
@@ -179,9 +222,9 @@ func (s *subscriber) sync(ctx context.Context, room string) error {
 		delete(s.subscribed, room)
 		return nil
 	}
-	chs := channels(room)
+	chs := s.ps.Channels(room)
 	if want {
-		if err := s.dc.Do(ctx, s.dc.B().Subscribe().Channel(chs...).Build()).Error(); err != nil {
+		if err := s.dc.Do(ctx, s.ps.Subscribe(s.dc.B(), chs...)).Error(); err != nil {
 			return fmt.Errorf("subscribe room %s: %w", room, err)
 		}
 		s.subscribed[room] = true
@@ -190,7 +233,10 @@ func (s *subscriber) sync(ctx context.Context, room string) error {
 	// Forget it even when UNSUBSCRIBE fails: a failure means the connection
 	// broke, and the next one subscribes only rooms with members.
 	delete(s.subscribed, room)
-	if err := s.dc.Do(ctx, s.dc.B().Unsubscribe().Channel(chs...).Build()).Error(); err != nil {
+	if s.ps.Sharded() {
+		s.asked.Add(int64(len(chs))) // one notice per channel
+	}
+	if err := s.dc.Do(ctx, s.ps.Unsubscribe(s.dc.B(), chs...)).Error(); err != nil {
 		return fmt.Errorf("unsubscribe room %s: %w", room, err)
 	}
 	return nil

@@ -39,12 +39,22 @@ func (it item) size() int {
 // fan-out runs on the Pub/Sub goroutine and must not wait for any one
 // client. The memory is what is queued, not a preallocated buffer, so idle
 // connections cost little. The writer takes everything queued at once.
+//
+// There is no writer while nothing is queued: the push that finds no
+// writer running starts one (startWriter), which writes until the queue is
+// empty and ends (next), so an idle connection has no writer goroutine.
 type sendQueue struct {
 	mu    sync.Mutex
 	items []item
 	spare []item
 	max   int
-	wake  chan struct{} // capacity 1: "something was queued"
+	// startWriter starts the connection's writer; nil (a queue on its own,
+	// in tests) starts nothing.
+	startWriter func()
+	// writing: a writer runs, or was started, and will call next again.
+	writing bool
+	// closing: the connection is to be closed; next says so once.
+	closing bool
 	// replayFrames and replayBytes count the replayed frames queued or
 	// being written, within replayMaxFrames and replayMaxBytes.
 	replayFrames, replayBytes int
@@ -67,7 +77,43 @@ type sendQueue struct {
 }
 
 func newSendQueue(max int, slowAfter time.Duration, onSlow func()) *sendQueue {
-	return &sendQueue{max: max, wake: make(chan struct{}, 1), slowAfter: slowAfter, onSlow: onSlow}
+	return &sendQueue{max: max, slowAfter: slowAfter, onSlow: onSlow}
+}
+
+// needWriterLocked reports whether the caller, having queued something,
+// must start the writer (it then counts as running); called with mu held.
+func (q *sendQueue) needWriterLocked() bool {
+	if q.startWriter == nil || q.writing {
+		return false
+	}
+	q.writing = true
+	return true
+}
+
+// requestClose tells the writer to write what is queued and close,
+// starting it if none runs.
+func (q *sendQueue) requestClose() {
+	q.mu.Lock()
+	q.closing = true
+	start := q.needWriterLocked()
+	q.mu.Unlock()
+	if start {
+		q.startWriter()
+	}
+}
+
+// next is the writer's loop step: it returns everything queued (as take)
+// and whether the connection is to be closed after writing it. ok is false
+// when there is nothing to do: the writer then ends, and the next push
+// starts another.
+func (q *sendQueue) next() (items []item, closing, ok bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.items) == 0 && !q.closing {
+		q.writing = false
+		return nil, false, false
+	}
+	return q.takeLocked(), q.closing, true
 }
 
 // push queues it for room ("" for replies that belong to no room). It
@@ -101,10 +147,10 @@ func (q *sendQueue) push(room string, it item) bool {
 		return false
 	}
 	q.items = append(q.items, it)
+	start := q.needWriterLocked()
 	q.mu.Unlock()
-	select {
-	case q.wake <- struct{}{}:
-	default:
+	if start {
+		q.startWriter()
 	}
 	return true
 }
@@ -113,6 +159,10 @@ func (q *sendQueue) push(room string, it item) bool {
 func (q *sendQueue) take() []item {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	return q.takeLocked()
+}
+
+func (q *sendQueue) takeLocked() []item {
 	out := q.items
 	clear(q.spare)
 	q.items = q.spare[:0]

@@ -57,6 +57,11 @@ func (q *sendQueue) endRecovery(room string, since bus.ID, replay []history.Fram
 	q.mu.Lock()
 	buf := q.recovering[room]
 	delete(q.recovering, room)
+	if len(q.recovering) == 0 {
+		// Every connection recovers once (the welcome's hold): keeping
+		// the empty map would cost each idle one its header.
+		q.recovering = nil
+	}
 	if q.dropped {
 		q.mu.Unlock()
 		return
@@ -91,9 +96,9 @@ func (q *sendQueue) endRecovery(room string, since bus.ID, replay []history.Fram
 			q.items = append(q.items, it)
 		}
 	}
+	start := q.needWriterLocked()
 	q.mu.Unlock()
-	select {
-	case q.wake <- struct{}{}:
-	default:
+	if start {
+		q.startWriter()
 	}
 }

@@ -36,7 +36,7 @@ if redis.call('INCR', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[3])
 if redis.call('INCR', KEYS[3]) == 1 then redis.call('PEXPIRE', KEYS[3], ARGV[3]) end
 local t = redis.call('TIME')
 local ms = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
-local fields = {unpack(ARGV, 13)}
+local fields = {unpack(ARGV, 14)}
 fields[#fields + 1] = ARGV[9]
 fields[#fields + 1] = ms
 local id = redis.pcall('XADD', KEYS[4], ms .. '-*', unpack(fields))
@@ -45,5 +45,5 @@ if type(id) == 'table' and id.err then
 end
 if dedupe then redis.call('SET', KEYS[1], id, 'PX', ARGV[4]) end
 local ts = string.match(id, '^(%d+)-')
-redis.call('PUBLISH', ARGV[5], ARGV[6] .. id .. ARGV[7] .. ts .. ARGV[8])
+redis.call(ARGV[13], ARGV[5], ARGV[6] .. id .. ARGV[7] .. ts .. ARGV[8])
 return {0, id}

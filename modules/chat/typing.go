@@ -12,7 +12,7 @@ import (
 )
 
 // typingPublisher publishes a connection's typing frames on the room's
-// typing channel. Typing is ephemeral: a failed publish is not worth an
+// typing channel (bus.PubSub's: SPUBLISH on a cluster, PUBLISH elsewhere). Typing is ephemeral: a failed publish is not worth an
 // error frame nor a retry (it would be stale), but it is counted, and
 // logged once per outage.
 type typingPublisher struct {
@@ -27,7 +27,8 @@ type typingPublisher struct {
 // publish publishes frame, a typing frame of room.
 func (p *typingPublisher) publish(ctx context.Context, room string, frame []byte) {
 	r := p.redis
-	if err := r.Do(ctx, r.B().Publish().Channel(bus.TypingChannel(room)).Message(string(frame)).Build()).Error(); err != nil {
+	ps := bus.PubSubOf(r)
+	if err := r.Do(ctx, ps.Publish(r.B(), ps.TypingChannel(room), string(frame))).Error(); err != nil {
 		p.dropped.Inc()
 		if p.failing.CompareAndSwap(false, true) {
 			p.log.Warn("typing: redis failing; dropping typing frames until it recovers", "room", room, "err", err)

@@ -103,11 +103,26 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		releaseSlot()
 		return
 	}
-	defer g.conns.Done()
 	g.metrics.connections.Inc()
-	defer g.metrics.connections.Dec()
 	c.log.Debug("connected", "subprotocol", ws.Subprotocol(), "expires", claims.ExpiresAt)
-	c.run(claims.ExpiresAt)
+	c.start(claims.ExpiresAt)
+	// The connection goes on on a goroutine of its own, and this handler
+	// returns: net/http then lets go of the request, its connection state
+	// and this goroutine's stack, which the handshake grew, instead of
+	// keeping them for the life of the WebSocket.
+	go g.serveConn(c)
+}
+
+// serveConn serves an upgraded connection until it closes, then frees its
+// place in the hub and its connection slot.
+func (g *gateway) serveConn(c *conn) {
+	defer g.conns.Done()
+	defer g.metrics.connections.Dec()
+	c.serve()
 	g.hub.unregister(&c.member)
-	releaseSlot()
+	ctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
+	defer cancel()
+	if err := g.slots.release(ctx, c.userID, c.slot); err != nil {
+		c.log.Warn("free connection slot", "err", err)
+	}
 }

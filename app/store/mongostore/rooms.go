@@ -19,16 +19,21 @@ import (
 //
 // MongoDB has no transactions on a standalone server (nor on FerretDB), so
 // the writes that touch two collections are ordered to fail safe:
-//   - DeleteRoom deletes the room first, then its members, bans and
-//     invitations. If it stops in between, the leftover rows belong to no
-//     room: MemberRooms joins with rooms and skips them, callers check the
-//     room before a membership, and CreateRoom of the name clears them.
+//   - DeleteRoom deletes the room's members, bans and invitations, then
+//     the room, then its members, bans and invitations again (those put
+//     while it ran). Stopped before the room went, it leaves the room with
+//     fewer rows, and running it again finishes; only a crash after it,
+//     with a membership put in that instant, leaves a row of no room:
+//     MemberRooms joins with rooms and never lists it, and callers check
+//     the room before a membership.
 //   - CreateRoom inserts the room (the unique name_1 index decides who
-//     gets the name), clears leftovers of the name, then upserts the
-//     owner's member row; if that write fails it deletes the room again.
-//     Only a crash between the two writes leaves a room without its owner:
-//     a server administrator, who may moderate every room, can still give
-//     it one (PutMember with RoleOwner) or delete it.
+//     gets the name), then upserts the owner's member row; if that write
+//     fails it deletes the room again. Only a crash between the two
+//     writes leaves a room without its owner: a server administrator, who
+//     may moderate every room, can still give it one (PutMember with
+//     RoleOwner) or delete it. It clears nothing: a user joining the new
+//     room at once (the losers of a race to create it join it) must keep
+//     the membership.
 
 // SearchUsers returns the users whose usernameKey starts with q folded: an
 // anchored, quoted $regex, which the usernameKey_1 index serves.
@@ -121,8 +126,7 @@ func (s *Store) CreateRoom(ctx context.Context, r store.Room, owner *store.Membe
 	if err != nil {
 		return store.Room{}, fmt.Errorf("create room %q: %w", r.Name, err)
 	}
-	err = s.clearRoom(ctx, r.Name)
-	if err == nil && owner != nil {
+	if owner != nil {
 		m := *owner
 		m.Room = r.Name
 		err = s.PutMember(ctx, m)
@@ -196,8 +200,12 @@ func (s *Store) Directory(ctx context.Context, q, after string, limit int) ([]st
 	return rooms, nil
 }
 
-// DeleteRoom deletes the room, then its members, bans and invitations.
+// DeleteRoom deletes the room's rows, the room, and its rows again (see
+// the file comment).
 func (s *Store) DeleteRoom(ctx context.Context, name string) error {
+	if err := s.clearRoom(ctx, name); err != nil {
+		return fmt.Errorf("delete room %q: %w", name, err)
+	}
 	res, err := s.rooms.DeleteOne(ctx, bson.D{{Key: "name", Value: name}})
 	if err != nil {
 		return fmt.Errorf("delete room %q: %w", name, err)

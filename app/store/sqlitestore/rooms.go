@@ -44,9 +44,7 @@ func clearRoom(ctx context.Context, db execer, name string) error {
 }
 
 // CreateRoom inserts the room and its owner's member row in one
-// transaction. Rows left under the name (a member put while the room was
-// deleted, say) are cleared first, so a new room starts with nobody in it
-// but its owner.
+// transaction.
 func (s *Store) CreateRoom(ctx context.Context, r store.Room, owner *store.Member) (store.Room, error) {
 	if r.CreatedAt.IsZero() {
 		r.CreatedAt = now()
@@ -67,9 +65,6 @@ func (s *Store) CreateRoom(ctx context.Context, r store.Room, owner *store.Membe
 		return store.Room{}, fmt.Errorf("create room %q: %w", r.Name, store.ErrRoomExists)
 	}
 	if err != nil {
-		return store.Room{}, fmt.Errorf("create room %q: %w", r.Name, err)
-	}
-	if err := clearRoom(ctx, tx, r.Name); err != nil {
 		return store.Room{}, fmt.Errorf("create room %q: %w", r.Name, err)
 	}
 	if owner != nil {

@@ -1,7 +1,9 @@
 // Package sqlitestore is the embedded store: one SQLite file (pure Go,
 // modernc.org/sqlite) with tables named like the MongoDB collections (users,
-// messages, rooms) and columns named like the document fields, so an
-// operator queries either backend the same way.
+// messages, rooms, members, bans, invites) and columns named like the
+// document fields, so an operator queries either backend the same way. An
+// unset optional time (mutedUntil, expiresAt, validAfter) is the empty
+// string.
 //
 // Several aurora processes on one host may share the file: it runs in WAL
 // mode (readers never block the writer), every connection waits up to

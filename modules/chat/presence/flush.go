@@ -128,8 +128,9 @@ func (t *Tracker) flush(ctx context.Context, roomName string, force bool) error 
 	if t.beforePublish != nil {
 		t.beforePublish()
 	}
-	ch := bus.PresenceChannel(roomName)
-	if err := t.r.Do(ctx, t.r.B().Publish().Channel(ch).Message(string(payload)).Build()).Error(); err != nil {
+	ps := bus.PubSubOf(t.r) // SPUBLISH on a cluster, PUBLISH elsewhere
+	ch := ps.PresenceChannel(roomName)
+	if err := t.r.Do(ctx, ps.Publish(t.r.B(), ch, string(payload))).Error(); err != nil {
 		t.keepUnsent(roomName, frames)
 		return fmt.Errorf("publish %d presence frames on %s (kept for the next flush): %w", len(frames), ch, err)
 	}

@@ -110,6 +110,10 @@ type room struct {
 	io    sync.RWMutex
 	users map[string]*user // guarded by Tracker.mu
 	refs  int              // calls using the room; guarded by Tracker.mu
+	// joins and leaves write the entries of the Joins (Leaves) of many
+	// users in one script call: those that arrive while one runs go
+	// together in the next.
+	joins, leaves combiner
 }
 
 // user counts one user's local connections to a room.
@@ -166,6 +170,22 @@ func (t *Tracker) acquire(roomName, userID string) (*room, *user) {
 	rm := t.rooms[roomName]
 	if rm == nil {
 		rm = &room{users: map[string]*user{}}
+		rm.joins.run = func(ctx context.Context, data []string) error {
+			for i := 0; i < len(data); i += 2 * batch {
+				if err := t.write(ctx, touchScript, roomName, append(t.args(2*batch), data[i:min(i+2*batch, len(data))]...)); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		rm.leaves.run = func(ctx context.Context, data []string) error {
+			for i := 0; i < len(data); i += batch {
+				if err := t.remove(ctx, roomName, data[i:min(i+batch, len(data))]); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
 		t.rooms[roomName] = rm
 	}
 	u := rm.users[userID]
@@ -207,7 +227,7 @@ func (t *Tracker) Join(ctx context.Context, roomName string, m Member) error {
 			u.name = m.Username
 		}
 		return u.n == 1
-	}, func() error { return t.touch(ctx, roomName, []Member{m}) })
+	}, func(rm *room) error { return rm.joins.do(ctx, m.UserID, m.Username) })
 	if err != nil {
 		return fmt.Errorf("join %s to room %s: %w", m.UserID, roomName, err)
 	}
@@ -228,7 +248,7 @@ func (t *Tracker) Leave(ctx context.Context, roomName, userID string) error {
 			u.n--
 		}
 		return last
-	}, func() error { return t.remove(ctx, roomName, []string{userID}) })
+	}, func(rm *room) error { return rm.leaves.do(ctx, userID) })
 	if err != nil {
 		return fmt.Errorf("leave %s from room %s: %w", userID, roomName, err)
 	}
@@ -240,7 +260,7 @@ func (t *Tracker) Leave(ctx context.Context, roomName, userID string) error {
 // first connection came, or its last went); then write changes it in Redis,
 // holding the user's lock (so the user's writes follow the order of the
 // counts) and the room's io lock shared (so a refresh cannot undo it).
-func (t *Tracker) count(roomName, userID string, step func(u *user) bool, write func() error) error {
+func (t *Tracker) count(roomName, userID string, step func(u *user) bool, write func(rm *room) error) error {
 	rm, u := t.acquire(roomName, userID)
 	defer t.release(roomName, userID, rm, u)
 	u.mu.Lock()
@@ -253,7 +273,7 @@ func (t *Tracker) count(roomName, userID string, step func(u *user) bool, write 
 	}
 	rm.io.RLock()
 	defer rm.io.RUnlock()
-	return write()
+	return write(rm)
 }
 
 // Members returns the users online in room across replicas, each once,
