@@ -153,7 +153,7 @@ func (a Access) moderator() bool {
 // further by DecideOn.
 func Decide(a Access, act Action, now time.Time) error {
 	if !a.visible() {
-		return refuse(ErrNotFound, "no room %s", roomName(a))
+		return noRoom()
 	}
 	name := a.Room.Name
 	if a.Ban != nil && a.Ban.Active(now) && !a.ServerAdmin {
@@ -178,7 +178,7 @@ func Decide(a Access, act Action, now time.Time) error {
 		if a.ServerAdmin && a.Room.Type == store.RoomPrivate {
 			return nil
 		}
-		return refuse(ErrNotFound, "no room %s", name)
+		return noRoom()
 	case Read:
 		if a.Member != nil || a.ServerAdmin && a.Room.Type != store.RoomDirect {
 			return nil
@@ -256,9 +256,7 @@ func DecideRole(actor Access, role string) error {
 	return refuse(ErrForbidden, "only the owner may make admins")
 }
 
-func roomName(a Access) string {
-	if a.Room != nil {
-		return a.Room.Name
-	}
-	return "with that name"
-}
+// noRoom is the refusal of a room the user may not see: the same words
+// whether it exists or not, so the answer never tells that a private or
+// direct room has the name.
+func noRoom() error { return refuse(ErrNotFound, "no such room") }
