@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/auroradev/aurora/app/audit"
+	"github.com/auroradev/aurora/app/membership"
 	"github.com/auroradev/aurora/app/store"
 	"github.com/auroradev/aurora/config"
 	"github.com/auroradev/aurora/modules/auth"
@@ -182,15 +183,25 @@ func newUsersCmd(o *options) *cobra.Command {
 			if enable {
 				verb, event = "enabled", audit.UserEnable
 			}
-			return update(cmd, args[0], verb, event, func(_ *config.Config, u *store.User, _ *userOut) error {
+			var id string
+			err := update(cmd, args[0], verb, event, func(_ *config.Config, u *store.User, _ *userOut) error {
 				u.Disabled = !enable
 				if !enable {
 					// Tokens issued until now stop working, also once
 					// the user is enabled again.
 					u.ValidAfter = time.Now()
 				}
+				id = u.ID
 				return nil
 			})
+			if err != nil || enable {
+				return err
+			}
+			// Replicas see it at their next poll of the store (within a
+			// second); told over Redis when one is reachable, they cut
+			// the user's connections at once.
+			announceDisabled(cmd, o, id)
+			return nil
 		},
 	}
 	disable.Flags().BoolVar(&enable, "enable", false, "enable the user again")
@@ -242,4 +253,26 @@ func newUsersCmd(o *options) *cobra.Command {
 
 	c.AddCommand(create, list, disable, reset, promote, demote)
 	return c
+}
+
+// announceDisabled tells running chat replicas, over Redis when one is
+// reachable, that userID was disabled; without Redis they find out from
+// the store within membership.PollInterval.
+func announceDisabled(cmd *cobra.Command, o *options, userID string) {
+	cfg, _, err := o.load(cmd)
+	if err != nil {
+		return
+	}
+	c, err := dialRedis(cfg)
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
+	defer cancel()
+	ch := membership.Change{UserID: userID, Removed: membership.RemovedDisabled}
+	if err := (membership.RedisPublisher{Client: c}).Publish(ctx, ch); err != nil {
+		fmt.Fprintf(cmd.ErrOrStderr(), "warning: %v: replicas close the user's connections at their next poll of the store (within %s)\n",
+			err, membership.PollInterval)
+	}
 }

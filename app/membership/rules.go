@@ -212,6 +212,11 @@ func Decide(a Access, act Action, now time.Time) error {
 		if a.Member == nil {
 			return refuse(ErrForbidden, "you are not a member of %s", name)
 		}
+		if a.Room.Type == store.RoomDirect {
+			// Its two members are what a direct room is; POST /api/dm
+			// would return it without them.
+			return refuse(ErrForbidden, "a direct room cannot be left")
+		}
 		if role == store.RoleOwner {
 			return refuse(ErrConflict, "the owner of %s cannot leave it: transfer ownership first", name)
 		}

@@ -157,15 +157,16 @@ func TestDecide(t *testing.T) {
 		{private, serverAdminMem, "............"},
 		{private, serverAdminBan, "...........F"},
 
-		// Direct rooms: two members, no moderation, no owner; nobody
-		// else sees them, not even a server administrator.
-		{direct, member, ".....FFFFFF."},
+		// Direct rooms: two members, no moderation, no owner, no leaving
+		// (the two are what the room is); nobody else sees them, not
+		// even a server administrator.
+		{direct, member, ".....FFFFFFF"},
 		{direct, nonMember, "NNNNNNNNNNNN"},
 		{direct, bannedUser, "NNNNNNNNNNNN"},
 		{direct, expiredBan, "NNNNNNNNNNNN"},
 		{direct, serverAdmin, "NNNNNNNNNNNN"},
 		{direct, serverAdminBan, "NNNNNNNNNNNN"},
-		{direct, serverAdminMem, ".....FFFFFF."},
+		{direct, serverAdminMem, ".....FFFFFFF"},
 
 		// general: everyone is a member (Load gives a member row), nobody
 		// owns it, server administrators moderate it.

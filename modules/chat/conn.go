@@ -401,7 +401,11 @@ func (c *conn) failFrame(f errorFrame) {
 	code := f.Code
 	c.d.metrics.errorFrame(code)
 	c.reply(f)
-	if code == codeUnavailable {
+	switch code {
+	case codeUnavailable, codeMuted, codeForbidden, codeBanned:
+		// Not garbage: a well-formed frame the rules refused (a muted
+		// or readonly member typing away), answered from the replica's
+		// cache at the cost of a lookup.
 		return
 	}
 	c.abuse(&c.garbage, garbageWindow, garbageLimit, "invalid frames")
