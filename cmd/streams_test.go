@@ -50,7 +50,7 @@ func TestStreamsCommands(t *testing.T) {
 	for i := 0; i < 10; i++ {
 		ids = append(ids, apptest.XAdd(t, rc, bus.Stream, "*", message("lobby", "m"+string(rune('a'+i)))...))
 	}
-	if err := bus.EnsureGroup(ctx, rc); err != nil {
+	if err := bus.EnsureGroup(ctx, rc, bus.Stream); err != nil {
 		t.Fatal(err)
 	}
 	apptest.ReadGroupIDs(t, rc, bus.Group, "worker-a", 4)
