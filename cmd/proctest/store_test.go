@@ -114,6 +114,9 @@ func sqliteMessages(t *testing.T, dataDir string, rooms []string) []storedMsg {
 				t.Fatalf("messages of %s after %s: %v", room, after, err)
 			}
 			for _, m := range page {
+				if m.Type == bus.TypeEvent {
+					continue // a room event (joins of the traffic's clients), not a sent message
+				}
 				out = append(out, storedMsg{room: m.RoomID, id: m.ID.String(), clientID: m.ClientID, text: m.Text})
 			}
 			if len(page) == 0 {
@@ -143,7 +146,7 @@ func mongoMessages(t *testing.T, mongoURL string) []storedMsg {
 	defer func() { _ = client.Disconnect(context.Background()) }()
 	coll := client.Database(strings.Trim(u.Path, "/")).Collection(mongostore.Messages)
 	cur, err := coll.Find(ctx, bson.D{{Key: "msgId", Value: bson.D{{Key: "$exists", Value: true}}}},
-		options.Find().SetProjection(bson.D{{Key: "roomId", Value: 1}, {Key: "msgId", Value: 1}, {Key: "clientId", Value: 1}, {Key: "text", Value: 1}}))
+		options.Find().SetProjection(bson.D{{Key: "roomId", Value: 1}, {Key: "msgId", Value: 1}, {Key: "clientId", Value: 1}, {Key: "text", Value: 1}, {Key: "type", Value: 1}}))
 	if err != nil {
 		t.Fatalf("find messages: %v", err)
 	}
@@ -152,13 +155,17 @@ func mongoMessages(t *testing.T, mongoURL string) []storedMsg {
 		MsgID    string `bson:"msgId"`
 		ClientID string `bson:"clientId"`
 		Text     string `bson:"text"`
+		Type     string `bson:"type"`
 	}
 	if err := cur.All(ctx, &docs); err != nil {
 		t.Fatalf("read messages: %v", err)
 	}
-	out := make([]storedMsg, len(docs))
-	for i, d := range docs {
-		out[i] = storedMsg{room: d.RoomID, id: d.MsgID, clientID: d.ClientID, text: d.Text}
+	out := make([]storedMsg, 0, len(docs))
+	for _, d := range docs {
+		if d.Type == bus.TypeEvent {
+			continue // a room event, not a sent message
+		}
+		out = append(out, storedMsg{room: d.RoomID, id: d.MsgID, clientID: d.ClientID, text: d.Text})
 	}
 	return out
 }
