@@ -26,13 +26,17 @@ var errPubSubDown = errors.New("redis pubsub connection down")
 // subscribed. Connection k carries the message channels of the rooms of
 // shard k, and connection 0 also every room's presence and typing
 // channels, which stay in shard 0's slot (bus.PubSub.ChannelsBySlot).
-// up is set while every connection is up; onGap is called after any of
-// them came back from a loss.
+// up is set while every connection is up; onGap is called once all of
+// them are up again after a loss of any (reconnected).
 type subscriber struct {
 	conns []*subConn
 	upMu  sync.Mutex // orders refreshUp's reads and write
 	up    atomic.Bool
 	onGap func(lostAt time.Time)
+
+	// lostAt is the earliest loss not yet recovered (reconnected).
+	gapMu  sync.Mutex
+	lostAt time.Time
 }
 
 func newSubscriber(c rueidis.Client, shards bus.Shards, h *hub, onMessage func(channel, payload string), log *slog.Logger) *subscriber {
@@ -65,10 +69,27 @@ func (s *subscriber) refreshUp() {
 	s.up.Store(true)
 }
 
-// gap passes a connection's recovered loss on.
-func (s *subscriber) gap(lostAt time.Time) {
+// reconnected is told by a connection that it is up again after a loss at
+// lostAt (zero: its first connection, no loss). The gap is recovered once
+// every connection is up, from the earliest loss since the last recovery:
+// one failover can take down two of them (two shard streams' slots on the
+// failed node), and members closed for recovery while another connection
+// is still down would find their rejoin refused (sync fails) and be closed
+// again when it comes back.
+func (s *subscriber) reconnected(lostAt time.Time) {
+	s.gapMu.Lock()
+	if !lostAt.IsZero() && (s.lostAt.IsZero() || lostAt.Before(s.lostAt)) {
+		s.lostAt = lostAt
+	}
+	from := s.lostAt
+	if from.IsZero() || !s.up.Load() {
+		s.gapMu.Unlock()
+		return
+	}
+	s.lostAt = time.Time{}
+	s.gapMu.Unlock()
 	if s.onGap != nil {
-		s.onGap(lostAt)
+		s.onGap(from)
 	}
 }
 
@@ -278,8 +299,8 @@ func (s *subConn) run(ctx context.Context) {
 			if err == nil {
 				s.log.Info("pubsub connected", "rooms", len(s.hub.roomNames()))
 				retry.Reset()
-				if !lostAt.IsZero() && s.parent != nil {
-					s.parent.gap(lostAt)
+				if s.parent != nil {
+					s.parent.reconnected(lostAt)
 				}
 				lostAt = time.Time{}
 				continue
