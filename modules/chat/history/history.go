@@ -1,7 +1,7 @@
 // Package history serves a room's messages from the store merged with the not-yet-ingested tail in the Redis stream.
 //
 // A message is acknowledged to its sender once it is in the Redis stream
-// (bus.Stream); the ingest role copies it to the store later, possibly much
+// (bus.Stream, or its room's shard stream with bus.shards); the ingest role copies it to the store later, possibly much
 // later when ingest is behind or stopped. So that a sender always reads its
 // own writes, every read here merges the store (authoritative for what was
 // ingested) with the stream entries the ingest group has not acknowledged
