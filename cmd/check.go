@@ -55,11 +55,11 @@ func newCheckCmd(o *options) *cobra.Command {
 				if rt, err := embeddedredis.ReadRuntime(cfg.DataDir); err != nil {
 					add("redis", nil, "embedded (in-process; starts with `aurora serve`, keeps nothing across restarts); none running on this data dir")
 				} else {
-					_, err := checkRedis(ctx, rt.URL)
+					_, err := checkRedis(ctx, rt.URL, bus.Shards(cfg.Bus.Shards))
 					add("redis", err, fmt.Sprintf("embedded, in the aurora serve running on this data dir (pid %d) at %s", rt.PID, rt.Addr))
 				}
 			} else {
-				cluster, err := checkRedis(ctx, cfg.Redis.URL)
+				cluster, err := checkRedis(ctx, cfg.Redis.URL, bus.Shards(cfg.Bus.Shards))
 				detail := "reachable at " + cfg.Masked().Redis.URL
 				if cluster != "" {
 					detail = "a Redis Cluster (sharded Pub/Sub) reached through " + cfg.Masked().Redis.URL + ": " + cluster
@@ -117,7 +117,7 @@ func newCheckCmd(o *options) *cobra.Command {
 // cluster's state and the nodes serving Aurora's slot (the stream's, which
 // the chat role's keys and sharded channels share), and fails when the
 // cluster is not "ok" or nothing serves that slot.
-func checkRedis(ctx context.Context, url string) (cluster string, err error) {
+func checkRedis(ctx context.Context, url string, shards bus.Shards) (cluster string, err error) {
 	opt, err := infra.RedisOptions(url)
 	if err != nil {
 		return "", err
@@ -129,7 +129,7 @@ func checkRedis(ctx context.Context, url string) (cluster string, err error) {
 	}
 	defer c.Close()
 	if c.Mode() == rueidis.ClientModeCluster {
-		return checkCluster(ctx, c)
+		return checkCluster(ctx, c, shards)
 	}
 	if err := c.Do(ctx, c.B().Ping().Build()).Error(); err != nil {
 		return "", fmt.Errorf("redis does not answer PING: %w", err)
@@ -140,13 +140,14 @@ func checkRedis(ctx context.Context, url string) (cluster string, err error) {
 	return "", nil
 }
 
-// checkCluster is checkRedis on a Redis Cluster.
-func checkCluster(ctx context.Context, c rueidis.Client) (string, error) {
+// checkCluster is checkRedis on a Redis Cluster: the slot of every stream
+// shard's stream (bus.shards), with its keys and message channels.
+func checkCluster(ctx context.Context, c rueidis.Client, shards bus.Shards) (string, error) {
 	state, node, err := bus.ClusterState(ctx, c)
 	if err != nil {
 		return "", err
 	}
-	serving, err := bus.ServingNodes(ctx, c, bus.Stream)
+	serving, err := bus.ServingNodes(ctx, c, shards.Streams()...)
 	if err != nil {
 		return "", err
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/auroradev/aurora/app/bus"
 	"github.com/auroradev/aurora/app/membership"
 	"github.com/auroradev/aurora/app/store"
 	"github.com/auroradev/aurora/config"
@@ -28,7 +29,7 @@ func withMembership(cmd *cobra.Command, o *options, fn func(ctx context.Context,
 				"and running chat replicas apply it within %s\n", err, membership.CacheTTL)
 		} else {
 			defer c.Close()
-			svc.Events = membership.StreamEvents{Client: c}
+			svc.Events = membership.StreamEvents{Client: c, Shards: bus.Shards(cfg.Bus.Shards)}
 			svc.Changes = membership.RedisPublisher{Client: c}
 		}
 		return fn(ctx, svc, s)

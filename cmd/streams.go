@@ -65,9 +65,12 @@ func newStreamsCmd(o *options) *cobra.Command {
 		Short: "Inspect and repair the message stream the ingest role stores (chat:messages)",
 		Long: "The chat role appends every message to the Redis stream " + bus.Stream + "; ingest workers read it\n" +
 			"through the consumer group " + bus.Group + " and store it. Entries that cannot be stored go to\n" +
-			bus.DeadStream + ". These commands talk to the configured Redis (redis.url / --redis-url).",
+			bus.DeadStream + ". These commands talk to the configured Redis (redis.url / --redis-url).\n" +
+			"With bus.shards N > 1 a room's messages go to the stream of its shard, " + bus.ShardStream(1) + "\n" +
+			"and so on for shards 1 to N-1: --shard picks the stream (default 0, " + bus.Stream + ").",
 	}
 	c.PersistentFlags().BoolVar(&asJSON, "json", false, "print JSON")
+	c.PersistentFlags().Int("shard", 0, "the stream shard, 0 to bus.shards-1 ("+bus.Stream+" is shard 0)")
 	c.AddCommand(
 		newStreamsInfoCmd(o, &asJSON),
 		newStreamsPendingCmd(o, &asJSON),
@@ -77,6 +80,18 @@ func newStreamsCmd(o *options) *cobra.Command {
 		newStreamsDeadCmd(o, &asJSON),
 	)
 	return c
+}
+
+// shardStream is the stream --shard names, checked against bus.shards.
+func shardStream(cmd *cobra.Command, cfg *config.Config) (string, error) {
+	shard, err := cmd.Flags().GetInt("shard")
+	if err != nil {
+		return "", err
+	}
+	if n := bus.Shards(cfg.Bus.Shards).N(); shard < 0 || shard >= n {
+		return "", fmt.Errorf("--shard %d: bus.shards is %d, so shards are 0 to %d", shard, n, n-1)
+	}
+	return bus.ShardStream(shard), nil
 }
 
 func ms(n int64) string {
@@ -94,8 +109,12 @@ func newStreamsInfoCmd(o *options, asJSON *bool) *cobra.Command {
   aurora streams info --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withRedis(cmd, o, func(ctx context.Context, c rueidis.Client, _ *config.Config) error {
-				info, err := bus.Info(ctx, c)
+			return withRedis(cmd, o, func(ctx context.Context, c rueidis.Client, cfg *config.Config) error {
+				stream, err := shardStream(cmd, cfg)
+				if err != nil {
+					return err
+				}
+				info, err := bus.Info(ctx, c, stream)
 				if err != nil {
 					return err
 				}
@@ -155,8 +174,12 @@ func newStreamsPendingCmd(o *options, asJSON *bool) *cobra.Command {
 			if f.MinIdle < 0 {
 				return fmt.Errorf("--min-idle %s: must not be negative", f.MinIdle)
 			}
-			return withRedis(cmd, o, func(ctx context.Context, c rueidis.Client, _ *config.Config) error {
-				pend, err := bus.Pending(ctx, c, f)
+			return withRedis(cmd, o, func(ctx context.Context, c rueidis.Client, cfg *config.Config) error {
+				stream, err := shardStream(cmd, cfg)
+				if err != nil {
+					return err
+				}
+				pend, err := bus.Pending(ctx, c, stream, f)
 				if err != nil {
 					return err
 				}
@@ -203,8 +226,12 @@ func newStreamsClaimCmd(o *options, asJSON *bool) *cobra.Command {
 			if strings.TrimSpace(to) == "" {
 				return errors.New("--to: name the consumer to claim the entries for")
 			}
-			return withRedis(cmd, o, func(ctx context.Context, c rueidis.Client, _ *config.Config) error {
-				ids, err := bus.Claim(ctx, c, to, from, minIdle, count)
+			return withRedis(cmd, o, func(ctx context.Context, c rueidis.Client, cfg *config.Config) error {
+				stream, err := shardStream(cmd, cfg)
+				if err != nil {
+					return err
+				}
+				ids, err := bus.Claim(ctx, c, stream, to, from, minIdle, count)
 				if err != nil {
 					return err
 				}
@@ -241,6 +268,10 @@ func newStreamsTrimCmd(o *options, asJSON *bool) *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withRedis(cmd, o, func(ctx context.Context, c rueidis.Client, cfg *config.Config) error {
+				stream, err := shardStream(cmd, cfg)
+				if err != nil {
+					return err
+				}
 				if !cmd.Flags().Changed("keep") {
 					keep = int64(cfg.Ingest.KeepRecent)
 				}
@@ -254,7 +285,7 @@ func newStreamsTrimCmd(o *options, asJSON *bool) *cobra.Command {
 					if dryRun {
 						limit = 0 // one pass that trims nothing
 					}
-					res, err := bus.Trim(ctx, c, keep, limit, dryRun)
+					res, err := bus.Trim(ctx, c, stream, keep, limit, dryRun)
 					if err != nil {
 						return err
 					}
@@ -274,7 +305,7 @@ func newStreamsTrimCmd(o *options, asJSON *bool) *cobra.Command {
 					if dryRun {
 						verb = "would trim"
 					}
-					fmt.Fprintf(tw, "%s %d of %d entries of %s", verb, total.Trimmed, total.LengthBefore, bus.Stream)
+					fmt.Fprintf(tw, "%s %d of %d entries of %s", verb, total.Trimmed, total.LengthBefore, stream)
 					if total.MinID != "" {
 						fmt.Fprintf(tw, " (every entry before %s)", total.MinID)
 					}
@@ -327,13 +358,17 @@ func newStreamsTailCmd(o *options, asJSON *bool) *cobra.Command {
 					return fmt.Errorf("--from: %w (or $ for new entries only, 0 for the oldest)", err)
 				}
 			}
-			return withRedis(cmd, o, func(ctx context.Context, c rueidis.Client, _ *config.Config) error {
+			return withRedis(cmd, o, func(ctx context.Context, c rueidis.Client, cfg *config.Config) error {
+				stream, err := shardStream(cmd, cfg)
+				if err != nil {
+					return err
+				}
 				ctx, cancel := signalContext(ctx)
 				defer cancel()
 				last := from
 				if last == "$" {
 					var err error
-					if last, err = bus.LastID(ctx, c); err != nil {
+					if last, err = bus.LastID(ctx, c, stream); err != nil {
 						return err
 					}
 				}
@@ -344,7 +379,7 @@ func newStreamsTailCmd(o *options, asJSON *bool) *cobra.Command {
 					if count > 0 {
 						n = int64(count - printed)
 					}
-					es, err := bus.ReadAfter(ctx, c, last, n, time.Second)
+					es, err := bus.ReadAfter(ctx, c, stream, last, n, time.Second)
 					if ctx.Err() != nil {
 						return nil // Ctrl-C
 					}
@@ -389,6 +424,7 @@ func newStreamsDeadCmd(o *options, asJSON *bool) *cobra.Command {
 		Short: "List the entries that could not be stored; --requeue puts them back on the stream",
 		Long: "An entry goes to " + bus.DeadStream + " when it does not decode, or when the store rejected\n" +
 			"it on each of ingest.max_deliveries deliveries. --requeue appends each one back to " + bus.Stream + "\n" +
+			"(with bus.shards > 1: to the stream of its room's shard; --shard does not apply here)\n" +
 			"with its original fields and removes it from the dead stream; it is then stored under its\n" +
 			"original message id, once even if requeued twice.",
 		Example: `  aurora streams dead
@@ -403,7 +439,8 @@ func newStreamsDeadCmd(o *options, asJSON *bool) *cobra.Command {
 			if len(ids) > 0 && !requeue {
 				return errors.New("--id selects entries to requeue: use it with --requeue")
 			}
-			return withRedis(cmd, o, func(ctx context.Context, c rueidis.Client, _ *config.Config) error {
+			return withRedis(cmd, o, func(ctx context.Context, c rueidis.Client, cfg *config.Config) error {
+				// One dead stream for every shard: --shard does not apply.
 				dead, err := bus.DeadEntries(ctx, c, count)
 				if err != nil {
 					return err
@@ -430,7 +467,7 @@ func newStreamsDeadCmd(o *options, asJSON *bool) *cobra.Command {
 					}
 					dead = sel
 				}
-				res, err := bus.Requeue(ctx, c, dead)
+				res, err := bus.Requeue(ctx, c, bus.Shards(cfg.Bus.Shards), dead)
 				if err != nil {
 					return err
 				}
@@ -449,7 +486,7 @@ func newStreamsDeadCmd(o *options, asJSON *bool) *cobra.Command {
 			})
 		},
 	}
-	c.Flags().BoolVar(&requeue, "requeue", false, "append the dead entries back to "+bus.Stream+" and remove them from the dead stream")
+	c.Flags().BoolVar(&requeue, "requeue", false, "append the dead entries back to "+bus.Stream+" (their room's shard stream) and remove them from the dead stream")
 	c.Flags().Int64Var(&count, "count", 100, "at most this many entries, oldest first")
 	c.Flags().StringSliceVar(&ids, "id", nil, "with --requeue, only these entries (dead entry id or message id)")
 	return c

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/rueidis"
+
 	"github.com/auroradev/aurora/app/apptest"
 	"github.com/auroradev/aurora/app/bus"
 	"github.com/auroradev/aurora/cmd"
@@ -50,7 +52,7 @@ func TestStreamsCommands(t *testing.T) {
 	for i := 0; i < 10; i++ {
 		ids = append(ids, apptest.XAdd(t, rc, bus.Stream, "*", message("lobby", "m"+string(rune('a'+i)))...))
 	}
-	if err := bus.EnsureGroup(ctx, rc); err != nil {
+	if err := bus.EnsureGroup(ctx, rc, bus.Stream); err != nil {
 		t.Fatal(err)
 	}
 	apptest.ReadGroupIDs(t, rc, bus.Group, "worker-a", 4)
@@ -235,5 +237,68 @@ func TestStreamsNeedARedisURL(t *testing.T) {
 	if code == 0 || !strings.Contains(errOut.String(), "no `aurora serve` with an embedded Redis is running") ||
 		!strings.Contains(errOut.String(), "--redis-url") {
 		t.Errorf("streams info without redis.url: exit %d, %q", code, errOut.String())
+	}
+}
+
+// TestStreamsShard: with bus.shards 3, --shard picks a shard's stream
+// (info, tail, trim read chat:messages:<k>), refuses a shard beyond the
+// count with a clear error, and dead --requeue appends an entry back to
+// its room's shard stream.
+func TestStreamsShard(t *testing.T) {
+	url := apptest.RedisURL(t)
+	rc := apptest.RedisClient(t, url)
+	ctx := context.Background()
+	shards := bus.Shards(3)
+	room := ""
+	for i := 0; room == ""; i++ {
+		if r := "room-" + string(rune('a'+i)); shards.Of(r) == 2 {
+			room = r
+		}
+	}
+	stream := shards.StreamOf(room)
+	if stream != bus.ShardStream(2) {
+		t.Fatalf("room %s on %s", room, stream)
+	}
+	first := apptest.XAdd(t, rc, stream, "*", message(room, "one")...)
+
+	t.Setenv("AURORA_BUS_SHARDS", "3")
+	var info bus.StreamInfo
+	streamsJSON(t, url, &info, "info", "--shard", "2")
+	if info.Stream != stream || info.Length != 1 || info.FirstID != first {
+		t.Errorf("info --shard 2: %+v", info)
+	}
+	streamsJSON(t, url, &info, "info")
+	if info.Stream != bus.Stream || info.Exists {
+		t.Errorf("info without --shard is shard 0's, empty: %+v", info)
+	}
+	for _, bad := range []string{"3", "-1"} {
+		code, _, errOut := streams(t, url, "info", "--shard", bad)
+		if code == 0 || !strings.Contains(errOut, "--shard "+bad+": bus.shards is 3, so shards are 0 to 2") {
+			t.Errorf("info --shard %s: exit %d, %q", bad, code, errOut)
+		}
+	}
+
+	// A dead entry of the room goes back to the room's shard stream.
+	x := rueidis.XRangeSlice{ID: first, FieldValues: []rueidis.XRangeFieldValue{}}
+	f := message(room, "one")
+	for i := 0; i+1 < len(f); i += 2 {
+		x.FieldValues = append(x.FieldValues, rueidis.XRangeFieldValue{Field: f[i], Value: f[i+1]})
+	}
+	if err := bus.AddDead(ctx, rc, x, first, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := streams(t, url, "dead", "--requeue"); code != 0 {
+		t.Fatalf("dead --requeue: exit %d: %s", code, errOut)
+	}
+	if n := apptest.StreamLen(t, rc, stream); n != 2 {
+		t.Errorf("%s holds %d entries after the requeue, want 2", stream, n)
+	}
+	if n := apptest.StreamLen(t, rc, bus.Stream); n != 0 {
+		t.Errorf("%s holds %d entries after the requeue of another shard's entry", bus.Stream, n)
+	}
+
+	t.Setenv("AURORA_BUS_SHARDS", "1")
+	if code, _, errOut := streams(t, url, "info", "--shard", "1"); code == 0 || !strings.Contains(errOut, "bus.shards is 1") {
+		t.Errorf("info --shard 1 with one shard: exit %d, %q", code, errOut)
 	}
 }

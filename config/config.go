@@ -40,6 +40,16 @@ type Config struct {
 	Auth    Auth     `mapstructure:"auth"`
 	Chat    Chat     `mapstructure:"chat"`
 	Ingest  Ingest   `mapstructure:"ingest"`
+	Bus     Bus      `mapstructure:"bus"`
+}
+
+// Bus configures what the roles share on Redis.
+type Bus struct {
+	// Shards is the number of message streams (bus.Shards): a room's
+	// messages go to the stream of its shard. 1 is the one stream
+	// chat:messages, AuroraChat's. Every process of a deployment must use
+	// the same count: changing it moves rooms between streams.
+	Shards int `mapstructure:"shards"`
 }
 
 // HTTP configures the one listener of the process.
@@ -278,6 +288,7 @@ func Default(roles ...string) Config {
 			MaxDeliveries: 5,
 			KeepRecent:    10000,
 		},
+		Bus: Bus{Shards: 1},
 	}
 }
 
@@ -551,6 +562,9 @@ func (c *Config) Validate(roles []string) error {
 	}
 	if c.Ingest.BatchSize < 1 || c.Ingest.BatchSize > 1000 {
 		bad("ingest.batch_size", "must be between 1 and 1000")
+	}
+	if c.Bus.Shards < 1 || c.Bus.Shards > bus.MaxShards {
+		bad("bus.shards", "must be between 1 and %d", bus.MaxShards)
 	}
 	return errors.Join(errs...)
 }

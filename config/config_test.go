@@ -403,6 +403,8 @@ func TestInvalidValues(t *testing.T) {
 		{"AURORA_INGEST_CLAIM_IDLE", "0s", "ingest.claim_idle"},
 		{"AURORA_INGEST_MAX_DELIVERIES", "0", "ingest.max_deliveries"},
 		{"AURORA_INGEST_KEEP_RECENT", "0", "ingest.keep_recent"},
+		{"AURORA_BUS_SHARDS", "0", "bus.shards"},
+		{"AURORA_BUS_SHARDS", "65", "bus.shards"},
 		{"AURORA_HTTP_CORS_ORIGINS", "localhost:8000", "http.cors_origins"},
 		{"AURORA_HTTP_CORS_ORIGINS", "http://localhost:8000/index.html", "http.cors_origins"},
 		{"AURORA_HTTP_CORS_ORIGINS", "https://app.example?x=1", "http.cors_origins"},

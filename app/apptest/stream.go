@@ -87,7 +87,7 @@ func AddEntries(t testing.TB, c rueidis.Client, room string, n int) []string {
 // FirstID returns the id of the oldest entry of bus.Stream, "" when empty.
 func FirstID(t testing.TB, c rueidis.Client) string {
 	t.Helper()
-	id, err := bus.FirstID(context.Background(), c)
+	id, err := bus.FirstID(context.Background(), c, bus.Stream)
 	if err != nil {
 		t.Fatal(err)
 	}

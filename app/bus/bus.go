@@ -9,7 +9,8 @@
 // another. The names are AuroraChat's, so an AuroraChat service and an
 // Aurora role can share one Redis.
 //
-// Files: bus.go names, pubsub.go the Pub/Sub mode (classic or sharded),
+// Files: bus.go names, shard.go the stream shards (a room's stream),
+// pubsub.go the Pub/Sub mode (classic or sharded),
 // cluster.go the Redis Cluster's view (state, slot owners), id.go ids, entry.go the entry and its frame,
 // group.go the consumer group's side (read, claim, ack, leave),
 // progress.go what may not be stored yet (ReadBacklog, TrimPoint),

@@ -119,14 +119,15 @@ type Requeued struct {
 	Error string `json:"error,omitempty"`
 }
 
-// Requeue appends the dead entries back to the stream with their original
+// Requeue appends the dead entries back to the stream of their room's
+// shard (of shards: the dead stream is one for every shard) with their original
 // fields and removes them from the dead stream. The new entry carries
 // deadId (and ts, when it had none), and DecodeForStore files a requeued
 // entry under that original message id and time: so the stored message
 // keeps the id clients saw, and requeueing the same dead entry twice (after
 // a crash between XADD and XDEL, or two dead copies of one entry) stores it
 // once.
-func Requeue(ctx context.Context, c rueidis.Client, entries []DeadEntry) ([]Requeued, error) {
+func Requeue(ctx context.Context, c rueidis.Client, shards Shards, entries []DeadEntry) ([]Requeued, error) {
 	out := []Requeued{}
 	seen := map[string]bool{}
 	for _, d := range entries {
@@ -137,7 +138,13 @@ func Requeue(ctx context.Context, c rueidis.Client, entries []DeadEntry) ([]Requ
 			continue
 		}
 		if d.DeadID == "" || !seen[d.DeadID] {
-			cmd := c.B().Xadd().Key(Stream).Id("*").FieldValue()
+			room := ""
+			for _, fv := range d.original {
+				if fv.Field == FieldRoomID {
+					room = fv.Value
+				}
+			}
+			cmd := c.B().Xadd().Key(shards.StreamOf(room)).Id("*").FieldValue()
 			hasTS := false
 			for _, fv := range d.original {
 				cmd = cmd.FieldValue(fv.Field, fv.Value)

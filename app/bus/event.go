@@ -370,14 +370,15 @@ func PeekEvent(frame []byte) (event, target string, ok bool) {
 	return h.Event, h.Target, true
 }
 
-// AppendEvent appends a room event to the stream and publishes its frame
-// on the room's channel, in one script (event.lua): the event is stored
+// AppendEvent appends a room event to the room's stream (of shards) and
+// publishes its frame on the room's channel, in one script (event.lua),
+// which share a slot on a Redis Cluster: the event is stored
 // (through ingest) and delivered live together, never one without the
 // other. There is no dedupe and no rate limit: the caller (the membership
 // service) appends an event once per change it made. e is an entry of
 // NewEvent (its ID and TS are ignored: the id, and the ts, are Redis');
 // the id it got is returned.
-func AppendEvent(ctx context.Context, c rueidis.Client, e Entry) (ID, error) {
+func AppendEvent(ctx context.Context, c rueidis.Client, shards Shards, e Entry) (ID, error) {
 	if err := checkAppend(e); err != nil {
 		return ID{}, err
 	}
@@ -387,9 +388,9 @@ func AppendEvent(ctx context.Context, c rueidis.Client, e Entry) (ID, error) {
 	if err != nil {
 		return ID{}, err
 	}
-	ps := PubSubOf(c)
+	ps := PubSubOf(c).WithShards(shards)
 	args := append([]string{ps.Channel(e.RoomID), prefix, middle, suffix, ps.ScriptPublish()}, e.Fields()...)
-	s, err := appendEventScript.Exec(ctx, c, []string{Stream}, args).ToString()
+	s, err := appendEventScript.Exec(ctx, c, []string{shards.StreamOf(e.RoomID)}, args).ToString()
 	if err != nil {
 		return ID{}, fmt.Errorf("append %s event to room %s: %w", eventName(e), e.RoomID, err)
 	}

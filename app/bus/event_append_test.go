@@ -61,14 +61,14 @@ func TestAppendEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := time.Now().Add(-time.Second).UnixMilli()
-	id, err := bus.AppendEvent(ctx, rc, e)
+	id, err := bus.AppendEvent(ctx, rc, 1, e)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if int64(id.Ms) < before || int64(id.Ms) > time.Now().Add(time.Second).UnixMilli() {
 		t.Errorf("id %s is not Redis' time now", id)
 	}
-	xs, err := bus.ReadRange(ctx, rc, bus.ID{}, bus.MaxID(), true, 10)
+	xs, err := bus.ReadRange(ctx, rc, bus.Stream, bus.ID{}, bus.MaxID(), true, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +106,7 @@ func TestAppendEvent(t *testing.T) {
 	// No dedupe and no rate limit: the same event again, and a burst, are
 	// each appended and published.
 	for i := 0; i < 20; i++ {
-		if _, err := bus.AppendEvent(ctx, rc, e); err != nil {
+		if _, err := bus.AppendEvent(ctx, rc, 1, e); err != nil {
 			t.Fatal(err)
 		}
 		receive(t, live)
@@ -128,14 +128,14 @@ func TestAppendEventAfterClockStep(t *testing.T) {
 	live := subscribe(t, url, bus.Channel("dev"))
 
 	e, _ := bus.NewEvent("dev", "u1", "alice", bus.RoomEvent{Event: bus.EventMemberLeft})
-	id, err := bus.AppendEvent(ctx, rc, e)
+	id, err := bus.AppendEvent(ctx, rc, 1, e)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if id.Compare(bus.ID{Ms: uint64(future)}) <= 0 {
 		t.Fatalf("id %s not after the last entry %d-0", id, future)
 	}
-	xs, err := bus.ReadRange(ctx, rc, id, id, true, 1)
+	xs, err := bus.ReadRange(ctx, rc, bus.Stream, id, id, true, 1)
 	if err != nil || len(xs) != 1 {
 		t.Fatalf("read %s: %+v %v", id, xs, err)
 	}
@@ -164,7 +164,7 @@ func TestAppendEventRefuses(t *testing.T) {
 	} {
 		e := good
 		mod(&e)
-		if id, err := bus.AppendEvent(context.Background(), rc, e); !errors.Is(err, bus.ErrBadEvent) {
+		if id, err := bus.AppendEvent(context.Background(), rc, 1, e); !errors.Is(err, bus.ErrBadEvent) {
 			t.Errorf("%s: %s, %v; want ErrBadEvent", name, id, err)
 		}
 	}

@@ -17,10 +17,10 @@ import (
 // they do not exist yet. The group starts at "0", not "$", so that entries
 // an AuroraChat chat-service wrote before any ingest worker ran are ingested
 // too instead of silently skipped.
-func EnsureGroup(ctx context.Context, c rueidis.Client) error {
-	err := c.Do(ctx, c.B().XgroupCreate().Key(Stream).Group(Group).Id("0").Mkstream().Build()).Error()
+func EnsureGroup(ctx context.Context, c rueidis.Client, stream string) error {
+	err := c.Do(ctx, c.B().XgroupCreate().Key(stream).Group(Group).Id("0").Mkstream().Build()).Error()
 	if err != nil && !IsBusyGroup(err) {
-		return fmt.Errorf("create consumer group %s on %s: %w", Group, Stream, err)
+		return fmt.Errorf("create consumer group %s on %s: %w", Group, stream, err)
 	}
 	return nil
 }
@@ -29,22 +29,22 @@ func EnsureGroup(ctx context.Context, c rueidis.Client) error {
 // (id ">"), waiting up to block for the first (0: no wait), or the
 // consumer's own pending entries after id. No entry is no error. A missing
 // group is an error IsNoGroup recognises.
-func ReadGroup(ctx context.Context, c rueidis.Client, consumer, id string, count int64, block time.Duration) ([]rueidis.XRangeSlice, error) {
+func ReadGroup(ctx context.Context, c rueidis.Client, stream, consumer, id string, count int64, block time.Duration) ([]rueidis.XRangeSlice, error) {
 	var cmd rueidis.Completed
 	if block > 0 {
 		ms := max(block.Milliseconds(), 1) // BLOCK 0 would wait forever
-		cmd = c.B().Xreadgroup().Group(Group, consumer).Count(count).Block(ms).Streams().Key(Stream).Id(id).Build()
+		cmd = c.B().Xreadgroup().Group(Group, consumer).Count(count).Block(ms).Streams().Key(stream).Id(id).Build()
 	} else {
-		cmd = c.B().Xreadgroup().Group(Group, consumer).Count(count).Streams().Key(Stream).Id(id).Build()
+		cmd = c.B().Xreadgroup().Group(Group, consumer).Count(count).Streams().Key(stream).Id(id).Build()
 	}
 	res, err := c.Do(ctx, cmd).AsXReadSlices()
 	if rueidis.IsRedisNil(err) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read %s as %s/%s: %w", Stream, Group, consumer, err)
+		return nil, fmt.Errorf("read %s as %s/%s: %w", stream, Group, consumer, err)
 	}
-	return res[Stream], nil
+	return res[stream], nil
 }
 
 // AutoClaimed is one XAUTOCLAIM round.
@@ -66,8 +66,8 @@ func (a AutoClaimed) Done() bool { return a.Next == "" || a.Next == "0-0" || a.N
 // AutoClaim claims for consumer up to count entries of the group idle for
 // at least minIdle, scanning the pending list from cursor start ("0-0" for
 // the beginning).
-func AutoClaim(ctx context.Context, c rueidis.Client, consumer string, minIdle time.Duration, start string, count int64) (AutoClaimed, error) {
-	cmd := c.B().Xautoclaim().Key(Stream).Group(Group).Consumer(consumer).
+func AutoClaim(ctx context.Context, c rueidis.Client, stream, consumer string, minIdle time.Duration, start string, count int64) (AutoClaimed, error) {
+	cmd := c.B().Xautoclaim().Key(stream).Group(Group).Consumer(consumer).
 		MinIdleTime(strconv.FormatInt(minIdle.Milliseconds(), 10)).Start(start).Count(count).Build()
 	arr, err := c.Do(ctx, cmd).ToArray()
 	if err == nil && len(arr) < 2 {
@@ -100,8 +100,8 @@ func AutoClaim(ctx context.Context, c rueidis.Client, consumer string, minIdle t
 // Ack acknowledges ids in the group. The ingest role acknowledges an entry
 // only once the store has it (or it went to the dead stream): that is what
 // FirstUnstored and Trim rely on.
-func Ack(ctx context.Context, c rueidis.Client, ids ...string) error {
-	if err := c.Do(ctx, c.B().Xack().Key(Stream).Group(Group).Id(ids...).Build()).Error(); err != nil {
+func Ack(ctx context.Context, c rueidis.Client, stream string, ids ...string) error {
+	if err := c.Do(ctx, c.B().Xack().Key(stream).Group(Group).Id(ids...).Build()).Error(); err != nil {
 		return fmt.Errorf("acknowledge %d entries: %w", len(ids), err)
 	}
 	return nil
@@ -110,10 +110,10 @@ func Ack(ctx context.Context, c rueidis.Client, ids ...string) error {
 // Deliveries returns the delivery count of each of ids still pending for
 // consumer, in one round trip; an id missing from the map is no longer
 // that consumer's.
-func Deliveries(ctx context.Context, c rueidis.Client, consumer string, ids []string) (map[string]int64, error) {
+func Deliveries(ctx context.Context, c rueidis.Client, stream, consumer string, ids []string) (map[string]int64, error) {
 	cmds := make(rueidis.Commands, len(ids))
 	for i, id := range ids {
-		cmds[i] = c.B().Xpending().Key(Stream).Group(Group).Start(id).End(id).Count(1).Consumer(consumer).Build()
+		cmds[i] = c.B().Xpending().Key(stream).Group(Group).Start(id).End(id).Count(1).Consumer(consumer).Build()
 	}
 	out := make(map[string]int64, len(ids))
 	for i, r := range c.DoMulti(ctx, cmds...) {
@@ -135,8 +135,8 @@ func Deliveries(ctx context.Context, c rueidis.Client, consumer string, ids []st
 
 // RemoveConsumer deletes consumer from the group if it has nothing pending
 // (lua/remove_consumer.lua), and reports whether it did.
-func RemoveConsumer(ctx context.Context, c rueidis.Client, consumer string) (bool, error) {
-	n, err := removeConsumerScript.Exec(ctx, c, []string{Stream}, []string{Group, consumer}).AsInt64()
+func RemoveConsumer(ctx context.Context, c rueidis.Client, stream, consumer string) (bool, error) {
+	n, err := removeConsumerScript.Exec(ctx, c, []string{stream}, []string{Group, consumer}).AsInt64()
 	if err != nil {
 		return false, fmt.Errorf("remove consumer %s from group %s: %w", consumer, Group, err)
 	}
@@ -153,8 +153,8 @@ type ConsumerInfo struct {
 }
 
 // Consumers lists the consumers of a group, by name.
-func Consumers(ctx context.Context, c rueidis.Client, group string) ([]ConsumerInfo, error) {
-	arr, err := c.Do(ctx, c.B().XinfoConsumers().Key(Stream).Group(group).Build()).ToArray()
+func Consumers(ctx context.Context, c rueidis.Client, stream, group string) ([]ConsumerInfo, error) {
+	arr, err := c.Do(ctx, c.B().XinfoConsumers().Key(stream).Group(group).Build()).ToArray()
 	if err != nil {
 		return nil, fmt.Errorf("list consumers of group %s: %w", group, err)
 	}

@@ -42,13 +42,13 @@ type GroupInfo struct {
 
 // Info reads the state of the stream, of every consumer group on it and the
 // length of the dead stream.
-func Info(ctx context.Context, c rueidis.Client) (StreamInfo, error) {
-	info := StreamInfo{Stream: Stream, DeadStream: DeadStream, Groups: []GroupInfo{}}
+func Info(ctx context.Context, c rueidis.Client, stream string) (StreamInfo, error) {
+	info := StreamInfo{Stream: stream, DeadStream: DeadStream, Groups: []GroupInfo{}}
 	var err error
 	if info.DeadLength, err = c.Do(ctx, c.B().Xlen().Key(DeadStream).Build()).AsInt64(); err != nil {
 		return info, fmt.Errorf("length of %s: %w", DeadStream, err)
 	}
-	groups, exists, err := Groups(ctx, c)
+	groups, exists, err := Groups(ctx, c, stream)
 	if err != nil {
 		return info, err
 	}
@@ -56,17 +56,17 @@ func Info(ctx context.Context, c rueidis.Client) (StreamInfo, error) {
 		return info, nil
 	}
 	info.Exists = true
-	if info.Length, err = c.Do(ctx, c.B().Xlen().Key(Stream).Build()).AsInt64(); err != nil {
-		return info, fmt.Errorf("length of %s: %w", Stream, err)
+	if info.Length, err = c.Do(ctx, c.B().Xlen().Key(stream).Build()).AsInt64(); err != nil {
+		return info, fmt.Errorf("length of %s: %w", stream, err)
 	}
-	if info.FirstID, err = FirstID(ctx, c); err != nil {
+	if info.FirstID, err = FirstID(ctx, c, stream); err != nil {
 		return info, err
 	}
-	if info.LastID, err = edgeID(ctx, c, true); err != nil {
+	if info.LastID, err = edgeID(ctx, c, stream, true); err != nil {
 		return info, err
 	}
 	for _, g := range groups {
-		if g.Consumers, err = Consumers(ctx, c, g.Name); err != nil {
+		if g.Consumers, err = Consumers(ctx, c, stream, g.Name); err != nil {
 			return info, err
 		}
 		info.Groups = append(info.Groups, g)
@@ -77,8 +77,8 @@ func Info(ctx context.Context, c rueidis.Client) (StreamInfo, error) {
 // Groups lists the consumer groups of the stream by name, with their
 // pending summary and lag (Consumers is left empty); exists is false when
 // there is no stream.
-func Groups(ctx context.Context, c rueidis.Client) (gs []GroupInfo, exists bool, err error) {
-	ps, exists, err := readProgress(ctx, c)
+func Groups(ctx context.Context, c rueidis.Client, stream string) (gs []GroupInfo, exists bool, err error) {
+	ps, exists, err := readProgress(ctx, c, stream)
 	if err != nil || !exists {
 		return nil, exists, err
 	}
@@ -89,7 +89,7 @@ func Groups(ctx context.Context, c rueidis.Client) (gs []GroupInfo, exists bool,
 			g.OldestPendingID = p.oldestPending.String()
 		}
 		if !p.lagKnown {
-			if g.Lag, g.LagAtLeast, err = countAfter(ctx, c, g.LastDeliveredID, lagCountLimit); err != nil {
+			if g.Lag, g.LagAtLeast, err = countAfter(ctx, c, stream, g.LastDeliveredID, lagCountLimit); err != nil {
 				return nil, true, err
 			}
 		}
@@ -99,23 +99,23 @@ func Groups(ctx context.Context, c rueidis.Client) (gs []GroupInfo, exists bool,
 }
 
 // countAfter counts the entries after id, up to limit.
-func countAfter(ctx context.Context, c rueidis.Client, id string, limit int64) (int64, bool, error) {
-	es, err := c.Do(ctx, c.B().Xrange().Key(Stream).Start("("+id).End("+").Count(limit).Build()).ToArray()
+func countAfter(ctx context.Context, c rueidis.Client, stream, id string, limit int64) (int64, bool, error) {
+	es, err := c.Do(ctx, c.B().Xrange().Key(stream).Start("("+id).End("+").Count(limit).Build()).ToArray()
 	if err != nil {
-		return 0, false, fmt.Errorf("count entries of %s after %s: %w", Stream, id, err)
+		return 0, false, fmt.Errorf("count entries of %s after %s: %w", stream, id, err)
 	}
 	return int64(len(es)), int64(len(es)) >= limit, nil
 }
 
 // edgeID returns the id of the first (or last) entry of the stream, or "".
-func edgeID(ctx context.Context, c rueidis.Client, last bool) (string, error) {
-	cmd := c.B().Xrange().Key(Stream).Start("-").End("+").Count(1).Build()
+func edgeID(ctx context.Context, c rueidis.Client, stream string, last bool) (string, error) {
+	cmd := c.B().Xrange().Key(stream).Start("-").End("+").Count(1).Build()
 	if last {
-		cmd = c.B().Xrevrange().Key(Stream).End("+").Start("-").Count(1).Build()
+		cmd = c.B().Xrevrange().Key(stream).End("+").Start("-").Count(1).Build()
 	}
 	es, err := c.Do(ctx, cmd).AsXRangeSlices()
 	if err != nil {
-		return "", fmt.Errorf("read the edge of %s: %w", Stream, err)
+		return "", fmt.Errorf("read the edge of %s: %w", stream, err)
 	}
 	if len(es) == 0 {
 		return "", nil
@@ -124,11 +124,13 @@ func edgeID(ctx context.Context, c rueidis.Client, last bool) (string, error) {
 }
 
 // FirstID returns the id of the oldest entry of the stream, "" when empty.
-func FirstID(ctx context.Context, c rueidis.Client) (string, error) { return edgeID(ctx, c, false) }
+func FirstID(ctx context.Context, c rueidis.Client, stream string) (string, error) {
+	return edgeID(ctx, c, stream, false)
+}
 
 // LastID returns the id of the newest entry of the stream, "0-0" when empty.
-func LastID(ctx context.Context, c rueidis.Client) (string, error) {
-	id, err := edgeID(ctx, c, true)
+func LastID(ctx context.Context, c rueidis.Client, stream string) (string, error) {
+	id, err := edgeID(ctx, c, stream, true)
 	if err != nil || id != "" {
 		return id, err
 	}
@@ -138,35 +140,35 @@ func LastID(ctx context.Context, c rueidis.Client) (string, error) {
 // ReadAfter returns up to count entries after id, waiting up to block for
 // the first one (0: no wait). It reads outside the consumer group, so it
 // disturbs no worker.
-func ReadAfter(ctx context.Context, c rueidis.Client, id string, count int64, block time.Duration) ([]rueidis.XRangeSlice, error) {
+func ReadAfter(ctx context.Context, c rueidis.Client, stream, id string, count int64, block time.Duration) ([]rueidis.XRangeSlice, error) {
 	var cmd rueidis.Completed
 	if block > 0 {
-		cmd = c.B().Xread().Count(count).Block(max(block.Milliseconds(), 1)).Streams().Key(Stream).Id(id).Build()
+		cmd = c.B().Xread().Count(count).Block(max(block.Milliseconds(), 1)).Streams().Key(stream).Id(id).Build()
 	} else {
-		cmd = c.B().Xread().Count(count).Streams().Key(Stream).Id(id).Build()
+		cmd = c.B().Xread().Count(count).Streams().Key(stream).Id(id).Build()
 	}
 	res, err := c.Do(ctx, cmd).AsXReadSlices()
 	if rueidis.IsRedisNil(err) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read %s after %s: %w", Stream, id, err)
+		return nil, fmt.Errorf("read %s after %s: %w", stream, id, err)
 	}
-	return res[Stream], nil
+	return res[stream], nil
 }
 
 // ReadRange returns up to count entries between lo and hi, both inclusive,
 // oldest first when asc, else newest first. It reads outside the group.
-func ReadRange(ctx context.Context, c rueidis.Client, lo, hi ID, asc bool, count int64) ([]rueidis.XRangeEntry, error) {
+func ReadRange(ctx context.Context, c rueidis.Client, stream string, lo, hi ID, asc bool, count int64) ([]rueidis.XRangeEntry, error) {
 	var cmd rueidis.Completed
 	if asc {
-		cmd = c.B().Xrange().Key(Stream).Start(lo.String()).End(hi.String()).Count(count).Build()
+		cmd = c.B().Xrange().Key(stream).Start(lo.String()).End(hi.String()).Count(count).Build()
 	} else {
-		cmd = c.B().Xrevrange().Key(Stream).End(hi.String()).Start(lo.String()).Count(count).Build()
+		cmd = c.B().Xrevrange().Key(stream).End(hi.String()).Start(lo.String()).Count(count).Build()
 	}
 	got, err := c.Do(ctx, cmd).AsXRange()
 	if err != nil {
-		return nil, fmt.Errorf("read %s from %s to %s: %w", Stream, lo, hi, err)
+		return nil, fmt.Errorf("read %s from %s to %s: %w", stream, lo, hi, err)
 	}
 	return got, nil
 }
@@ -189,7 +191,7 @@ type PendingFilter struct {
 }
 
 // Pending lists the pending entries of the ingest group, oldest first.
-func Pending(ctx context.Context, c rueidis.Client, f PendingFilter) ([]PendingEntry, error) {
+func Pending(ctx context.Context, c rueidis.Client, stream string, f PendingFilter) ([]PendingEntry, error) {
 	if f.Count <= 0 {
 		f.Count = 100
 	}
@@ -199,13 +201,13 @@ func Pending(ctx context.Context, c rueidis.Client, f PendingFilter) ([]PendingE
 	var cmd rueidis.Completed
 	switch {
 	case f.MinIdle > 0 && f.Consumer != "":
-		cmd = c.B().Xpending().Key(Stream).Group(Group).Idle(f.MinIdle.Milliseconds()).Start(f.Start).End("+").Count(f.Count).Consumer(f.Consumer).Build()
+		cmd = c.B().Xpending().Key(stream).Group(Group).Idle(f.MinIdle.Milliseconds()).Start(f.Start).End("+").Count(f.Count).Consumer(f.Consumer).Build()
 	case f.MinIdle > 0:
-		cmd = c.B().Xpending().Key(Stream).Group(Group).Idle(f.MinIdle.Milliseconds()).Start(f.Start).End("+").Count(f.Count).Build()
+		cmd = c.B().Xpending().Key(stream).Group(Group).Idle(f.MinIdle.Milliseconds()).Start(f.Start).End("+").Count(f.Count).Build()
 	case f.Consumer != "":
-		cmd = c.B().Xpending().Key(Stream).Group(Group).Start(f.Start).End("+").Count(f.Count).Consumer(f.Consumer).Build()
+		cmd = c.B().Xpending().Key(stream).Group(Group).Start(f.Start).End("+").Count(f.Count).Consumer(f.Consumer).Build()
 	default:
-		cmd = c.B().Xpending().Key(Stream).Group(Group).Start(f.Start).End("+").Count(f.Count).Build()
+		cmd = c.B().Xpending().Key(stream).Group(Group).Start(f.Start).End("+").Count(f.Count).Build()
 	}
 	arr, err := c.Do(ctx, cmd).ToArray()
 	if err != nil {
@@ -253,11 +255,11 @@ func parsePending(m rueidis.RedisMessage) (PendingEntry, error) {
 // The entries stay pending; a worker named to stores them at its next
 // look at its own pending entries (every claim_idle/2), and any worker
 // takes them over once they are idle for claim_idle.
-func Claim(ctx context.Context, c rueidis.Client, to, from string, minIdle time.Duration, count int64) ([]string, error) {
+func Claim(ctx context.Context, c rueidis.Client, stream, to, from string, minIdle time.Duration, count int64) ([]string, error) {
 	if to == "" {
 		return nil, errors.New("claim: no consumer to claim the entries for")
 	}
-	pend, err := Pending(ctx, c, PendingFilter{Consumer: from, MinIdle: minIdle, Count: count})
+	pend, err := Pending(ctx, c, stream, PendingFilter{Consumer: from, MinIdle: minIdle, Count: count})
 	if err != nil {
 		return nil, err
 	}
@@ -270,7 +272,7 @@ func Claim(ctx context.Context, c rueidis.Client, to, from string, minIdle time.
 	if len(ids) == 0 {
 		return []string{}, nil
 	}
-	claimed, err := c.Do(ctx, c.B().Xclaim().Key(Stream).Group(Group).Consumer(to).
+	claimed, err := c.Do(ctx, c.B().Xclaim().Key(stream).Group(Group).Consumer(to).
 		MinIdleTime(strconv.FormatInt(minIdle.Milliseconds(), 10)).Id(ids...).Justid().Build()).AsStrSlice()
 	if err != nil {
 		return nil, fmt.Errorf("claim %d entries for %s: %w", len(ids), to, err)

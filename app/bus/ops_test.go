@@ -25,7 +25,7 @@ func ackIDs(t *testing.T, c rueidis.Client, group string, ids ...string) {
 
 func trim(t *testing.T, c rueidis.Client, keep int64) bus.TrimResult {
 	t.Helper()
-	res, err := bus.Trim(context.Background(), c, keep, 0, false)
+	res, err := bus.Trim(context.Background(), c, bus.Stream, keep, 0, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +40,7 @@ func TestTrimNeverRemovesUnacknowledgedEntries(t *testing.T) {
 	if res := trim(t, rc, 5); res.Trimmed != 0 || !strings.Contains(res.Reason, "no consumer group") {
 		t.Errorf("without a group: %+v", res)
 	}
-	if err := bus.EnsureGroup(ctx, rc); err != nil {
+	if err := bus.EnsureGroup(ctx, rc, bus.Stream); err != nil {
 		t.Fatal(err)
 	}
 	if res := trim(t, rc, 5); res.Trimmed != 0 {
@@ -58,7 +58,7 @@ func TestTrimNeverRemovesUnacknowledgedEntries(t *testing.T) {
 	}
 	// A dry run tells without trimming.
 	ackIDs(t, rc, bus.Group, ids[5])
-	res, err := bus.Trim(ctx, rc, 5, 0, true)
+	res, err := bus.Trim(ctx, rc, bus.Stream, 5, 0, true)
 	if err != nil || res.Trimmed != 5 || apptest.StreamLen(t, rc, bus.Stream) != 25 {
 		t.Errorf("dry run: %+v %v, length %d", res, err, apptest.StreamLen(t, rc, bus.Stream))
 	}
@@ -82,7 +82,7 @@ func TestTrimNeverRemovesUnacknowledgedEntries(t *testing.T) {
 	apptest.AddEntries(t, rc, "r", 10)
 	ackIDs(t, rc, bus.Group, readAs(t, rc, "a", 100)...)
 	ackIDs(t, rc, "archive", apptest.ReadGroupIDs(t, rc, "archive", "x", 100)...)
-	if res, err := bus.Trim(ctx, rc, 1, 4, false); err != nil || res.Trimmed != 4 {
+	if res, err := bus.Trim(ctx, rc, bus.Stream, 1, 4, false); err != nil || res.Trimmed != 4 {
 		t.Errorf("limited pass: %+v %v", res, err)
 	}
 }
@@ -90,19 +90,19 @@ func TestTrimNeverRemovesUnacknowledgedEntries(t *testing.T) {
 func TestInfoPendingAndClaim(t *testing.T) {
 	rc := apptest.RedisClient(t, apptest.RedisURL(t))
 	ctx := context.Background()
-	info, err := bus.Info(ctx, rc)
+	info, err := bus.Info(ctx, rc, bus.Stream)
 	if err != nil || info.Exists || info.Length != 0 || len(info.Groups) != 0 {
 		t.Errorf("no stream: %+v %v", info, err)
 	}
 	ids := apptest.AddEntries(t, rc, "r", 10)
-	if err := bus.EnsureGroup(ctx, rc); err != nil {
+	if err := bus.EnsureGroup(ctx, rc, bus.Stream); err != nil {
 		t.Fatal(err)
 	}
 	readAs(t, rc, "a", 4)
 	readAs(t, rc, "b", 3)
 	ackIDs(t, rc, bus.Group, ids[0])
 
-	info, err = bus.Info(ctx, rc)
+	info, err = bus.Info(ctx, rc, bus.Stream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,26 +117,26 @@ func TestInfoPendingAndClaim(t *testing.T) {
 		t.Errorf("consumers: %+v", g.Consumers)
 	}
 
-	all, err := bus.Pending(ctx, rc, bus.PendingFilter{})
+	all, err := bus.Pending(ctx, rc, bus.Stream, bus.PendingFilter{})
 	if err != nil || len(all) != 6 || all[0].ID != ids[1] || all[0].Consumer != "a" || all[0].Deliveries != 1 {
 		t.Errorf("pending: %+v %v", all, err)
 	}
-	ofB, err := bus.Pending(ctx, rc, bus.PendingFilter{Consumer: "b"})
+	ofB, err := bus.Pending(ctx, rc, bus.Stream, bus.PendingFilter{Consumer: "b"})
 	if err != nil || len(ofB) != 3 || ofB[0].ID != ids[4] {
 		t.Errorf("pending of b: %+v %v", ofB, err)
 	}
-	if idle, err := bus.Pending(ctx, rc, bus.PendingFilter{MinIdle: time.Hour}); err != nil || len(idle) != 0 {
+	if idle, err := bus.Pending(ctx, rc, bus.Stream, bus.PendingFilter{MinIdle: time.Hour}); err != nil || len(idle) != 0 {
 		t.Errorf("pending idle for an hour: %+v %v", idle, err)
 	}
 
-	if got, err := bus.Claim(ctx, rc, "c", "a", time.Hour, 10); err != nil || len(got) != 0 {
+	if got, err := bus.Claim(ctx, rc, bus.Stream, "c", "a", time.Hour, 10); err != nil || len(got) != 0 {
 		t.Errorf("claim of entries idle an hour: %v %v", got, err)
 	}
-	got, err := bus.Claim(ctx, rc, "c", "a", 0, 10)
+	got, err := bus.Claim(ctx, rc, bus.Stream, "c", "a", 0, 10)
 	if err != nil || strings.Join(got, ",") != strings.Join(ids[1:4], ",") {
 		t.Errorf("claim from a: %v %v, want %v", got, err, ids[1:4])
 	}
-	ofC, err := bus.Pending(ctx, rc, bus.PendingFilter{Consumer: "c"})
+	ofC, err := bus.Pending(ctx, rc, bus.Stream, bus.PendingFilter{Consumer: "c"})
 	if err != nil || len(ofC) != 3 {
 		t.Errorf("pending of c after the claim: %+v %v", ofC, err)
 	}

@@ -117,20 +117,20 @@ func parsePendingSummary(r rueidis.RedisResult) (n int64, oldest ID, err error) 
 // readProgress reads the progress of every group on the stream: the groups
 // first, then their pending summaries in one round trip. exists is false
 // when there is no stream.
-func readProgress(ctx context.Context, c rueidis.Client) (ps []progress, exists bool, err error) {
-	ps, err = parseGroups(c.Do(ctx, c.B().XinfoGroups().Key(Stream).Build()))
+func readProgress(ctx context.Context, c rueidis.Client, stream string) (ps []progress, exists bool, err error) {
+	ps, err = parseGroups(c.Do(ctx, c.B().XinfoGroups().Key(stream).Build()))
 	if IsNoKey(err) {
 		return nil, false, nil
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("list consumer groups of %s: %w", Stream, err)
+		return nil, false, fmt.Errorf("list consumer groups of %s: %w", stream, err)
 	}
 	if len(ps) == 0 {
 		return ps, true, nil
 	}
 	cmds := make(rueidis.Commands, len(ps))
 	for i, p := range ps {
-		cmds[i] = c.B().Xpending().Key(Stream).Group(p.name).Build()
+		cmds[i] = c.B().Xpending().Key(stream).Group(p.name).Build()
 	}
 	for i, r := range c.DoMulti(ctx, cmds...) {
 		if ps[i].pending, ps[i].oldestPending, err = parsePendingSummary(r); err != nil {
@@ -145,8 +145,8 @@ func readProgress(ctx context.Context, c rueidis.Client) (ps []progress, exists 
 // minimum of firstUnacked over every group, since any of them may be a
 // reader that has not stored the entry yet. ok is false when the stream has
 // no group.
-func TrimPoint(ctx context.Context, c rueidis.Client) (id ID, ok bool, err error) {
-	ps, _, err := readProgress(ctx, c)
+func TrimPoint(ctx context.Context, c rueidis.Client, stream string) (id ID, ok bool, err error) {
+	ps, _, err := readProgress(ctx, c, stream)
 	if err != nil {
 		return ID{}, false, err
 	}
@@ -176,16 +176,16 @@ type Backlog struct {
 // must call it before reading the store: an entry acknowledged after this
 // read is then in the store by the time the store is read, and one that is
 // not is still in the stream (Trim removes only acknowledged entries).
-func ReadBacklog(ctx context.Context, c rueidis.Client) (Backlog, error) {
+func ReadBacklog(ctx context.Context, c rueidis.Client, stream string) (Backlog, error) {
 	res := c.DoMulti(ctx,
-		c.B().Xrange().Key(Stream).Start("-").End("+").Count(1).Build(),
-		c.B().XinfoGroups().Key(Stream).Build(),
-		c.B().Xpending().Key(Stream).Group(Group).Build(),
+		c.B().Xrange().Key(stream).Start("-").End("+").Count(1).Build(),
+		c.B().XinfoGroups().Key(stream).Build(),
+		c.B().Xpending().Key(stream).Group(Group).Build(),
 	)
 	var b Backlog
 	first, err := res[0].AsXRange()
 	if err != nil {
-		return b, fmt.Errorf("read oldest entry of %s: %w", Stream, err)
+		return b, fmt.Errorf("read oldest entry of %s: %w", stream, err)
 	}
 	if len(first) == 0 {
 		return b, nil // no stream: nothing is waiting for ingest

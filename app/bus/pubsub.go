@@ -23,13 +23,31 @@ import (
 //     attempted to access a non local key"). So stored and broadcast stay
 //     one step, never one without the other, on a cluster as on one Redis.
 //
+// With stream shards (Shards, bus.shards), a room's message channel
+// carries the hash tag of the room's stream ({chat:messages:2}chat.<room>),
+// for the same reason; its presence and typing channels, published outside
+// any script, keep the tag of shard 0's stream whatever the shard count, so
+// that code publishing them needs no shard count. A room's channels are
+// then in two slots when its shard is not 0 (ChannelsBySlot).
+//
 // Everything that publishes or subscribes (the send script, typing,
 // presence, room events, the subscriber) asks a PubSub for the channel
 // names, the command, and the command's name inside a script. The zero
-// value is classic.
+// value is classic, with one shard.
 type PubSub struct {
 	sharded bool
+	shards  Shards
 }
+
+// WithShards is p for n stream shards: what names a room's message channel
+// (in the slot of its shard's stream).
+func (p PubSub) WithShards(n Shards) PubSub {
+	p.shards = n
+	return p
+}
+
+// Shards is the shard count p names channels for.
+func (p PubSub) Shards() Shards { return p.shards }
 
 // PubSubOf is the PubSub for client c: sharded on a Redis Cluster client,
 // classic otherwise.
@@ -48,10 +66,10 @@ func (p PubSub) Sharded() bool { return p.sharded }
 // the slot of Stream, whose own name has no tag: a Redis Cluster hashes
 // "{chat:messages}x" on "chat:messages", so such a key shares the
 // stream's slot, which a script touching both requires.
-const StreamSlotTag = "{" + Stream + "}"
+const StreamSlotTag = "{" + Stream + "}" // SlotTag(Stream)
 
-// tag is the prefix of every channel name: none on classic Pub/Sub
-// (AuroraChat's names), the stream's hash tag on sharded.
+// tag is the prefix of the presence and typing channel names: none on
+// classic Pub/Sub (AuroraChat's names), shard 0's hash tag on sharded.
 func (p PubSub) tag() string {
 	if p.sharded {
 		return StreamSlotTag
@@ -60,9 +78,14 @@ func (p PubSub) tag() string {
 }
 
 // Channel is the channel of a room's messages: chat.<room> (AuroraChat's),
-// {chat:messages}chat.<room> when sharded. Its payload is exactly the
-// MessageFrame clients receive.
-func (p PubSub) Channel(room string) string { return p.tag() + ChannelPrefix + room }
+// {<the room's stream>}chat.<room> when sharded ({chat:messages}chat.<room>
+// with one shard). Its payload is exactly the MessageFrame clients receive.
+func (p PubSub) Channel(room string) string {
+	if p.sharded {
+		return SlotTag(p.shards.StreamOf(room)) + ChannelPrefix + room
+	}
+	return ChannelPrefix + room
+}
 
 // PresenceChannel carries a room's presence events: a JSON array of
 // presence frames, coalesced by the publishing replica over a short
@@ -75,10 +98,26 @@ func (p PubSub) PresenceChannel(room string) string {
 func (p PubSub) TypingChannel(room string) string { return p.tag() + TypingChannelPrefix + room }
 
 // Channels are the three channels of a room a replica with members there
-// subscribes. When sharded they are all in one slot, so one SSUBSCRIBE
-// takes them (Redis refuses one across slots).
+// subscribes. When sharded they are in one slot only when the room is on
+// shard 0: see ChannelsBySlot.
 func (p PubSub) Channels(room string) []string {
 	return []string{p.Channel(room), p.PresenceChannel(room), p.TypingChannel(room)}
+}
+
+// ChannelsBySlot are room's channels grouped by the shard whose stream's
+// slot they are in: the message channel under the room's shard, presence
+// and typing under shard 0 (one group when the room is on shard 0). One
+// SSUBSCRIBE takes a group (Redis refuses one across slots); on classic
+// Pub/Sub everything is under shard 0.
+func (p PubSub) ChannelsBySlot(room string) map[int][]string {
+	shard := 0
+	if p.sharded {
+		shard = p.shards.Of(room)
+	}
+	if shard == 0 {
+		return map[int][]string{0: p.Channels(room)}
+	}
+	return map[int][]string{shard: {p.Channel(room)}, 0: {p.PresenceChannel(room), p.TypingChannel(room)}}
 }
 
 // ChannelKind says which of a room's channels a name is.
@@ -141,8 +180,8 @@ func (p PubSub) Unsubscribe(b rueidis.Builder, channels ...string) rueidis.Compl
 
 // ScriptPublish is the command a Lua script calls to publish, passed to
 // it as an argument (redis.call(ARGV[n], channel, payload)). A script
-// that publishes on a sharded channel must declare a key of the stream's
-// slot (the stream, or a key with StreamSlotTag).
+// that publishes on a sharded channel must declare a key of the channel's
+// slot (the room's stream, or a key with its SlotTag).
 func (p PubSub) ScriptPublish() string {
 	if p.sharded {
 		return "SPUBLISH"

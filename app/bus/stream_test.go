@@ -28,7 +28,7 @@ func TestReadBacklog(t *testing.T) {
 	}
 	check := func(what string, wantFrom bus.ID, wantOldest string) {
 		t.Helper()
-		ti, err := bus.ReadBacklog(ctx, rc)
+		ti, err := bus.ReadBacklog(ctx, rc, bus.Stream)
 		if err != nil {
 			t.Fatalf("%s: %v", what, err)
 		}
@@ -73,20 +73,20 @@ func TestGroupProgressAgrees(t *testing.T) {
 	for i := 0; i < 6; i++ {
 		ids = append(ids, apptest.XAdd(t, rc, bus.Stream, "*", bus.Entry{RoomID: "r", UserID: "u", Text: "t"}.Fields()...))
 	}
-	if err := bus.EnsureGroup(ctx, rc); err != nil {
+	if err := bus.EnsureGroup(ctx, rc, bus.Stream); err != nil {
 		t.Fatal(err)
 	}
 	check := func(what, wantFrom, wantLast string) {
 		t.Helper()
-		b, err := bus.ReadBacklog(ctx, rc)
+		b, err := bus.ReadBacklog(ctx, rc, bus.Stream)
 		if err != nil {
 			t.Fatalf("%s: %v", what, err)
 		}
-		tp, ok, err := bus.TrimPoint(ctx, rc)
+		tp, ok, err := bus.TrimPoint(ctx, rc, bus.Stream)
 		if err != nil || !ok {
 			t.Fatalf("%s: trim point %v %v", what, ok, err)
 		}
-		gs, _, err := bus.Groups(ctx, rc)
+		gs, _, err := bus.Groups(ctx, rc, bus.Stream)
 		if err != nil || len(gs) != 1 {
 			t.Fatalf("%s: groups %+v %v", what, gs, err)
 		}

@@ -28,21 +28,21 @@ type TrimResult struct {
 // reconnect recovery). It never removes an entry that is pending or not yet
 // delivered to some group (it trims below TrimPoint only); with no group on
 // the stream it removes nothing, since nothing is known to be stored.
-func Trim(ctx context.Context, c rueidis.Client, keepRecent, limit int64, dryRun bool) (TrimResult, error) {
+func Trim(ctx context.Context, c rueidis.Client, stream string, keepRecent, limit int64, dryRun bool) (TrimResult, error) {
 	res := TrimResult{DryRun: dryRun}
 	if limit <= 0 {
 		limit = math.MaxInt32
 	}
 	var err error
-	if res.LengthBefore, err = c.Do(ctx, c.B().Xlen().Key(Stream).Build()).AsInt64(); err != nil {
-		return res, fmt.Errorf("length of %s: %w", Stream, err)
+	if res.LengthBefore, err = c.Do(ctx, c.B().Xlen().Key(stream).Build()).AsInt64(); err != nil {
+		return res, fmt.Errorf("length of %s: %w", stream, err)
 	}
 	excess := res.LengthBefore - keepRecent
 	if excess <= 0 {
 		res.Reason = fmt.Sprintf("the stream holds %d entries, not more than the %d kept for recovery", res.LengthBefore, keepRecent)
 		return res, nil
 	}
-	safe, ok, err := TrimPoint(ctx, c)
+	safe, ok, err := TrimPoint(ctx, c, stream)
 	if err != nil {
 		return res, err
 	}
@@ -52,9 +52,9 @@ func Trim(ctx context.Context, c rueidis.Client, keepRecent, limit int64, dryRun
 	}
 	res.SafeID = safe.String()
 	n := min(excess, limit)
-	es, err := c.Do(ctx, c.B().Xrange().Key(Stream).Start("-").End("("+safe.String()).Count(n).Build()).ToArray()
+	es, err := c.Do(ctx, c.B().Xrange().Key(stream).Start("-").End("("+safe.String()).Count(n).Build()).ToArray()
 	if err != nil {
-		return res, fmt.Errorf("find entries of %s to trim: %w", Stream, err)
+		return res, fmt.Errorf("find entries of %s to trim: %w", stream, err)
 	}
 	if len(es) == 0 {
 		res.Reason = "the oldest entry is not acknowledged yet"
@@ -62,11 +62,11 @@ func Trim(ctx context.Context, c rueidis.Client, keepRecent, limit int64, dryRun
 	}
 	last, err := es[len(es)-1].AsXRangeSlice()
 	if err != nil {
-		return res, fmt.Errorf("find entries of %s to trim: %w", Stream, err)
+		return res, fmt.Errorf("find entries of %s to trim: %w", stream, err)
 	}
 	lastID, err := ParseID(last.ID)
 	if err != nil {
-		return res, fmt.Errorf("find entries of %s to trim: %w", Stream, err)
+		return res, fmt.Errorf("find entries of %s to trim: %w", stream, err)
 	}
 	// lastID is below safe, so it is not the largest id and has a next.
 	minID, _ := lastID.Next()
@@ -75,8 +75,8 @@ func Trim(ctx context.Context, c rueidis.Client, keepRecent, limit int64, dryRun
 		res.Trimmed = int64(len(es))
 		return res, nil
 	}
-	if res.Trimmed, err = c.Do(ctx, c.B().Xtrim().Key(Stream).Minid().Exact().Threshold(res.MinID).Build()).AsInt64(); err != nil {
-		return res, fmt.Errorf("trim %s before %s: %w", Stream, res.MinID, err)
+	if res.Trimmed, err = c.Do(ctx, c.B().Xtrim().Key(stream).Minid().Exact().Threshold(res.MinID).Build()).AsInt64(); err != nil {
+		return res, fmt.Errorf("trim %s before %s: %w", stream, res.MinID, err)
 	}
 	return res, nil
 }

@@ -8,9 +8,13 @@ import (
 	"github.com/auroradev/aurora/app/bus"
 )
 
-// StreamEvents appends room events to the message stream, where they are
-// stored and delivered like messages (bus.AppendEvent).
-type StreamEvents struct{ Client rueidis.Client }
+// StreamEvents appends room events to the message stream of the room's
+// shard (of Shards, bus.shards), where they are stored and delivered like
+// messages (bus.AppendEvent).
+type StreamEvents struct {
+	Client rueidis.Client
+	Shards bus.Shards
+}
 
 // Append appends ev, done by actor, to room's stream.
 func (e StreamEvents) Append(ctx context.Context, room string, actor Actor, ev bus.RoomEvent) error {
@@ -18,6 +22,6 @@ func (e StreamEvents) Append(ctx context.Context, room string, actor Actor, ev b
 	if err != nil {
 		return err
 	}
-	_, err = bus.AppendEvent(ctx, e.Client, entry)
+	_, err = bus.AppendEvent(ctx, e.Client, e.Shards, entry)
 	return err
 }

@@ -19,10 +19,13 @@ import (
 
 // BenchmarkClusterPubSub measures what a message costs Redis, per node, on
 // one Redis and on a 3-primary Redis Cluster with classic and with sharded
-// Pub/Sub: each message is what the send script does (one EVAL that XADDs
-// to the stream and publishes a 300-byte frame on its room's channel, with
-// bus.PubSub's names and command), 3 subscriber connections (3 chat
-// replicas) are subscribed to every room, and 16 goroutines send. It
+// Pub/Sub, and with sharded Pub/Sub and 3 stream shards (bus.shards 3):
+// each message is what the send script does (one EVAL that XADDs to the
+// room's shard stream and publishes a 300-byte frame on its room's
+// channel, with bus.PubSub's names and command), 3 subscribers (3 chat
+// replicas, each with one connection per shard slot its rooms' channels
+// are in, as the chat role's subscriber) are subscribed to every room, and
+// 16 goroutines send. It
 // reports delivered messages per second and the Redis CPU (INFO cpu,
 // user + sys, read before and after) per delivered message, on the
 // busiest node and summed over the nodes: the scaling figure on a 2-core
@@ -42,6 +45,7 @@ func BenchmarkClusterPubSub(b *testing.B) {
 		{"redis=1-node/pubsub=classic", single.URL, []*apptest.RedisServer{single}, bus.PubSub{}},
 		{"redis=3-primaries/pubsub=classic", cl.URL, cl.Nodes, bus.PubSub{}},
 		{"redis=3-primaries/pubsub=sharded", cl.URL, cl.Nodes, bus.ShardedPubSub()},
+		{"redis=3-primaries/pubsub=sharded/stream-shards=3", cl.URL, cl.Nodes, bus.ShardedPubSub().WithShards(3)},
 	} {
 		for _, rooms := range []int{1, 1000} {
 			b.Run(fmt.Sprintf("%s/rooms=%d", tc.name, rooms), func(b *testing.B) {
@@ -68,9 +72,15 @@ func benchPubSub(b *testing.B, url string, nodes []*apptest.RedisServer, ps bus.
 	var delivered atomic.Int64
 	var confirmed atomic.Int64
 	var wg sync.WaitGroup
-	var chs []string
+	shards := ps.Shards()
+	if !ps.Sharded() {
+		shards = 1 // classic channels have no slot: one connection takes all
+	}
+	chs := make([][]string, shards.N())
 	for r := range rooms {
-		chs = append(chs, ps.Channel("r"+strconv.Itoa(r)))
+		room := "r" + strconv.Itoa(r)
+		k := shards.Of(room)
+		chs[k] = append(chs[k], ps.Channel(room))
 	}
 	for range subscribers {
 		sc := apptest.RedisClient(b, url)
@@ -79,11 +89,16 @@ func benchPubSub(b *testing.B, url string, nodes []*apptest.RedisServer, ps bus.
 				confirmed.Add(1)
 			}
 		})
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_ = sc.Receive(hook, ps.Subscribe(sc.B(), chs...), func(rueidis.PubSubMessage) { delivered.Add(1) })
-		}()
+		for _, group := range chs {
+			if len(group) == 0 {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_ = sc.Receive(hook, ps.Subscribe(sc.B(), group...), func(rueidis.PubSubMessage) { delivered.Add(1) })
+			}()
+		}
 	}
 	defer wg.Wait()
 	defer cancel()
@@ -106,7 +121,7 @@ func benchPubSub(b *testing.B, url string, nodes []*apptest.RedisServer, ps bus.
 					return
 				}
 				room := "r" + strconv.FormatInt(i%int64(rooms), 10)
-				if err := sendLike.Exec(ctx, pub, []string{bus.Stream},
+				if err := sendLike.Exec(ctx, pub, []string{ps.Shards().StreamOf(room)},
 					[]string{ps.Channel(room), payload, room, ps.ScriptPublish()}).Error(); err != nil {
 					b.Errorf("send: %v", err)
 					return
@@ -133,7 +148,9 @@ func benchPubSub(b *testing.B, url string, nodes []*apptest.RedisServer, ps bus.
 	b.ReportMetric(busiest*1e6/n, "busiest-node-cpu-µs/delivered")
 	b.ReportMetric(total*1e6/n, "all-nodes-cpu-µs/delivered")
 	// The stream grows by b.N entries per run: empty it for the next.
-	_ = pub.Do(context.Background(), pub.B().Del().Key(bus.Stream).Build()).Error()
+	for _, st := range ps.Shards().Streams() {
+		_ = pub.Do(context.Background(), pub.B().Del().Key(st).Build()).Error()
+	}
 }
 
 // cpu is each node's used_cpu_user + used_cpu_sys, in seconds.

@@ -244,3 +244,112 @@ func TestClusterPrimaryKilledAckReplicas(t *testing.T) {
 	t.Logf("primary %d killed and started again; every sender acked again %s after the kill", prim.Port, rec.Round(10*time.Millisecond))
 	tr.finish("cluster: SIGKILL the stream's primary, chat.ack_replicas 1", rec)
 }
+
+// shardedTraffic is the traffic of the bus.shards 3 scenarios: rooms f0 to
+// f4, whose shards (FNV-1a of the name mod 3) are 0, 1, 1, 2, 2, so every
+// shard stream carries messages.
+var shardedTraffic = trafficSpec{rooms: 5, senders: 6, receivers: 2, perSecond: 2}
+
+// startShardedClusterFleet is startClusterFleet with bus.shards 3 in
+// every process.
+func startShardedClusterFleet(t *testing.T) (*fleet, *redistest.Cluster) {
+	t.Helper()
+	redistest.RequireCluster(t)
+	if testing.Short() {
+		t.Skip("runs processes")
+	}
+	cl := redistest.StartCluster(t, 3, 1)
+	f := startFleet(t, fleetOptions{redisURL: cl.URL, names: clusterFleetNames, tweak: func(c nodeConfig) {
+		c.set("bus.shards", 3) // the setting under test
+	}})
+	return f, cl
+}
+
+// TestClusterShardsTraffic: TestClusterTraffic with bus.shards 3: every
+// acked message stored once and delivered everywhere, each room's messages
+// in its shard's stream (every one of the 3 streams holds some, and no
+// entry is in another room's shard stream), its sharded channel
+// subscribed on the primary of that stream's slot.
+func TestClusterShardsTraffic(t *testing.T) {
+	f, cl := startShardedClusterFleet(t)
+	tr := startTraffic(t, f, shardedTraffic)
+	tr.waitAcked(120)
+	shards := bus.Shards(3)
+	c := cl.Client(t)
+	ctx := context.Background()
+	for k, stream := range shards.Streams() {
+		es, err := c.Do(ctx, c.B().Xrange().Key(stream).Start("-").End("+").Build()).AsXRange()
+		if err != nil {
+			t.Fatalf("read %s: %v", stream, err)
+		}
+		if len(es) == 0 {
+			t.Errorf("stream %s (shard %d) holds nothing", stream, k)
+		}
+		for _, e := range es {
+			if room := e.FieldValues[bus.FieldRoomID]; shards.Of(room) != k {
+				t.Errorf("entry %s of room %s (shard %d) is in %s", e.ID, room, shards.Of(room), stream)
+			}
+		}
+	}
+	ps := bus.ShardedPubSub().WithShards(shards)
+	for _, room := range []string{"f0", "f1", "f3"} {
+		prim := cl.PrimaryOf(shards.StreamOf(room))
+		m, err := redistest.NodeDo(prim, "PUBSUB", "SHARDNUMSUB", ps.Channel(room))
+		arr, _ := m.ToArray()
+		if err != nil || len(arr) != 2 {
+			t.Fatalf("node %d: PUBSUB SHARDNUMSUB %s: %v %v", prim.Port, ps.Channel(room), arr, err)
+		}
+		if n, _ := arr[1].AsInt64(); n < 1 {
+			t.Errorf("PUBSUB SHARDNUMSUB %s on its stream's primary %d = %d, want the chat replicas with members there", ps.Channel(room), prim.Port, n)
+		}
+	}
+	tr.finish("cluster, bus.shards 3: traffic across 3 chat replicas", 0)
+}
+
+// TestClusterShardsPrimaryKilled: TestClusterPrimaryKilled with bus.shards
+// 3, killing the primary of shard 2's stream: nothing acked is lost or
+// stored twice, and the senders of the rooms elsewhere are acked
+// throughout (the recovery time is every sender's).
+func TestClusterShardsPrimaryKilled(t *testing.T) {
+	f, cl := startShardedClusterFleet(t)
+	tr := startTraffic(t, f, shardedTraffic)
+	tr.waitAcked(60)
+	prim := cl.PrimaryOf(bus.ShardStream(2))
+	prim.Kill()
+	killed := time.Now()
+	rec := tr.waitRecovered(killed)
+	cl.WaitHealthy()
+	f.allReady()
+	tr.waitAcked(60)
+	t.Logf("primary %d (of %s) killed; a replica took over; every sender acked again %s later", prim.Port, bus.ShardStream(2), rec.Round(10*time.Millisecond))
+	tr.finish("cluster, bus.shards 3: SIGKILL the primary of shard 2's stream", rec)
+}
+
+// TestClusterShardsReshard: TestClusterReshard with bus.shards 3, moving
+// every slot of the primary of shard 2's stream to another primary during
+// traffic: nothing acked lost or duplicated; the chat replicas subscribe
+// the moved shard's channels again on the new owner.
+func TestClusterShardsReshard(t *testing.T) {
+	f, cl := startShardedClusterFleet(t)
+	tr := startTraffic(t, f, shardedTraffic)
+	tr.waitAcked(60)
+	stream := bus.ShardStream(2)
+	from := cl.PrimaryOf(stream)
+	var to *apptest.RedisServer
+	for _, p := range cl.Primaries() {
+		if p != from {
+			to = p
+			break
+		}
+	}
+	began := time.Now()
+	cl.Reshard(from, to)
+	took := time.Since(began)
+	if got := cl.PrimaryOf(stream); got != to {
+		t.Fatalf("after the reshard %s's slot is on %d, want %d", stream, got.Port, to.Port)
+	}
+	t.Logf("resharded %d → %d in %s", from.Port, to.Port, took.Round(100*time.Millisecond))
+	rec := tr.waitRecovered(time.Now())
+	tr.waitAcked(60)
+	tr.finish("cluster, bus.shards 3: reshard shard 2's slot during traffic", rec)
+}

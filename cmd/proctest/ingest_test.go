@@ -97,7 +97,7 @@ func groupState(t *testing.T, rc rueidis.Client) (pending, lag int64) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), procWait)
 	defer cancel()
-	info, err := bus.Info(ctx, rc)
+	info, err := bus.Info(ctx, rc, bus.Stream)
 	if err != nil {
 		t.Fatal(err)
 	}

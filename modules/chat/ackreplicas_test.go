@@ -121,7 +121,7 @@ func TestAckWaitsForReplica(t *testing.T) {
 
 	// A resend rewrites its dedupe key (so that WAIT covers it) keeping the
 	// key's expiry: dedupe keys still go after chat.dedupe_window.
-	before, err := do(t, s.redis, "PTTL", dedupeKey("u1", "dev", "r1")).AsInt64()
+	before, err := do(t, s.redis, "PTTL", dedupeKey(streamSlotTag, "u1", "dev", "r1")).AsInt64()
 	if err != nil || before <= 0 {
 		t.Fatalf("dedupe key PTTL %d, %v", before, err)
 	}
@@ -130,7 +130,7 @@ func TestAckWaitsForReplica(t *testing.T) {
 		t.Fatalf("resend acked %v, want %s", ack["id"], first)
 	}
 	for where, r := range map[string]rueidis.Client{"primary": s.redis, "replica": s.onReplica} {
-		ttl, err := do(t, r, "PTTL", dedupeKey("u1", "dev", "r1")).AsInt64()
+		ttl, err := do(t, r, "PTTL", dedupeKey(streamSlotTag, "u1", "dev", "r1")).AsInt64()
 		if err != nil || ttl <= 0 || ttl > before {
 			t.Errorf("dedupe key on the %s after the resend: PTTL %d (was %d), %v; want its expiry kept", where, ttl, before, err)
 		}
@@ -141,11 +141,11 @@ func TestAckWaitsForReplica(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	do(t, s.redis, "SET", legacyDedupeKey("u1", "r-old"), old, "PX", "60000")
+	do(t, s.redis, "SET", legacyDedupeKey(streamSlotTag, "u1", "r-old"), old, "PX", "60000")
 	if ack := alice.resend("dev", "old", "r-old"); ack["id"] != old {
 		t.Errorf("resend of a legacy-keyed message acked %v, want %s", ack["id"], old)
 	}
-	if ttl, err := do(t, s.redis, "PTTL", legacyDedupeKey("u1", "r-old")).AsInt64(); err != nil || ttl <= 0 || ttl > 60000 {
+	if ttl, err := do(t, s.redis, "PTTL", legacyDedupeKey(streamSlotTag, "u1", "r-old")).AsInt64(); err != nil || ttl <= 0 || ttl > 60000 {
 		t.Errorf("legacy dedupe key after the resend: PTTL %d, %v; want its expiry kept", ttl, err)
 	}
 }

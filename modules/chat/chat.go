@@ -43,6 +43,7 @@ type gateway struct {
 	*sender
 
 	cfg       config.Chat
+	shards    bus.Shards // bus.shards
 	origins   []string
 	allowed   allowedRooms // chat.rooms_allowed
 	log       *slog.Logger
@@ -82,6 +83,7 @@ func newModule(_ context.Context, h *app.Host) (app.Module, error) {
 	replicaID := app.NewID()
 	g := &gateway{
 		cfg:       cfg,
+		shards:    bus.Shards(h.Config.Bus.Shards),
 		origins:   h.Config.HTTP.CORSOrigins,
 		allowed:   cfg.RoomsAllowed,
 		log:       log,
@@ -99,6 +101,7 @@ func newModule(_ context.Context, h *app.Host) (app.Module, error) {
 	}
 	hist := history.New(h.Store, h.Redis, log.With("part", "history"))
 	hist.Rooms = cfg.RoomsAllowed
+	hist.Shards = g.shards
 	g.history = hist
 	g.store = h.Store
 	g.init()
@@ -113,8 +116,8 @@ func newModule(_ context.Context, h *app.Host) (app.Module, error) {
 // init builds the parts that depend only on the fields set by the caller, so
 // tests and benchmarks can build a gateway without an app.
 func (g *gateway) init() {
-	g.rooms = newRooms(g.redis, g.presence, g.history, g.log)
-	g.sender = &sender{redis: g.redis, cfg: g.cfg}
+	g.rooms = newRooms(g.redis, g.shards, g.presence, g.history, g.log)
+	g.sender = &sender{redis: g.redis, cfg: g.cfg, shards: g.shards}
 	g.slots = newSlots(g.redis, g.replicaID, g.cfg.MaxConnsPerUser)
 	g.users = membership.NewUsers(g.store, g.log.With("part", "users"))
 	g.users.OnRevoked = g.revokeStale
@@ -122,7 +125,7 @@ func (g *gateway) init() {
 	g.onRemoval = g.access.Apply
 	g.members = &membership.Service{
 		Store:        g.store,
-		Events:       membership.StreamEvents{Client: g.redis},
+		Events:       membership.StreamEvents{Client: g.redis, Shards: g.shards},
 		Changes:      membership.RedisPublisher{Client: g.redis},
 		Users:        g.users,
 		Log:          g.log,

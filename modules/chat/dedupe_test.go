@@ -48,7 +48,7 @@ func TestDedupeIsPerRoom(t *testing.T) {
 		t.Errorf("stream = %v, want %v", got, want)
 	}
 	for _, room := range []string{"general", "dev"} {
-		if ttl, err := do(t, s.redis, "PTTL", dedupeKey("u1", room, "same")).AsInt64(); err != nil || ttl <= 0 {
+		if ttl, err := do(t, s.redis, "PTTL", dedupeKey(streamSlotTag, "u1", room, "same")).AsInt64(); err != nil || ttl <= 0 {
 			t.Errorf("dedupe key of %s: PTTL %d, %v", room, ttl, err)
 		}
 	}
@@ -69,7 +69,7 @@ func TestDedupeHonoursLegacyKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	do(t, s.redis, "SET", legacyDedupeKey("u1", "c-old"), old, "PX", "60000")
+	do(t, s.redis, "SET", legacyDedupeKey(streamSlotTag, "u1", "c-old"), old, "PX", "60000")
 
 	if ack := alice.resend("general", "old", "c-old"); ack["id"] != old {
 		t.Errorf("resend of the old replica's message acked %v, want %v", ack["id"], old)
@@ -86,7 +86,7 @@ func TestDedupeHonoursLegacyKeys(t *testing.T) {
 	// A legacy key whose entry is no longer in the stream (trimmed after
 	// ingest stored it) is trusted, as the old replicas did: better than
 	// storing the message twice.
-	do(t, s.redis, "SET", legacyDedupeKey("u1", "c-gone"), "1-1", "PX", "60000")
+	do(t, s.redis, "SET", legacyDedupeKey(streamSlotTag, "u1", "c-gone"), "1-1", "PX", "60000")
 	if ack := alice.resend("dev", "gone", "c-gone"); ack["id"] != "1-1" {
 		t.Errorf("resend with a trimmed legacy entry acked %v, want 1-1", ack["id"])
 	}

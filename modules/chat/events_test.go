@@ -41,7 +41,7 @@ func readRaw(t *testing.T, c *client, typ, id string) []byte {
 // storedEntry reads the stream entry of id, as history and ingest decode it.
 func storedEntry(t *testing.T, s *server, id bus.ID) bus.Entry {
 	t.Helper()
-	xs, err := bus.ReadRange(context.Background(), s.redis, id, id, true, 1)
+	xs, err := bus.ReadRange(context.Background(), s.redis, bus.Stream, id, id, true, 1)
 	if err != nil || len(xs) != 1 {
 		t.Fatalf("read entry %s: %v %v", id, xs, err)
 	}
@@ -71,7 +71,7 @@ func TestRoomEventsLiveAndReplayed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, err := bus.AppendEvent(context.Background(), s.redis, ev)
+	id, err := bus.AppendEvent(context.Background(), s.redis, 1, ev)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,23 +8,26 @@ import (
 	"github.com/auroradev/aurora/app/bus"
 )
 
-// noteDelivered remembers the highest message id that reached this
-// replica, where recoverGap starts reading after a Pub/Sub loss.
-func (r *rooms) noteDelivered(id bus.ID) {
+// noteDelivered remembers the highest message id of room's stream shard
+// that reached this replica, where recoverGap starts reading that stream
+// after a Pub/Sub loss.
+func (r *rooms) noteDelivered(room string, id bus.ID) {
 	if id.IsZero() {
 		return
 	}
+	shard := r.shards.Of(room)
 	r.deliveredMu.Lock()
-	if r.delivered.Compare(id) < 0 {
-		r.delivered = id
+	if d := r.delivered[shard]; d.Compare(id) < 0 {
+		r.delivered[shard] = id
 	}
 	r.deliveredMu.Unlock()
 }
 
-func (r *rooms) lastDelivered() bus.ID {
+// lastDelivered is the highest id of shard's stream delivered here.
+func (r *rooms) lastDelivered(shard int) bus.ID {
 	r.deliveredMu.Lock()
 	defer r.deliveredMu.Unlock()
-	return r.delivered
+	return r.delivered[shard]
 }
 
 // deliver forwards a Pub/Sub payload to the room's local members. It runs
@@ -41,7 +44,7 @@ func (r *rooms) deliver(channel, payload string) {
 			return
 		}
 		it := item{frame: frame, id: id, ts: ts, message: true}
-		r.noteDelivered(id)
+		r.noteDelivered(room, id)
 		for _, c := range r.hub.inRoom(room) {
 			c.deliver(room, it)
 		}
@@ -93,28 +96,37 @@ const gapScan = 10000
 // recoverGap runs after the replica's Pub/Sub connection came back from a
 // loss: messages acknowledged meanwhile (by any replica) were never
 // delivered here, and nothing else would tell the members. It reads the
-// stream after the last message this replica delivered (or from shortly
-// before the loss) and closes, with 1012, the local members of every room
+// stream (every shard's) after the last message this replica delivered
+// from it (or from shortly before the loss) and closes, with 1012, the local members of every room
 // that received one; they reconnect and rejoin with since, which replays
 // it. A gap in which nothing reached the replica's rooms costs nothing.
 func (r *rooms) recoverGap(lostAt time.Time) {
-	from := r.lastDelivered()
-	if from.IsZero() {
-		// Nothing delivered yet: start a little before the loss (the
-		// margin covers the clocks of this host and Redis disagreeing).
-		from = bus.ID{Ms: uint64(max(lostAt.Add(-5*time.Second).UnixMilli(), 0))}
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
 	defer cancel()
-	entries, err := bus.ReadRange(ctx, r.redis, from, bus.MaxID(), true, gapScan)
-	all := err != nil || len(entries) == gapScan
+	// Each stream shard from its own last delivered id: ids of two
+	// streams are not comparable.
+	var err error
+	all := false
 	rooms := map[string]bool{}
-	for _, e := range entries {
-		id, perr := bus.ParseID(e.ID)
-		if perr != nil || id.Compare(from) <= 0 {
-			continue
+	for shard, stream := range r.shards.Streams() {
+		from := r.lastDelivered(shard)
+		if from.IsZero() {
+			// Nothing delivered yet: start a little before the loss (the
+			// margin covers the clocks of this host and Redis disagreeing).
+			from = bus.ID{Ms: uint64(max(lostAt.Add(-5*time.Second).UnixMilli(), 0))}
 		}
-		rooms[e.FieldValues[bus.FieldRoomID]] = true
+		entries, rerr := bus.ReadRange(ctx, r.redis, stream, from, bus.MaxID(), true, gapScan)
+		if rerr != nil && err == nil {
+			err = rerr
+		}
+		all = all || rerr != nil || len(entries) == gapScan
+		for _, e := range entries {
+			id, perr := bus.ParseID(e.ID)
+			if perr != nil || id.Compare(from) <= 0 {
+				continue
+			}
+			rooms[e.FieldValues[bus.FieldRoomID]] = true
+		}
 	}
 	var members []*member
 	if all {

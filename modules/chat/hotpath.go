@@ -18,24 +18,36 @@ import (
 
 // Redis keys private to the chat role. Rate-limit windows are fixed one
 // second windows, as AuroraChat's (section 5.3). The send script touches
-// these keys and the stream in one call, so on a Redis Cluster they must
-// share the stream's hash slot: the {chat:messages} hash tag puts them there
-// (the stream's own name has no tag, so its slot is that of the whole name),
-// and so does bus.PubSub put the sharded channel the script SPUBLISHes on.
+// these keys and the room's stream in one call, so on a Redis Cluster they
+// must share that stream's hash slot: each key carries the stream's hash
+// tag (tag, bus.SlotTag of the room's shard stream: {chat:messages} with
+// one shard, as before shards existed; the stream's own name has no tag, so
+// its slot is that of the whole name), and so does bus.PubSub put the
+// sharded channel the script SPUBLISHes on.
+//
+// The per-user limit's key is therefore per shard as well: with bus.shards
+// N a user may send chat.user_rate messages per window to the rooms of
+// each shard, up to N times that in all (docs/configuration.md). The
+// per-room limit and the dedupe key, of one room, are unaffected.
+
+// streamSlotTag is shard 0's tag: every room's with one shard.
 const streamSlotTag = bus.StreamSlotTag
 
-func roomRateKey(userID, room string) string {
-	return "chat:rl:" + streamSlotTag + ":" + userID + ":" + room
+// keyTag is the hash tag of room's keys with shards: its stream's.
+func keyTag(shards bus.Shards, room string) string { return bus.SlotTag(shards.StreamOf(room)) }
+
+func roomRateKey(tag, userID, room string) string {
+	return "chat:rl:" + tag + ":" + userID + ":" + room
 }
-func userRateKey(userID string) string { return "chat:rlu:" + streamSlotTag + ":" + userID }
+func userRateKey(tag, userID string) string { return "chat:rlu:" + tag + ":" + userID }
 
 // dedupeKey holds the id of the message a user sent to room with clientID:
 // a clientId names a message of one room, so the same clientId in another
 // room is another message. Room names have no ':' (bus.ValidRoom), so the
 // room ends at the first ':' after the user id and the clientId, which may
 // hold anything, comes last.
-func dedupeKey(userID, room, clientID string) string {
-	return "chat:dedupe:" + streamSlotTag + ":" + userID + ":" + room + ":" + clientID
+func dedupeKey(tag, userID, room, clientID string) string {
+	return "chat:dedupe:" + tag + ":" + userID + ":" + room + ":" + clientID
 }
 
 // legacyDedupeKey is the key replicas before the per-room dedupe key wrote,
@@ -43,9 +55,11 @@ func dedupeKey(userID, room, clientID string) string {
 // room (it reads the room off the stream entry the key names), so a resend
 // reaching a new replica of a message an old one accepted is not stored
 // twice during a rolling upgrade. Such keys are gone one chat.dedupe_window
-// after the last old replica stopped; then this can go.
-func legacyDedupeKey(userID, clientID string) string {
-	return "chat:dedupe:" + streamSlotTag + ":" + userID + ":" + clientID
+// after the last old replica stopped; then this can go. (Old replicas knew
+// one stream only: with shards the key is looked up in the room's shard's
+// slot, where only a room of shard 0 can find one.)
+func legacyDedupeKey(tag, userID, clientID string) string {
+	return "chat:dedupe:" + tag + ":" + userID + ":" + clientID
 }
 
 const rateWindowMs = 1000
@@ -70,7 +84,8 @@ const rateWindowMs = 1000
 //     room's channel in the stream's slot, so the script stays in one slot;
 //     PUBLISH elsewhere).
 //
-// KEYS: dedupe, room rate, user rate, stream, legacy dedupe.
+// KEYS: dedupe, room rate, user rate, the room's stream (its shard's),
+// legacy dedupe.
 // ARGV: roomRate, userRate, windowMs, dedupeMs ("0": no clientId), channel,
 // prefix, middle, suffix, the ts field's name, the room field's name and the
 // room (to check a legacy key's entry), "1" to rewrite the dedupe key a
@@ -107,6 +122,9 @@ type outgoing struct {
 type sender struct {
 	redis rueidis.Client
 	cfg   config.Chat
+	// shards is bus.shards: which stream, keys and channel a room's
+	// messages use (the zero value: one stream).
+	shards bus.Shards
 	// scriptCalls counts the send script's calls (what a message costs
 	// Redis); tests read it.
 	scriptCalls atomic.Int64
@@ -180,10 +198,11 @@ func (s *sender) scriptArgs(m outgoing) (keys, args []string) {
 	}
 	// The channel and the publish command are the Pub/Sub mode's of the
 	// client (sharded on a cluster).
-	ps := bus.PubSubOf(s.redis)
+	ps := bus.PubSubOf(s.redis).WithShards(s.shards)
 	prefix, middle, suffix := bus.Entry{RoomID: m.Room, UserID: m.UserID, Username: m.Username, Text: m.Text, ClientID: m.ClientID}.FrameParts()
-	keys = []string{dedupeKey(m.UserID, m.Room, m.ClientID), roomRateKey(m.UserID, m.Room), userRateKey(m.UserID), bus.Stream,
-		legacyDedupeKey(m.UserID, m.ClientID)}
+	tag := keyTag(s.shards, m.Room)
+	keys = []string{dedupeKey(tag, m.UserID, m.Room, m.ClientID), roomRateKey(tag, m.UserID, m.Room), userRateKey(tag, m.UserID),
+		s.shards.StreamOf(m.Room), legacyDedupeKey(tag, m.UserID, m.ClientID)}
 	args = append([]string{
 		strconv.Itoa(s.cfg.RoomRate), strconv.Itoa(s.cfg.UserRate), strconv.Itoa(rateWindowMs), dedupeMs,
 		ps.Channel(m.Room), prefix, middle, suffix, bus.FieldTS, bus.FieldRoomID, m.Room, touch, ps.ScriptPublish(),

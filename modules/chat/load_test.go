@@ -51,7 +51,7 @@ func TestRateLimits(t *testing.T) {
 		t.Errorf("the stream holds %d messages, want 5", n)
 	}
 	// Every key the limits created expires.
-	for _, k := range []string{roomRateKey("u1", "general"), roomRateKey("u1", "dev"), userRateKey("u1")} {
+	for _, k := range []string{roomRateKey(streamSlotTag, "u1", "general"), roomRateKey(streamSlotTag, "u1", "dev"), userRateKey(streamSlotTag, "u1")} {
 		if ttl, err := do(t, s.redis, "PTTL", k).AsInt64(); err != nil || ttl <= 0 {
 			t.Errorf("PTTL %s = %d, %v", k, ttl, err)
 		}
@@ -97,7 +97,7 @@ func TestResendIsDeduplicated(t *testing.T) {
 	if n := xlen(t, s.redis, bus.Stream); n != 3 {
 		t.Errorf("XLEN = %d, want 3", n)
 	}
-	ttl, err := do(t, s.redis, "PTTL", dedupeKey("u1", "general", "same")).AsInt64()
+	ttl, err := do(t, s.redis, "PTTL", dedupeKey(streamSlotTag, "u1", "general", "same")).AsInt64()
 	if err != nil || ttl <= 0 || ttl > cfg.Chat.DedupeWindow.Milliseconds() {
 		t.Errorf("dedupe key PTTL = %d, %v", ttl, err)
 	}

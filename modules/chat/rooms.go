@@ -48,14 +48,17 @@ type rooms struct {
 	// the cached access there).
 	onRemoval func(membership.Change)
 
-	// delivered is the highest message id Pub/Sub brought this replica.
+	// shards is bus.shards: which stream holds a room's messages.
+	shards bus.Shards
+	// delivered is the highest message id Pub/Sub brought this replica,
+	// per stream shard (ids of two shards are not comparable).
 	deliveredMu sync.Mutex
-	delivered   bus.ID
+	delivered   map[int]bus.ID
 }
 
-func newRooms(redis rueidis.Client, p presenceTracker, h historyReader, log *slog.Logger) *rooms {
-	r := &rooms{hub: newHub(), presence: p, history: h, redis: redis, log: log}
-	r.subs = newSubscriber(redis, r.hub, r.deliver, log.With("part", "pubsub"))
+func newRooms(redis rueidis.Client, shards bus.Shards, p presenceTracker, h historyReader, log *slog.Logger) *rooms {
+	r := &rooms{hub: newHub(), presence: p, history: h, redis: redis, log: log, shards: shards, delivered: map[int]bus.ID{}}
+	r.subs = newSubscriber(redis, shards, r.hub, r.deliver, log.With("part", "pubsub"))
 	r.subs.onGap = r.recoverGap
 	return r
 }

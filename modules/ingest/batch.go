@@ -21,11 +21,11 @@ func (w *Worker) read(ctx context.Context, id string, block bool) ([]rueidis.XRa
 	if block {
 		wait = w.o.Config.FlushInterval
 	}
-	entries, err := bus.ReadGroup(ctx, w.o.Redis, w.o.Consumer, id, int64(w.o.Config.BatchSize), wait)
+	entries, err := bus.ReadGroup(ctx, w.o.Redis, w.o.Stream, w.o.Consumer, id, int64(w.o.Config.BatchSize), wait)
 	if bus.IsNoGroup(err) {
 		// The stream was deleted (or Redis flushed): create the group
 		// again, from "0" so nothing appended since is skipped.
-		if err := bus.EnsureGroup(ctx, w.o.Redis); err != nil {
+		if err := bus.EnsureGroup(ctx, w.o.Redis, w.o.Stream); err != nil {
 			return nil, err
 		}
 		w.groupLost(ctx)
@@ -63,7 +63,7 @@ func (w *Worker) groupLost(ctx context.Context) {
 	last := w.lastRead
 	w.lastMu.Unlock()
 	first := "(empty)"
-	if id, err := bus.FirstID(ctx, w.o.Redis); err == nil && id != "" {
+	if id, err := bus.FirstID(ctx, w.o.Redis, w.o.Stream); err == nil && id != "" {
 		first = id
 	}
 	if last == "" {
@@ -71,7 +71,7 @@ func (w *Worker) groupLost(ctx context.Context) {
 	}
 	w.log.Error("the consumer group was gone: Redis lost the message stream, so messages acknowledged to their senders "+
 		"and not yet stored may be lost; created the group again (see docs/reliability.md)",
-		"stream", bus.Stream, "group", bus.Group, "last_read_by_this_worker", last, "stream_now_starts_at", first)
+		"group", bus.Group, "last_read_by_this_worker", last, "stream_now_starts_at", first)
 	w.m.groupLost.Inc()
 }
 
@@ -103,7 +103,7 @@ func (w *Worker) ownPending(final bool) {
 func (w *Worker) claim(minIdle time.Duration, final bool) (taken, acked int) {
 	cursor := "0-0"
 	for w.hardCtx.Err() == nil && (final || w.softCtx.Err() == nil) {
-		got, err := bus.AutoClaim(w.hardCtx, w.o.Redis, w.o.Consumer, minIdle, cursor, int64(w.o.Config.BatchSize))
+		got, err := bus.AutoClaim(w.hardCtx, w.o.Redis, w.o.Stream, w.o.Consumer, minIdle, cursor, int64(w.o.Config.BatchSize))
 		if err != nil {
 			w.redisHealth.fail(w.log, "redis", err)
 			return taken, acked
@@ -224,7 +224,7 @@ func (w *Worker) ack(ids []string) bool {
 	b := retry()
 	for {
 		ctx, cancel := context.WithTimeout(w.hardCtx, attemptTimeout)
-		err := bus.Ack(ctx, w.o.Redis, ids...)
+		err := bus.Ack(ctx, w.o.Redis, w.o.Stream, ids...)
 		cancel()
 		if err == nil {
 			w.redisHealth.ok(w.log, "redis")

@@ -29,7 +29,7 @@ func (w *Worker) deadLetter(ps []poisonEntry, final bool) []string {
 		ids[i] = p.entry.ID
 	}
 	ctx, cancel := context.WithTimeout(w.hardCtx, attemptTimeout)
-	counts, err := bus.Deliveries(ctx, w.o.Redis, w.o.Consumer, ids)
+	counts, err := bus.Deliveries(ctx, w.o.Redis, w.o.Stream, w.o.Consumer, ids)
 	cancel()
 	if err != nil {
 		w.redisHealth.fail(w.log, "redis", err)

@@ -40,7 +40,7 @@ func testEventsStoredOnce(t *testing.T, st store.Store) {
 	t.Helper()
 	rc := testRedis(t)
 	ctx := context.Background()
-	if err := bus.EnsureGroup(ctx, rc); err != nil {
+	if err := bus.EnsureGroup(ctx, rc, bus.Stream); err != nil {
 		t.Fatal(err)
 	}
 	events := []bus.RoomEvent{
@@ -57,7 +57,7 @@ func testEventsStoredOnce(t *testing.T, st store.Store) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		id, err := bus.AppendEvent(ctx, rc, e)
+		id, err := bus.AppendEvent(ctx, rc, 1, e)
 		if err != nil {
 			t.Fatalf("event %d: %v", i, err)
 		}

@@ -165,7 +165,7 @@ func countStored(t *testing.T, s store.Store, room string) int { return len(stor
 // groupState returns the ingest group's pending and undelivered counts.
 func groupState(t *testing.T, c rueidis.Client) (pending, lag int64) {
 	t.Helper()
-	gs, _, err := bus.Groups(context.Background(), c)
+	gs, _, err := bus.Groups(context.Background(), c, bus.Stream)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,10 @@
 // ingest.max_deliveries times; both keep their original fields plus deadId
 // and reason, and `aurora streams dead --requeue` puts them back.
 //
+// With stream shards (bus.shards) all of this holds per shard stream: the
+// module runs one Worker per stream (Shards), each with the group
+// mongo_workers on its stream.
+//
 // The stream is trimmed of entries every group acknowledged, keeping the
 // newest ingest.keep_recent for reconnect recovery. A graceful stop stores
 // and acknowledges the batch in hand; on the embedded Redis, which keeps
@@ -31,6 +35,7 @@ import (
 	"os"
 
 	"github.com/auroradev/aurora/app"
+	"github.com/auroradev/aurora/app/bus"
 )
 
 func init() {
@@ -46,7 +51,7 @@ func init() {
 }
 
 func newModule(_ context.Context, h *app.Host) (app.Module, error) {
-	w, err := NewWorker(Options{
+	s, err := NewShards(Options{
 		Redis:    h.Redis,
 		Store:    h.Store,
 		Log:      h.Log.With("module", "ingest"),
@@ -54,11 +59,11 @@ func newModule(_ context.Context, h *app.Host) (app.Module, error) {
 		Consumer: ConsumerName(),
 		Embedded: h.RedisEmbedded,
 		Metrics:  h.Metrics,
-	})
+	}, bus.Shards(h.Config.Bus.Shards))
 	if err != nil {
-		return nil, fmt.Errorf("ingest worker: %w", err)
+		return nil, fmt.Errorf("ingest workers: %w", err)
 	}
-	return w, nil
+	return s, nil
 }
 
 // ConsumerName is this process's consumer name in the group:

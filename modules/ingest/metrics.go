@@ -1,6 +1,10 @@
 package ingest
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // metrics are the aurora_ingest_* series.
 type metrics struct {
@@ -18,6 +22,28 @@ type metrics struct {
 	pending       prometheus.Gauge
 	lag           prometheus.Gauge
 	length        prometheus.Gauge
+
+	// byStream holds each shard stream's gauge values; the gauges show
+	// their sums (the process's workers share one set of series).
+	mu       sync.Mutex
+	byStream map[string][3]float64
+}
+
+// setStream records stream's pending, lag and length and sets the gauges
+// to the sums over the streams.
+func (m *metrics) setStream(stream string, pending, lag, length float64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.byStream[stream] = [3]float64{pending, lag, length}
+	var sum [3]float64
+	for _, v := range m.byStream {
+		for i := range sum {
+			sum[i] += v[i]
+		}
+	}
+	m.pending.Set(sum[0])
+	m.lag.Set(sum[1])
+	m.length.Set(sum[2])
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -47,9 +73,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "Time of one store.InsertMessages call.",
 			Buckets: prometheus.DefBuckets,
 		}),
-		pending: gauge("pending", "Entries of the group delivered and not acknowledged (XPENDING)."),
-		lag:     gauge("lag", "Entries of the stream not yet delivered to the group."),
-		length:  gauge("stream_length", "Entries in the stream (XLEN)."),
+		pending: gauge("pending", "Entries of the group delivered and not acknowledged (XPENDING), over every shard stream."),
+		lag:     gauge("lag", "Entries of the stream not yet delivered to the group, over every shard stream."),
+		length:  gauge("stream_length", "Entries in the stream (XLEN), over every shard stream."),
+
+		byStream: map[string][3]float64{},
 	}
 	if reg != nil {
 		reg.MustRegister(m.consumed, m.inserted, m.duplicates, m.claimed, m.deadLettered, m.storeErrors,

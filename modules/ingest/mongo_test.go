@@ -26,7 +26,7 @@ func TestExactlyOnceIntoMongoDB(t *testing.T) {
 		t.Fatal(err)
 	}
 	rc := testRedis(t)
-	if err := bus.EnsureGroup(ctx, rc); err != nil {
+	if err := bus.EnsureGroup(ctx, rc, bus.Stream); err != nil {
 		t.Fatal(err)
 	}
 	ids := addEntries(t, rc, "r", 120)

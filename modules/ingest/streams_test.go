@@ -59,12 +59,12 @@ func TestRequeueStoresUnderTheOriginalID(t *testing.T) {
 	if err != nil || len(dead) != 1 || dead[0].DeadID != rejected {
 		t.Fatalf("dead entries: %+v %v", dead, err)
 	}
-	res, err := bus.Requeue(ctx, rc, dead)
+	res, err := bus.Requeue(ctx, rc, 1, dead)
 	if err != nil || len(res) != 1 || res[0].NewID == "" {
 		t.Fatalf("requeue: %+v %v", res, err)
 	}
 	// As after a crash between XADD and XDEL: requeued again.
-	if _, err := bus.Requeue(ctx, rc, dead); err != nil {
+	if _, err := bus.Requeue(ctx, rc, 1, dead); err != nil {
 		t.Fatal(err)
 	}
 	if n := streamLen(t, rc, bus.DeadStream); n != 0 {

@@ -44,7 +44,7 @@ func (w *Worker) drain() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	left := int64(0)
-	if gs, _, err := bus.Groups(ctx, w.o.Redis); err == nil {
+	if gs, _, err := bus.Groups(ctx, w.o.Redis, w.o.Stream); err == nil {
 		for _, g := range gs {
 			if g.Name == bus.Group {
 				left = g.Pending + g.Lag
@@ -64,7 +64,7 @@ func (w *Worker) drain() {
 func (w *Worker) leave() {
 	ctx, cancel := context.WithTimeout(w.hardCtx, attemptTimeout)
 	defer cancel()
-	if _, err := bus.RemoveConsumer(ctx, w.o.Redis, w.o.Consumer); err != nil {
+	if _, err := bus.RemoveConsumer(ctx, w.o.Redis, w.o.Stream, w.o.Consumer); err != nil {
 		w.log.Debug("could not leave the consumer group", "err", err)
 	}
 }
@@ -75,7 +75,7 @@ func (w *Worker) leave() {
 func (w *Worker) expireConsumers() {
 	ctx, cancel := context.WithTimeout(w.hardCtx, attemptTimeout)
 	defer cancel()
-	cs, err := bus.Consumers(ctx, w.o.Redis, bus.Group)
+	cs, err := bus.Consumers(ctx, w.o.Redis, w.o.Stream, bus.Group)
 	if err != nil {
 		return
 	}
@@ -83,7 +83,7 @@ func (w *Worker) expireConsumers() {
 		if ci.Name == w.o.Consumer || ci.Pending > 0 || ci.IdleMs < 0 || time.Duration(ci.IdleMs)*time.Millisecond < w.o.ConsumerExpiry {
 			continue
 		}
-		if removed, err := bus.RemoveConsumer(ctx, w.o.Redis, ci.Name); err == nil && removed {
+		if removed, err := bus.RemoveConsumer(ctx, w.o.Redis, w.o.Stream, ci.Name); err == nil && removed {
 			w.log.Info("removed an idle consumer from the group", "consumer", ci.Name, "idle", time.Duration(ci.IdleMs)*time.Millisecond)
 		}
 	}
@@ -110,22 +110,22 @@ func (w *Worker) maintainOnce() {
 	defer cancel()
 	c := w.o.Redis
 	err := func() error {
-		gs, _, err := bus.Groups(ctx, c)
+		gs, _, err := bus.Groups(ctx, c, w.o.Stream)
 		if err != nil {
 			return err
 		}
+		var pending, lag float64
 		for _, g := range gs {
 			if g.Name == bus.Group {
-				w.m.pending.Set(float64(g.Pending))
-				w.m.lag.Set(float64(g.Lag))
+				pending, lag = float64(g.Pending), float64(g.Lag)
 			}
 		}
-		res, err := bus.Trim(ctx, c, int64(w.o.Config.KeepRecent), trimPerPass, false)
+		res, err := bus.Trim(ctx, c, w.o.Stream, int64(w.o.Config.KeepRecent), trimPerPass, false)
 		if err != nil {
 			return err
 		}
 		w.m.trimmed.Add(float64(res.Trimmed))
-		w.m.length.Set(float64(res.LengthBefore - res.Trimmed))
+		w.m.setStream(w.o.Stream, pending, lag, float64(res.LengthBefore-res.Trimmed))
 		if res.Trimmed > 0 {
 			w.log.Debug("trimmed acknowledged entries", "entries", res.Trimmed, "min_id", res.MinID)
 		}

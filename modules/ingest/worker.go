@@ -52,11 +52,19 @@ type Options struct {
 	Config config.Ingest
 	// Consumer is the name in the consumer group (default ConsumerName()).
 	Consumer string
+	// Stream is the stream this worker reads, through the group bus.Group
+	// on it (default bus.Stream, shard 0). The ingest module runs one
+	// Worker per shard stream (bus.Shards.Streams).
+	Stream string
 	// Embedded tells that Redis is the in-process one, which keeps nothing
 	// across restarts: Stop then drains the whole stream into the store.
 	Embedded bool
 	// Metrics registers the aurora_ingest_* series (nil: not registered).
 	Metrics prometheus.Registerer
+	// shared are series already made for another Worker of the same
+	// process (another shard), which this one adds to instead of
+	// registering its own.
+	shared *metrics
 	// MaintainEvery is how often the gauges are refreshed and the stream
 	// trimmed (default 5s).
 	MaintainEvery time.Duration
@@ -116,6 +124,13 @@ func NewWorker(o Options) (*Worker, error) {
 	if o.Consumer == "" {
 		o.Consumer = ConsumerName()
 	}
+	if o.Stream == "" {
+		o.Stream = bus.Stream
+	}
+	m := o.shared
+	if m == nil {
+		m = newMetrics(o.Metrics)
+	}
 	if o.MaintainEvery <= 0 {
 		o.MaintainEvery = 5 * time.Second
 	}
@@ -124,8 +139,8 @@ func NewWorker(o Options) (*Worker, error) {
 	}
 	w := &Worker{
 		o:         o,
-		log:       o.Log.With("consumer", o.Consumer),
-		m:         newMetrics(o.Metrics),
+		log:       o.Log.With("consumer", o.Consumer, "stream", o.Stream),
+		m:         m,
 		done:      make(chan struct{}),
 		maintDone: make(chan struct{}),
 	}
@@ -139,11 +154,11 @@ func (w *Worker) Consumer() string { return w.o.Consumer }
 
 // Start creates the group if needed and starts reading.
 func (w *Worker) Start(ctx context.Context) error {
-	if err := bus.EnsureGroup(ctx, w.o.Redis); err != nil {
+	if err := bus.EnsureGroup(ctx, w.o.Redis, w.o.Stream); err != nil {
 		return err
 	}
 	w.started.Store(true)
-	w.log.Info("ingest worker started", "stream", bus.Stream, "group", bus.Group,
+	w.log.Info("ingest worker started", "group", bus.Group,
 		"batch_size", w.o.Config.BatchSize, "embedded_redis", w.o.Embedded)
 	go w.run()
 	go w.maintain()
@@ -182,7 +197,7 @@ func (w *Worker) Stop(ctx context.Context) error {
 func (w *Worker) Check(context.Context) error {
 	if since, err := w.storeHealth.get(); err != nil {
 		return fmt.Errorf("cannot write to the %s store since %s (entries stay pending in %s): %w",
-			w.o.Store.Kind(), since.Format(time.RFC3339), bus.Stream, err)
+			w.o.Store.Kind(), since.Format(time.RFC3339), w.o.Stream, err)
 	}
 	if since, err := w.redisHealth.get(); err != nil {
 		return fmt.Errorf("cannot use redis since %s: %w", since.Format(time.RFC3339), err)

@@ -65,7 +65,7 @@ func TestExactlyOnceAfterCrashBetweenInsertAndAck(t *testing.T) {
 	rc := testRedis(t)
 	st := testStore(t)
 	ctx := context.Background()
-	if err := bus.EnsureGroup(ctx, rc); err != nil {
+	if err := bus.EnsureGroup(ctx, rc, bus.Stream); err != nil {
 		t.Fatal(err)
 	}
 	ids := addEntries(t, rc, "r", 25)
@@ -140,7 +140,7 @@ func TestClaimsIdleEntriesOfADeadConsumer(t *testing.T) {
 	rc := testRedis(t)
 	st := testStore(t)
 	ctx := context.Background()
-	if err := bus.EnsureGroup(ctx, rc); err != nil {
+	if err := bus.EnsureGroup(ctx, rc, bus.Stream); err != nil {
 		t.Fatal(err)
 	}
 	ids := addEntries(t, rc, "r", 20)
@@ -266,7 +266,7 @@ func TestStopFinishesTheBatchInHand(t *testing.T) {
 	}
 	assertStoredOnce(t, fs, "r", ids[:n])
 	// It left the group, having nothing pending.
-	cs, err := bus.Consumers(context.Background(), rc, bus.Group)
+	cs, err := bus.Consumers(context.Background(), rc, bus.Stream, bus.Group)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,7 +329,7 @@ func TestStopDeadlineWithStoreDownAcknowledgesNothing(t *testing.T) {
 func TestExpiresIdleConsumersWithNothingPending(t *testing.T) {
 	rc := testRedis(t)
 	ctx := context.Background()
-	if err := bus.EnsureGroup(ctx, rc); err != nil {
+	if err := bus.EnsureGroup(ctx, rc, bus.Stream); err != nil {
 		t.Fatal(err)
 	}
 	addEntries(t, rc, "r", 2)
@@ -349,7 +349,7 @@ func TestExpiresIdleConsumersWithNothingPending(t *testing.T) {
 	}
 	time.Sleep(100 * time.Millisecond) // the idle time is what is tested
 	w.expireConsumers()
-	cs, err := bus.Consumers(ctx, rc, bus.Group)
+	cs, err := bus.Consumers(ctx, rc, bus.Stream, bus.Group)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,7 @@
 // Package history serves a room's messages from the store merged with the not-yet-ingested tail in the Redis stream.
 //
 // A message is acknowledged to its sender once it is in the Redis stream
-// (bus.Stream); the ingest role copies it to the store later, possibly much
+// (bus.Stream, or its room's shard stream with bus.shards); the ingest role copies it to the store later, possibly much
 // later when ingest is behind or stopped. So that a sender always reads its
 // own writes, every read here merges the store (authoritative for what was
 // ingested) with the stream entries the ingest group has not acknowledged
@@ -47,12 +47,17 @@ type Service struct {
 	// (chat.rooms_allowed); any other is answered 400. Set it before serving.
 	Rooms []string
 
+	// Shards is bus.shards: a room's not-yet-stored tail is in the stream
+	// of its shard (the zero value: one stream, bus.Stream).
+	Shards bus.Shards
+
 	store store.MessageReader
 	redis rueidis.Client
 	log   *slog.Logger
 }
 
-// New returns a Service over the store and the Redis holding bus.Stream.
+// New returns a Service over the store and the Redis holding the message
+// streams (one, bus.Stream, until Shards is set).
 func New(s store.MessageReader, r rueidis.Client, log *slog.Logger) *Service {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -81,7 +86,7 @@ type page struct {
 // never skips a message, and hasMore is true.
 func (s *Service) page(ctx context.Context, room string, before, after *bus.ID, limit int) (page, error) {
 	asc := after != nil
-	ti, err := bus.ReadBacklog(ctx, s.redis) // before the store: see its doc
+	ti, err := bus.ReadBacklog(ctx, s.redis, s.Shards.StreamOf(room)) // before the store: see its doc
 	if err != nil {
 		return page{}, err
 	}
@@ -174,7 +179,7 @@ func (s *Service) Since(ctx context.Context, room string, since bus.ID, limit, m
 	if limit < 1 || maxBytes < 1 {
 		return nil, false, nil
 	}
-	ti, err := bus.ReadBacklog(ctx, s.redis) // before the store: see its doc
+	ti, err := bus.ReadBacklog(ctx, s.redis, s.Shards.StreamOf(room)) // before the store: see its doc
 	if err != nil {
 		return nil, false, err
 	}

@@ -170,7 +170,7 @@ func (e *env) store(entries ...bus.Entry) {
 // and acknowledges them. Without ack they stay pending, not stored.
 func (e *env) deliver(n int, ack bool) {
 	e.t.Helper()
-	if err := bus.EnsureGroup(context.Background(), e.rc); err != nil {
+	if err := bus.EnsureGroup(context.Background(), e.rc, bus.Stream); err != nil {
 		e.t.Fatal(err)
 	}
 	for n > 0 {

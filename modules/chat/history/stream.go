@@ -27,7 +27,7 @@ type scan struct {
 	edge      bus.ID
 }
 
-// scanRoom reads the stream between lo and hi (both inclusive), oldest
+// scanRoom reads the room's stream (its shard's) between lo and hi (both inclusive), oldest
 // first when asc, else newest first, keeping the entries of room, until it
 // has want of them, the range ends, or it scanned scanCap(want) entries.
 // Entries that do not decode (foreign or damaged) are skipped.
@@ -40,7 +40,7 @@ func (s *Service) scanRoom(ctx context.Context, room string, lo, hi bus.ID, asc 
 			return out, nil
 		}
 		n := min(chunk, limit-scanned)
-		got, err := bus.ReadRange(ctx, s.redis, lo, hi, asc, int64(n))
+		got, err := bus.ReadRange(ctx, s.redis, s.Shards.StreamOf(room), lo, hi, asc, int64(n))
 		if err != nil {
 			return out, err
 		}
