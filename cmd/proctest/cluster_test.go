@@ -353,3 +353,47 @@ func TestClusterShardsReshard(t *testing.T) {
 	tr.waitAcked(60)
 	tr.finish("cluster, bus.shards 3: reshard shard 2's slot during traffic", rec)
 }
+
+// TestClusterShardsSeedKilled: TestClusterSeedKilled with bus.shards 3: a
+// node named in redis.url (a seed) that serves none of the three shard
+// streams' slots dies while the cluster stays healthy; every process
+// answers /readyz 200 throughout and the traffic is unharmed.
+func TestClusterShardsSeedKilled(t *testing.T) {
+	f, cl := startShardedClusterFleet(t)
+	shards := bus.Shards(3)
+	serving := map[*apptest.RedisServer]bool{}
+	for _, s := range shards.Streams() {
+		serving[cl.PrimaryOf(s)] = true
+	}
+	var seed *apptest.RedisServer
+	for _, p := range cl.Primaries() {
+		if !serving[p] {
+			seed = p
+			break
+		}
+	}
+	if seed == nil {
+		t.Fatalf("every primary serves a shard stream's slot: the test needs one that does not")
+	}
+	tr := startTraffic(t, f, shardedTraffic)
+	tr.waitAcked(60)
+	w := watchReady(f.running()...)
+	seed.Kill()
+	killed := time.Now()
+	rec := tr.waitRecovered(killed)
+	// Through the failover of its slots and well after.
+	time.Sleep(2*redistest.ClusterNodeTimeout + 3*time.Second)
+	cl.WaitHealthy()
+	time.Sleep(3 * time.Second)
+	bad, polls := w.end()
+	if len(bad) > 0 {
+		t.Errorf("after seed node %d died, /readyz answered other than 200 (of %d polls): %v", seed.Port, polls, bad)
+	}
+	tr.waitAcked(60)
+	waitUntil(t, "the test's client to reach the dead stream's slot again", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		return f.rc.Do(ctx, f.rc.B().Xlen().Key(bus.DeadStream).Build()).Error() == nil
+	})
+	tr.finish("cluster, bus.shards 3: a seed node serving no shard stream dies", rec)
+}
