@@ -397,3 +397,35 @@ func TestClusterShardsSeedKilled(t *testing.T) {
 	})
 	tr.finish("cluster, bus.shards 3: a seed node serving no shard stream dies", rec)
 }
+
+// TestClusterShardsPrimaryKilledAckReplicas: TestClusterPrimaryKilledAckReplicas
+// with bus.shards 3, killing the primary of shard 2's stream: its sends
+// are answered unavailable until the promoted primary has a replica
+// again, then acked; nothing acked is lost or stored twice.
+func TestClusterShardsPrimaryKilledAckReplicas(t *testing.T) {
+	redistest.RequireCluster(t)
+	if testing.Short() {
+		t.Skip("runs processes")
+	}
+	cl := redistest.StartCluster(t, 3, 1)
+	f := startFleet(t, fleetOptions{redisURL: cl.URL, names: clusterFleetNames, tweak: func(c nodeConfig) {
+		c.set("bus.shards", 3)        // the settings under test
+		c.set("chat.ack_replicas", 1) //
+	}})
+	tr := startTraffic(t, f, shardedTraffic)
+	tr.waitAcked(60)
+	stream := bus.ShardStream(2)
+	prim := cl.PrimaryOf(stream)
+	prim.Kill()
+	killed := time.Now()
+	waitUntil(t, "a replica to be promoted in the killed primary's place", func() bool {
+		return cl.PrimaryOf(stream) != prim
+	})
+	prim.Restart()
+	cl.WaitHealthy()
+	rec := tr.waitRecovered(killed)
+	f.allReady()
+	tr.waitAcked(60)
+	t.Logf("primary %d (of %s) killed and started again; every sender acked again %s after the kill", prim.Port, stream, rec.Round(10*time.Millisecond))
+	tr.finish("cluster, bus.shards 3: SIGKILL the primary of shard 2's stream, chat.ack_replicas 1", rec)
+}
