@@ -5,8 +5,9 @@
 // AuroraChat clients connect) with a JWT, is joined to room "general" and
 // then sends and receives JSON frames (docs/protocol.md). An accepted message
 // costs exactly one Redis round trip: a Lua script that checks the resend
-// dedupe key and the rate limits, appends the message to the stream
-// (bus.Stream) for the ingest role, and publishes the finished message frame
+// dedupe key and the rate limits, appends the message to its room's
+// stream (bus.Shards.StreamOf: bus.Stream with the default one shard) for
+// the ingest role, and publishes the finished message frame
 // on the room's channel (bus.Channel). Every replica forwards what arrives on
 // the channels of the rooms its local connections are in, encoded once per
 // replica, through a bounded per-connection queue drained by a writer
