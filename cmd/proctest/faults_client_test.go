@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -287,9 +288,9 @@ func (c *chatClient) read(ctx context.Context, conn *websocket.Conn, base string
 		}
 		now := time.Now()
 		var f struct {
-			Type, Room, ID, ClientID, Code, UserID string
-			Recovered                              *bool
-			RetryAfterMs                           int
+			Type, Room, ID, ClientID, Code, UserID, Message string
+			Recovered                                       *bool
+			RetryAfterMs                                    int
 		}
 		if err := json.Unmarshal(b, &f); err != nil {
 			c.problem("frame %q: %v", b, err)
@@ -339,6 +340,16 @@ func (c *chatClient) read(ctx context.Context, conn *websocket.Conn, base string
 			if f.Code == "unavailable" && f.ClientID != "" {
 				c.retry(f.ClientID, 500*time.Millisecond, &c.stats.unavailable)
 				continue
+			}
+			if f.Code == "unavailable" && strings.HasPrefix(f.Message, "cannot join ") {
+				// A join refused while Redis fails over (the room's
+				// subscription could not be made): retried, as a client
+				// does with any unavailable, by connecting again, which
+				// rejoins every room with since.
+				c.mu.Lock()
+				c.stats.unavailable++
+				c.mu.Unlock()
+				return 0
 			}
 			c.problem("error frame %s", b)
 		}
