@@ -3,6 +3,7 @@ package bus
 import (
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strconv"
 	"testing"
 	"unicode/utf8"
@@ -40,7 +41,7 @@ func TestEntryRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.ID = ID{Ms: 1700000000123}
-	if got != e {
+	if !reflect.DeepEqual(got, e) {
 		t.Fatalf("round trip: %+v, want %+v", got, e)
 	}
 	fr := got.Frame()
@@ -203,7 +204,7 @@ func TestFramePartsMatchJSON(t *testing.T) {
 				t.Errorf("%q: live frame\n%s\nwant\n%s", s, live, want)
 			}
 			var back MessageFrame
-			if err := json.Unmarshal([]byte(live), &back); err != nil || back != e.Frame() && utf8.ValidString(s) {
+			if err := json.Unmarshal([]byte(live), &back); err != nil || !reflect.DeepEqual(back, e.Frame()) && utf8.ValidString(s) {
 				t.Errorf("%q: live frame decodes to %+v (%v), want %+v", s, back, err, e.Frame())
 			}
 		}

@@ -26,6 +26,25 @@ type Entry struct {
 	// only when set, so a message's entry is AuroraChat's.
 	Type  string
 	Event string
+
+	// A message's life (life.go). MessageID is the message an edit,
+	// delete, react or read acts on; Emoji and On are a reaction's;
+	// ReplyTo (a message id), Mentions (user ids) and Attachments are a
+	// message's options.
+	MessageID   ID
+	Emoji       string
+	On          bool
+	ReplyTo     string
+	Mentions    []string
+	Attachments []Attachment
+
+	// A stored message's state, which the store and history set and the
+	// stream never carries: when it was last edited (ms; 0 never), whether
+	// it was deleted (its text is then gone), and its reactions as the
+	// reader sees them.
+	Edited    int64
+	Deleted   bool
+	Reactions []Reaction
 }
 
 // Fields returns the entry as XADD field-value pairs.
@@ -48,7 +67,7 @@ func (e Entry) Fields() []string {
 	if e.Event != "" {
 		f = append(f, FieldEvent, e.Event)
 	}
-	return f
+	return e.lifeFields(f)
 }
 
 // ErrBadEntry is wrapped by the errors of DecodeEntry and DecodeForStore.
@@ -96,6 +115,9 @@ func DecodeEntry(id string, fields map[string]string) (Entry, error) {
 	if err := checkKind(e); err != nil {
 		return Entry{}, fmt.Errorf("%w %s: %v", ErrBadEntry, id, err)
 	}
+	if err := decodeLife(&e, fields); err != nil {
+		return Entry{}, fmt.Errorf("%w %s: %v", ErrBadEntry, id, err)
+	}
 	return e, nil
 }
 
@@ -112,6 +134,13 @@ type MessageFrame struct {
 	Text     string `json:"text"`
 	TS       int64  `json:"ts"`
 	ClientID string `json:"clientId,omitempty"`
+	// A message's options (life.go), and in history its state.
+	ReplyTo     string       `json:"replyTo,omitempty"`
+	Mentions    []string     `json:"mentions,omitempty"`
+	Attachments []Attachment `json:"attachments,omitempty"`
+	Edited      int64        `json:"edited,omitempty"`
+	Deleted     bool         `json:"deleted,omitempty"`
+	Reactions   []Reaction   `json:"reactions,omitempty"`
 }
 
 // Frame returns the message frame of a stream entry.
@@ -125,6 +154,13 @@ func (e Entry) Frame() MessageFrame {
 		Text:     e.Text,
 		TS:       e.TS,
 		ClientID: e.ClientID,
+
+		ReplyTo:     e.ReplyTo,
+		Mentions:    e.Mentions,
+		Attachments: e.Attachments,
+		Edited:      e.Edited,
+		Deleted:     e.Deleted,
+		Reactions:   e.Reactions,
 	}
 }
 
@@ -147,14 +183,8 @@ func (e Entry) FrameParts() (prefix, middle, suffix string) {
 	writeJSONString(&b, e.Text)
 	b.WriteString(`,"ts":`)
 	middle = b.String()
-	suffix = "}"
-	if e.ClientID != "" {
-		b.Reset()
-		b.WriteString(`,"clientId":`)
-		writeJSONString(&b, e.ClientID)
-		b.WriteString("}")
-		suffix = b.String()
-	}
+	suffix = tailSuffix(messageTail{ClientID: e.ClientID, ReplyTo: e.ReplyTo, Mentions: e.Mentions, Attachments: e.Attachments,
+		Edited: e.Edited, Deleted: e.Deleted, Reactions: e.Reactions})
 	return `{"type":"message","id":"`, middle, suffix
 }
 

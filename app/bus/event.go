@@ -125,6 +125,11 @@ func checkKind(e Entry) error {
 			return fmt.Errorf("%s: %w", FieldEvent, err)
 		}
 		return nil
+	case TypeEdit, TypeDelete, TypeReact, TypeRead:
+		if e.Event != "" {
+			return fmt.Errorf("%s on an entry of type %q", FieldEvent, e.Type)
+		}
+		return nil
 	}
 	return fmt.Errorf("unknown %s %q", FieldType, e.Type)
 }
@@ -340,6 +345,11 @@ func (e Entry) EventFrameJSON() ([]byte, error) {
 // can hold one: DecodeEntry refuses such an entry, so ingest never stores
 // it) is shown as a message with its sentence rather than dropped.
 func (e Entry) FrameJSON() []byte {
+	if IsLife(e.Type) {
+		if b, err := e.lifeJSON(); err == nil {
+			return b
+		}
+	}
 	if e.Type == TypeEvent {
 		if b, err := e.EventFrameJSON(); err == nil {
 			return b

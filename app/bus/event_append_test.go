@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"reflect"
 	"testing"
 	"time"
 
@@ -84,7 +85,7 @@ func TestAppendEvent(t *testing.T) {
 	}
 	want := e
 	want.ID, want.TS = id, int64(id.Ms)
-	if stored != want {
+	if !reflect.DeepEqual(stored, want) {
 		t.Errorf("stored %+v, want %+v", stored, want)
 	}
 	frame := receive(t, live)

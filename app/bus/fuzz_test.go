@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math/big"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -150,7 +151,7 @@ func checkDecodeEntry(t *testing.T, id string, fields map[string]string) {
 		// No ts (AuroraChat's entries), or 0: the id's time.
 		want.TS = int64(pid.Ms)
 	}
-	if e != want {
+	if !reflect.DeepEqual(e, want) {
 		t.Fatalf("DecodeEntry(%q, %q) = %+v, want %+v", id, fields, e, want)
 	}
 	roundTrip(t, e)
@@ -177,7 +178,7 @@ func checkDecodeForStore(t *testing.T, x rueidis.XRangeSlice, fields map[string]
 		plain.ID = deadID
 		fallthrough
 	default:
-		if e != plain {
+		if !reflect.DeepEqual(e, plain) {
 			t.Fatalf("DecodeForStore(%+v) = %+v, want %+v", x, e, plain)
 		}
 	}
@@ -199,7 +200,7 @@ func roundTrip(t *testing.T, e Entry) {
 		t.Fatalf("Fields of %+v repeat a field: %q", e, f)
 	}
 	back, err := DecodeEntry(e.ID.String(), m)
-	if err != nil || back != e {
+	if err != nil || !reflect.DeepEqual(back, e) {
 		t.Fatalf("%+v: Fields %q decode to %+v, %v", e, f, back, err)
 	}
 	if e.Type == TypeEvent {
@@ -220,7 +221,7 @@ func roundTrip(t *testing.T, e Entry) {
 	}
 	valid := utf8.ValidString(e.RoomID) && utf8.ValidString(e.UserID) && utf8.ValidString(e.Username) &&
 		utf8.ValidString(e.Text) && utf8.ValidString(e.ClientID)
-	if valid && fr != e.Frame() {
+	if valid && !reflect.DeepEqual(fr, e.Frame()) {
 		t.Fatalf("%+v: live frame decodes to %+v, want %+v", e, fr, e.Frame())
 	}
 	if _, _, ok := PeekEvent([]byte(live)); ok {
@@ -256,7 +257,7 @@ func checkEventFrame(t *testing.T, e Entry) {
 		t.Fatalf("%+v: event frame %s does not decode: %v", e, got, err)
 	}
 	valid := utf8.ValidString(e.RoomID) && utf8.ValidString(e.UserID) && utf8.ValidString(e.Username)
-	if valid && back != wantFrame {
+	if valid && !reflect.DeepEqual(back, wantFrame) {
 		t.Fatalf("%+v: event frame decodes to %+v, want %+v", e, back, wantFrame)
 	}
 	name, target, ok := PeekEvent(got)

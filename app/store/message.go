@@ -31,6 +31,13 @@ func MessageFromEntry(e bus.Entry, now time.Time) Message {
 		Status:    statusSent,
 		CreatedAt: time.UnixMilli(int64(e.ID.Ms)).UTC(),
 		UpdatedAt: now,
+
+		MessageID:   e.MessageID,
+		Emoji:       e.Emoji,
+		On:          e.On,
+		ReplyTo:     e.ReplyTo,
+		Mentions:    e.Mentions,
+		Attachments: e.Attachments,
 	}
 }
 
@@ -42,6 +49,10 @@ func (m Message) Entry() bus.Entry {
 	if m.CreatedAt.IsZero() {
 		ts = int64(m.ID.Ms)
 	}
+	var edited int64
+	if !m.Edited.IsZero() {
+		edited = m.Edited.UnixMilli()
+	}
 	return bus.Entry{
 		ID:       m.ID,
 		RoomID:   m.RoomID,
@@ -52,5 +63,15 @@ func (m Message) Entry() bus.Entry {
 		ClientID: m.ClientID,
 		Type:     m.Type,
 		Event:    m.Event,
+
+		MessageID:   m.MessageID,
+		Emoji:       m.Emoji,
+		On:          m.On,
+		ReplyTo:     m.ReplyTo,
+		Mentions:    m.Mentions,
+		Attachments: m.Attachments,
+		Edited:      edited,
+		Deleted:     m.Deleted,
+		Reactions:   m.Reactions,
 	}
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/json"
+	"reflect"
 	"testing"
 	"time"
 
@@ -28,7 +29,7 @@ func TestMessageRoundTrip(t *testing.T) {
 		if m.Status != "sent" || !m.CreatedAt.Equal(time.UnixMilli(e.TS)) || m.UpdatedAt != now || CheckMessage(m) != "" {
 			t.Errorf("record of %+v: %+v (%s)", e, m, CheckMessage(m))
 		}
-		if back := m.Entry(); back != e {
+		if back := m.Entry(); !reflect.DeepEqual(back, e) {
 			t.Errorf("entry of the record: %+v, want %+v", back, e)
 		}
 		live, stored := e.FrameJSON(), m.Entry().FrameJSON()

@@ -66,6 +66,27 @@ type Message struct {
 	Event     string
 	CreatedAt time.Time
 	UpdatedAt time.Time
+
+	// A message's life (bus/life.go), as the stream entry carries it:
+	// MessageID is the message an edit, delete, react or read acts on;
+	// Emoji and On a reaction's; ReplyTo, Mentions and Attachments a
+	// message's options.
+	MessageID   bus.ID
+	Emoji       string
+	On          bool
+	ReplyTo     string
+	Mentions    []string
+	Attachments []bus.Attachment
+
+	// A message's state, which InsertMessages keeps from the life entries
+	// it stores: Edited is the time of the edit applied last (zero: never
+	// edited), Deleted says a delete was applied (Text, Attachments and
+	// Mentions are then empty). Reactions are read, never written: the
+	// counts per emoji (ordered by each emoji's first reaction) and
+	// whether Page.Viewer reacted.
+	Edited    time.Time
+	Deleted   bool
+	Reactions []bus.Reaction
 }
 
 // CheckMessage returns why every store refuses m (the reason InsertMessages
@@ -107,6 +128,10 @@ type Room struct {
 	Name      string
 	Type      string // RoomPublic, RoomPrivate or RoomDirect; CreateRoom stores "" as RoomPublic
 	Title     string
+	// Retention is how long the room's messages are kept: 0 the server's
+	// default (ingest.retention), RetainForever for good whatever that is.
+	// Only SetRetention writes it.
+	Retention time.Duration
 	Topic     string
 	CreatedBy string // user id; "" for rooms made by an operator or a migration
 	CreatedAt time.Time
@@ -169,6 +194,43 @@ type Page struct {
 	Before *bus.ID
 	After  *bus.ID
 	Limit  int
+	// Life includes the life entries (edits, deletes, reactions, read
+	// markers: bus.IsLife) in id order among the messages, as a `since`
+	// replay needs them; without it (history) a page holds messages and
+	// room events only, each message in its current state.
+	Life bool
+	// Viewer is the reader's user id: Reaction.Me of each message says
+	// whether they reacted. "": Me is false throughout.
+	Viewer string
+}
+
+// RetainForever is Room.Retention of a room whose messages are kept for
+// good, whatever the server's default.
+const RetainForever time.Duration = -1
+
+// SearchQuery selects messages for full-text search. Terms come from
+// ParseSearch; a message matches when its text contains every term
+// (case-insensitively; SQLite FTS5 matches whole tokens and prefixes of
+// the last, MongoDB substrings: docs/protocol.md#search). Only messages
+// (not room events or life entries) that are not deleted match.
+type SearchQuery struct {
+	Terms []string
+	// Rooms are the rooms searched (those the reader may read); none: no result.
+	Rooms []string
+	// UserID, when set, keeps messages sent by that user only.
+	UserID string
+	// Before and After are exclusive id bounds; results run newest first.
+	Before, After *bus.ID
+	// Limit is the page size (DefaultPageLimit when not positive).
+	Limit int
+	// Viewer is the reader, for Reaction.Me.
+	Viewer string
+}
+
+// UnreadCount is one room's unread state for one user.
+type UnreadCount struct {
+	Unread   int // messages by others after the marker, not deleted
+	Mentions int // of those, the ones mentioning the user
 }
 
 // DefaultPageLimit is the page size when Page.Limit is not positive.
@@ -192,6 +254,10 @@ type InsertResult struct {
 	// Rejected maps the index in the batch of each message the store refused
 	// (validation) to the reason; the others were stored or were duplicates.
 	Rejected map[int]string
+	// Removed are the attachments of the messages deletes in the batch
+	// deleted (their objects are the caller's to delete). A redelivered
+	// delete may name them again; deleting an object twice is harmless.
+	Removed []bus.Attachment
 }
 
 // The store is used through narrow interfaces, one per kind of consumer, so
@@ -240,6 +306,19 @@ type MessageReader interface {
 	Backend
 	// Messages returns one page of a room and whether more lie beyond it.
 	Messages(ctx context.Context, room string, p Page) ([]Message, bool, error)
+	// Message finds one message (or room event, or life entry) of room by
+	// id, in its current state; ErrNotFound.
+	Message(ctx context.Context, room string, id bus.ID) (Message, error)
+	// Search returns up to q.Limit matching messages newest first, and
+	// whether more match.
+	Search(ctx context.Context, q SearchQuery) ([]Message, bool, error)
+	// ReadMarkers returns userID's read marker (the last message id read)
+	// per room, for the rooms that have one.
+	ReadMarkers(ctx context.Context, userID string) (map[string]bus.ID, error)
+	// Unread counts room's messages after marker for userID, each count
+	// stopping at limit (an index serves it: the work is bounded by limit,
+	// never the room's size).
+	Unread(ctx context.Context, userID, room string, marker bus.ID, limit int) (UnreadCount, error)
 }
 
 // MessageWriter stores messages.
@@ -248,7 +327,24 @@ type MessageWriter interface {
 	// InsertMessages stores a batch, skipping messages already stored (same
 	// RoomID and ID) so a redelivered batch is stored exactly once. An error
 	// means nothing can be assumed stored; retrying the batch is safe.
+	//
+	// Life entries are stored as rows too (a `since` replay reads them)
+	// and applied to their message idempotently, whether the row was new
+	// or a duplicate (a crash between the two leaves nothing undone): an
+	// edit sets Text and Edited unless a later edit (by id) was applied or
+	// the message is deleted; a delete sets Deleted and removes the text
+	// (the message's and its edits'), its attachments (InsertResult.Removed)
+	// and mentions; a reaction sets (message, user, emoji) on or off unless
+	// a later reaction of the same key was applied, and is ignored on a
+	// deleted or unknown message; a read moves the user's marker of the
+	// room forward, never back. A message's Mentions are kept for Unread.
+	// The search index follows every change.
 	InsertMessages(ctx context.Context, msgs []Message) (InsertResult, error)
+	// ExpireMessages deletes up to limit of room's rows (messages, room
+	// events, life entries) created before before, oldest first, with
+	// their reactions, mentions and search entries, and returns the
+	// deleted messages (their Attachments are the caller's to delete).
+	ExpireMessages(ctx context.Context, room string, before time.Time, limit int) ([]Message, error)
 }
 
 // Rooms is the rooms, their members, bans and invitations.
@@ -265,6 +361,9 @@ type Rooms interface {
 	Room(ctx context.Context, name string) (Room, error)
 	// UpdateRoom sets Title and Topic of the room named r.Name; ErrNotFound.
 	UpdateRoom(ctx context.Context, r Room) error
+	// SetRetention sets a room's Retention (0: the server's default,
+	// RetainForever, or a positive duration); ErrNotFound.
+	SetRetention(ctx context.Context, name string, d time.Duration) error
 	// ListRooms returns every room ordered by name.
 	ListRooms(ctx context.Context) ([]Room, error)
 	// Directory returns up to limit public rooms with a name greater than

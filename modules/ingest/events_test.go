@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"reflect"
 	"testing"
 
 	"github.com/auroradev/aurora/app/bus"
@@ -93,7 +94,7 @@ func testEventsStoredOnce(t *testing.T, st store.Store) {
 				"the store must keep Message.Type and Message.Event (columns type, event)", m.ID, m.Type, m.Event, bus.TypeEvent, e.Event)
 			continue
 		}
-		if back := m.Entry(); back != e {
+		if back := m.Entry(); !reflect.DeepEqual(back, e) {
 			t.Errorf("room event %s reads back as %+v, want %+v", m.ID, back, e)
 		}
 		live, _ := e.EventFrameJSON()
