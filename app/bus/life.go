@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // This file holds a message's life after it is sent: edits, deletions,
@@ -61,6 +62,19 @@ const (
 	// family or flag sequence is at most ~35 bytes).
 	MaxEmojiBytes = 64
 )
+
+// ReadMarkerKey is the Redis key holding userID's read marker of room
+// (the last message id they read) as the chat role last moved it: in the
+// slot of the room's stream, since the read script appends to that stream
+// in the same call. It expires (ReadMarkerTTL after its last move) once
+// the store has long had the marker. GET /api/rooms reads it with the
+// store's, so a marker is current before ingest stored it.
+func ReadMarkerKey(shards Shards, room, userID string) string {
+	return "chat:read:" + SlotTag(shards.StreamOf(room)) + ":" + userID + ":" + room
+}
+
+// ReadMarkerTTL is how long a read marker key outlives its last move.
+const ReadMarkerTTL = 7 * 24 * time.Hour
 
 // Attachment is a file a message carries, with AuroraChat's field names.
 // URL is the authenticated download route of the chat role
