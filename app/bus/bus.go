@@ -51,6 +51,11 @@ const (
 	TypingChannelPrefix   = "typing."
 )
 
+// RoomsChangedChannel announces a membership change (membership.Change
+// as JSON) to every chat replica: each drops what it cached of it and
+// removes the connections a removal concerns (app/membership).
+const RoomsChangedChannel = "rooms.changed"
+
 // Channel is the classic Pub/Sub channel of a room's messages
 // ("chat.<room>"), as in AuroraChat: PubSub{}.Channel. Code that publishes
 // or subscribes asks the PubSub of its client (PubSubOf), which names the

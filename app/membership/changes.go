@@ -13,8 +13,9 @@ import (
 // Channel is the Redis Pub/Sub channel on which a membership change is
 // announced to every chat replica, so each drops what it cached of it and
 // removes the connections a removal concerns. Its payload is a Change as
-// JSON.
-const Channel = "rooms.changed"
+// JSON. Its name is app/bus's, the owner of every Redis name the roles
+// share.
+const Channel = bus.RoomsChangedChannel
 
 // Why a user was removed from a room (Change.Removed, and the reason of
 // the "removed" frame the user's connections get).
