@@ -25,6 +25,7 @@ type S3 struct {
 	client *minio.Client
 	bucket string
 	prefix string
+	secure bool
 }
 
 // S3Config is where an S3 storage is: parsed from attachments.s3_url
@@ -118,7 +119,7 @@ func NewS3(c S3Config) (*S3, error) {
 	if err != nil {
 		return nil, fmt.Errorf("s3 client for %s: %w", c.Endpoint, err)
 	}
-	return &S3{client: client, bucket: c.Bucket, prefix: c.Prefix}, nil
+	return &S3{client: client, bucket: c.Bucket, prefix: c.Prefix, secure: c.Secure}, nil
 }
 
 // EnvKeys reports whether the environment holds AWS keys (for the config
@@ -158,6 +159,12 @@ func (s *S3) Put(ctx context.Context, meta Meta, r io.Reader, size, limit int64)
 			s3Created:  meta.Created.Format(time.RFC3339Nano),
 		},
 		PartSize: partSize,
+		// Over https minio-go sends the payload unsigned (TLS protects
+		// it); over plain http it would sign each chunk (aws-chunked),
+		// which some S3-compatible servers store undecoded in multipart
+		// parts (gofakes3 does). Unsigned there too: the request is still
+		// signed, and plain http is for a store on a private network.
+		DisableContentSha256: !s.secure,
 	})
 	if lr.n > limit {
 		// minio-go aborts the multipart upload (or never completes the PUT)
