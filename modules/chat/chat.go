@@ -15,11 +15,13 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/auroradev/aurora/app"
+	"github.com/auroradev/aurora/app/attachment"
 	"github.com/auroradev/aurora/app/bus"
 	"github.com/auroradev/aurora/app/membership"
 	"github.com/auroradev/aurora/app/token"
 	"github.com/auroradev/aurora/app/tokenauth"
 	"github.com/auroradev/aurora/config"
+	"github.com/auroradev/aurora/modules/chat/attachapi"
 	"github.com/auroradev/aurora/modules/chat/history"
 	"github.com/auroradev/aurora/modules/chat/presence"
 	"github.com/auroradev/aurora/modules/chat/roomapi"
@@ -110,6 +112,12 @@ func newModule(_ context.Context, h *app.Host) (app.Module, error) {
 	h.Mux.Handle("GET /api/rooms/{room}/messages", g.readable(hist.Handler(g.verifyBearer)))
 	h.Mux.HandleFunc("GET /api/rooms/{room}/presence", g.servePresence)
 	roomapi.Register(h.Mux, g.members, g.verifyBearer, log.With("part", "roomapi"))
+	storage, policy, err := attachment.FromConfig(h.Config)
+	if err != nil {
+		return nil, fmt.Errorf("attachment storage: %w", err)
+	}
+	attachapi.Register(h.Mux, &attachapi.Service{Storage: storage, Policy: policy, Access: g.access.Fresh, Verify: g.verifyBearer,
+		Rooms: cfg.RoomsAllowed, Log: log.With("part", "attachments")})
 	return g, nil
 }
 

@@ -67,22 +67,11 @@ func Register(mux *http.ServeMux, s *Service) {
 	mux.HandleFunc("GET /api/rooms/{room}/attachments/{id}", s.download)
 }
 
-// URL is the download route of attachment id of room.
-func URL(room, id string) string { return "/api/rooms/" + room + "/attachments/" + id }
+// URL is the download route of attachment id of room (attachment.URL).
+func URL(room, id string) string { return attachment.URL(room, id) }
 
-// ParseURL reads room and id from a URL made by URL; ok false for anything
-// else (another path, a query, a bad room name or id).
-func ParseURL(u string) (room, id string, ok bool) {
-	rest, found := strings.CutPrefix(u, "/api/rooms/")
-	if !found {
-		return "", "", false
-	}
-	room, id, found = strings.Cut(rest, "/attachments/")
-	if !found || !bus.ValidRoom(room) || !attachment.ValidID(id) {
-		return "", "", false
-	}
-	return room, id, true
-}
+// ParseURL reads room and id from a URL made by URL (attachment.ParseURL).
+func ParseURL(u string) (room, id string, ok bool) { return attachment.ParseURL(u) }
 
 // Attachment is an uploaded file on the wire (AuroraChat's field names).
 type Attachment = bus.Attachment
@@ -377,11 +366,9 @@ func rfc5987(s string) string {
 // the message names an attachment that is not one of its room's. The chat
 // role answers it as invalid_message; other errors are the storage
 // failing (unavailable, retry).
-var ErrInvalid = errors.New("invalid attachment")
+var ErrInvalid = attachment.ErrInvalid
 
-func invalid(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
-}
+func invalid(format string, args ...any) error { return attachment.Invalid(format, args...) }
 
 // Check verifies the attachments a message to room carries: at most
 // bus.MaxAttachments, each url the download route of an object uploaded
@@ -421,26 +408,10 @@ func (s *Service) Check(ctx context.Context, room string, in []bus.Attachment) (
 }
 
 // DeleteAttachment deletes the object of a download URL (ingest: the
-// message carrying it was deleted or expired). An object already gone is
-// no error; a URL that is not one of URL's, or whose object belongs to
-// another room, is refused with ErrInvalid and nothing is deleted.
+// message carrying it was deleted or expired): attachment.DeleteURL on
+// s.Storage. An object already gone is no error; a URL that is not one of
+// URL's, or whose object belongs to another room, is refused with
+// ErrInvalid and nothing is deleted.
 func (s *Service) DeleteAttachment(ctx context.Context, url string) error {
-	room, id, ok := ParseURL(url)
-	if !ok {
-		return invalid("%q is not an attachment URL", url)
-	}
-	o, err := s.Storage.Stat(ctx, id)
-	switch {
-	case errors.Is(err, attachment.ErrNotFound):
-		return nil
-	case err != nil:
-		return fmt.Errorf("delete attachment %s: %w", id, err)
-	}
-	if o.Room != room {
-		return invalid("%q names an attachment of another room", url)
-	}
-	if err := s.Storage.Delete(ctx, id); err != nil {
-		return fmt.Errorf("delete attachment %s: %w", id, err)
-	}
-	return nil
+	return attachment.DeleteURL(ctx, s.Storage, url)
 }
