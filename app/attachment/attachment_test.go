@@ -149,7 +149,7 @@ func contract(t *testing.T, b backend) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer s.Delete(ctx, o.ID)
+		defer func() { _ = s.Delete(ctx, o.ID) }()
 		rc, _, err := s.Open(ctx, o.ID)
 		if err != nil {
 			t.Fatal(err)

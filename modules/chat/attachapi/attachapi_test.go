@@ -46,6 +46,7 @@ var (
 // issuer and one storage, served over real HTTP.
 type env struct {
 	t      *testing.T
+	st     *sqlitestore.Store
 	url    string
 	svc    *attachapi.Service
 	tokens map[string]string // username -> bearer token
@@ -133,7 +134,7 @@ func newEnv(t *testing.T, kind storageKind) *env {
 		t.Fatal(err)
 	}
 	issuer := token.NewIssuer([]byte(strings.Repeat("k", 32)), time.Hour)
-	e := &env{t: t, tokens: map[string]string{}, ids: map[string]string{}}
+	e := &env{t: t, st: st, tokens: map[string]string{}, ids: map[string]string{}}
 	for _, name := range []string{"alice", "bob", "carol"} {
 		u, err := st.CreateUser(ctx, store.User{Username: name, PasswordHash: "x"})
 		if err != nil {
@@ -476,6 +477,25 @@ func TestPermissions(t *testing.T) {
 		e.uploadRaw("bob", "lobby", "x.png", "image/png", bytes.NewReader(pngFile)).wantError(t, http.StatusForbidden)
 		// A readonly member may not upload.
 		e.uploadRaw("carol", "team", "x.png", "image/png", bytes.NewReader(pngFile)).wantError(t, http.StatusForbidden)
+		// A muted member may not upload; a member removed a moment ago
+		// (the access is read from the store, not a cache) may not
+		// download.
+		ctx := context.Background()
+		if err := e.st.PutMember(ctx, store.Member{Room: "lobby", UserID: e.ids["bob"], Username: "bob", Role: store.RoleMember,
+			MutedUntil: time.Now().Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		e.uploadRaw("bob", "lobby", "x.png", "image/png", bytes.NewReader(pngFile)).wantError(t, http.StatusForbidden)
+		if r := e.download("bob", pub.URL); r.status != http.StatusOK {
+			t.Fatalf("muted member download: %d", r.status)
+		}
+		if r := e.download("carol", a.URL); r.status != http.StatusOK {
+			t.Fatalf("carol before removal: %d", r.status)
+		}
+		if err := e.st.RemoveMember(ctx, "team", e.ids["carol"]); err != nil {
+			t.Fatal(err)
+		}
+		e.download("carol", a.URL).wantError(t, http.StatusNotFound)
 		// An unknown room, a bad room name.
 		e.uploadRaw("alice", "nowhere", "x.png", "image/png", bytes.NewReader(pngFile)).wantError(t, http.StatusNotFound)
 		e.uploadRaw("alice", "BAD%20ROOM", "x.png", "image/png", bytes.NewReader(pngFile)).wantError(t, http.StatusBadRequest)
