@@ -353,6 +353,12 @@ func TestUploadDownloadMultipart(t *testing.T) {
 		if r := e.download("alice", a.URL); !bytes.Equal(r.body, big) {
 			t.Fatalf("big: downloaded %d bytes of %d", len(r.body), len(big))
 		}
+		// The same as a raw body with its Content-Length (on S3: a
+		// multipart upload of known size).
+		a = e.uploadRaw("alice", "team", "big.png", "image/png", bytes.NewReader(big)).attachment(t)
+		if r := e.download("alice", a.URL); a.Size != int64(len(big)) || !bytes.Equal(r.body, big) {
+			t.Fatalf("big raw: %+v, downloaded %d bytes of %d", a, len(r.body), len(big))
+		}
 	})
 }
 
