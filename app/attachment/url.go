@@ -60,3 +60,15 @@ func DeleteURL(ctx context.Context, s Storage, url string) error {
 	}
 	return nil
 }
+
+// Deleter deletes objects by URL from Storage (DeleteURL): what the ingest
+// role is given to delete the attachments of deleted and expired messages
+// (its AttachmentDeleter), without importing the chat role.
+type Deleter struct {
+	Storage Storage
+}
+
+// DeleteAttachment implements the ingest role's AttachmentDeleter.
+func (d Deleter) DeleteAttachment(ctx context.Context, url string) error {
+	return DeleteURL(ctx, d.Storage, url)
+}

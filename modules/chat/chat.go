@@ -101,6 +101,19 @@ func newModule(_ context.Context, h *app.Host) (app.Module, error) {
 	if err := g.metrics.register(h.Metrics); err != nil {
 		return nil, fmt.Errorf("register chat metrics: %w", err)
 	}
+	// The attachment routes, and the checker of a message's attachments
+	// (attachapi.Service.Check). Built before init, which hands the
+	// connections their deps; the access cache init makes is read per
+	// request.
+	storage, policy, err := attachment.FromConfig(h.Config)
+	if err != nil {
+		return nil, fmt.Errorf("attachment storage: %w", err)
+	}
+	att := &attachapi.Service{Storage: storage, Policy: policy, Verify: g.verifyBearer, Rooms: cfg.RoomsAllowed, Log: log.With("part", "attachments"),
+		Access: func(ctx context.Context, room, userID string) (membership.Access, error) {
+			return g.access.Fresh(ctx, room, userID)
+		}}
+	attachapi.Register(h.Mux, att)
 	hist := history.New(h.Store, h.Redis, log.With("part", "history"))
 	hist.Rooms = cfg.RoomsAllowed
 	hist.Shards = g.shards
@@ -112,12 +125,6 @@ func newModule(_ context.Context, h *app.Host) (app.Module, error) {
 	h.Mux.Handle("GET /api/rooms/{room}/messages", g.readable(hist.Handler(g.verifyBearer)))
 	h.Mux.HandleFunc("GET /api/rooms/{room}/presence", g.servePresence)
 	roomapi.Register(h.Mux, g.members, g.verifyBearer, log.With("part", "roomapi"))
-	storage, policy, err := attachment.FromConfig(h.Config)
-	if err != nil {
-		return nil, fmt.Errorf("attachment storage: %w", err)
-	}
-	attachapi.Register(h.Mux, &attachapi.Service{Storage: storage, Policy: policy, Access: g.access.Fresh, Verify: g.verifyBearer,
-		Rooms: cfg.RoomsAllowed, Log: log.With("part", "attachments")})
 	return g, nil
 }
 

@@ -363,12 +363,21 @@ func rfc5987(s string) string {
 }
 
 // ErrInvalid is wrapped by every refusal of Check and DeleteAttachment:
-// the message names an attachment that is not one of its room's. The chat
-// role answers it as invalid_message; other errors are the storage
+// the message names an attachment that is not one of its room's. Check's
+// refusals wrap membership.ErrInvalid too, which the chat role answers as
+// invalid_message with the error's text; other errors are the storage
 // failing (unavailable, retry).
 var ErrInvalid = attachment.ErrInvalid
 
-func invalid(format string, args ...any) error { return attachment.Invalid(format, args...) }
+// refusal is a refusal of Check: it wraps ErrInvalid and, for the chat
+// role's message path (which refuses a message on membership.ErrInvalid),
+// membership.ErrInvalid too.
+type refusal struct{ msg string }
+
+func (r *refusal) Error() string   { return "invalid attachment: " + r.msg }
+func (r *refusal) Unwrap() []error { return []error{ErrInvalid, membership.ErrInvalid} }
+
+func invalid(format string, args ...any) error { return &refusal{fmt.Sprintf(format, args...)} }
 
 // Check verifies the attachments a message to room carries: at most
 // bus.MaxAttachments, each url the download route of an object uploaded

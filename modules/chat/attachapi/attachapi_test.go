@@ -568,8 +568,9 @@ func TestCheckAndDelete(t *testing.T) {
 			"empty":                      {{}},
 			"more than MaxAttachments+1": make([]bus.Attachment, bus.MaxAttachments+1),
 		} {
-			if _, err := e.svc.Check(ctx, "team", in); !errors.Is(err, attachapi.ErrInvalid) {
-				t.Errorf("%s: %v, want ErrInvalid", name, err)
+			_, err := e.svc.Check(ctx, "team", in)
+			if !errors.Is(err, attachapi.ErrInvalid) || !errors.Is(err, membership.ErrInvalid) {
+				t.Errorf("%s: %v, want ErrInvalid and membership.ErrInvalid", name, err)
 			}
 		}
 		if got, err := e.svc.Check(ctx, "team", nil); err != nil || got != nil {
@@ -584,11 +585,20 @@ func TestCheckAndDelete(t *testing.T) {
 		if err := e.svc.DeleteAttachment(ctx, "not a url"); !errors.Is(err, attachapi.ErrInvalid) {
 			t.Fatalf("delete a bad url: %v", err)
 		}
-		for range 2 {
-			if err := e.svc.DeleteAttachment(ctx, a.URL); err != nil {
-				t.Fatal(err)
-			}
+		// Ingest's deleter (attachment.Deleter) deletes the same way.
+		if err := (attachment.Deleter{Storage: e.svc.Storage}).DeleteAttachment(ctx, "/api/rooms/team/attachments/"+oid); !errors.Is(err, attachapi.ErrInvalid) {
+			t.Fatalf("deleter: another room's object: %v", err)
 		}
+		if err := e.svc.DeleteAttachment(ctx, a.URL); err != nil {
+			t.Fatal(err)
+		}
+		if err := (attachment.Deleter{Storage: e.svc.Storage}).DeleteAttachment(ctx, a.URL); err != nil {
+			t.Fatalf("deleter: an object already gone: %v", err)
+		}
+		if err := (attachment.Deleter{Storage: e.svc.Storage}).DeleteAttachment(ctx, b.URL); err != nil {
+			t.Fatal(err)
+		}
+		e.download("alice", b.URL).wantError(t, http.StatusNotFound)
 		e.download("alice", a.URL).wantError(t, http.StatusNotFound)
 		if r := e.download("alice", o.URL); r.status != http.StatusOK {
 			t.Fatalf("the other room's object: %d", r.status)
