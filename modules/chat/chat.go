@@ -42,17 +42,21 @@ type gateway struct {
 	// sender is the hot path of a message.
 	*sender
 
-	cfg       config.Chat
-	shards    bus.Shards // bus.shards
-	origins   []string
-	allowed   allowedRooms // chat.rooms_allowed
-	log       *slog.Logger
-	redis     rueidis.Client
-	tokens    *token.Issuer
-	presence  presenceTracker
-	history   historyReader
-	metrics   *metrics
-	replicaID string
+	cfg      config.Chat
+	shards   bus.Shards // bus.shards
+	origins  []string
+	allowed  allowedRooms // chat.rooms_allowed
+	log      *slog.Logger
+	redis    rueidis.Client
+	tokens   *token.Issuer
+	presence presenceTracker
+	history  historyReader
+	// lookup finds the message a life event acts on (history.Lookup);
+	// attachments vouches for a message's attachments: nil refuses them.
+	lookup      messageLookup
+	attachments attachmentChecker
+	metrics     *metrics
+	replicaID   string
 
 	slots *slots
 	// deps is what every connection is given of the gateway.
@@ -103,6 +107,7 @@ func newModule(_ context.Context, h *app.Host) (app.Module, error) {
 	hist.Rooms = cfg.RoomsAllowed
 	hist.Shards = g.shards
 	g.history = hist
+	g.lookup = hist
 	g.store = h.Store
 	g.init()
 
@@ -142,6 +147,10 @@ func (g *gateway) init() {
 		allowed: g.allowed,
 		access:  g.access,
 		members: g.members,
+
+		lookup:      g.lookup,
+		users:       g.store,
+		attachments: g.attachments,
 	}
 }
 
