@@ -293,11 +293,12 @@ func (c *conn) onMessage(f clientFrame) {
 	ctx, cancel := c.sendCtx()
 	defer cancel()
 	m := outgoing{Room: room, UserID: c.userID, Username: c.username, Text: f.text, ClientID: clientID}
-	if !f.legacy {
-		if code, msg := c.messageOptions(ctx, f, &m); code != "" {
-			c.fail(code, msg, clientID)
-			return
-		}
+	// AuroraChat's form carries no options, but its @names are mentions
+	// too.
+	f.room = room
+	if code, msg := c.messageOptions(ctx, f, &m); code != "" {
+		c.fail(code, msg, clientID)
+		return
 	}
 	res, err := c.d.sender.send(ctx, m)
 	c.answerSend(room, clientID, "message", res, err)
