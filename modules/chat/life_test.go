@@ -576,3 +576,90 @@ func TestAllowedEmoji(t *testing.T) {
 		}
 	}
 }
+
+// TestLifeAcrossReplicas: two replicas on one Redis. Alice on replica a
+// edits, reacts to, deletes and reads; bob on b gets the edit, reaction
+// and delete live, and not the read, which alice's other connection, on
+// b, gets.
+func TestLifeAcrossReplicas(t *testing.T) {
+	cfgA, cfgB := chatConfig(t), chatConfig(t)
+	cfgB.Redis.URL = cfgA.Redis.URL
+	a, b := startChat(t, cfgA), startChat(t, cfgB)
+	alice := a.dial("u1", "alice")
+	bob := b.dial("u2", "bob")
+	alice2 := b.dial("u1", "alice")
+	const room = "general"
+	m := alice.msg(room, "across", "x-0")["id"].(string)
+	for _, tc := range []struct {
+		live  string
+		frame map[string]any
+	}{
+		{"edited", map[string]any{"type": "edit", "room": room, "id": m, "text": "across, edited", "clientId": "x-1"}},
+		{"reaction", map[string]any{"type": "react", "room": room, "id": m, "emoji": "🚀", "on": true, "clientId": "x-2"}},
+		{"deleted", map[string]any{"type": "delete", "room": room, "id": m, "clientId": "x-3"}},
+	} {
+		id := mustAck(t, lifeReq(alice, tc.frame))
+		if f := liveOf(bob, tc.live, id); f["messageId"] != m {
+			t.Errorf("bob on the other replica got %v", f)
+		}
+		liveOf(alice2, tc.live, id)
+	}
+	readID := mustAck(t, lifeReq(alice, map[string]any{"type": "read", "room": room, "id": m, "clientId": "x-4"}))
+	liveOf(alice2, "read", readID)
+	after := alice.msg(room, "after the read", "x-5")["id"].(string)
+	for {
+		f := bob.read()
+		if f["type"] == "read" {
+			t.Fatalf("bob got alice's read frame %v", f)
+		}
+		if f["type"] == "message" && f["id"] == after {
+			break
+		}
+	}
+}
+
+// TestLifeStoredTargets: a target no longer in the stream (ingested, the
+// stream trimmed) is found in the store, with its state: a stored
+// message is edited and reacted to, a stored deleted one refuses both,
+// and a resend of an edit acked before the delete is acked again.
+func TestLifeStoredTargets(t *testing.T) {
+	e := startLife(t)
+	a := e.aliceWS
+	now := time.Now()
+	base := uint64(now.Add(-time.Hour).UnixMilli())
+	live, gone := bus.ID{Ms: base, Seq: 1}, bus.ID{Ms: base, Seq: 2}
+	msgs := []store.Message{
+		store.MessageFromEntry(bus.Entry{ID: live, RoomID: e.room, UserID: e.alice.id, Username: e.alice.name, Text: "stored"}, now),
+		store.MessageFromEntry(bus.Entry{ID: gone, RoomID: e.room, UserID: e.alice.id, Username: e.alice.name, Text: "stored, then deleted"}, now),
+		store.MessageFromEntry(bus.Entry{ID: bus.ID{Ms: base, Seq: 3}, RoomID: e.room, UserID: e.alice.id, Username: e.alice.name,
+			Type: bus.TypeDelete, MessageID: gone}, now),
+	}
+	if _, err := e.store.InsertMessages(ctxT(t), msgs); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := e.store.Message(ctxT(t), e.room, gone); err != nil || !m.Deleted {
+		t.Fatalf("the store's deleted message: %+v %v", m, err)
+	}
+	edit := map[string]any{"type": "edit", "room": e.room, "id": live.String(), "text": "stored, edited", "clientId": "s-1"}
+	editID := mustAck(t, lifeReq(a, edit))
+	liveOf(e.bobWS, "edited", editID)
+	mustAck(t, lifeReq(a, map[string]any{"type": "react", "room": e.room, "id": live.String(), "emoji": "👍", "on": true, "clientId": "s-2"}))
+	for _, f := range []map[string]any{
+		{"type": "edit", "room": e.room, "id": gone.String(), "text": "x", "clientId": "s-3"},
+		{"type": "react", "room": e.room, "id": gone.String(), "emoji": "👍", "on": true, "clientId": "s-4"},
+		{"type": "delete", "room": e.room, "id": gone.String(), "clientId": "s-5"},
+	} {
+		if code := answerCode(t, lifeReq(a, f)); code != codeMessageDeleted {
+			t.Errorf("%s of a message the store has deleted: %q, want %s", f["type"], code, codeMessageDeleted)
+		}
+	}
+	// The edit's target deleted in the store meanwhile: its resend is
+	// still the same edit.
+	if _, err := e.store.InsertMessages(ctxT(t), []store.Message{store.MessageFromEntry(bus.Entry{ID: bus.ID{Ms: base, Seq: 4}, RoomID: e.room,
+		UserID: e.alice.id, Username: e.alice.name, Type: bus.TypeDelete, MessageID: live}, now)}); err != nil {
+		t.Fatal(err)
+	}
+	if again := mustAck(t, lifeReq(a, edit)); again != editID {
+		t.Errorf("resent edit acked %s, first %s", again, editID)
+	}
+}
