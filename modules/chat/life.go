@@ -359,7 +359,7 @@ func (c *conn) onRead(f clientFrame) {
 		return
 	}
 	res, err := c.d.sender.read(ctx, outgoing{Room: f.room, UserID: c.userID, Username: c.username, ClientID: f.clientID,
-		Type: bus.TypeRead, MessageID: f.target})
+		Type: bus.TypeRead, MessageID: f.target}, c.storedMarker)
 	switch {
 	case err != nil:
 		c.log.Warn("read marker failed", "room", f.room, "err", err)
@@ -377,6 +377,24 @@ func (c *conn) onRead(f clientFrame) {
 		moved := true
 		c.reply(ackFrame{Type: "ack", ClientID: f.clientID, ID: res.ID.String(), Room: f.room, TS: int64(res.ID.Ms), Moved: &moved})
 	}
+}
+
+// storedMarker is the store's read marker of room for userID (the zero id
+// when it has none, or no store is wired).
+func (c *conn) storedMarker(ctx context.Context, room, userID string) (bus.ID, error) {
+	if c.d.markers == nil {
+		return bus.ID{}, nil
+	}
+	ms, err := c.d.markers.ReadMarkers(ctx, userID)
+	if err != nil {
+		return bus.ID{}, fmt.Errorf("read the stored read markers: %w", err)
+	}
+	return ms[room], nil
+}
+
+// readMarkers reads the store's read markers (store.MessageReader).
+type readMarkers interface {
+	ReadMarkers(ctx context.Context, userID string) (map[string]bus.ID, error)
 }
 
 // readRate is how many read markers a user may move per window
@@ -397,10 +415,17 @@ func readRateKey(tag, userID string) string { return "chat:rlr:" + tag + ":" + u
 //     bus.ReadMarkerTTL and publishes the read frame assembled around the
 //     id and ts: {0, eventId}.
 //
+// The marker key expires (bus.ReadMarkerTTL after its last move) while the
+// store keeps the marker for good: without the key the script answers
+// {4, ""}, and is run again with the store's marker as the floor (ARGV[12];
+// "0-0" for none), so an older id never moves a marker back after a week
+// away.
+//
 // ARGV: the id read, readRate, windowMs, the marker's PX, channel, prefix,
 // middle, suffix, the ts field's name, the publish command, "1" to rewrite
 // the marker a not-moved answer comes from (chat.ack_replicas: see
-// scriptArgs) else "0", then the entry's field-value pairs.
+// scriptArgs) else "0", the floor ("" unknown: ask), then the entry's
+// field-value pairs.
 var readScript = rueidis.NewLuaScript(readLua)
 
 //go:embed read.lua
@@ -413,8 +438,9 @@ var readSHA = scriptSHA(readLua)
 type readResult struct{ sendResult }
 
 // read runs the read script for m (a read entry); with chat.ack_replicas,
-// also WAIT.
-func (s *sender) read(ctx context.Context, m outgoing) (readResult, error) {
+// also WAIT. floor reads the store's marker of the room (the zero id for
+// none) when Redis no longer has one.
+func (s *sender) read(ctx context.Context, m outgoing, floor func(ctx context.Context, room, userID string) (bus.ID, error)) (readResult, error) {
 	ps := bus.PubSubOf(s.redis).WithShards(s.shards)
 	e := m.entry()
 	prefix, middle, suffix, err := e.LifeFrameParts()
@@ -429,14 +455,29 @@ func (s *sender) read(ctx context.Context, m outgoing) (readResult, error) {
 	keys := []string{bus.ReadMarkerKey(s.shards, m.Room, m.UserID), readRateKey(tag, m.UserID), s.shards.StreamOf(m.Room)}
 	args := append([]string{
 		m.MessageID.String(), strconv.Itoa(readRate), strconv.Itoa(rateWindowMs), strconv.FormatInt(bus.ReadMarkerTTL.Milliseconds(), 10),
-		ps.Channel(m.Room), prefix, middle, suffix, bus.FieldTS, ps.ScriptPublish(), touch,
+		ps.Channel(m.Room), prefix, middle, suffix, bus.FieldTS, ps.ScriptPublish(), touch, "",
 	}, e.Fields()...)
-	res, w, err := s.execScript(ctx, readScript, readLua, readSHA, keys, args)
-	if retryable(err, w.err) && ctx.Err() == nil {
-		// The script is idempotent for the same id (a second run finds
-		// the marker moved), so one retry after a broken connection is
-		// safe.
-		res, w, err = s.execScript(ctx, readScript, readLua, readSHA, keys, args)
+	const floorArg = 11 // ARGV[12]
+	run := func() ([]rueidis.RedisMessage, waited, error) {
+		res, w, err := s.execScript(ctx, readScript, readLua, readSHA, keys, args)
+		if retryable(err, w.err) && ctx.Err() == nil {
+			// The script is idempotent for the same id (a second run
+			// finds the marker moved), so one retry after a broken
+			// connection is safe.
+			res, w, err = s.execScript(ctx, readScript, readLua, readSHA, keys, args)
+		}
+		return res, w, err
+	}
+	res, w, err := run()
+	if err == nil && len(res) == 2 {
+		if status, _ := res[0].AsInt64(); status == 4 {
+			floor, ferr := floor(ctx, m.Room, m.UserID)
+			if ferr != nil {
+				return readResult{}, fmt.Errorf("move read marker of room %s: %w", m.Room, ferr)
+			}
+			args[floorArg] = floor.String()
+			res, w, err = run()
+		}
 	}
 	if err != nil {
 		return readResult{}, fmt.Errorf("move read marker of room %s: %w", m.Room, err)

@@ -663,3 +663,36 @@ func TestLifeStoredTargets(t *testing.T) {
 		t.Errorf("resent edit acked %s, first %s", again, editID)
 	}
 }
+
+// TestReadMarkerStoreFloor: once the marker's Redis key is gone (expired
+// a week after its last move) the store's marker is the floor: an older
+// id does not move it back.
+func TestReadMarkerStoreFloor(t *testing.T) {
+	e := startLife(t)
+	a := e.aliceWS
+	msgB, err := bus.ParseID(e.msgB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What ingest stored of a read of bob's message a while ago.
+	readEv := bus.Entry{ID: bus.ID{Ms: msgB.Ms, Seq: msgB.Seq + 1000}, RoomID: e.room, UserID: e.alice.id, Username: e.alice.name,
+		Type: bus.TypeRead, MessageID: msgB}
+	if _, err := e.store.InsertMessages(ctxT(t), []store.Message{store.MessageFromEntry(readEv, time.Now())}); err != nil {
+		t.Fatal(err)
+	}
+	key := bus.ReadMarkerKey(0, e.room, e.alice.id)
+	if n, err := do(t, e.redis, "EXISTS", key).AsInt64(); err != nil || n != 0 {
+		t.Fatalf("marker key exists before any read: %d %v", n, err)
+	}
+	ack := lifeReq(a, map[string]any{"type": "read", "room": e.room, "id": e.msgA, "clientId": "f1"})
+	if ack["type"] != "ack" || ack["moved"] != false || ack["id"] != e.msgB {
+		t.Fatalf("read of an id before the stored marker: %v, want moved false at %s", ack, e.msgB)
+	}
+	if got, err := do(t, e.redis, "GET", key).ToString(); err != nil || got != e.msgB {
+		t.Errorf("marker key %q %v, want the stored marker %s", got, err, e.msgB)
+	}
+	m3 := a.msg(e.room, "newer", "f-m")["id"].(string)
+	if ack := lifeReq(a, map[string]any{"type": "read", "room": e.room, "id": m3, "clientId": "f2"}); ack["moved"] != true {
+		t.Errorf("read of a newer message: %v, want moved", ack)
+	}
+}
