@@ -2,13 +2,16 @@ package chat
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/auroradev/aurora/app/bus"
+	"github.com/auroradev/aurora/app/membership"
 	"github.com/auroradev/aurora/app/store"
 )
 
@@ -694,5 +697,55 @@ func TestReadMarkerStoreFloor(t *testing.T) {
 	m3 := a.msg(e.room, "newer", "f-m")["id"].(string)
 	if ack := lifeReq(a, map[string]any{"type": "read", "room": e.room, "id": m3, "clientId": "f2"}); ack["moved"] != true {
 		t.Errorf("read of a newer message: %v, want moved", ack)
+	}
+}
+
+// fakeAttachments vouches for urls under /ok/ with stored fields, refuses
+// /bad/ ones as the attachments service does (membership.ErrInvalid) and
+// fails on anything else.
+type fakeAttachments struct{}
+
+func (fakeAttachments) Check(_ context.Context, room string, in []bus.Attachment) ([]bus.Attachment, error) {
+	out := make([]bus.Attachment, len(in))
+	for i, a := range in {
+		switch {
+		case strings.HasPrefix(a.URL, "/ok/"):
+			out[i] = bus.Attachment{URL: a.URL, FileType: "image/png", Size: 42, Filename: room + ".png"}
+		case strings.HasPrefix(a.URL, "/bad/"):
+			return nil, fmt.Errorf("attachment %s: %w", a.URL, membership.ErrInvalid)
+		default:
+			return nil, errors.New("storage down")
+		}
+	}
+	return out, nil
+}
+
+// TestMessageAttachments: a message's attachments are what the checker
+// answers (the stored fields, not the client's); its refusal is
+// invalid_message with its text, its failure unavailable; none checked
+// without a checker.
+func TestMessageAttachments(t *testing.T) {
+	c := &conn{d: &connDeps{attachments: fakeAttachments{}}}
+	c.log = slog.New(slog.DiscardHandler)
+	f := clientFrame{typ: typeMessage, room: "dev", text: "", attachments: []bus.Attachment{{URL: "/ok/1", FileType: "text/html", Size: 1}}}
+	var m outgoing
+	if code, msg := c.messageOptions(context.Background(), f, &m); code != "" {
+		t.Fatalf("refused: %s %s", code, msg)
+	}
+	if want := []bus.Attachment{{URL: "/ok/1", FileType: "image/png", Size: 42, Filename: "dev.png"}}; !slices.Equal(m.Attachments, want) {
+		t.Errorf("attachments %+v, want %+v", m.Attachments, want)
+	}
+	if ferr := checkMessageText(f, 10); ferr != nil {
+		t.Errorf("a message of attachments alone: %+v", ferr)
+	}
+	for url, want := range map[string]string{"/bad/1": codeInvalidMessage, "/x/1": codeUnavailable} {
+		f.attachments = []bus.Attachment{{URL: url}}
+		if code, msg := c.messageOptions(context.Background(), f, &outgoing{}); code != want || msg == "" {
+			t.Errorf("%s: %s %q, want %s", url, code, msg, want)
+		}
+	}
+	c.d.attachments = nil
+	if code, _ := c.messageOptions(context.Background(), f, &outgoing{}); code != codeInvalidMessage {
+		t.Errorf("without a checker: %s, want %s", code, codeInvalidMessage)
 	}
 }
