@@ -297,6 +297,11 @@ func (c *conn) onMessage(f clientFrame) {
 	// too.
 	f.room = room
 	if code, msg := c.messageOptions(ctx, f, &m); code != "" {
+		if code == codeMessageDeleted {
+			// Unless it is the resend of a reply acked before the delete.
+			c.deletedAnswer(ctx, room, "", clientID)
+			return
+		}
 		c.fail(code, msg, clientID)
 		return
 	}

@@ -218,11 +218,16 @@ func (c *conn) target(ctx context.Context, room string, id bus.ID) (bus.Entry, s
 
 // deletedAnswer refuses an event on a deleted message, unless it is the
 // resend of one the send script accepted before the delete (its dedupe
-// key holds the id): that one is acked again, as any resend is.
+// key holds the id): that one is acked again, as any resend is. typ is
+// the event's entry type ("" a message replying to the deleted one).
 func (c *conn) deletedAnswer(ctx context.Context, room, typ, clientID string) {
 	if clientID != "" {
 		s := c.d.sender
-		key := lifeDedupeKey(keyTag(s.shards, room), typ, c.userID, room, clientID)
+		tag := keyTag(s.shards, room)
+		key := dedupeKey(tag, c.userID, room, clientID)
+		if typ != "" {
+			key = lifeDedupeKey(tag, typ, c.userID, room, clientID)
+		}
 		if v, err := s.redis.Do(ctx, s.redis.B().Get().Key(key).Build()).ToString(); err == nil {
 			if id, err := bus.ParseID(v); err == nil {
 				c.reply(ackFrame{Type: "ack", ClientID: clientID, ID: id.String(), Room: room, TS: int64(id.Ms)})

@@ -656,14 +656,24 @@ func TestLifeStoredTargets(t *testing.T) {
 			t.Errorf("%s of a message the store has deleted: %q, want %s", f["type"], code, codeMessageDeleted)
 		}
 	}
-	// The edit's target deleted in the store meanwhile: its resend is
-	// still the same edit.
+	reply := map[string]any{"type": "message", "room": e.room, "text": "re", "replyTo": live.String(), "clientId": "s-re"}
+	replyID := mustAck(t, lifeReq(a, reply))
+	// The edit's and the reply's target deleted in the store meanwhile:
+	// their resends are still the same edit and reply; a new reply is
+	// refused.
 	if _, err := e.store.InsertMessages(ctxT(t), []store.Message{store.MessageFromEntry(bus.Entry{ID: bus.ID{Ms: base, Seq: 4}, RoomID: e.room,
 		UserID: e.alice.id, Username: e.alice.name, Type: bus.TypeDelete, MessageID: live}, now)}); err != nil {
 		t.Fatal(err)
 	}
 	if again := mustAck(t, lifeReq(a, edit)); again != editID {
 		t.Errorf("resent edit acked %s, first %s", again, editID)
+	}
+	if again := mustAck(t, lifeReq(a, reply)); again != replyID {
+		t.Errorf("resent reply acked %s, first %s", again, replyID)
+	}
+	reply["clientId"] = "s-re2"
+	if code := answerCode(t, lifeReq(a, reply)); code != codeMessageDeleted {
+		t.Errorf("a new reply to a deleted message: %q, want %s", code, codeMessageDeleted)
 	}
 }
 
