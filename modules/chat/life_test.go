@@ -147,7 +147,13 @@ type lifeEnv struct {
 
 func startLife(t *testing.T) *lifeEnv {
 	t.Helper()
-	e := &lifeEnv{roomsEnv: startRoomsEnv(t, backends[0], nil)}
+	return startLifeOn(t, backends[0])
+}
+
+// startLifeOn is startLife on the store backend b.
+func startLifeOn(t *testing.T, b backend) *lifeEnv {
+	t.Helper()
+	e := &lifeEnv{roomsEnv: startRoomsEnv(t, b, nil)}
 	e.alice, e.bob, e.carol = e.user(t, "alice"), e.user(t, "bob"), e.user(t, "carol")
 	e.room = e.roomsEnv.room(t, store.RoomPublic, e.alice)
 	e.member(t, e.room, e.bob, store.RoleMember, time.Time{})
@@ -301,7 +307,12 @@ func TestLifeTargets(t *testing.T) {
 // unknown_message for every event (history.Lookup falls through to the
 // store).
 func TestLifeUnknownTarget(t *testing.T) {
-	e := startLife(t)
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) { testLifeUnknownTarget(t, startLifeOn(t, b)) })
+	}
+}
+
+func testLifeUnknownTarget(t *testing.T, e *lifeEnv) {
 	a := e.aliceWS
 	unknown := "1000-0"
 	for i, f := range []map[string]any{
@@ -629,7 +640,12 @@ func TestLifeAcrossReplicas(t *testing.T) {
 // message is edited and reacted to, a stored deleted one refuses both,
 // and a resend of an edit acked before the delete is acked again.
 func TestLifeStoredTargets(t *testing.T) {
-	e := startLife(t)
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) { testLifeStoredTargets(t, startLifeOn(t, b)) })
+	}
+}
+
+func testLifeStoredTargets(t *testing.T, e *lifeEnv) {
 	a := e.aliceWS
 	now := time.Now()
 	base := uint64(now.Add(-time.Hour).UnixMilli())
@@ -684,7 +700,12 @@ func TestLifeStoredTargets(t *testing.T) {
 // a week after its last move) the store's marker is the floor: an older
 // id does not move it back.
 func TestReadMarkerStoreFloor(t *testing.T) {
-	e := startLife(t)
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) { testReadMarkerStoreFloor(t, startLifeOn(t, b)) })
+	}
+}
+
+func testReadMarkerStoreFloor(t *testing.T, e *lifeEnv) {
 	a := e.aliceWS
 	msgB, err := bus.ParseID(e.msgB)
 	if err != nil {
