@@ -42,17 +42,21 @@ type gateway struct {
 	// sender is the hot path of a message.
 	*sender
 
-	cfg       config.Chat
-	shards    bus.Shards // bus.shards
-	origins   []string
-	allowed   allowedRooms // chat.rooms_allowed
-	log       *slog.Logger
-	redis     rueidis.Client
-	tokens    *token.Issuer
-	presence  presenceTracker
-	history   historyReader
-	metrics   *metrics
-	replicaID string
+	cfg      config.Chat
+	shards   bus.Shards // bus.shards
+	origins  []string
+	allowed  allowedRooms // chat.rooms_allowed
+	log      *slog.Logger
+	redis    rueidis.Client
+	tokens   *token.Issuer
+	presence presenceTracker
+	history  historyReader
+	// lookup finds the message a life event acts on (history.Lookup);
+	// attachments vouches for a message's attachments: nil refuses them.
+	lookup      messageLookup
+	attachments attachmentChecker
+	metrics     *metrics
+	replicaID   string
 
 	slots *slots
 	// deps is what every connection is given of the gateway.
@@ -103,13 +107,15 @@ func newModule(_ context.Context, h *app.Host) (app.Module, error) {
 	hist.Rooms = cfg.RoomsAllowed
 	hist.Shards = g.shards
 	g.history = hist
+	g.lookup = hist
 	g.store = h.Store
 	g.init()
 
 	h.Mux.Handle("GET /ws", g)
 	h.Mux.Handle("GET /api/rooms/{room}/messages", g.readable(hist.Handler(g.verifyBearer)))
 	h.Mux.HandleFunc("GET /api/rooms/{room}/presence", g.servePresence)
-	roomapi.Register(h.Mux, g.members, g.verifyBearer, log.With("part", "roomapi"))
+	h.Mux.Handle("GET /api/search", hist.SearchHandler(g.verifyBearer, history.SearchDeps{Users: h.Store, Rooms: h.Store, Access: g.access}))
+	roomapi.Register(h.Mux, g.members, &roomapi.Counts{Store: h.Store, Redis: h.Redis, Shards: g.shards}, g.verifyBearer, log.With("part", "roomapi"))
 	return g, nil
 }
 
@@ -142,6 +148,10 @@ func (g *gateway) init() {
 		allowed: g.allowed,
 		access:  g.access,
 		members: g.members,
+
+		lookup:      g.lookup,
+		users:       g.store,
+		attachments: g.attachments,
 	}
 }
 

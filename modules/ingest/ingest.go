@@ -59,6 +59,9 @@ func newModule(_ context.Context, h *app.Host) (app.Module, error) {
 		Consumer: ConsumerName(),
 		Embedded: h.RedisEmbedded,
 		Metrics:  h.Metrics,
+		// The attachment storage's deleter is the lead's to wire
+		// (Options.Attachments): until then objects are left behind.
+		Rooms: h.Store,
 	}, bus.Shards(h.Config.Bus.Shards))
 	if err != nil {
 		return nil, fmt.Errorf("ingest workers: %w", err)

@@ -39,7 +39,8 @@ type response struct {
 func (s *Service) Handler(verify func(*http.Request) (token.Claims, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		log := app.Logger(r.Context(), s.log)
-		if _, err := verify(r); err != nil {
+		claims, err := verify(r)
+		if err != nil {
 			tokenauth.Unauthorized(w, err)
 			return
 		}
@@ -54,7 +55,7 @@ func (s *Service) Handler(verify func(*http.Request) (token.Claims, error)) http
 			ctx, cancel = context.WithTimeout(ctx, s.Timeout)
 			defer cancel()
 		}
-		p, err := s.page(ctx, q.room, q.before, q.after, q.limit)
+		p, err := s.page(ctx, q.room, claims.UserID, q.before, q.after, q.limit)
 		if err != nil {
 			log.Error("read room history", "room", q.room, "err", err)
 			app.WriteError(w, http.StatusServiceUnavailable, "service unavailable")
