@@ -643,6 +643,15 @@ function onRateLimited(f) {
   const wait = Math.max(1, Number(f.retryAfterMs) || 1000);
   const req = lifeRequests.get(f.clientId);
   if (req) {
+    // A click or two too fast (they share the message limits): the same
+    // frame, same clientId, once the window reopens, as the protocol asks.
+    if (req.retries < AUTO_RETRIES) {
+      req.retries++;
+      setTimeout(() => {
+        if (lifeRequests.get(f.clientId) === req && welcomed && conn) conn.send(req.frame);
+      }, wait);
+      return;
+    }
     lifeRequests.delete(f.clientId);
     req.refused(`you are doing that too fast. Wait ${waitText(Math.ceil(wait / 1000))} and try again.`, 'rate_limited');
     return;
@@ -1192,8 +1201,9 @@ function sendLife(frame, { ack = () => {}, refused = () => {}, quiet = false } =
     return false;
   }
   const clientId = frame.type + '-' + newClientId();
-  lifeRequests.set(clientId, { room: frame.room, ack, refused });
-  if (!conn.send({ ...frame, clientId })) {
+  const req = { room: frame.room, frame: { ...frame, clientId }, retries: 0, ack, refused };
+  lifeRequests.set(clientId, req);
+  if (!conn.send(req.frame)) {
     lifeRequests.delete(clientId);
     if (!quiet) toast('You are offline. Try again once the connection is back.', true);
     return false;
@@ -2087,6 +2097,7 @@ function uploadRefusal(file, err) {
   switch (err.status) {
     case 413: return `Too large to upload${err.message && !/^HTTP/.test(err.message) ? `: ${lowerFirst(sentence(err.message))}` : '.'}`;
     case 415: return `Files of this type (${file.type || 'unknown'}) are not allowed here.`;
+    case 404: case 405: return 'Not uploaded: the room is not found, or this server takes no attachments.';
     default: return 'Not uploaded: ' + lowerFirst(refusal(err));
   }
 }

@@ -1,0 +1,346 @@
+package e2e_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/input"
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+
+	"github.com/auroradev/aurora/app/apptest"
+)
+
+// TestBrowserMessageLife drives a message's life through the page (issue
+// 13) against a real `aurora serve` at its default limits: alice (in two
+// tabs of one browser) and bob in two browser contexts. alice edits her
+// message with ↑ on the empty composer (Enter saves; a second edit is
+// cancelled with Esc), bob answers it with Reply (the quote shows it), both
+// react and toggle a reaction, bob replies to a message alice then deletes
+// after the confirmation (a tombstone for both, and bob's quote says
+// "message deleted"); alice completes @bob in the composer and bob's page
+// marks the mention; bob mentions alice while both her tabs look at
+// another room: both show the unread and mention badges, and opening the
+// room in one tab clears them in the other too; alice searches, sees the
+// match marked and jumps to it from another room; bob reloads and history
+// carries the edit, the tombstone, the quotes and the reactions; last,
+// alice uploads an image with the file button and both see its preview.
+func TestBrowserMessageLife(t *testing.T) {
+	chromium := findChromium(t)
+	root := repoRoot(t)
+	outDir := filepath.Join(root, "test-output", "e2e-life")
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		t.Fatalf("create %s: %v", outDir, err)
+	}
+	stale, _ := filepath.Glob(filepath.Join(outDir, "failure-*.png"))
+	for _, f := range stale {
+		_ = os.Remove(f)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	t.Cleanup(cancel)
+
+	srv := newServer(t, apptest.Binary(t), outDir)
+	srv.start(ctx)
+	base := "http://" + srv.addr
+
+	browser := startBrowser(ctx, t, chromium)
+	alice := openUser(t, browser, "alice", outDir)
+	bob := openUser(t, browser, "bob", outDir)
+	for _, u := range []*user{alice, bob} {
+		u.do(chromedp.Navigate(base))
+		u.waitFor("the login screen", `!document.getElementById('auth-view').hidden`)
+		u.register(u.name, u.name+"'s password")
+		u.waitOnline()
+	}
+
+	// alice creates a public room by joining it; bob joins it.
+	const room = "life"
+	for _, u := range []*user{alice, bob} {
+		u.do(chromedp.SendKeys(chromedp.ID("join-room"), room+"\n"))
+		u.waitFor("the room open", lifeCurrentRoom(room))
+	}
+	alice.waitFor("bob in the room", membersAre("alice", "bob"))
+	bob.waitFor("alice in the room", membersAre("alice", "bob"))
+
+	// --- edit: ↑ on the empty composer, Enter saves, Esc cancels ---------------------
+	alice.send("the meeting is at 10")
+	bob.waitFor("alice's message", countIs("the meeting is at 10", 1))
+	alice.do(press("ArrowUp", 38))
+	alice.waitFor("the editor on alice's last message", `document.activeElement.classList.contains('msg-editor') && document.activeElement.value === "the meeting is at 10"`)
+	evaluate[chromedp.Void](alice, `document.activeElement.value = ""`)
+	alice.do(chromedp.SendKeys(chromedp.CSS(`#messages .msg-editor`), "the meeting is at 11"), enter)
+	edited := `(() => { const li = ` + lifeMsg("the meeting is at 11") + `; return !!li && li.querySelector('.msg-body').dataset.edited === "yes"; })()`
+	alice.waitFor("the edit saved", edited+` && `+countIs("the meeting is at 10", 0)+` && document.querySelector('#messages .msg-editor') === null`)
+	bob.waitFor("the edit, live", edited+` && `+countIs("the meeting is at 10", 0))
+	alice.check("the composer has the focus back", `document.activeElement.id === "composer-input"`)
+	// A second edit, cancelled.
+	alice.do(press("ArrowUp", 38))
+	alice.waitFor("the editor again", `document.activeElement.classList.contains('msg-editor')`)
+	alice.do(chromedp.SendKeys(chromedp.CSS(`#messages .msg-editor`), " or never"), press("Escape", 27))
+	alice.waitFor("the edit cancelled", `document.querySelector('#messages .msg-editor') === null && `+countIs("the meeting is at 11", 1))
+	bob.check("nothing of the cancelled edit", countIs("the meeting is at 11 or never", 0))
+
+	// --- reply --------------------------------------------------------------------------
+	bob.act("the meeting is at 11", "act-reply")
+	bob.waitFor("the reply bar", `!document.getElementById('reply-bar').hidden && document.getElementById('reply-text').textContent === "Replying to alice: the meeting is at 11"`)
+	bob.send("works for me")
+	quoted := func(text, author, quote string) string {
+		return `(() => { const li = ` + lifeMsg(text) + `; const q = li && li.querySelector('.msg-quote');
+			return !!q && !q.hidden && q.querySelector('.quote-author').textContent === ` + jsString(author) + ` && q.querySelector('.quote-text').textContent === ` + jsString(quote) + `; })()`
+	}
+	bob.waitFor("the quote in bob's reply", quoted("works for me", "alice", "the meeting is at 11")+` && document.getElementById('reply-bar').hidden`)
+	alice.waitFor("the quote in bob's reply", quoted("works for me", "alice", "the meeting is at 11"))
+
+	// --- reactions: the picker, counts, toggling mine -----------------------------------------
+	bob.act("the meeting is at 11", "act-react")
+	bob.waitFor("the reaction picker", `!document.getElementById('react-picker').hidden`)
+	bob.do(chromedp.Click(chromedp.CSS(`#react-picker button[data-emoji="👍"]`)))
+	bob.waitFor("bob's 👍", reactionIs("the meeting is at 11", "👍", 1, true))
+	alice.waitFor("bob's 👍, live", reactionIs("the meeting is at 11", "👍", 1, false))
+	alice.do(chromedp.Click(chromedp.CSS(lifeMsgSel(alice, "the meeting is at 11") + ` .reaction[data-emoji="👍"]`)))
+	alice.waitFor("alice's 👍 too", reactionIs("the meeting is at 11", "👍", 2, true))
+	bob.waitFor("two 👍", reactionIs("the meeting is at 11", "👍", 2, true))
+	alice.do(chromedp.Click(chromedp.CSS(lifeMsgSel(alice, "the meeting is at 11") + ` .reaction[data-emoji="👍"]`)))
+	alice.waitFor("alice's 👍 taken back", reactionIs("the meeting is at 11", "👍", 1, false))
+	bob.waitFor("one 👍 again", reactionIs("the meeting is at 11", "👍", 1, true))
+	alice.act("works for me", "act-react")
+	alice.do(chromedp.Click(chromedp.CSS(`#react-picker button[data-emoji="🎉"]`)))
+	bob.waitFor("alice's 🎉 on bob's reply", reactionIs("works for me", "🎉", 1, false))
+
+	// --- delete, with the confirmation; the reply's quote follows ---------------------------
+	alice.send("oops, wrong room")
+	bob.waitFor("alice's slip", countIs("oops, wrong room", 1))
+	bob.act("oops, wrong room", "act-reply")
+	bob.send("which room?")
+	bob.waitFor("the quote of the slip", quoted("which room?", "alice", "oops, wrong room"))
+	slip := lifeMsgID(alice, "oops, wrong room")
+	alice.act("oops, wrong room", "act-delete")
+	alice.waitFor("the confirmation", dialogOpen("delete-dialog")+` && document.getElementById('delete-preview').textContent === "oops, wrong room"`)
+	// Cancelling deletes nothing.
+	alice.do(chromedp.Click(chromedp.CSS(`#delete-dialog [data-close]`)))
+	alice.waitFor("the dialog closed", `!`+dialogOpen("delete-dialog")+` && `+countIs("oops, wrong room", 1))
+	alice.act("oops, wrong room", "act-delete")
+	alice.waitFor("the confirmation", dialogOpen("delete-dialog"))
+	alice.do(chromedp.Click(chromedp.ID("delete-confirm")))
+	tomb := `(() => { const li = document.querySelector('#messages li[data-id="` + slip + `"]'); return !!li && li.classList.contains('deleted') && li.querySelector('.msg-body').textContent === "message deleted" && li.querySelector('.msg-actions').hidden; })()`
+	alice.waitFor("the tombstone", `!`+dialogOpen("delete-dialog")+` && `+tomb+` && `+countIs("oops, wrong room", 0))
+	bob.waitFor("the tombstone, live", tomb+` && `+countIs("oops, wrong room", 0))
+	bob.waitFor("the quote of a deleted message", quoted("which room?", "alice", "message deleted"))
+
+	// --- @-completion ------------------------------------------------------------------------------
+	alice.do(chromedp.SendKeys(chromedp.ID("composer-input"), "@bo"))
+	alice.waitFor("bob offered", `!document.getElementById('mention-list').hidden && [...document.querySelectorAll('#mention-list li')].map(li => li.dataset.username).join() === "bob"`)
+	alice.do(press("Tab", 9))
+	alice.waitFor("the completed name", `document.getElementById('composer-input').value === "@bob " && document.getElementById('mention-list').hidden`)
+	alice.do(chromedp.SendKeys(chromedp.ID("composer-input"), "thanks"), enter)
+	alice.waitFor("the ack of @bob thanks", countIs("@bob thanks", 1)+` && document.querySelectorAll('#messages li.pending').length === 0`)
+	mentioned := func(text, name string) string {
+		return `(() => { const li = ` + lifeMsg(text) + `; return !!li && li.classList.contains('mentions-me') && li.querySelector('.mention.me') !== null && li.querySelector('.mention.me').textContent === ` + jsString("@"+name) + `; })()`
+	}
+	bob.waitFor("the mention of bob marked", mentioned("@bob thanks", "bob"))
+
+	// --- unread and mention badges, cleared in the other tab ------------------------------------
+	// alice's second tab opens now, in her browser (the same session), on
+	// general, where her first tab goes too.
+	alice.switchTo("general")
+	alice2 := openTab(t, alice.ctx, "alice-tab2", outDir)
+	alice2.do(chromedp.Navigate(base))
+	alice2.waitFor("alice's second tab", `!document.getElementById('chat-view').hidden && document.getElementById('me-name').textContent === "alice"`)
+	alice2.waitOnline()
+	alice2.waitFor("general open, life listed", lifeCurrentRoom("general")+` && document.querySelector('#room-list li[data-room="`+room+`"]') !== null`)
+	for _, u := range []*user{alice, alice2} {
+		u.check("no unread badge on life yet", lifeBadges(room, 0, 0))
+	}
+	bob.send("@alice are you there?")
+	for _, u := range []*user{alice, alice2} {
+		u.waitFor("the unread and mention badges", lifeBadges(room, 1, 1))
+	}
+	alice.switchTo(room)
+	alice.waitFor("the mention marked", mentioned("@alice are you there?", "alice"))
+	alice.waitFor("life read in the tab that opened it", lifeBadges(room, 0, 0))
+	alice2.waitFor("life read in the other tab too", lifeBadges(room, 0, 0))
+	alice2.check("the other tab still on general", lifeCurrentRoom("general"))
+
+	// --- search: the match marked, and a jump to it ----------------------------------------------
+	alice.switchTo("general")
+	alice.do(chromedp.SendKeys(chromedp.ID("search-q"), "meeting\n"))
+	alice.waitFor("the search dialog", dialogOpen("search-dialog"))
+	result := `[...document.querySelectorAll('#search-results li')].find(li => li.querySelector('.result-text').textContent === "the meeting is at 11")`
+	// Search reads the store, which ingest fills from the stream a moment
+	// after the ack: ask again until the edited message is there.
+	for i := 0; ; i++ {
+		alice.waitFor("the search's answer", `(() => { const s = document.getElementById('search-status').textContent; return (s !== "" && s !== "Searching…") || document.getElementById('search-error').textContent !== ""; })()`)
+		if evaluate[bool](alice, result+` !== undefined`) {
+			break
+		}
+		if i == 40 {
+			alice.fail("the search never found the edited message: %s %s", evaluate[string](alice, `document.getElementById('search-status').textContent`), evaluate[string](alice, `document.getElementById('search-error').textContent`))
+		}
+		time.Sleep(250 * time.Millisecond)
+		alice.do(chromedp.Click(chromedp.ID("search-go")))
+	}
+	alice.check("the match marked, only the match", `(() => { const li = `+result+`; const marks = [...li.querySelectorAll('mark')].map(m => m.textContent); return JSON.stringify(marks) === '["meeting"]' && li.dataset.room === "`+room+`"; })()`)
+	alice.check("the old text not found", `![...document.querySelectorAll('#search-results .result-text')].some(e => e.textContent.includes("at 10"))`)
+	alice.screenshot("search")
+	alice.do(chromedp.Click(chromedp.CSS(`#search-results li[data-room="` + room + `"] .result-btn`)))
+	alice.waitFor("the jump to the message", `!`+dialogOpen("search-dialog")+` && `+lifeCurrentRoom(room)+` && (() => { const li = `+lifeMsg("the meeting is at 11")+`; const v = document.getElementById('scroller').getBoundingClientRect(); const r = li.getBoundingClientRect();
+		return li.classList.contains('flash') && r.top >= v.top && r.bottom <= v.bottom; })()`)
+	// A search the server cannot parse is refused in words.
+	alice.do(chromedp.SendKeys(chromedp.ID("search-q"), "\n"))
+	alice.waitFor("the search dialog", dialogOpen("search-dialog"))
+	alice.clear("search-dialog-q")
+	alice.do(chromedp.Click(chromedp.ID("search-go")))
+	alice.waitFor("an empty search refused", textIs("search-error", "Type what to look for."))
+	// One the server refuses (400) says why, in its words.
+	alice.do(chromedp.SendKeys(chromedp.ID("search-dialog-q"), "?!\n"))
+	alice.waitFor("a search without words refused", `document.getElementById('search-error').textContent.startsWith("The search was not understood: ") && document.getElementById('search-error').textContent.includes("no word") && document.querySelectorAll('#search-results li').length === 0`)
+	alice.do(chromedp.Click(chromedp.CSS(`#search-dialog [data-close]`)))
+
+	// --- history carries it all --------------------------------------------------------------------
+	bob.do(chromedp.Reload())
+	bob.waitOnline()
+	bob.waitFor("the room after a reload", lifeCurrentRoom(room)+` && `+edited+` && `+tomb+` && `+countIs("oops, wrong room", 0))
+	bob.waitFor("quotes, reactions and mentions from history", quoted("works for me", "alice", "the meeting is at 11")+` && `+quoted("which room?", "alice", "message deleted")+
+		` && `+reactionIs("the meeting is at 11", "👍", 1, true)+` && `+reactionIs("works for me", "🎉", 1, false)+` && `+mentioned("@bob thanks", "bob"))
+	bob.check("no reaction on the deleted message", `document.querySelector('#messages li[data-id="`+slip+`"] .reaction') === null`)
+	alice.screenshot("life")
+
+	// --- an image, uploaded with the file button, shown as a preview ------------------------------
+	img, err := filepath.Abs(filepath.Join("testdata", "sunset.png"))
+	if err != nil {
+		t.Fatalf("testdata path: %v", err)
+	}
+	alice.do(chromedp.SetUploadFiles(chromedp.ID("file-input"), []string{img}))
+	alice.waitFor("the upload done", `document.querySelector('#uploads li[data-state="done"]') !== null && document.querySelector('#uploads .up-name').textContent === "sunset.png"`)
+	alice.do(chromedp.Focus(chromedp.ID("composer-input")), enter)
+	preview := `[...document.querySelectorAll('#messages li[data-id] .att-image img')].some(i => i.alt === "sunset.png" && i.src.startsWith("data:image/png") && i.complete && i.naturalWidth === 16)`
+	alice.waitFor("the image's preview", preview+` && document.getElementById('uploads').hidden && document.querySelectorAll('#messages li.pending').length === 0`)
+	bob.waitFor("the image's preview, live", preview)
+	alice.screenshot("life-image")
+
+	for _, u := range []*user{alice, alice2, bob} {
+		u.assertClean()
+	}
+}
+
+// openTab opens another tab in the browser context of parent (a user's
+// tab): the same storage, so the same session, as a second tab of one
+// person.
+func openTab(t *testing.T, parent context.Context, name, outDir string) *user {
+	t.Helper()
+	ctx, cancel := chromedp.NewContext(parent)
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+	})
+	u := &user{t: t, name: name, ctx: ctx, outDir: outDir}
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 800)); err != nil {
+		t.Fatalf("%s: open a tab: %v", name, err)
+	}
+	dialogs := chromedp.Events(ctx, page.JavascriptDialogOpening)
+	console := chromedp.Console(ctx)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for ev, err := range dialogs {
+			if err != nil {
+				return
+			}
+			u.dialogs.Add(1)
+			u.note(fmt.Sprintf("a %s dialog opened: %q", ev.Type, ev.Message))
+			_, _ = chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: false})
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for m, err := range console {
+			if err != nil {
+				return
+			}
+			if m.IsException() || strings.Contains(m.Text, "Content Security Policy") {
+				u.note(m.String())
+			}
+		}
+	}()
+	return u
+}
+
+// act clicks one of a message's actions (act-reply, act-react, act-edit,
+// act-delete), found by its text.
+func (u *user) act(text, action string) {
+	u.t.Helper()
+	u.do(chromedp.Click(chromedp.CSS(lifeMsgSel(u, text) + " ." + action)))
+}
+
+// switchTo opens a room from the sidebar.
+func (u *user) switchTo(room string) {
+	u.t.Helper()
+	u.do(chromedp.Click(chromedp.CSS(`#room-list li[data-room="` + room + `"] .room-btn`)))
+	u.waitFor("room "+room, lifeCurrentRoom(room))
+}
+
+// press presses a key as a keyboard does (see enter).
+func press(key string, code int64) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		for _, typ := range []input.DispatchKeyEventType{input.DispatchKeyEventTypeRawKeyDown, input.DispatchKeyEventTypeKeyUp} {
+			_, err := cdp.Call(ctx, t, input.DispatchKeyEvent, input.DispatchKeyEventParams{
+				Type: typ, Key: key, Code: key, WindowsVirtualKeyCode: code, NativeVirtualKeyCode: code,
+			})
+			if err != nil {
+				return fmt.Errorf("press %s: %w", key, err)
+			}
+		}
+		return nil
+	})
+}
+
+// lifeMsg is the list item of the message with text, with a server id.
+func lifeMsg(text string) string {
+	return `[...document.querySelectorAll('#messages li[data-id]')].find(li => li.querySelector('.msg-body')?.textContent === ` + jsString(text) + `)`
+}
+
+// lifeMsgID waits for the message with text and returns its id.
+func lifeMsgID(u *user, text string) string {
+	u.t.Helper()
+	u.waitFor("the message "+text, lifeMsg(text)+` !== undefined`)
+	return evaluate[string](u, lifeMsg(text)+`.dataset.id`)
+}
+
+func lifeMsgSel(u *user, text string) string {
+	u.t.Helper()
+	return `#messages li[data-id="` + lifeMsgID(u, text) + `"]`
+}
+
+func lifeCurrentRoom(room string) string {
+	return `(document.querySelector('.room-list li.current') || {dataset: {}}).dataset.room === ` + jsString(room)
+}
+
+// reactionIs: the message with text shows emoji count times, as mine or
+// not.
+func reactionIs(text, emoji string, count int, mine bool) string {
+	return fmt.Sprintf(`(() => { const li = %s; const r = li && li.querySelector('.msg-reacts .reaction[data-emoji=%s]');
+		return !!r && r.querySelector('.r-count').textContent === "%d" && r.classList.contains('mine') === %t && r.getAttribute('aria-pressed') === "%t"; })()`,
+		lifeMsg(text), jsString(emoji), count, mine, mine)
+}
+
+// lifeBadges: the sidebar entry of room shows unread and mention badges
+// (0: hidden).
+func lifeBadges(room string, unread, mentions int) string {
+	badge := func(cls, text string, n int) string {
+		if n == 0 {
+			return `e.querySelector('` + cls + `').hidden`
+		}
+		return `!e.querySelector('` + cls + `').hidden && e.querySelector('` + cls + `').textContent === ` + jsString(fmt.Sprintf(text, n))
+	}
+	return `(() => { const e = document.querySelector('#room-list li[data-room="` + room + `"]'); return !!e && ` +
+		badge(".room-unread", "%d", unread) + ` && ` + badge(".room-mention", "@%d", mentions) + `; })()`
+}
