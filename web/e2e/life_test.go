@@ -143,9 +143,10 @@ func TestBrowserMessageLife(t *testing.T) {
 	alice.do(chromedp.SendKeys(chromedp.ID("composer-input"), "thanks"), enter)
 	alice.waitFor("the ack of @bob thanks", countIs("@bob thanks", 1)+` && document.querySelectorAll('#messages li.pending').length === 0`)
 	mentioned := func(text, name string) string {
-		return `(() => { const li = ` + lifeMsg(text) + `; return !!li && li.classList.contains('mentions-me') && li.querySelector('.mention.me') !== null && li.querySelector('.mention.me').textContent === ` + jsString("@"+name) + `; })()`
+		return `(() => { const li = ` + lifeMsg(text) + `; return !!li && li.classList.contains('mentions-me') && li.querySelector('span.mention.mention-me') !== null && li.querySelector('span.mention.mention-me').textContent === ` + jsString("@"+name) + `; })()`
 	}
 	bob.waitFor("the mention of bob marked", mentioned("@bob thanks", "bob"))
+	alice.waitFor("the mention in alice's own message", `(() => { const li = `+lifeMsg("@bob thanks")+`; const m = li && li.querySelector('span.mention'); return !!m && m.textContent === "@bob" && !m.classList.contains('mention-me') && !li.classList.contains('mentions-me'); })()`)
 
 	// --- unread and mention badges, cleared in the other tab ------------------------------------
 	// alice's second tab opens now, in her browser (the same session), on
@@ -189,7 +190,7 @@ func TestBrowserMessageLife(t *testing.T) {
 	}
 	alice.check("the match marked, only the match", `(() => { const li = `+result+`; const marks = [...li.querySelectorAll('mark')].map(m => m.textContent); return JSON.stringify(marks) === '["meeting"]' && li.dataset.room === "`+room+`"; })()`)
 	alice.check("the old text not found", `![...document.querySelectorAll('#search-results .result-text')].some(e => e.textContent.includes("at 10"))`)
-	alice.screenshot("search")
+	alice.screenshotTo(root, "search")
 	alice.do(chromedp.Click(chromedp.CSS(`#search-results li[data-room="` + room + `"] .result-btn`)))
 	alice.waitFor("the jump to the message", `!`+dialogOpen("search-dialog")+` && `+lifeCurrentRoom(room)+` && (() => { const li = `+lifeMsg("the meeting is at 11")+`; const v = document.getElementById('scroller').getBoundingClientRect(); const r = li.getBoundingClientRect();
 		return li.classList.contains('flash') && r.top >= v.top && r.bottom <= v.bottom; })()`)
@@ -211,7 +212,7 @@ func TestBrowserMessageLife(t *testing.T) {
 	bob.waitFor("quotes, reactions and mentions from history", quoted("works for me", "alice", "the meeting is at 11")+` && `+quoted("which room?", "alice", "message deleted")+
 		` && `+reactionIs("the meeting is at 11", "👍", 1, true)+` && `+reactionIs("works for me", "🎉", 1, false)+` && `+mentioned("@bob thanks", "bob"))
 	bob.check("no reaction on the deleted message", `document.querySelector('#messages li[data-id="`+slip+`"] .reaction') === null`)
-	alice.screenshot("life")
+	alice.screenshotTo(root, "life")
 
 	// --- an image, uploaded with the file button, shown as a preview ------------------------------
 	img, err := filepath.Abs(filepath.Join("testdata", "sunset.png"))

@@ -767,7 +767,16 @@ function addMessage(room, f, { live }) {
   if (room.msgs.has(id)) {
     // Shown already; a history page carries the message's state now (its
     // edits, deletion and reactions, perhaps missed while away).
-    if (!isEvent(f)) refreshState(room, room.msgs.get(id), f);
+    const known = room.msgs.get(id);
+    if (!isEvent(f)) {
+      // Our own message confirmed by its ack learns whom it mentions from
+      // its echo.
+      if (!known.system && !known.mentions.length && Array.isArray(f.mentions) && f.mentions.length) {
+        known.mentions = idList(f.mentions);
+        messageChanged(room, known);
+      }
+      refreshState(room, known, f);
+    }
     return null;
   }
   if (isEvent(f)) {
@@ -1171,6 +1180,7 @@ function confirm(msg, id, ts) {
   msg.state = 'sent';
   msg.auto = false;
   updateMsgEl(msg);
+  renderContent(msg); // its actions, and the mentions its echo named
   insertConfirmed(room, msg);
 }
 

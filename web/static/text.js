@@ -89,7 +89,7 @@ function renderMentions(parent, text, mentions, meName) {
     const at = m.index + m[1].length;
     if (at > last) parent.append(document.createTextNode(text.slice(last, at)));
     const span = document.createElement('span');
-    span.className = 'mention' + (meName && name.toLowerCase() === meName.toLowerCase() ? ' me' : '');
+    span.className = 'mention' + (meName && name.toLowerCase() === meName.toLowerCase() ? ' mention-me' : '');
     span.textContent = '@' + name;
     parent.append(span);
     last = at + 1 + name.length;
