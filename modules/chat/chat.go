@@ -55,6 +55,7 @@ type gateway struct {
 	// attachments vouches for a message's attachments: nil refuses them.
 	lookup      messageLookup
 	attachments attachmentChecker
+	markers     readMarkers // the store's read markers
 	metrics     *metrics
 	replicaID   string
 
@@ -108,6 +109,7 @@ func newModule(_ context.Context, h *app.Host) (app.Module, error) {
 	hist.Shards = g.shards
 	g.history = hist
 	g.lookup = hist
+	g.markers = h.Store
 	g.store = h.Store
 	g.init()
 
@@ -152,6 +154,7 @@ func (g *gateway) init() {
 		lookup:      g.lookup,
 		users:       g.store,
 		attachments: g.attachments,
+		markers:     g.markers,
 	}
 }
 

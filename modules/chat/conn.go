@@ -112,6 +112,9 @@ type connDeps struct {
 	lookup      messageLookup
 	users       store.Users
 	attachments attachmentChecker
+	// markers are the store's read markers, the floor of one whose
+	// Redis key expired.
+	markers readMarkers
 }
 
 func newConn(d *connDeps, ws *websocket.Conn, sock *corkConn, id, slot string, claims token.Claims) *conn {

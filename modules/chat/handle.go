@@ -293,11 +293,17 @@ func (c *conn) onMessage(f clientFrame) {
 	ctx, cancel := c.sendCtx()
 	defer cancel()
 	m := outgoing{Room: room, UserID: c.userID, Username: c.username, Text: f.text, ClientID: clientID}
-	if !f.legacy {
-		if code, msg := c.messageOptions(ctx, f, &m); code != "" {
-			c.fail(code, msg, clientID)
+	// AuroraChat's form carries no options, but its @names are mentions
+	// too.
+	f.room = room
+	if code, msg := c.messageOptions(ctx, f, &m); code != "" {
+		if code == codeMessageDeleted {
+			// Unless it is the resend of a reply acked before the delete.
+			c.deletedAnswer(ctx, room, "", clientID)
 			return
 		}
+		c.fail(code, msg, clientID)
+		return
 	}
 	res, err := c.d.sender.send(ctx, m)
 	c.answerSend(room, clientID, "message", res, err)

@@ -2,16 +2,12 @@ package chat
 
 import (
 	"context"
-	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
-
-	"github.com/redis/rueidis"
 
 	"github.com/auroradev/aurora/app/bus"
 	"github.com/auroradev/aurora/app/membership"
@@ -218,11 +214,16 @@ func (c *conn) target(ctx context.Context, room string, id bus.ID) (bus.Entry, s
 
 // deletedAnswer refuses an event on a deleted message, unless it is the
 // resend of one the send script accepted before the delete (its dedupe
-// key holds the id): that one is acked again, as any resend is.
+// key holds the id): that one is acked again, as any resend is. typ is
+// the event's entry type ("" a message replying to the deleted one).
 func (c *conn) deletedAnswer(ctx context.Context, room, typ, clientID string) {
 	if clientID != "" {
 		s := c.d.sender
-		key := lifeDedupeKey(keyTag(s.shards, room), typ, c.userID, room, clientID)
+		tag := keyTag(s.shards, room)
+		key := dedupeKey(tag, c.userID, room, clientID)
+		if typ != "" {
+			key = lifeDedupeKey(tag, typ, c.userID, room, clientID)
+		}
 		if v, err := s.redis.Do(ctx, s.redis.B().Get().Key(key).Build()).ToString(); err == nil {
 			if id, err := bus.ParseID(v); err == nil {
 				c.reply(ackFrame{Type: "ack", ClientID: clientID, ID: id.String(), Room: room, TS: int64(id.Ms)})
@@ -359,7 +360,7 @@ func (c *conn) onRead(f clientFrame) {
 		return
 	}
 	res, err := c.d.sender.read(ctx, outgoing{Room: f.room, UserID: c.userID, Username: c.username, ClientID: f.clientID,
-		Type: bus.TypeRead, MessageID: f.target})
+		Type: bus.TypeRead, MessageID: f.target}, c.storedMarker)
 	switch {
 	case err != nil:
 		c.log.Warn("read marker failed", "room", f.room, "err", err)
@@ -379,78 +380,22 @@ func (c *conn) onRead(f clientFrame) {
 	}
 }
 
-// readRate is how many read markers a user may move per window
-// (rateWindowMs) in the rooms of one stream shard.
-const readRate = 10
-
-// readRateKey is the per-user rate key of read markers.
-func readRateKey(tag, userID string) string { return "chat:rlr:" + tag + ":" + userID }
-
-// readScript moves a read marker forward, in ONE round trip:
-//  1. when the marker (KEYS[1], bus.ReadMarkerKey) is at or past the id
-//     already, answers {1, marker}, appending nothing (so a resend is
-//     never stored twice, and an older id never moves it back);
-//  2. enforces readRate per user (KEYS[2], readRateKey): {2, ms until the
-//     window opens};
-//  3. XADDs the read entry to the room's stream (KEYS[3]) with Redis'
-//     clock as ts, as the send script does, sets the marker with PX
-//     bus.ReadMarkerTTL and publishes the read frame assembled around the
-//     id and ts: {0, eventId}.
-//
-// ARGV: the id read, readRate, windowMs, the marker's PX, channel, prefix,
-// middle, suffix, the ts field's name, the publish command, "1" to rewrite
-// the marker a not-moved answer comes from (chat.ack_replicas: see
-// scriptArgs) else "0", then the entry's field-value pairs.
-var readScript = rueidis.NewLuaScript(readLua)
-
-//go:embed read.lua
-var readLua string
-
-var readSHA = scriptSHA(readLua)
-
-// readResult is a read script's outcome: ID is the read event's id when the
-// marker moved, else (Duplicate) the marker it stays at.
-type readResult struct{ sendResult }
-
-// read runs the read script for m (a read entry); with chat.ack_replicas,
-// also WAIT.
-func (s *sender) read(ctx context.Context, m outgoing) (readResult, error) {
-	ps := bus.PubSubOf(s.redis).WithShards(s.shards)
-	e := m.entry()
-	prefix, middle, suffix, err := e.LifeFrameParts()
+// storedMarker is the store's read marker of room for userID (the zero id
+// when it has none, or no store is wired).
+func (c *conn) storedMarker(ctx context.Context, room, userID string) (bus.ID, error) {
+	if c.d.markers == nil {
+		return bus.ID{}, nil
+	}
+	ms, err := c.d.markers.ReadMarkers(ctx, userID)
 	if err != nil {
-		return readResult{}, fmt.Errorf("read marker of room %s: %w", m.Room, err)
+		return bus.ID{}, fmt.Errorf("read the stored read markers: %w", err)
 	}
-	tag := keyTag(s.shards, m.Room)
-	touch := "0"
-	if s.cfg.AckReplicas > 0 {
-		touch = "1"
-	}
-	keys := []string{bus.ReadMarkerKey(s.shards, m.Room, m.UserID), readRateKey(tag, m.UserID), s.shards.StreamOf(m.Room)}
-	args := append([]string{
-		m.MessageID.String(), strconv.Itoa(readRate), strconv.Itoa(rateWindowMs), strconv.FormatInt(bus.ReadMarkerTTL.Milliseconds(), 10),
-		ps.Channel(m.Room), prefix, middle, suffix, bus.FieldTS, ps.ScriptPublish(), touch,
-	}, e.Fields()...)
-	res, w, err := s.execScript(ctx, readScript, readLua, readSHA, keys, args)
-	if retryable(err, w.err) && ctx.Err() == nil {
-		// The script is idempotent for the same id (a second run finds
-		// the marker moved), so one retry after a broken connection is
-		// safe.
-		res, w, err = s.execScript(ctx, readScript, readLua, readSHA, keys, args)
-	}
-	if err != nil {
-		return readResult{}, fmt.Errorf("move read marker of room %s: %w", m.Room, err)
-	}
-	out, err := decodeSend(res)
-	if err != nil {
-		return readResult{}, fmt.Errorf("move read marker of room %s: %w", m.Room, err)
-	}
-	if s.cfg.AckReplicas > 0 && out.RetryAfterMs == 0 {
-		out.Replicas = w.replicas
-		out.WaitErr = w.err
-		out.Unreplicated = w.err != nil || w.replicas < int64(s.cfg.AckReplicas)
-	}
-	return readResult{out}, nil
+	return ms[room], nil
+}
+
+// readMarkers reads the store's read markers (store.MessageReader).
+type readMarkers interface {
+	ReadMarkers(ctx context.Context, userID string) (map[string]bus.ID, error)
 }
 
 // mentionLookups bounds the store lookups of one message's @names.

@@ -4,11 +4,20 @@ local function parse(id)
   return tonumber(ms), tonumber(seq)
 end
 local cur = redis.call('GET', KEYS[1])
+local floored = false
+if not cur then
+  if ARGV[12] == '' then return {4, ''} end
+  if ARGV[12] ~= '0-0' then cur, floored = ARGV[12], true end
+end
 if cur then
   local cms, cseq = parse(cur)
   local ms, seq = parse(ARGV[1])
   if cms and (cms > ms or (cms == ms and cseq >= seq)) then
-    if ARGV[11] == '1' then redis.call('SET', KEYS[1], cur, 'KEEPTTL') end
+    if floored then
+      redis.call('SET', KEYS[1], cur, 'PX', ARGV[4])
+    elseif ARGV[11] == '1' then
+      redis.call('SET', KEYS[1], cur, 'KEEPTTL')
+    end
     return {1, cur}
   end
 end
@@ -24,7 +33,7 @@ end
 if redis.call('INCR', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
 local t = redis.call('TIME')
 local now = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
-local fields = {unpack(ARGV, 12)}
+local fields = {unpack(ARGV, 13)}
 fields[#fields + 1] = ARGV[9]
 fields[#fields + 1] = now
 local id = redis.pcall('XADD', KEYS[3], now .. '-*', unpack(fields))
