@@ -125,9 +125,9 @@ const (
 // roomId, channel, URL) and never changes; Title is the changeable display
 // name ("" shows Name).
 type Room struct {
-	Name      string
-	Type      string // RoomPublic, RoomPrivate or RoomDirect; CreateRoom stores "" as RoomPublic
-	Title     string
+	Name  string
+	Type  string // RoomPublic, RoomPrivate or RoomDirect; CreateRoom stores "" as RoomPublic
+	Title string
 	// Retention is how long the room's messages are kept: 0 the server's
 	// default (ingest.retention), RetainForever for good whatever that is.
 	// Only SetRetention writes it.

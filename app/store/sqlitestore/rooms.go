@@ -80,14 +80,16 @@ func (s *Store) CreateRoom(ctx context.Context, r store.Room, owner *store.Membe
 	return r, nil
 }
 
-const roomColumns = `name, type, title, topic, createdBy, createdAt`
+const roomColumns = `name, type, title, topic, createdBy, createdAt, retention`
 
 func scanRoom(row scanner) (store.Room, error) {
 	var r store.Room
 	var created string
-	if err := row.Scan(&r.Name, &r.Type, &r.Title, &r.Topic, &r.CreatedBy, &created); err != nil {
+	var retention int64
+	if err := row.Scan(&r.Name, &r.Type, &r.Title, &r.Topic, &r.CreatedBy, &created, &retention); err != nil {
 		return r, err
 	}
+	r.Retention = retentionOf(retention)
 	var err error
 	r.CreatedAt, err = parseTime(created)
 	return r, err
@@ -236,10 +238,12 @@ func (s *Store) MemberRooms(ctx context.Context, userID string) ([]store.MemberR
 	out, err := queryAll(ctx, s.db, func(row scanner) (store.MemberRoom, error) {
 		var mr store.MemberRoom
 		var created, joined, muted string
-		if err := row.Scan(&mr.Room.Name, &mr.Room.Type, &mr.Room.Title, &mr.Room.Topic, &mr.Room.CreatedBy, &created,
+		var retention int64
+		if err := row.Scan(&mr.Room.Name, &mr.Room.Type, &mr.Room.Title, &mr.Room.Topic, &mr.Room.CreatedBy, &created, &retention,
 			&mr.Member.Room, &mr.Member.UserID, &mr.Member.Username, &mr.Member.Role, &joined, &muted); err != nil {
 			return mr, err
 		}
+		mr.Room.Retention = retentionOf(retention)
 		var err error
 		if mr.Room.CreatedAt, err = parseTime(created); err != nil {
 			return mr, err
@@ -249,7 +253,7 @@ func (s *Store) MemberRooms(ctx context.Context, userID string) ([]store.MemberR
 		}
 		mr.Member.MutedUntil, err = parseOptTime(muted)
 		return mr, err
-	}, `SELECT r.name, r.type, r.title, r.topic, r.createdBy, r.createdAt,
+	}, `SELECT r.name, r.type, r.title, r.topic, r.createdBy, r.createdAt, r.retention,
 	           m.room, m.userId, m.username, m.role, m.joinedAt, m.mutedUntil
 	    FROM members m JOIN rooms r ON r.name = m.room
 	    WHERE m.userId = ? ORDER BY r.name`, userID)

@@ -123,6 +123,7 @@ func (s *Store) migrator() store.Migrator[step] {
 			{Migration: store.Migration{Version: 1, Name: "initial schema"}, Apply: execSQL(schema)},
 			{Migration: store.Migration{Version: 2, Name: migRoomsSchema}, Apply: roomsSchema},
 			{Migration: store.Migration{Version: 3, Name: migRoomsFromMessages}, Apply: roomsFromMessages},
+			{Migration: store.Migration{Version: 4, Name: migLifeSchema}, Apply: lifeSchema},
 		},
 		Applied: s.applied,
 		Apply:   s.apply,
@@ -486,7 +487,10 @@ func (s *Store) UpdateUser(ctx context.Context, u store.User) error {
 
 // InsertMessages inserts the batch in one transaction; ON CONFLICT DO NOTHING
 // on (roomId, msgId) turns an already stored message into a duplicate
-// instead of an error, so a redelivered batch is stored once.
+// instead of an error, so a redelivered batch is stored once. In the same
+// transaction a new message is indexed for search and its mentions
+// recorded, and every life entry, new or duplicate, is applied to its
+// message (applyLife), so the batch and its effects commit together.
 func (s *Store) InsertMessages(ctx context.Context, msgs []store.Message) (store.InsertResult, error) {
 	var res store.InsertResult
 	if len(msgs) == 0 {
@@ -498,8 +502,9 @@ func (s *Store) InsertMessages(ctx context.Context, msgs []store.Message) (store
 	}
 	defer func() { _ = tx.Rollback() }() // no-op after Commit
 	stmt, err := tx.PrepareContext(ctx,
-		`INSERT INTO messages (_id, roomId, msgId, msgMs, msgSeq, userId, username, text, clientId, status, type, event, attachments, createdAt, updatedAt)
-		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '[]', ?, ?)
+		`INSERT INTO messages (_id, roomId, msgId, msgMs, msgSeq, userId, username, text, clientId, status, type, event,
+		   messageId, emoji, "on", replyTo, mentions, attachments, createdAt, updatedAt)
+		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		 ON CONFLICT (roomId, msgId) DO NOTHING`)
 	if err != nil {
 		return store.InsertResult{}, fmt.Errorf("insert batch of %d: prepare: %w", len(msgs), err)
@@ -519,8 +524,13 @@ func (s *Store) InsertMessages(ctx context.Context, msgs []store.Message) (store
 			status = "sent"
 		}
 		created := formatTime(time.UnixMilli(int64(m.ID.Ms)))
+		var target string
+		if bus.IsLife(m.Type) {
+			target = m.MessageID.String()
+		}
 		r, err := stmt.ExecContext(ctx, bson.NewObjectID().Hex(), m.RoomID, m.ID.String(),
-			int64(m.ID.Ms), int64(m.ID.Seq), m.UserID, m.Username, m.Text, m.ClientID, status, m.Type, m.Event, created, updated)
+			int64(m.ID.Ms), int64(m.ID.Seq), m.UserID, m.Username, m.Text, m.ClientID, status, m.Type, m.Event,
+			target, m.Emoji, m.On, m.ReplyTo, jsonList(m.Mentions), jsonList(m.Attachments), created, updated)
 		if err != nil {
 			return store.InsertResult{}, fmt.Errorf("insert batch of %d: message %s of room %q: %w", len(msgs), m.ID, m.RoomID, err)
 		}
@@ -533,6 +543,21 @@ func (s *Store) InsertMessages(ctx context.Context, msgs []store.Message) (store
 		} else {
 			res.Inserted++
 		}
+		// The transaction stores a message and its effects together, so a
+		// duplicate message had them already; a life entry is applied
+		// again either way (applying one twice changes nothing).
+		if m.Type == "" && n > 0 {
+			if err := addMessage(ctx, tx, m); err != nil {
+				return store.InsertResult{}, fmt.Errorf("insert batch of %d: message %s of room %q: %w", len(msgs), m.ID, m.RoomID, err)
+			}
+		}
+		if bus.IsLife(m.Type) {
+			removed, err := applyLife(ctx, tx, m)
+			if err != nil {
+				return store.InsertResult{}, fmt.Errorf("insert batch of %d: apply %s %s of room %q: %w", len(msgs), m.Type, m.ID, m.RoomID, err)
+			}
+			res.Removed = append(res.Removed, removed...)
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return store.InsertResult{}, fmt.Errorf("insert batch of %d: commit: %w", len(msgs), err)
@@ -540,13 +565,26 @@ func (s *Store) InsertMessages(ctx context.Context, msgs []store.Message) (store
 	return res, nil
 }
 
-const messageColumns = `roomId, msgMs, msgSeq, userId, username, text, clientId, status, type, event, createdAt, updatedAt`
+// messageColumns are the columns scanMessage reads, in its order.
+const messageColumns = `roomId, msgMs, msgSeq, userId, username, text, clientId, status, type, event, createdAt, updatedAt,
+	messageId, emoji, "on", replyTo, mentions, attachments, edited, deleted`
+
+// prefixed is cols (a comma-separated list) with each column qualified
+// by table alias a.
+func prefixed(a, cols string) string {
+	parts := strings.Split(cols, ",")
+	for i, p := range parts {
+		parts[i] = a + "." + strings.TrimSpace(p)
+	}
+	return strings.Join(parts, ", ")
+}
 
 func scanMessage(r scanner) (store.Message, error) {
 	var m store.Message
 	var ms, seq int64
-	var created, updated string
-	if err := r.Scan(&m.RoomID, &ms, &seq, &m.UserID, &m.Username, &m.Text, &m.ClientID, &m.Status, &m.Type, &m.Event, &created, &updated); err != nil {
+	var created, updated, target, mentions, attachments, edited string
+	if err := r.Scan(&m.RoomID, &ms, &seq, &m.UserID, &m.Username, &m.Text, &m.ClientID, &m.Status, &m.Type, &m.Event, &created, &updated,
+		&target, &m.Emoji, &m.On, &m.ReplyTo, &mentions, &attachments, &edited, &m.Deleted); err != nil {
 		return store.Message{}, err
 	}
 	m.ID = bus.ID{Ms: uint64(ms), Seq: uint64(seq)}
@@ -557,14 +595,34 @@ func scanMessage(r scanner) (store.Message, error) {
 	if m.UpdatedAt, err = parseTime(updated); err != nil {
 		return store.Message{}, err
 	}
+	if m.Edited, err = parseOptTime(edited); err != nil {
+		return store.Message{}, err
+	}
+	if target != "" {
+		if m.MessageID, err = bus.ParseID(target); err != nil {
+			return store.Message{}, fmt.Errorf("stored messageId: %w", err)
+		}
+	}
+	if err := fromJSONList(mentions, &m.Mentions); err != nil {
+		return store.Message{}, fmt.Errorf("stored mentions: %w", err)
+	}
+	if err := fromJSONList(attachments, &m.Attachments); err != nil {
+		return store.Message{}, fmt.Errorf("stored attachments: %w", err)
+	}
 	return m, nil
 }
 
 // Messages returns one page of a room, fetching one row more than the page
 // to learn whether more lie beyond it. Bounds compare (msgMs, msgSeq) as a
-// row value, which the (roomId, msgMs, msgSeq) index serves.
+// row value, which the (roomId, msgMs, msgSeq) index serves; a history
+// page (no life entries) reads the partial index messages_history, which
+// holds no life entry, so skipping them costs nothing and the page is
+// full whenever more messages exist.
 func (s *Store) Messages(ctx context.Context, room string, p store.Page) ([]store.Message, bool, error) {
-	q := `SELECT ` + messageColumns + ` FROM messages WHERE roomId = ?`
+	q := `SELECT ` + messageColumns + ` FROM messages WHERE roomId = ? AND messageId = ''`
+	if p.Life {
+		q = `SELECT ` + messageColumns + ` FROM messages WHERE roomId = ?`
+	}
 	args := []any{room}
 	if p.Before != nil {
 		cond, bargs := bound("<", *p.Before)
@@ -585,25 +643,15 @@ func (s *Store) Messages(ctx context.Context, room string, p store.Page) ([]stor
 	q += ` LIMIT ?`
 	args = append(args, size+1)
 
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	msgs, err := queryAll(ctx, s.db, scanMessage, q, args...)
 	if err != nil {
 		return nil, false, fmt.Errorf("messages of room %q: %w", room, err)
 	}
-	defer rows.Close()
-	msgs := make([]store.Message, 0, size)
-	more := false
-	for rows.Next() {
-		if len(msgs) == size {
-			more = true
-			break
-		}
-		m, err := scanMessage(rows)
-		if err != nil {
-			return nil, false, fmt.Errorf("messages of room %q: %w", room, err)
-		}
-		msgs = append(msgs, m)
+	more := len(msgs) > size
+	if more {
+		msgs = msgs[:size]
 	}
-	if err := rows.Err(); err != nil {
+	if err := s.withState(ctx, room, msgs, p.Viewer); err != nil {
 		return nil, false, fmt.Errorf("messages of room %q: %w", room, err)
 	}
 	return msgs, more, nil
@@ -612,7 +660,14 @@ func (s *Store) Messages(ctx context.Context, room string, p store.Page) ([]stor
 // bound is the condition that a row's id is op ("<" or ">") id. Parts beyond
 // int64 cannot be bound as parameters, and no stored id reaches them
 // (store.CheckMessage), so they are decided here instead.
-func bound(op string, id bus.ID) (string, []any) {
+func bound(op string, id bus.ID) (string, []any) { return boundOn("", op, id) }
+
+// boundOn is bound over the columns of table alias a ("" unqualified).
+func boundOn(a, op string, id bus.ID) (string, []any) {
+	msCol, seqCol := "msgMs", "msgSeq"
+	if a != "" {
+		msCol, seqCol = a+".msgMs", a+".msgSeq"
+	}
 	const maxPart = 1<<63 - 1
 	switch {
 	case id.Ms > maxPart && op == "<":
@@ -620,11 +675,11 @@ func bound(op string, id bus.ID) (string, []any) {
 	case id.Ms > maxPart:
 		return " AND 0", nil // none is after it
 	case id.Seq > maxPart && op == "<":
-		return " AND msgMs <= ?", []any{int64(id.Ms)}
+		return " AND " + msCol + " <= ?", []any{int64(id.Ms)}
 	case id.Seq > maxPart:
-		return " AND msgMs > ?", []any{int64(id.Ms)}
+		return " AND " + msCol + " > ?", []any{int64(id.Ms)}
 	}
-	return " AND (msgMs, msgSeq) " + op + " (?, ?)", []any{int64(id.Ms), int64(id.Seq)}
+	return " AND (" + msCol + ", " + seqCol + ") " + op + " (?, ?)", []any{int64(id.Ms), int64(id.Seq)}
 }
 
 // LatestMessage returns the newest message of a room, for the contract

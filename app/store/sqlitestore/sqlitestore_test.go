@@ -321,8 +321,8 @@ func TestMigrateFromVersion1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ms) != 3 || !ms[0].Applied || ms[1].Applied || ms[2].Applied {
-		t.Fatalf("Migrations of a version 1 file = %+v, want 1 applied, 2 and 3 pending", ms)
+	if len(ms) != 4 || !ms[0].Applied || ms[1].Applied || ms[2].Applied || ms[3].Applied {
+		t.Fatalf("Migrations of a version 1 file = %+v, want 1 applied, 2 to 4 pending", ms)
 	}
 	if err := s.Migrate(ctx); err != nil {
 		t.Fatalf("Migrate: %v", err)
@@ -338,6 +338,10 @@ func TestMigrateFromVersion1(t *testing.T) {
 	}
 	if m, err := s.LatestMessage(ctx, "random"); err != nil || m.Type != "" || m.Event != "" || m.Text != "hi" {
 		t.Errorf("message after Migrate = %+v, %v", m, err)
+	}
+	// Migration 4 indexed the stored messages for search.
+	if found, _, err := s.Search(ctx, store.SearchQuery{Terms: []string{"hi"}, Rooms: []string{"random", "dev"}}); err != nil || len(found) != 3 {
+		t.Errorf("Search of the migrated messages = %d found, %v; want 3", len(found), err)
 	}
 	rooms, err := s.ListRooms(ctx)
 	if err != nil {

@@ -72,6 +72,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("UsersChangedSince", func(t *testing.T) { testUsersChangedSince(t, migrated(t)) })
 	t.Run("FlaggedUsers", func(t *testing.T) { testFlaggedUsers(t, migrated(t)) })
 	t.Run("MessageTypeEvent", func(t *testing.T) { testMessageTypeEvent(t, migrated(t)) })
+	runLife(t, migrated)
 }
 
 var objectIDHex = regexp.MustCompile(`^[0-9a-f]{24}$`)
