@@ -163,8 +163,8 @@ func TestSearch(t *testing.T) {
 				if want := []store.Span{{Start: 3, End: 8}, {Start: 12, End: 17}}; !slices.Equal(h.Highlights, want) {
 					t.Errorf("highlights %v, want %v", h.Highlights, want)
 				}
-				if got := e.ok(t, "alice", "q", "hello world").Messages; len(got) != 1 || !slices.Equal(got[0].Highlights, []store.Span{{Start: 0, End: 11}}) {
-					t.Errorf("every word must match, highlights merged: %+v", got)
+				if got := e.ok(t, "alice", "q", "hello world").Messages; len(got) != 1 || !slices.Equal(got[0].Highlights, []store.Span{{Start: 0, End: 5}, {Start: 6, End: 11}}) {
+					t.Errorf("every word must match, each highlighted: %+v", got)
 				}
 			})
 			t.Run("filters and paging", func(t *testing.T) {
@@ -187,6 +187,27 @@ func TestSearch(t *testing.T) {
 				}
 				if got := e.ok(t, "alice", "q", "nothing").Messages; len(got) != 0 {
 					t.Errorf("no match: %+v", got)
+				}
+			})
+			t.Run("edits and deletes", func(t *testing.T) {
+				m := e.say(membership.General, "alice", "a typo here")
+				life := func(typ, text string) {
+					e.n++
+					l := bus.Entry{ID: id(e.n), RoomID: m.RoomID, UserID: m.UserID, Username: m.Username, Text: text, Type: typ, MessageID: m.ID}
+					if _, err := e.st.InsertMessages(context.Background(), []store.Message{store.MessageFromEntry(l, time.Now())}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				life(bus.TypeEdit, "fixed here")
+				if got := e.ok(t, "alice", "q", "typo").Messages; len(got) != 0 {
+					t.Errorf("the text before the edit is found: %+v", got)
+				}
+				if got := e.ok(t, "alice", "q", "fixed").Messages; len(got) != 1 || got[0].ID != m.ID.String() || got[0].Edited == 0 {
+					t.Errorf("the edited text: %+v", got)
+				}
+				life(bus.TypeDelete, "")
+				if got := e.ok(t, "alice", "q", "fixed").Messages; len(got) != 0 {
+					t.Errorf("a deleted message is found: %+v", got)
 				}
 			})
 			t.Run("refused", func(t *testing.T) {
