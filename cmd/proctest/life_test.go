@@ -178,7 +178,8 @@ func TestMessageLife(t *testing.T) {
 	if got := replay(a); !slices.Equal(got, want) {
 		t.Errorf("since replay on A (all stored):\n got %v\nwant %v", got, want)
 	}
-	checkCounts(t, room, alice, 0, 0, a, b)
+	// bob's fence came after alice's marker.
+	checkCounts(t, room, alice, 1, 0, a, b)
 	for _, n := range []*node{ing1, ing2} {
 		if err := n.stopWith(syscall.SIGTERM); err != nil {
 			t.Errorf("graceful stop of %s: %v", n.name, err)
