@@ -32,6 +32,7 @@ func (s *Store) migrator() store.Migrator[apply] {
 			{Migration: store.Migration{Version: 3, Name: "aurorachat-messages"}, Apply: (*Store).upgradeMessages},
 			{Migration: store.Migration{Version: 4, Name: "rooms-and-people schema"}, Apply: (*Store).roomsSchema},
 			{Migration: store.Migration{Version: 5, Name: "rooms-from-messages"}, Apply: (*Store).roomsFromMessages},
+			{Migration: store.Migration{Version: 6, Name: "message-life schema"}, Apply: (*Store).lifeSchema},
 		},
 		Applied: s.applied,
 		Apply:   s.applyStep,

@@ -424,12 +424,25 @@ func messageDoc(m store.Message, updated time.Time) bson.D {
 		{Key: "msgSeq", Value: int64(m.ID.Seq)},
 		{Key: "username", Value: m.Username},
 	}
+	if len(m.Attachments) > 0 {
+		d[5].Value = attachmentsValue(m.Attachments)
+	}
 	// Omitted when empty, like clientId: a chat message keeps AuroraChat's
 	// shape, and reads back with type and event "".
-	for _, f := range []bson.E{{Key: "clientId", Value: m.ClientID}, {Key: "type", Value: m.Type}, {Key: "event", Value: m.Event}} {
+	for _, f := range []bson.E{{Key: "clientId", Value: m.ClientID}, {Key: "type", Value: m.Type}, {Key: "event", Value: m.Event},
+		{Key: "replyTo", Value: m.ReplyTo}} {
 		if f.Value != "" {
 			d = append(d, f)
 		}
+	}
+	if bus.IsLife(m.Type) {
+		d = append(d, bson.E{Key: "messageId", Value: m.MessageID.String()})
+	}
+	if m.Type == bus.TypeReact {
+		d = append(d, bson.E{Key: "emoji", Value: m.Emoji}, bson.E{Key: "on", Value: m.On})
+	}
+	if len(m.Mentions) > 0 {
+		d = append(d, bson.E{Key: "mentions", Value: m.Mentions})
 	}
 	return d
 }
@@ -439,6 +452,10 @@ func messageDoc(m store.Message, updated time.Time) bson.D {
 // an already stored message into a duplicate-key write error, counted as a
 // duplicate. Other write errors reject that message only. Anything else
 // (network, timeout, write concern) is an error: nothing can be assumed.
+// Then every life entry stored or found stored is applied to its message,
+// in batch order (applyLife): MongoDB here has no transaction to make the
+// two one step, so a crash in between leaves entries unapplied until the
+// batch is redelivered, and applying them again is harmless.
 func (s *Store) InsertMessages(ctx context.Context, msgs []store.Message) (store.InsertResult, error) {
 	var res store.InsertResult
 	reject := func(i int, reason string) {
@@ -464,25 +481,36 @@ func (s *Store) InsertMessages(ctx context.Context, msgs []store.Message) (store
 	r, err := s.messages.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
 	if err == nil {
 		res.Inserted = len(r.InsertedIDs)
-		return res, nil
-	}
-	var bwe mongo.BulkWriteException
-	if !errors.As(err, &bwe) || bwe.WriteConcernError != nil || len(bwe.WriteErrors) == 0 {
-		return store.InsertResult{}, fmt.Errorf("insert batch of %d: %w", len(docs), err)
-	}
-	failed := 0
-	for _, we := range bwe.WriteErrors {
-		if we.Index < 0 || we.Index >= len(batchIndex) {
-			return store.InsertResult{}, fmt.Errorf("insert batch of %d: write error for index %d: %w", len(docs), we.Index, err)
+	} else {
+		var bwe mongo.BulkWriteException
+		if !errors.As(err, &bwe) || bwe.WriteConcernError != nil || len(bwe.WriteErrors) == 0 {
+			return store.InsertResult{}, fmt.Errorf("insert batch of %d: %w", len(docs), err)
 		}
-		failed++
-		if we.Code == codeDuplicateKey {
-			res.Duplicates++
+		failed := 0
+		for _, we := range bwe.WriteErrors {
+			if we.Index < 0 || we.Index >= len(batchIndex) {
+				return store.InsertResult{}, fmt.Errorf("insert batch of %d: write error for index %d: %w", len(docs), we.Index, err)
+			}
+			failed++
+			if we.Code == codeDuplicateKey {
+				res.Duplicates++
+				continue
+			}
+			reject(batchIndex[we.Index], fmt.Sprintf("mongodb error %d: %s", we.Code, we.Message))
+		}
+		res.Inserted = len(docs) - failed
+	}
+	for _, i := range batchIndex {
+		m := msgs[i]
+		if _, rejected := res.Rejected[i]; rejected || !bus.IsLife(m.Type) {
 			continue
 		}
-		reject(batchIndex[we.Index], fmt.Sprintf("mongodb error %d: %s", we.Code, we.Message))
+		removed, err := s.applyLife(ctx, m)
+		if err != nil {
+			return store.InsertResult{}, fmt.Errorf("insert batch of %d: apply %s %s of room %q: %w", len(docs), m.Type, m.ID, m.RoomID, err)
+		}
+		res.Removed = append(res.Removed, removed...)
 	}
-	res.Inserted = len(docs) - failed
 	return res, nil
 }
 
@@ -500,6 +528,15 @@ type messageRead struct {
 	MsgID     string        `bson:"msgId"`
 	CreatedAt bson.DateTime `bson:"createdAt"`
 	UpdatedAt bson.DateTime `bson:"updatedAt"`
+
+	MessageID   string         `bson:"messageId"`
+	Emoji       string         `bson:"emoji"`
+	On          bool           `bson:"on"`
+	ReplyTo     string         `bson:"replyTo"`
+	Mentions    []string       `bson:"mentions"`
+	Attachments bson.RawValue  `bson:"attachments"`
+	Edited      *bson.DateTime `bson:"edited"`
+	Deleted     bool           `bson:"deleted"`
 }
 
 func (d messageRead) message() (store.Message, error) {
@@ -513,6 +550,26 @@ func (d messageRead) message() (store.Message, error) {
 		Event:     d.Event,
 		CreatedAt: time.UnixMilli(int64(d.CreatedAt)).UTC(),
 		UpdatedAt: time.UnixMilli(int64(d.UpdatedAt)).UTC(),
+
+		Emoji:       d.Emoji,
+		On:          d.On,
+		ReplyTo:     d.ReplyTo,
+		Mentions:    d.Mentions,
+		Attachments: attachmentsOf(d.Attachments),
+		Deleted:     d.Deleted,
+	}
+	if len(m.Mentions) == 0 {
+		m.Mentions = nil
+	}
+	if d.Edited != nil {
+		m.Edited = time.UnixMilli(int64(*d.Edited)).UTC()
+	}
+	if d.MessageID != "" {
+		id, err := bus.ParseID(d.MessageID)
+		if err != nil {
+			return store.Message{}, fmt.Errorf("stored messageId: %w", err)
+		}
+		m.MessageID = id
 	}
 	if d.MsgID == "" {
 		// An AuroraChat message: its time is its id.
@@ -560,6 +617,10 @@ func bound(op string, id bus.ID) bson.D {
 // fetching one more than the page to learn whether more lie beyond it.
 func (s *Store) Messages(ctx context.Context, room string, p store.Page) ([]store.Message, bool, error) {
 	conds := bson.A{bson.D{{Key: "roomId", Value: room}}}
+	if !p.Life {
+		// History: no life entries (they alone have a messageId).
+		conds = append(conds, bson.D{missing("messageId")})
+	}
 	if p.Before != nil {
 		if b := bound("$lt", *p.Before); len(b) > 0 {
 			conds = append(conds, b)
@@ -580,10 +641,14 @@ func (s *Store) Messages(ctx context.Context, room string, p store.Page) ([]stor
 	if err != nil {
 		return nil, false, fmt.Errorf("messages of room %q: %w", room, err)
 	}
-	if len(msgs) > size {
-		return msgs[:size], true, nil
+	more := len(msgs) > size
+	if more {
+		msgs = msgs[:size]
 	}
-	return msgs, false, nil
+	if err := s.withState(ctx, room, msgs, p.Viewer); err != nil {
+		return nil, false, fmt.Errorf("messages of room %q: %w", room, err)
+	}
+	return msgs, more, nil
 }
 
 func (s *Store) findMessages(ctx context.Context, filter bson.D, opts *options.FindOptionsBuilder) ([]store.Message, error) {

@@ -341,11 +341,11 @@ func TestAuroraChatUpgrade(t *testing.T) {
 	}
 
 	s := open(t, uri)
-	wantApplied(t, s, false, false, false, false, false)
+	wantApplied(t, s, false, false, false, false, false, false)
 	if err := s.Migrate(ctx); err != nil {
 		t.Fatalf("Migrate AuroraChat database: %v", err)
 	}
-	wantApplied(t, s, true, true, true, true, true)
+	wantApplied(t, s, true, true, true, true, true, true)
 
 	// Rooms: every roomId with a valid name is a public room created by
 	// nobody at its first message; the rooms that existed keep theirs.
@@ -426,6 +426,22 @@ func TestAuroraChatUpgrade(t *testing.T) {
 	if err != nil || res.Duplicates != 1 || res.Inserted != 0 {
 		t.Errorf("InsertMessages of an upgraded message's id = %+v, %v; want a duplicate", res, err)
 	}
+	// Upgraded messages are searched and take part in a message's life
+	// like Aurora's: Alice's "first" is edited and reacted to.
+	if found, _, err := s.Search(ctx, store.SearchQuery{Terms: []string{"first"}, Rooms: []string{"general"}}); err != nil ||
+		len(found) != 1 || found[0].ID != first {
+		t.Errorf("Search of an upgraded message = %+v, %v", found, err)
+	}
+	life := []store.Message{
+		{ID: bus.ID{Ms: at + 5000}, RoomID: "general", UserID: alice.Hex(), Type: bus.TypeEdit, MessageID: first, Text: "first, edited"},
+		{ID: bus.ID{Ms: at + 5001}, RoomID: "general", UserID: bob.Hex(), Type: bus.TypeReact, MessageID: first, Emoji: "👍", On: true},
+	}
+	if _, err := s.InsertMessages(ctx, life); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := s.Message(ctx, "general", first); err != nil || m.Text != "first, edited" || len(m.Reactions) != 1 {
+		t.Errorf("upgraded message after an edit and a reaction = %+v, %v", m, err)
+	}
 
 	// Migrating again changes nothing, also when every step reruns (records
 	// deleted, as after a crash before recording).
@@ -439,7 +455,7 @@ func TestAuroraChatUpgrade(t *testing.T) {
 	if err := open(t, uri).Migrate(ctx); err != nil {
 		t.Fatalf("Migrate with the records deleted: %v", err)
 	}
-	wantApplied(t, s, true, true, true, true, true)
+	wantApplied(t, s, true, true, true, true, true, true)
 	if after := snapshot(t, db, "users", "messages", "rooms"); after != before {
 		t.Errorf("migrating again changed documents:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
@@ -464,7 +480,7 @@ func TestAuroraChatUsersDifferingInCase(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `"Carol" (kept) and "carol"`) || !strings.Contains(err.Error(), "aurora migrate up") {
 		t.Fatalf("Migrate = %v; want an error naming Carol and carol and how to go on", err)
 	}
-	wantApplied(t, s, true, false, false, false, false)
+	wantApplied(t, s, true, false, false, false, false, false)
 	if u, err := s.UserByName(ctx, "DAVE"); err != nil || u.PasswordHash != "h3" {
 		t.Errorf("the other users are keyed: UserByName(DAVE) = %+v, %v", u, err)
 	}
@@ -475,7 +491,7 @@ func TestAuroraChatUsersDifferingInCase(t *testing.T) {
 	if err := s.Migrate(ctx); err != nil {
 		t.Fatalf("Migrate after the rename: %v", err)
 	}
-	wantApplied(t, s, true, true, true, true, true)
+	wantApplied(t, s, true, true, true, true, true, true)
 	for name, hash := range map[string]string{"CAROL": "h1", "Carol2": "h2"} {
 		if u, err := s.UserByName(ctx, name); err != nil || u.PasswordHash != hash {
 			t.Errorf("UserByName(%q) = %+v, %v; want hash %s", name, u, err, hash)
@@ -512,7 +528,7 @@ func TestConcurrentUpgrade(t *testing.T) {
 	}
 	stores := []*mongostore.Store{open(t, uri), open(t, uri)}
 	storetest.MigrateAtOnce(t, "replica", stores...)
-	wantApplied(t, stores[0], true, true, true, true, true)
+	wantApplied(t, stores[0], true, true, true, true, true, true)
 	cur, err := db.Collection("messages").Find(ctx, bson.D{})
 	if err != nil {
 		t.Fatal(err)

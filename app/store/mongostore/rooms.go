@@ -85,6 +85,9 @@ type roomDoc struct {
 	Topic     string        `bson:"topic"`
 	CreatedBy string        `bson:"createdBy"`
 	CreatedAt time.Time     `bson:"createdAt"`
+	// Retention is in milliseconds (-1 forever); absent is 0, the
+	// server's default.
+	Retention int64 `bson:"retention,omitempty"`
 }
 
 func (d roomDoc) room() (store.Room, error) {
@@ -92,7 +95,8 @@ func (d roomDoc) room() (store.Room, error) {
 	if typ == "" {
 		typ = store.RoomPublic // a room written before migration 4
 	}
-	return store.Room{Name: d.Name, Type: typ, Title: d.Title, Topic: d.Topic, CreatedBy: d.CreatedBy, CreatedAt: d.CreatedAt.UTC()}, nil
+	return store.Room{Name: d.Name, Type: typ, Title: d.Title, Topic: d.Topic, CreatedBy: d.CreatedBy, CreatedAt: d.CreatedAt.UTC(),
+		Retention: store.RetentionFromMillis(d.Retention)}, nil
 }
 
 // clearRoom deletes the members, bans and invitations (with their uses) of

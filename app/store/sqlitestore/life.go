@@ -23,6 +23,12 @@ import (
 // msgMs, msgSeq). The messages table has no integer key of its own to use
 // (its rowid may change on VACUUM), hence the mapping. Only chat messages
 // with text are indexed: an edit reindexes, a delete or expiry removes.
+//
+// The search key (that rowid) follows message id order: msgMs in the top
+// bits, then msgSeq, then a slot telling apart messages of several rooms
+// with the same id (searchKey). FTS5 hands out matches in rowid order,
+// so "newest first, LIMIT n" reads the newest n matches and stops, rather
+// than sorting every match: a common word costs as little as a rare one.
 
 const migLifeSchema = "message-life schema"
 
@@ -128,19 +134,63 @@ func lifeSchema(ctx context.Context, tx *sql.Tx) error {
 	if _, err := tx.ExecContext(ctx, `DELETE FROM messages_search`); err != nil {
 		return fmt.Errorf("index messages: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx,
-		`INSERT INTO messages_search (roomId, msgMs, msgSeq)
-		 SELECT roomId, msgMs, msgSeq FROM messages WHERE type = '' AND deleted = 0 AND text != '' ORDER BY msgMs, msgSeq`); err != nil {
+	type row struct {
+		room    string
+		ms, seq int64
+		text    string
+	}
+	var rows []row
+	r, err := tx.QueryContext(ctx, `SELECT roomId, msgMs, msgSeq, text FROM messages WHERE type = '' AND deleted = 0 AND text != ''`)
+	if err != nil {
 		return fmt.Errorf("index messages: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx,
-		`INSERT INTO messages_fts (rowid, text)
-		 SELECT s.rowid, m.text FROM messages_search s
-		 JOIN messages m ON m.roomId = s.roomId AND m.msgMs = s.msgMs AND m.msgSeq = s.msgSeq`); err != nil {
+	for r.Next() {
+		var x row
+		if err := r.Scan(&x.room, &x.ms, &x.seq, &x.text); err != nil {
+			_ = r.Close()
+			return fmt.Errorf("index messages: %w", err)
+		}
+		rows = append(rows, x)
+	}
+	if err := r.Close(); err != nil {
 		return fmt.Errorf("index messages: %w", err)
+	}
+	if err := r.Err(); err != nil {
+		return fmt.Errorf("index messages: %w", err)
+	}
+	for _, x := range rows {
+		if err := index(ctx, tx, x.room, bus.ID{Ms: uint64(x.ms), Seq: uint64(x.seq)}, x.text); err != nil {
+			return fmt.Errorf("index messages: %w", err)
+		}
 	}
 	return nil
 }
+
+// The search key's layout: msgMs above keyMsShift bits (up to 2^42 ms,
+// the year 2109), msgSeq in the next keySeqBits, keySlotBits of slot.
+const (
+	keySlotBits = 10
+	keySeqBits  = 11
+	keyMsShift  = keySeqBits + keySlotBits
+	keyMaxMs    = 1<<(63-keyMsShift) - 1
+	keyMaxSeq   = 1<<keySeqBits - 1
+)
+
+// searchBase is the smallest search key of id: the keys of id are
+// [searchBase, searchBase + 2^keySlotBits). An id beyond the layout (a
+// seq of 2048 or more in one millisecond, or a far-future ms) shares the
+// keys of the largest it can hold: still indexed and found, only ordered
+// among those ids loosely.
+func searchBase(id bus.ID) int64 {
+	ms, seq := min(id.Ms, keyMaxMs), min(id.Seq, keyMaxSeq)
+	return int64(ms)<<keyMsShift | int64(seq)<<keySlotBits
+}
+
+// searchBound is the key bound of an id bound: a row's id is below id
+// only when its key is below searchBound(id), and above it only when its
+// key is at least searchBound(id.Next()); the exact comparison follows in
+// SQL, this only lets FTS5 skip.
+func searchBound(id bus.ID) int64 { return searchBase(id) }
 
 // jsonList is a list column's text: a JSON array, "[]" when empty.
 func jsonList[T any](v []T) string {
@@ -186,10 +236,23 @@ func index(ctx context.Context, tx *sql.Tx, room string, id bus.ID, text string)
 	if text == "" {
 		return nil
 	}
+	// The first free slot of the id's keys (another room may hold the
+	// same id); when every slot is taken (1024 rooms), the next free key.
+	base := searchBase(id)
 	var rowid int64
 	if err := tx.QueryRowContext(ctx,
-		`INSERT INTO messages_search (roomId, msgMs, msgSeq) VALUES (?, ?, ?) RETURNING rowid`,
-		room, int64(id.Ms), int64(id.Seq)).Scan(&rowid); err != nil {
+		`SELECT coalesce(max(rowid) + 1, ?) FROM messages_search WHERE rowid >= ? AND rowid < ?`,
+		base, base, base+1<<keySlotBits).Scan(&rowid); err != nil {
+		return fmt.Errorf("index for search: %w", err)
+	}
+	if rowid >= base+1<<keySlotBits {
+		if err := tx.QueryRowContext(ctx, `SELECT max(rowid) + 1 FROM messages_search`).Scan(&rowid); err != nil {
+			return fmt.Errorf("index for search: %w", err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx,
+		`INSERT INTO messages_search (rowid, roomId, msgMs, msgSeq) VALUES (?, ?, ?, ?)`,
+		rowid, room, int64(id.Ms), int64(id.Seq)); err != nil {
 		return fmt.Errorf("index for search: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO messages_fts (rowid, text) VALUES (?, ?)`, rowid, text); err != nil {
@@ -422,11 +485,21 @@ func (s *Store) Search(ctx context.Context, q store.SearchQuery) ([]store.Messag
 	if size <= 0 {
 		size = store.DefaultPageLimit
 	}
+	// messages_fts drives the query in rowid (search key) order, newest
+	// first; the key bounds let it skip, the (msgMs, msgSeq) bounds decide.
 	query := `SELECT ` + prefixed("m", messageColumns) + ` FROM messages_fts
 	  JOIN messages_search s ON s.rowid = messages_fts.rowid
 	  JOIN messages m ON m.roomId = s.roomId AND m.msgMs = s.msgMs AND m.msgSeq = s.msgSeq
-	  WHERE messages_fts MATCH ? AND s.roomId IN (` + placeholders(len(q.Rooms)) + `) AND m.type = '' AND m.deleted = 0`
-	args := []any{matchExpr(q.Terms)}
+	  WHERE messages_fts MATCH ? AND messages_fts.rowid < ? AND messages_fts.rowid >= ?
+	    AND s.roomId IN (` + placeholders(len(q.Rooms)) + `) AND m.type = '' AND m.deleted = 0`
+	hi, lo := int64(1<<63-1), int64(0)
+	if q.Before != nil {
+		hi = searchBound(*q.Before) + 1<<keySlotBits // same-key ids (clamped) are decided exactly below
+	}
+	if q.After != nil {
+		lo = searchBound(*q.After)
+	}
+	args := []any{matchExpr(q.Terms), hi, lo}
 	for _, r := range q.Rooms {
 		args = append(args, r)
 	}
@@ -444,7 +517,7 @@ func (s *Store) Search(ctx context.Context, q store.SearchQuery) ([]store.Messag
 		query += cond
 		args = append(args, bargs...)
 	}
-	query += ` ORDER BY s.msgMs DESC, s.msgSeq DESC LIMIT ?`
+	query += ` ORDER BY messages_fts.rowid DESC LIMIT ?`
 	args = append(args, size+1)
 	msgs, err := queryAll(ctx, s.db, scanMessage, query, args...)
 	if err != nil {

@@ -568,6 +568,24 @@ func testSearch(t *testing.T, s Store) {
 		!reflect.DeepEqual(msgs[0].Reactions, []bus.Reaction{{Emoji: "👍", Count: 1, Me: true}}) {
 		t.Errorf("Search result with state = %+v, %v", msgs, err)
 	}
+	// Newest first by id whatever the order of arrival, across rooms and
+	// within a millisecond.
+	at := func(room string, ms, seq uint64) store.Message {
+		return store.Message{ID: bus.ID{Ms: lifeBase + ms, Seq: seq}, RoomID: room, UserID: uA, Text: "arrival"}
+	}
+	insert(t, s, at("r", 100, 5), at("q", 100, 0), at("r", 100, 9), at("q", 100, 7), at("q", 99, 3), at("r", 101, 0))
+	msgs, more, err := s.Search(ctx, store.SearchQuery{Terms: []string{"arrival"}, Rooms: rooms})
+	var got []string
+	for _, m := range msgs {
+		got = append(got, m.RoomID+" "+fmt.Sprint(m.ID.Ms-lifeBase)+"-"+fmt.Sprint(m.ID.Seq))
+	}
+	if want := []string{"r 101-0", "r 100-9", "q 100-7", "r 100-5", "q 100-0", "q 99-3"}; err != nil || more || !reflect.DeepEqual(got, want) {
+		t.Errorf("Search order = %v more %v, %v; want %v", got, more, err, want)
+	}
+	msgs, more, err = s.Search(ctx, store.SearchQuery{Terms: []string{"arrival"}, Rooms: rooms, Before: &bus.ID{Ms: lifeBase + 100, Seq: 7}, Limit: 2})
+	if err != nil || len(msgs) != 2 || !more || msgs[0].ID != (bus.ID{Ms: lifeBase + 100, Seq: 5}) || msgs[1].ID != (bus.ID{Ms: lifeBase + 100}) {
+		t.Errorf("Search before 100-7 = %v more %v, %v", ids(msgs), more, err)
+	}
 }
 
 func ptr(id bus.ID) *bus.ID { return &id }
