@@ -41,6 +41,78 @@ type Config struct {
 	Chat    Chat     `mapstructure:"chat"`
 	Ingest  Ingest   `mapstructure:"ingest"`
 	Bus     Bus      `mapstructure:"bus"`
+	// Attachments configures the files messages carry.
+	Attachments Attachments `mapstructure:"attachments"`
+}
+
+// Attachments configures the storage and limits of uploaded files
+// (docs/configuration.md, "Attachments").
+type Attachments struct {
+	// Dir is the local directory objects are kept in; empty:
+	// <data_dir>/attachments. Ignored when S3URL is set.
+	Dir string `mapstructure:"dir"`
+	// S3URL, when set, keeps objects in an S3-compatible object store
+	// instead (required with more than one chat replica unless Dir is
+	// shared): s3://bucket[/prefix]?endpoint=host:port&region=r&secure=false&path_style=true.
+	S3URL string `mapstructure:"s3_url"`
+	// S3AccessKey and S3SecretKey are the store's keys; empty: the
+	// environment's AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
+	S3AccessKey string `mapstructure:"s3_access_key"`
+	S3SecretKey string `mapstructure:"s3_secret_key" secret:"true"`
+	// MaxBytes bounds one file.
+	MaxBytes int64 `mapstructure:"max_bytes"`
+	// Types are the media types accepted, as sniffed from the content.
+	Types []string `mapstructure:"types"`
+}
+
+// AttachmentsDir is where local attachments are kept.
+func (c *Config) AttachmentsDir() string {
+	if c.Attachments.Dir != "" {
+		return c.Attachments.Dir
+	}
+	return filepath.Join(c.DataDir, "attachments")
+}
+
+// MaxAttachmentBytes bounds attachments.max_bytes: 1 GiB (a larger file is
+// not a chat attachment, and the upload would outlive http.read_timeout).
+const MaxAttachmentBytes = 1 << 30
+
+// forbiddenAttachmentTypes may not be in attachments.types: a browser runs
+// scripts in them.
+var forbiddenAttachmentTypes = []string{"text/html", "image/svg+xml", "application/xhtml+xml", "text/xml", "application/xml",
+	"text/javascript", "application/javascript"}
+
+// validateAttachments checks the attachments section.
+func (c *Config) validateAttachments(bad func(key string, format string, a ...any)) {
+	a := c.Attachments
+	if a.MaxBytes < 1 || a.MaxBytes > MaxAttachmentBytes {
+		bad("attachments.max_bytes", "must be between 1 and %d", MaxAttachmentBytes)
+	}
+	if len(a.Types) == 0 {
+		bad("attachments.types", "must list at least one media type")
+	}
+	for _, t := range a.Types {
+		switch {
+		case t != strings.ToLower(strings.TrimSpace(t)) || !strings.Contains(t, "/") || strings.ContainsAny(t, ";, "):
+			bad("attachments.types", "%q is not a lower-case media type without parameters, like image/png", t)
+		case slices.Contains(forbiddenAttachmentTypes, t):
+			bad("attachments.types", "%s is not allowed: a browser runs scripts in it", t)
+		}
+	}
+	if a.S3URL != "" {
+		u, err := url.Parse(a.S3URL)
+		switch {
+		case err != nil || u.Scheme != "s3" || u.Host == "":
+			bad("attachments.s3_url", "must be an s3:// URL like s3://bucket?endpoint=host:9000&region=us-east-1")
+		case u.User != nil:
+			bad("attachments.s3_url", "must not carry keys: set attachments.s3_access_key and s3_secret_key")
+		}
+		if (a.S3AccessKey == "") != (a.S3SecretKey == "") {
+			bad("attachments.s3_secret_key", "attachments.s3_access_key and s3_secret_key are set together (or both left empty for AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)")
+		}
+	} else if a.S3AccessKey != "" || a.S3SecretKey != "" {
+		bad("attachments.s3_url", "must be set with attachments.s3_access_key and s3_secret_key")
+	}
 }
 
 // Bus configures what the roles share on Redis.
@@ -298,6 +370,10 @@ func Default(roles ...string) Config {
 			RetentionInterval: time.Minute,
 		},
 		Bus: Bus{Shards: 1},
+		Attachments: Attachments{
+			MaxBytes: 10 << 20,
+			Types:    []string{"image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf", "text/plain", "application/zip"},
+		},
 	}
 }
 
@@ -464,6 +540,7 @@ func (c *Config) Validate(roles []string) error {
 		}
 	}
 	c.validateTLS(bad)
+	c.validateAttachments(bad)
 	switch strings.ToLower(c.Log.Level) {
 	case "debug", "info", "warn", "warning", "error":
 	default:
