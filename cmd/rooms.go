@@ -190,10 +190,10 @@ type retentionJSON struct {
 func toRetentionJSON(name string, d, def time.Duration) retentionJSON {
 	out := retentionJSON{Room: name}
 	eff := d
-	switch {
-	case d == store.RetainForever:
+	switch d {
+	case store.RetainForever:
 		out.Retention, eff = "forever", 0
-	case d == 0:
+	case 0:
 		out.Retention, eff = "default", max(def, 0)
 	default:
 		out.Retention = d.String()

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
 	"github.com/auroradev/aurora/app/attachment"
+	"github.com/auroradev/aurora/config"
 )
 
 // backend is one Storage under the contract test, with a way to count
@@ -147,7 +149,7 @@ func contract(t *testing.T, b backend) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer s.Delete(ctx, o.ID)
+		defer func() { _ = s.Delete(ctx, o.ID) }()
 		rc, _, err := s.Open(ctx, o.ID)
 		if err != nil {
 			t.Fatal(err)
@@ -224,3 +226,36 @@ func (zeros) Read(p []byte) (int, error) {
 type failing struct{ err error }
 
 func (f failing) Read([]byte) (int, error) { return 0, f.err }
+
+func TestFromConfig(t *testing.T) {
+	t.Setenv("AWS_ACCESS_KEY_ID", "")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "")
+	c := config.Default("chat")
+	c.DataDir = t.TempDir()
+	s, p, err := attachment.FromConfig(&c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, ok := s.(*attachment.Local)
+	if !ok || l.Dir() != filepath.Join(c.DataDir, "attachments") || p.MaxBytes != c.Attachments.MaxBytes || len(p.Types) != len(c.Attachments.Types) {
+		t.Fatalf("local: %T %+v", s, p)
+	}
+	if fi, err := os.Stat(l.Dir()); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("directory: %v %v", fi, err)
+	}
+	c.Attachments.S3URL = "s3://files?endpoint=127.0.0.1:9&secure=false"
+	if _, _, err := attachment.FromConfig(&c); err == nil || !strings.Contains(err.Error(), "AWS_ACCESS_KEY_ID") {
+		t.Fatalf("s3 without keys: %v", err)
+	}
+	t.Setenv("AWS_ACCESS_KEY_ID", "ak")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "sk")
+	if s, _, err := attachment.FromConfig(&c); err != nil {
+		t.Fatalf("s3 with env keys: %v", err)
+	} else if _, ok := s.(*attachment.S3); !ok {
+		t.Fatalf("s3: %T", s)
+	}
+	c.Attachments.S3URL = "s3://files?colour=blue"
+	if _, _, err := attachment.FromConfig(&c); err == nil {
+		t.Fatal("bad s3 url accepted")
+	}
+}

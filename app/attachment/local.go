@@ -72,7 +72,7 @@ func (l *Local) Put(ctx context.Context, meta Meta, r io.Reader, size, limit int
 	case errors.Is(err, ErrTooLarge):
 		return Object{}, ErrTooLarge
 	case err != nil:
-		return Object{}, fmt.Errorf("write attachment: %w", err)
+		return Object{}, fmt.Errorf("store attachment content: %w", err)
 	}
 	if err := tmp.Sync(); err != nil {
 		return Object{}, fmt.Errorf("sync attachment: %w", err)

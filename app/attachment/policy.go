@@ -30,10 +30,6 @@ var DefaultTypes = []string{
 	"application/pdf", "text/plain", "application/zip",
 }
 
-// Forbidden are the types attachments.types may not list: what a browser
-// renders as an active document.
-var Forbidden = []string{"text/html", "image/svg+xml", "application/xhtml+xml", "text/xml", "application/xml", "text/javascript", "application/javascript"}
-
 // inlineTypes are the types a download shows inline (an image preview);
 // everything else downloads as a file.
 var inlineTypes = []string{"image/png", "image/jpeg", "image/gif", "image/webp"}

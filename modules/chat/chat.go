@@ -15,11 +15,13 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/auroradev/aurora/app"
+	"github.com/auroradev/aurora/app/attachment"
 	"github.com/auroradev/aurora/app/bus"
 	"github.com/auroradev/aurora/app/membership"
 	"github.com/auroradev/aurora/app/token"
 	"github.com/auroradev/aurora/app/tokenauth"
 	"github.com/auroradev/aurora/config"
+	"github.com/auroradev/aurora/modules/chat/attachapi"
 	"github.com/auroradev/aurora/modules/chat/history"
 	"github.com/auroradev/aurora/modules/chat/presence"
 	"github.com/auroradev/aurora/modules/chat/roomapi"
@@ -104,6 +106,19 @@ func newModule(_ context.Context, h *app.Host) (app.Module, error) {
 	if err := g.metrics.register(h.Metrics); err != nil {
 		return nil, fmt.Errorf("register chat metrics: %w", err)
 	}
+	// The attachment routes, and the checker of a message's attachments
+	// (attachapi.Service.Check). Built before init, which hands the
+	// connections their deps; the access cache init makes is read per
+	// request.
+	storage, policy, err := attachment.FromConfig(h.Config)
+	if err != nil {
+		return nil, fmt.Errorf("attachment storage: %w", err)
+	}
+	att := &attachapi.Service{Storage: storage, Policy: policy, Verify: g.verifyBearer, Rooms: cfg.RoomsAllowed, Log: log.With("part", "attachments"),
+		Access: func(ctx context.Context, room, userID string) (membership.Access, error) {
+			return g.access.Fresh(ctx, room, userID)
+		}}
+	attachapi.Register(h.Mux, att)
 	hist := history.New(h.Store, h.Redis, log.With("part", "history"))
 	hist.Rooms = cfg.RoomsAllowed
 	hist.Shards = g.shards
