@@ -3,6 +3,8 @@ package e2e_test
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,7 +17,9 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
+	"github.com/auroradev/aurora/app"
 	"github.com/auroradev/aurora/app/apptest"
+	"github.com/auroradev/aurora/web"
 )
 
 // TestBrowserMessageLife drives a message's life through the page (issue
@@ -212,7 +216,6 @@ func TestBrowserMessageLife(t *testing.T) {
 	bob.waitFor("quotes, reactions and mentions from history", quoted("works for me", "alice", "the meeting is at 11")+` && `+quoted("which room?", "alice", "message deleted")+
 		` && `+reactionIs("the meeting is at 11", "👍", 1, true)+` && `+reactionIs("works for me", "🎉", 1, false)+` && `+mentioned("@bob thanks", "bob"))
 	bob.check("no reaction on the deleted message", `document.querySelector('#messages li[data-id="`+slip+`"] .reaction') === null`)
-	alice.screenshotTo(root, "life")
 
 	// --- an image, uploaded with the file button, shown as a preview ------------------------------
 	img, err := filepath.Abs(filepath.Join("testdata", "sunset.png"))
@@ -225,7 +228,7 @@ func TestBrowserMessageLife(t *testing.T) {
 	preview := `[...document.querySelectorAll('#messages li[data-id] .att-image img')].some(i => i.alt === "sunset.png" && i.src.startsWith("data:image/png") && i.complete && i.naturalWidth === 16)`
 	alice.waitFor("the image's preview", preview+` && document.getElementById('uploads').hidden && document.querySelectorAll('#messages li.pending').length === 0`)
 	bob.waitFor("the image's preview, live", preview)
-	alice.screenshot("life-image")
+	alice.screenshotTo(root, "life")
 
 	for _, u := range []*user{alice, alice2, bob} {
 		u.assertClean()
@@ -344,4 +347,37 @@ func lifeBadges(room string, unread, mentions int) string {
 	}
 	return `(() => { const e = document.querySelector('#room-list li[data-room="` + room + `"]'); return !!e && ` +
 		badge(".room-unread", "%d", unread) + ` && ` + badge(".room-mention", "@%d", mentions) + `; })()`
+}
+
+// TestClientTextRules runs the checks of testdata/text-rules.js against the
+// page's text.js in Chromium, served as TestClientRules serves rooms.js:
+// search marks at UTF-16 offsets (clamped, merged, never trusted), the
+// @name being typed, mention spans (text nodes, never HTML), which
+// attachment URLs may get the token, which types are previewed, sizes and
+// the reaction picker's emoji.
+func TestClientTextRules(t *testing.T) {
+	chromium := findChromium(t)
+	mux := http.NewServeMux()
+	mux.Handle("/test/", http.StripPrefix("/test/", http.FileServerFS(os.DirFS("testdata"))))
+	mux.Handle("/", http.FileServerFS(web.Files))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Security-Policy", app.ContentSecurityPolicy)
+		mux.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	t.Cleanup(cancel)
+	browser := startBrowser(ctx, t, chromium)
+	u := openUser(t, browser, "text-rules", t.TempDir())
+	u.do(chromedp.Navigate(srv.URL + "/test/text-rules.html"))
+	u.waitFor("the checks to run", `window.done === true`)
+	checks := evaluate[float64](u, `window.checks`)
+	for _, f := range evaluate[[]string](u, `window.failures`) {
+		t.Errorf("text.js: %s", f)
+	}
+	if checks < 60 {
+		t.Errorf("text-rules.js ran %v checks, want 60 or more: it stopped early", checks)
+	}
+	u.assertClean()
 }

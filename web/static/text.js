@@ -146,7 +146,8 @@ export function isPreviewable(fileType) {
 // origin's attachment route: the page sends its token with the download,
 // and must never send it anywhere else.
 export function attachmentPath(url) {
-  if (typeof url !== 'string' || !/^\/api\/rooms\/[^/?#]+\/attachments\/[^/?#]+$/.test(url)) return '';
+  // The server's shape (app/attachment URL): a room name and a hex id.
+  if (typeof url !== 'string' || !/^\/api\/rooms\/[a-z0-9_-]{1,64}\/attachments\/[0-9a-f]{8,128}$/.test(url)) return '';
   return url;
 }
 
