@@ -217,17 +217,43 @@ func TestBrowserMessageLife(t *testing.T) {
 		` && `+reactionIs("the meeting is at 11", "👍", 1, true)+` && `+reactionIs("works for me", "🎉", 1, false)+` && `+mentioned("@bob thanks", "bob"))
 	bob.check("no reaction on the deleted message", `document.querySelector('#messages li[data-id="`+slip+`"] .reaction') === null`)
 
-	// --- an image, uploaded with the file button, shown as a preview ------------------------------
-	img, err := filepath.Abs(filepath.Join("testdata", "sunset.png"))
-	if err != nil {
-		t.Fatalf("testdata path: %v", err)
+	// --- uploads the server refuses, said in words ------------------------------------------------
+	testdata := func(name string) string {
+		p, err := filepath.Abs(filepath.Join("testdata", name))
+		if err != nil {
+			t.Fatalf("testdata path: %v", err)
+		}
+		return p
 	}
-	alice.do(chromedp.SetUploadFiles(chromedp.ID("file-input"), []string{img}))
-	alice.waitFor("the upload done", `document.querySelector('#uploads li[data-state="done"]') !== null && document.querySelector('#uploads .up-name').textContent === "sunset.png"`)
+	upload := func(u *user, path, name, state string) {
+		u.t.Helper()
+		u.do(chromedp.SetUploadFiles(chromedp.ID("file-input"), []string{path}))
+		u.waitFor(name+" "+state, `[...document.querySelectorAll('#uploads li')].some(li => li.querySelector('.up-name').textContent === `+jsString(name)+` && li.dataset.state === `+jsString(state)+`)`)
+	}
+	upload(alice, testdata("evil.html"), "evil.html", "failed")
+	alice.check("a page refused", `document.querySelector('#uploads li[data-state="failed"] .up-status').textContent === "Files of this type (text/html) are not allowed here."`)
+	alice.do(chromedp.Click(chromedp.CSS(`#uploads li[data-state="failed"] .up-remove`)))
+	alice.waitFor("the refused file removed", `document.getElementById('uploads').hidden`)
+	// One byte over the default limit of 10 MiB.
+	big := filepath.Join(t.TempDir(), "huge.png")
+	if err := os.WriteFile(big, append([]byte("\x89PNG\r\n\x1a\n"), make([]byte, 10<<20-7)...), 0o644); err != nil {
+		t.Fatalf("write %s: %v", big, err)
+	}
+	upload(alice, big, "huge.png", "failed")
+	alice.check("a file too large refused", `document.querySelector('#uploads li[data-state="failed"] .up-status').textContent.startsWith("Too large to upload") && document.querySelector('#uploads li[data-state="failed"] .up-retry') !== null`)
+	alice.do(chromedp.Click(chromedp.CSS(`#uploads li[data-state="failed"] .up-remove`)))
+	alice.waitFor("the refused file removed", `document.getElementById('uploads').hidden`)
+
+	// --- an image (a preview) and a text file (a link), uploaded with the file button ------------
+	upload(alice, testdata("sunset.png"), "sunset.png", "done")
+	upload(alice, testdata("minutes.txt"), "minutes.txt", "done")
 	alice.do(chromedp.Focus(chromedp.ID("composer-input")), enter)
 	preview := `[...document.querySelectorAll('#messages li[data-id] .att-image img')].some(i => i.alt === "sunset.png" && i.src.startsWith("data:image/png") && i.complete && i.naturalWidth === 16)`
 	alice.waitFor("the image's preview", preview+` && document.getElementById('uploads').hidden && document.querySelectorAll('#messages li.pending').length === 0`)
 	bob.waitFor("the image's preview, live", preview)
+	for _, u := range []*user{alice, bob} {
+		u.check("the text file a download link, not a preview", `[...document.querySelectorAll('#messages li[data-id] .msg-atts > a.att-file')].some(a => a.textContent === "minutes.txt (40 B)") && ![...document.querySelectorAll('#messages .att-image img')].some(i => i.alt === "minutes.txt")`)
+	}
 	alice.screenshotTo(root, "life")
 
 	for _, u := range []*user{alice, alice2, bob} {
