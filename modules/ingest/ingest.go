@@ -35,6 +35,7 @@ import (
 	"os"
 
 	"github.com/auroradev/aurora/app"
+	"github.com/auroradev/aurora/app/attachment"
 	"github.com/auroradev/aurora/app/bus"
 )
 
@@ -51,6 +52,12 @@ func init() {
 }
 
 func newModule(_ context.Context, h *app.Host) (app.Module, error) {
+	// The attachments' storage, the chat role's: ingest deletes the
+	// objects of deleted and expired messages.
+	storage, _, err := attachment.FromConfig(h.Config)
+	if err != nil {
+		return nil, fmt.Errorf("attachment storage: %w", err)
+	}
 	s, err := NewShards(Options{
 		Redis:    h.Redis,
 		Store:    h.Store,
@@ -59,9 +66,8 @@ func newModule(_ context.Context, h *app.Host) (app.Module, error) {
 		Consumer: ConsumerName(),
 		Embedded: h.RedisEmbedded,
 		Metrics:  h.Metrics,
-		// The attachment storage's deleter is the lead's to wire
-		// (Options.Attachments): until then objects are left behind.
-		Rooms: h.Store,
+		Attachments: attachment.Deleter{Storage: storage},
+		Rooms:       h.Store,
 	}, bus.Shards(h.Config.Bus.Shards))
 	if err != nil {
 		return nil, fmt.Errorf("ingest workers: %w", err)
