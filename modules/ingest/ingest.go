@@ -59,13 +59,13 @@ func newModule(_ context.Context, h *app.Host) (app.Module, error) {
 		return nil, fmt.Errorf("attachment storage: %w", err)
 	}
 	s, err := NewShards(Options{
-		Redis:    h.Redis,
-		Store:    h.Store,
-		Log:      h.Log.With("module", "ingest"),
-		Config:   h.Config.Ingest,
-		Consumer: ConsumerName(),
-		Embedded: h.RedisEmbedded,
-		Metrics:  h.Metrics,
+		Redis:       h.Redis,
+		Store:       h.Store,
+		Log:         h.Log.With("module", "ingest"),
+		Config:      h.Config.Ingest,
+		Consumer:    ConsumerName(),
+		Embedded:    h.RedisEmbedded,
+		Metrics:     h.Metrics,
 		Attachments: attachment.Deleter{Storage: storage},
 		Rooms:       h.Store,
 	}, bus.Shards(h.Config.Bus.Shards))
