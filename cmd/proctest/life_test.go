@@ -141,6 +141,29 @@ func TestMessageLife(t *testing.T) {
 		}
 	}
 
+	// In a direct room the other member sees the read ("seen"), live and
+	// in a since replay.
+	code, body := a.call(t, http.MethodPost, "/api/dm", alice.token, map[string]any{"username": bob.name})
+	dmv, _ := body["room"].(map[string]any)
+	dm, _ := dmv["name"].(string)
+	if code != http.StatusOK || dm == "" {
+		t.Fatalf("POST /api/dm: %d %v", code, body)
+	}
+	alice1.join(dm)
+	bobc.join(dm)
+	dm1 := bobc.act(map[string]any{"type": "message", "room": dm, "text": "psst", "clientId": "dm1"})
+	alice1.live(dm1, "message")
+	dmRead := alice1.act(map[string]any{"type": "read", "room": dm, "id": dm1, "clientId": "dm-read"})
+	bobc.live(dmRead, "read")
+	if fr := bobc.frame(dmRead); fr["userId"] != alice.id || fr["messageId"] != dm1 {
+		t.Errorf("bob's seen frame: %v", fr)
+	}
+	bobReplay := dialWS(t, a.wsURL(bob.token))
+	bobReplay.Join(dm, dm1)
+	if fr := bobReplay.Expect("alice's read in bob's replay", func(f map[string]any) bool { return f["room"] == dm && f["id"] == dmRead }); fr["type"] != "read" {
+		t.Errorf("bob's replay of %s: %v", dm, fr)
+	}
+
 	// What alice1 received live after m0, in order, is what a since
 	// recovery replays to her (while ingest may still be behind, and
 	// once it is done).
@@ -268,6 +291,15 @@ func (c *lifeClient) actAck(frame map[string]any) map[string]any {
 			c.t.Fatalf("%s: %v refused: %v", c.name, frame, s.f)
 		}
 	}
+}
+
+// join joins room and waits for the answer.
+func (c *lifeClient) join(room string) {
+	c.t.Helper()
+	if err := c.send(map[string]any{"type": "join", "room": room}); err != nil {
+		c.t.Fatal(err)
+	}
+	c.until(c.name+" joined "+room, func(s stamped) bool { return s.f != nil && s.f["type"] == "joined" && s.f["room"] == room })
 }
 
 // act is actAck returning the acked id.

@@ -13,6 +13,9 @@ import (
 
 	"github.com/auroradev/aurora/app/bus"
 	"github.com/auroradev/aurora/app/store"
+	"github.com/auroradev/aurora/app/store/mongostore"
+	"github.com/auroradev/aurora/app/store/storetest"
+	"github.com/auroradev/aurora/config"
 )
 
 // objects is an attachment storage that records deletions (the real one
@@ -50,7 +53,13 @@ func att(url string) bus.Attachment {
 // message's objects after the batch is acknowledged; a failing deletion
 // is counted and holds nothing up.
 func TestDeleteRemovesAttachments(t *testing.T) {
-	rc, st := testRedis(t), testStore(t)
+	for name, open := range bothStores() {
+		t.Run(name, func(t *testing.T) { testDeleteRemovesAttachments(t, open(t)) })
+	}
+}
+
+func testDeleteRemovesAttachments(t *testing.T, st store.Store) {
+	rc := testRedis(t)
 	objs := &objects{fail: map[string]bool{"/api/rooms/r/attachments/bad": true}}
 	w := startWorker(t, Options{Redis: rc, Store: st, Config: testConfig(), Attachments: objs})
 
@@ -118,8 +127,14 @@ func newRetention(t *testing.T, o Options) *retention {
 // room's retention (its own, else the server's default; forever keeps
 // everything), in batches, with the attachments' objects.
 func TestRetentionPass(t *testing.T) {
+	for name, open := range bothStores() {
+		t.Run(name, func(t *testing.T) { testRetentionPass(t, open(t)) })
+	}
+}
+
+func testRetentionPass(t *testing.T, st store.Store) {
 	ctx := context.Background()
-	rc, st := testRedis(t), testStore(t)
+	rc := testRedis(t)
 	now := time.Now()
 	rooms := map[string]time.Duration{
 		"own":     time.Hour,           // its own: 1h
@@ -240,4 +255,25 @@ func TestRetentionLoop(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = s.Stop(context.Background()) })
 	eventually(t, "the old messages expired", func() bool { return countStored(t, st, "general") == 1 })
+}
+
+// bothStores opens a migrated store of each backend: SQLite, and MongoDB
+// (FerretDB, or AURORA_TEST_MONGO_URL's).
+func bothStores() map[string]func(t *testing.T) store.Store {
+	return map[string]func(t *testing.T) store.Store{
+		"sqlite": func(t *testing.T) store.Store { return testStore(t) },
+		"mongodb": func(t *testing.T) store.Store {
+			ctx := context.Background()
+			url := storetest.MongoURL(t)
+			st, err := mongostore.Open(ctx, url, (&config.Config{Mongo: config.Mongo{URL: url}}).MongoDatabase())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { st.Close(context.Background()) })
+			if err := st.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			return st
+		},
+	}
 }

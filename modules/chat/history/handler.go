@@ -33,7 +33,10 @@ type response struct {
 //	?after=<id>    messages newer than id, oldest first
 //	neither        the newest messages, newest first
 //
-// Both bounds are exclusive. The answer is 200 {"messages": [...],
+// Both bounds are exclusive. Items are message frames (in their current
+// state: edited, deleted, reactions with "me" for the caller) and
+// room_event frames; edits, deletes, reactions and reads are never items.
+// The answer is 200 {"messages": [...],
 // "hasMore": bool}; a bad parameter, or a room outside s.Rooms, is 400
 // naming it, a missing or bad token 401, an unreachable store or Redis 503.
 func (s *Service) Handler(verify func(*http.Request) (token.Claims, error)) http.Handler {

@@ -127,7 +127,7 @@ func (s *Service) page(ctx context.Context, room, viewer string, before, after *
 
 	all := merge(msgs, sc.entries)
 	if len(all) > 0 && ti.HasOldest {
-		life, err := s.pendingLife(ctx, room, ti.From, limit)
+		life, err := s.pendingLife(ctx, room, ti.From)
 		if err != nil {
 			return page{}, err
 		}

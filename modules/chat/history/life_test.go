@@ -3,10 +3,12 @@ package history_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"testing"
 
 	"github.com/auroradev/aurora/app/bus"
+	"github.com/auroradev/aurora/modules/chat/history"
 )
 
 // life is a life entry of room by user (u<n>, user<n>) under the i-th
@@ -187,5 +189,22 @@ func TestSinceReplaysLife(t *testing.T) {
 				check(t)
 			})
 		})
+	}
+}
+
+// TestLifePendingNewest: with more pending edits than one read takes
+// (history.MaxLimit), the newest are the ones applied: the page shows the
+// last edit.
+func TestLifePendingNewest(t *testing.T) {
+	e := newEnv(t, openSQLite)
+	e.xadd(entry(room, 0), entry(room, 1))
+	e.deliver(2, true)
+	n := history.MaxLimit + 50
+	for i := range n {
+		e.xadd(edit(10+i, 1, 1, fmt.Sprintf("edit %d", i)))
+	}
+	frames, _ := e.page("")
+	if len(frames) != 2 || frames[0].Text != fmt.Sprintf("edit %d", n-1) || frames[0].Edited != int64(id(10+n-1).Ms) {
+		t.Fatalf("after %d pending edits: %+v", n, frames)
 	}
 }

@@ -90,16 +90,21 @@ func notLife(e bus.Entry) bool { return !bus.IsLife(e.Type) }
 
 // pendingLife returns the edits, deletes and reactions of room in the
 // stream from from (the oldest entry the ingest role has not
-// acknowledged) on, oldest first: at most scanCap(limit) entries are
-// scanned, so a far-behind ingest costs a bounded read (what lies beyond
-// shows once ingested).
-func (s *Service) pendingLife(ctx context.Context, room string, from bus.ID, limit int) ([]bus.Entry, error) {
-	sc, err := s.scanRoom(ctx, room, from, bus.MaxID(), true, limit, func(e bus.Entry) bool {
+// acknowledged) on, oldest first: the newest MaxLimit of them, read
+// newest first scanning at most scanCap(MaxLimit) entries, so a far-behind
+// ingest costs a bounded read. The newest are what a sender just did, and
+// what they leave out is older: an edit or delete is overridden by a later
+// one anyway, and applyLife applies a reaction by the state it sets. The
+// read does not depend on the page's size: the entries acting on a page's
+// messages may lie anywhere in the tail.
+func (s *Service) pendingLife(ctx context.Context, room string, from bus.ID) ([]bus.Entry, error) {
+	sc, err := s.scanRoom(ctx, room, from, bus.MaxID(), false, MaxLimit, func(e bus.Entry) bool {
 		return bus.IsLife(e.Type) && e.Type != bus.TypeRead
 	})
 	if err != nil {
 		return nil, err
 	}
+	slices.Reverse(sc.entries)
 	return sc.entries, nil
 }
 
