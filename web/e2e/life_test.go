@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -247,8 +248,27 @@ func TestBrowserMessageLife(t *testing.T) {
 	// --- an image (a preview) and a text file (a link), uploaded with the file button ------------
 	upload(alice, testdata("sunset.png"), "sunset.png", "done")
 	upload(alice, testdata("minutes.txt"), "minutes.txt", "done")
+	// A drop on the conversation and a paste into the composer upload too
+	// (the events as a browser fires them, with the file in their
+	// DataTransfer).
+	png, err := os.ReadFile(testdata("sunset.png"))
+	if err != nil {
+		t.Fatalf("read sunset.png: %v", err)
+	}
+	file := func(name string) string {
+		return `(() => { const b = Uint8Array.from(atob("` + base64.StdEncoding.EncodeToString(png) + `"), c => c.charCodeAt(0));
+			const dt = new DataTransfer(); dt.items.add(new File([b], ` + jsString(name) + `, {type: "image/png"})); return dt; })()`
+	}
+	evaluate[chromedp.Void](alice, `(() => { const main = document.getElementById('main'); const dt = `+file("dropped.png")+`;
+		main.dispatchEvent(new DragEvent('dragenter', {dataTransfer: dt, bubbles: true, cancelable: true}));
+		main.dispatchEvent(new DragEvent('dragover', {dataTransfer: dt, bubbles: true, cancelable: true})); })()`)
+	alice.waitFor("the drop zone", `!document.getElementById('drop-zone').hidden && document.getElementById('drop-text').textContent === "Drop files to send to #`+room+`"`)
+	evaluate[chromedp.Void](alice, `document.getElementById('main').dispatchEvent(new DragEvent('drop', {dataTransfer: `+file("dropped.png")+`, bubbles: true, cancelable: true}))`)
+	alice.waitFor("the dropped file uploaded", `document.getElementById('drop-zone').hidden && [...document.querySelectorAll('#uploads li[data-state="done"] .up-name')].some(e => e.textContent === "dropped.png")`)
+	evaluate[chromedp.Void](alice, `document.getElementById('composer-input').dispatchEvent(new ClipboardEvent('paste', {clipboardData: `+file("pasted.png")+`, bubbles: true, cancelable: true}))`)
+	alice.waitFor("the pasted file uploaded", `[...document.querySelectorAll('#uploads li[data-state="done"] .up-name')].some(e => e.textContent === "pasted.png") && document.querySelectorAll('#uploads li[data-state="done"]').length === 4`)
 	alice.do(chromedp.Focus(chromedp.ID("composer-input")), enter)
-	preview := `[...document.querySelectorAll('#messages li[data-id] .att-image img')].some(i => i.alt === "sunset.png" && i.src.startsWith("data:image/png") && i.complete && i.naturalWidth === 16)`
+	preview := `["sunset.png", "dropped.png", "pasted.png"].every(name => [...document.querySelectorAll('#messages li[data-id] .att-image img')].some(i => i.alt === name && i.src.startsWith("data:image/png") && i.complete && i.naturalWidth === 16))`
 	alice.waitFor("the image's preview", preview+` && document.getElementById('uploads').hidden && document.querySelectorAll('#messages li.pending').length === 0`)
 	bob.waitFor("the image's preview, live", preview)
 	for _, u := range []*user{alice, bob} {
