@@ -76,7 +76,7 @@ func TestBrowserMessageLife(t *testing.T) {
 	bob.waitFor("alice in the room", membersAre("alice", "bob"))
 
 	// --- edit: ↑ on the empty composer, Enter saves, Esc cancels ---------------------
-	alice.send("the meeting is at 10")
+	alice.sendPatiently("the meeting is at 10")
 	bob.waitFor("alice's message", countIs("the meeting is at 10", 1))
 	alice.do(press("ArrowUp", 38))
 	alice.waitFor("the editor on alice's last message", `document.activeElement.classList.contains('msg-editor') && document.activeElement.value === "the meeting is at 10"`)
@@ -96,7 +96,7 @@ func TestBrowserMessageLife(t *testing.T) {
 	// --- reply --------------------------------------------------------------------------
 	bob.act("the meeting is at 11", "act-reply")
 	bob.waitFor("the reply bar", `!document.getElementById('reply-bar').hidden && document.getElementById('reply-text').textContent === "Replying to alice: the meeting is at 11"`)
-	bob.send("works for me")
+	bob.sendPatiently("works for me")
 	quoted := func(text, author, quote string) string {
 		return `(() => { const li = ` + lifeMsg(text) + `; const q = li && li.querySelector('.msg-quote');
 			return !!q && !q.hidden && q.querySelector('.quote-author').textContent === ` + jsString(author) + ` && q.querySelector('.quote-text').textContent === ` + jsString(quote) + `; })()`
@@ -121,10 +121,10 @@ func TestBrowserMessageLife(t *testing.T) {
 	bob.waitFor("alice's 🎉 on bob's reply", reactionIs("works for me", "🎉", 1, false))
 
 	// --- delete, with the confirmation; the reply's quote follows ---------------------------
-	alice.send("oops, wrong room")
+	alice.sendPatiently("oops, wrong room")
 	bob.waitFor("alice's slip", countIs("oops, wrong room", 1))
 	bob.act("oops, wrong room", "act-reply")
-	bob.send("which room?")
+	bob.sendPatiently("which room?")
 	bob.waitFor("the quote of the slip", quoted("which room?", "alice", "oops, wrong room"))
 	slip := lifeMsgID(alice, "oops, wrong room")
 	alice.act("oops, wrong room", "act-delete")
@@ -146,7 +146,7 @@ func TestBrowserMessageLife(t *testing.T) {
 	alice.do(press("Tab", 9))
 	alice.waitFor("the completed name", `document.getElementById('composer-input').value === "@bob " && document.getElementById('mention-list').hidden`)
 	alice.do(chromedp.SendKeys(chromedp.ID("composer-input"), "thanks"), enter)
-	alice.waitFor("the ack of @bob thanks", countIs("@bob thanks", 1)+` && document.querySelectorAll('#messages li.pending').length === 0`)
+	alice.awaitAck("@bob thanks", countIs("@bob thanks", 1))
 	mentioned := func(text, name string) string {
 		return `(() => { const li = ` + lifeMsg(text) + `; return !!li && li.classList.contains('mentions-me') && li.querySelector('span.mention.mention-me') !== null && li.querySelector('span.mention.mention-me').textContent === ` + jsString("@"+name) + `; })()`
 	}
@@ -165,7 +165,7 @@ func TestBrowserMessageLife(t *testing.T) {
 	for _, u := range []*user{alice, alice2} {
 		u.check("no unread badge on life yet", lifeBadges(room, 0, 0))
 	}
-	bob.send("@alice are you there?")
+	bob.sendPatiently("@alice are you there?")
 	for _, u := range []*user{alice, alice2} {
 		u.waitFor("the unread and mention badges", lifeBadges(room, 1, 1))
 	}
@@ -268,6 +268,7 @@ func TestBrowserMessageLife(t *testing.T) {
 	evaluate[chromedp.Void](alice, `document.getElementById('composer-input').dispatchEvent(new ClipboardEvent('paste', {clipboardData: `+file("pasted.png")+`, bubbles: true, cancelable: true}))`)
 	alice.waitFor("the pasted file uploaded", `[...document.querySelectorAll('#uploads li[data-state="done"] .up-name')].some(e => e.textContent === "pasted.png") && document.querySelectorAll('#uploads li[data-state="done"]').length === 4`)
 	alice.do(chromedp.Focus(chromedp.ID("composer-input")), enter)
+	alice.awaitAck("the files", `document.getElementById('uploads').hidden && document.querySelector('#messages li[data-id] .att-image') !== null`)
 	preview := `["sunset.png", "dropped.png", "pasted.png"].every(name => [...document.querySelectorAll('#messages li[data-id] .att-image img')].some(i => i.alt === name && i.src.startsWith("data:image/png") && i.complete && i.naturalWidth === 16))`
 	alice.waitFor("the image's preview", preview+` && document.getElementById('uploads').hidden && document.querySelectorAll('#messages li.pending').length === 0`)
 	bob.waitFor("the image's preview, live", preview)
@@ -426,4 +427,29 @@ func TestClientTextRules(t *testing.T) {
 		t.Errorf("text-rules.js ran %v checks, want 60 or more: it stopped early", checks)
 	}
 	u.assertClean()
+}
+
+// sendPatiently sends text as send does, waiting out the rate limit as a
+// person would (reactions and edits share the message limits, 3 a second
+// in a room): a message refused for going too fast is retried with its
+// Retry button once the 1 s window has passed.
+func (u *user) sendPatiently(text string) {
+	u.t.Helper()
+	u.do(chromedp.SendKeys(chromedp.ID("composer-input"), text), enter)
+	u.awaitAck(text, countIs(text, 1))
+}
+
+// awaitAck waits until the message just sent is acked (done holds and
+// nothing is pending), retrying it once if it was refused as too fast.
+func (u *user) awaitAck(what, done string) {
+	u.t.Helper()
+	acked := done + ` && document.querySelectorAll('#messages li.pending, #messages li.failed').length === 0`
+	limited := `[...document.querySelectorAll('#messages li.failed .msg-status')].some(e => e.textContent.includes("you are sending too fast"))`
+	u.waitFor("the ack of "+what, acked+` || `+limited)
+	if evaluate[bool](u, acked) {
+		return
+	}
+	time.Sleep(time.Second) // the rate window (1 s) reopens
+	u.do(chromedp.Click(chromedp.CSS(`#messages li.failed .retry`)))
+	u.waitFor("the ack of "+what+" after a retry", acked)
 }
