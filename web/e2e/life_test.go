@@ -269,7 +269,7 @@ func TestBrowserMessageLife(t *testing.T) {
 	alice.waitFor("the pasted file uploaded", `[...document.querySelectorAll('#uploads li[data-state="done"] .up-name')].some(e => e.textContent === "pasted.png") && document.querySelectorAll('#uploads li[data-state="done"]').length === 4`)
 	alice.do(chromedp.Focus(chromedp.ID("composer-input")), enter)
 	alice.awaitAck("the files", `document.getElementById('uploads').hidden && document.querySelector('#messages li[data-id] .att-image') !== null`)
-	preview := `["sunset.png", "dropped.png", "pasted.png"].every(name => [...document.querySelectorAll('#messages li[data-id] .att-image img')].some(i => i.alt === name && i.src.startsWith("data:image/png") && i.complete && i.naturalWidth === 16))`
+	preview := `["sunset.png", "dropped.png", "pasted.png"].every(name => [...document.querySelectorAll('#messages li[data-id] .att-image img')].some(i => i.alt === name && i.src.startsWith("data:image/png") && i.complete && i.naturalWidth === 240))`
 	alice.waitFor("the image's preview", preview+` && document.getElementById('uploads').hidden && document.querySelectorAll('#messages li.pending').length === 0`)
 	bob.waitFor("the image's preview, live", preview)
 	for _, u := range []*user{alice, bob} {
