@@ -218,6 +218,8 @@ func TestBrowserMessageLife(t *testing.T) {
 		` && `+reactionIs("the meeting is at 11", "👍", 1, true)+` && `+reactionIs("works for me", "🎉", 1, false)+` && `+mentioned("@bob thanks", "bob"))
 	bob.check("no reaction on the deleted message", `document.querySelector('#messages li[data-id="`+slip+`"] .reaction') === null`)
 
+	alice.screenshotTo(root, "life")
+
 	// --- uploads the server refuses, said in words ------------------------------------------------
 	testdata := func(name string) string {
 		p, err := filepath.Abs(filepath.Join("testdata", name))
@@ -275,7 +277,8 @@ func TestBrowserMessageLife(t *testing.T) {
 	for _, u := range []*user{alice, bob} {
 		u.check("the text file a download link, not a preview", `[...document.querySelectorAll('#messages li[data-id] .msg-atts > a.att-file')].some(a => a.textContent === "minutes.txt (40 B)") && ![...document.querySelectorAll('#messages .att-image img')].some(i => i.alt === "minutes.txt")`)
 	}
-	alice.screenshotTo(root, "life")
+	alice.waitFor("the conversation at its newest message", atListBottom)
+	alice.screenshotTo(root, "attachments")
 
 	for _, u := range []*user{alice, alice2, bob} {
 		u.assertClean()

@@ -2218,8 +2218,11 @@ function renderAttachments(msg, el) {
       cap.append(link);
       fig.append(img, cap);
       loadPreview(path).then((src) => {
+        // A preview grows the list: one read at its bottom stays there.
+        const stick = msg.room === current && el.isConnected && (pinned || atBottom());
         img.src = src;
         fig.classList.remove('loading');
+        if (stick) img.decode().catch(() => {}).then(() => { if (msg.room === current) scrollToBottom(); });
       }, () => {
         fig.classList.remove('loading');
         fig.classList.add('broken');
