@@ -119,6 +119,7 @@ func newModule(_ context.Context, h *app.Host) (app.Module, error) {
 			return g.access.Fresh(ctx, room, userID)
 		}}
 	attachapi.Register(h.Mux, att)
+	g.attachments = att
 	hist := history.New(h.Store, h.Redis, log.With("part", "history"))
 	hist.Rooms = cfg.RoomsAllowed
 	hist.Shards = g.shards

@@ -1,10 +1,13 @@
 package chat
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -144,7 +147,13 @@ type lifeEnv struct {
 
 func startLife(t *testing.T) *lifeEnv {
 	t.Helper()
-	e := &lifeEnv{roomsEnv: startRoomsEnv(t, backends[0], nil)}
+	return startLifeOn(t, backends[0])
+}
+
+// startLifeOn is startLife on the store backend b.
+func startLifeOn(t *testing.T, b backend) *lifeEnv {
+	t.Helper()
+	e := &lifeEnv{roomsEnv: startRoomsEnv(t, b, nil)}
 	e.alice, e.bob, e.carol = e.user(t, "alice"), e.user(t, "bob"), e.user(t, "carol")
 	e.room = e.roomsEnv.room(t, store.RoomPublic, e.alice)
 	e.member(t, e.room, e.bob, store.RoleMember, time.Time{})
@@ -298,7 +307,12 @@ func TestLifeTargets(t *testing.T) {
 // unknown_message for every event (history.Lookup falls through to the
 // store).
 func TestLifeUnknownTarget(t *testing.T) {
-	e := startLife(t)
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) { testLifeUnknownTarget(t, startLifeOn(t, b)) })
+	}
+}
+
+func testLifeUnknownTarget(t *testing.T, e *lifeEnv) {
 	a := e.aliceWS
 	unknown := "1000-0"
 	for i, f := range []map[string]any{
@@ -527,7 +541,7 @@ func TestLifeHostile(t *testing.T) {
 		{`{"type":"message","room":"` + room + `","text":"x","attachments":{"url":"/a"},"clientId":"h"}`, codeInvalidMessage},
 		{`{"type":"message","room":"` + room + `","text":"x","attachments":[{"url":5}],"clientId":"h"}`, codeInvalidMessage},
 		{`{"type":"message","room":"` + room + `","text":"x","attachments":[` + strings.Join(many, ",") + `],"clientId":"h"}`, codeInvalidMessage},
-		// Attachments are not wired into this gateway: refused.
+		// A url that names no attachment uploaded to the room.
 		{`{"type":"message","room":"` + room + `","text":"x","attachments":[{"url":"/a"}],"clientId":"h"}`, codeInvalidMessage},
 	} {
 		code, cid := a.errorCode(tc.raw)
@@ -626,7 +640,12 @@ func TestLifeAcrossReplicas(t *testing.T) {
 // message is edited and reacted to, a stored deleted one refuses both,
 // and a resend of an edit acked before the delete is acked again.
 func TestLifeStoredTargets(t *testing.T) {
-	e := startLife(t)
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) { testLifeStoredTargets(t, startLifeOn(t, b)) })
+	}
+}
+
+func testLifeStoredTargets(t *testing.T, e *lifeEnv) {
 	a := e.aliceWS
 	now := time.Now()
 	base := uint64(now.Add(-time.Hour).UnixMilli())
@@ -681,7 +700,12 @@ func TestLifeStoredTargets(t *testing.T) {
 // a week after its last move) the store's marker is the floor: an older
 // id does not move it back.
 func TestReadMarkerStoreFloor(t *testing.T) {
-	e := startLife(t)
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) { testReadMarkerStoreFloor(t, startLifeOn(t, b)) })
+	}
+}
+
+func testReadMarkerStoreFloor(t *testing.T, e *lifeEnv) {
 	a := e.aliceWS
 	msgB, err := bus.ParseID(e.msgB)
 	if err != nil {
@@ -757,5 +781,64 @@ func TestMessageAttachments(t *testing.T) {
 	c.d.attachments = nil
 	if code, _ := c.messageOptions(context.Background(), f, &outgoing{}); code != codeInvalidMessage {
 		t.Errorf("without a checker: %s, want %s", code, codeInvalidMessage)
+	}
+}
+
+// tinyPNG is a 1×1 PNG.
+var tinyPNG = []byte("\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89\x00\x00\x00\rIDATx\x9cc\xf8\x0f\x00\x00\x01\x01\x00\x05\x18\xd8N\x00\x00\x00\x00IEND\xaeB`\x82")
+
+// upload posts tinyPNG to room as p and returns the attachment answered.
+func (e *lifeEnv) upload(t *testing.T, room string, p person) bus.Attachment {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctxT(t), http.MethodPost, e.URL+"/api/rooms/"+room+"/attachments?filename=cat.png", bytes.NewReader(tinyPNG))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+p.token)
+	req.Header.Set("Content-Type", "image/png")
+	resp, err := e.Client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct{ Attachment bus.Attachment }
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("upload: %d %v", resp.StatusCode, err)
+	}
+	return out.Attachment
+}
+
+// TestMessageWithAttachment: a message names an attachment uploaded to its
+// room by url; the message as delivered and stored carries the stored
+// type, size and filename whatever the client claimed; a url of another
+// room's attachment is refused.
+func TestMessageWithAttachment(t *testing.T) {
+	e := startLife(t)
+	att := e.upload(t, e.room, e.alice)
+	if att.FileType != "image/png" || att.Size != int64(len(tinyPNG)) || att.Filename != "cat.png" {
+		t.Fatalf("uploaded %+v", att)
+	}
+	claimed := map[string]any{"url": att.URL, "fileType": "text/html", "size": 1, "filename": "evil.html"}
+	id := mustAck(t, lifeReq(e.aliceWS, map[string]any{"type": "message", "room": e.room, "text": "",
+		"attachments": []any{claimed}, "clientId": "att-1"}))
+	f := liveOf(e.bobWS, "message", id)
+	got, _ := f["attachments"].([]any)
+	if len(got) != 1 {
+		t.Fatalf("bob got %v", f)
+	}
+	g, _ := got[0].(map[string]any)
+	if g["url"] != att.URL || g["fileType"] != "image/png" || g["filename"] != "cat.png" || g["size"] != float64(len(tinyPNG)) {
+		t.Errorf("delivered attachment %v, want %+v", g, att)
+	}
+	if m := onceStored(t, e.server, "", "att-1", id); !slices.Equal(m.Attachments, []bus.Attachment{att}) {
+		t.Errorf("stored attachments %+v, want %+v", m.Attachments, att)
+	}
+
+	other := e.roomsEnv.room(t, store.RoomPublic, e.alice)
+	elsewhere := e.upload(t, other, e.alice)
+	ack := lifeReq(e.aliceWS, map[string]any{"type": "message", "room": e.room, "text": "x",
+		"attachments": []any{map[string]any{"url": elsewhere.URL}}, "clientId": "att-2"})
+	if code := answerCode(t, ack); code != codeInvalidMessage {
+		t.Errorf("another room's attachment: %v, want %s", ack, codeInvalidMessage)
 	}
 }
