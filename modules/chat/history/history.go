@@ -216,7 +216,12 @@ func (s *Service) Since(ctx context.Context, room string, since bus.ID, viewer s
 			break
 		}
 		// One more than limit tells whether more lie beyond.
-		page, more, err := s.store.Messages(ctx, room, store.Page{After: &after, Limit: min(storePage, limit+1-len(msgs)), Life: true, Viewer: viewer})
+		// Once rows were dropped, more may be: read whole pages.
+		size := min(storePage, limit+1-len(msgs))
+		if read > len(msgs) {
+			size = storePage
+		}
+		page, more, err := s.store.Messages(ctx, room, store.Page{After: &after, Limit: size, Life: true, Viewer: viewer})
 		if err != nil {
 			return nil, false, fmt.Errorf("read messages of room %s after %s from the store: %w", room, after, err)
 		}

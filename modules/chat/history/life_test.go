@@ -208,3 +208,35 @@ func TestLifePendingNewest(t *testing.T) {
 		t.Fatalf("after %d pending edits: %+v", n, frames)
 	}
 }
+
+// TestSinceSkipsOthersReadsBounded: a room of mostly other users' read
+// entries costs a bounded store read; the replay then stops where the
+// read stopped (not complete), never skipping a frame it should hold.
+func TestSinceSkipsOthersReadsBounded(t *testing.T) {
+	e := newEnv(t, openSQLite)
+	var es []bus.Entry
+	es = append(es, entry(room, 0))
+	for i := 1; i <= 1500; i++ {
+		es = append(es, life(i, bus.TypeRead, 2, 0))
+	}
+	last := entry(room, 1501)
+	es = append(es, last)
+	e.store(es...)
+	raw, complete, err := e.svc.Since(context.Background(), room, id(0), "u1", false, 1, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if complete || len(raw) != 0 {
+		t.Errorf("limit 1 behind 1500 reads of others: %d frames, complete %v; want none, not complete", len(raw), complete)
+	}
+	// With room for it, the message after them comes, alone.
+	raw, complete, err = e.svc.Since(context.Background(), room, id(0), "u1", false, history.MaxSince, 1<<20)
+	if err != nil || !complete || len(raw) != 1 || raw[0].ID != last.ID {
+		t.Errorf("the whole replay: %d frames, complete %v, %v; want message 1501 alone", len(raw), complete, err)
+	}
+	// u2 gets its own reads.
+	raw, _, err = e.svc.Since(context.Background(), room, id(0), "u2", false, history.MaxSince, 1<<20)
+	if err != nil || len(raw) != 1000 {
+		t.Errorf("u2's replay: %d frames (%v), want the first 1000 of its reads", len(raw), err)
+	}
+}

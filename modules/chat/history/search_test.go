@@ -29,6 +29,7 @@ type searchEnv struct {
 	url   string
 	users map[string]store.User // by token (= username)
 	n     int
+	svc   *history.Service
 }
 
 func newSearchEnv(t *testing.T, open func(*testing.T) store.Store) *searchEnv {
@@ -54,6 +55,7 @@ func newSearchEnv(t *testing.T, open func(*testing.T) store.Store) *searchEnv {
 		}
 	}
 	svc := history.New(e.st, apptest.RedisClient(t, apptest.RedisURL(t)), slog.New(slog.DiscardHandler))
+	e.svc = svc
 	verify := func(r *http.Request) (token.Claims, error) {
 		u, ok := e.users[strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")]
 		if !ok {
@@ -255,5 +257,20 @@ func TestSearchUnavailable(t *testing.T) {
 	code, b := e.search(t, "alice", url.Values{"q": {"hello"}})
 	if code != http.StatusServiceUnavailable {
 		t.Errorf("closed store: %d %q, want 503", code, b.Error)
+	}
+}
+
+// TestSearchRoomsAllowed: with chat.rooms_allowed, only those rooms are
+// searched, and room= of another is 400.
+func TestSearchRoomsAllowed(t *testing.T) {
+	e := newSearchEnv(t, openSQLite)
+	e.svc.Rooms = []string{membership.General}
+	e.say(membership.General, "alice", "hello general")
+	e.say("dev", "alice", "hello dev")
+	if got := texts(e.ok(t, "alice", "q", "hello").Messages); !slices.Equal(got, []string{"hello general"}) {
+		t.Errorf("searched %q, want general's only", got)
+	}
+	if code, b := e.search(t, "alice", url.Values{"q": {"hello"}, "room": {"dev"}}); code != http.StatusBadRequest || !strings.Contains(b.Error, "rooms_allowed") {
+		t.Errorf("room=dev outside rooms_allowed: %d %q", code, b.Error)
 	}
 }
