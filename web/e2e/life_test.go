@@ -133,7 +133,7 @@ func TestBrowserMessageLife(t *testing.T) {
 	alice.do(chromedp.Click(chromedp.CSS(`#delete-dialog [data-close]`)))
 	alice.waitFor("the dialog closed", `!`+dialogOpen("delete-dialog")+` && `+countIs("oops, wrong room", 1))
 	alice.act("oops, wrong room", "act-delete")
-	alice.waitFor("the confirmation", dialogOpen("delete-dialog"))
+	alice.waitFor("the confirmation", dialogOpen("delete-dialog")+` && document.activeElement.id === "delete-confirm" && !document.getElementById('delete-confirm').disabled`)
 	alice.do(chromedp.Click(chromedp.ID("delete-confirm")))
 	tomb := `(() => { const li = document.querySelector('#messages li[data-id="` + slip + `"]'); return !!li && li.classList.contains('deleted') && li.querySelector('.msg-body').textContent === "message deleted" && li.querySelector('.msg-actions').hidden; })()`
 	alice.waitFor("the tombstone", `!`+dialogOpen("delete-dialog")+` && `+tomb+` && `+countIs("oops, wrong room", 0))

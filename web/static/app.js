@@ -1631,30 +1631,39 @@ function onReaction(f) {
   if (applyReaction(msg, f.emoji, f.userId, f.on !== false)) messageChanged(room, msg);
 }
 
+// renderReactions updates the reaction buttons in place, keyed by emoji:
+// rebuilt, a button would lose the keyboard focus (and a click in
+// progress) whenever anyone reacts.
 function renderReactions(msg, el) {
-  el.replaceChildren();
   const list = msg.deleted ? [] : [...msg.reactions].filter(([, r]) => r.count > 0);
   el.hidden = list.length === 0;
   const room = rooms.get(msg.room);
   const write = !!room && canSend(standing(room)) && msg.state === 'sent';
-  for (const [emoji, r] of list) {
-    const b = document.createElement('button');
-    b.type = 'button';
+  const old = new Map([...el.children].map((b) => [b.dataset.emoji, b]));
+  const want = list.map(([emoji, r]) => {
+    let b = old.get(emoji);
+    if (!b) {
+      b = document.createElement('button');
+      b.type = 'button';
+      b.dataset.emoji = emoji;
+      const e = document.createElement('span');
+      e.className = 'r-emoji';
+      e.textContent = emoji;
+      const c = document.createElement('span');
+      c.className = 'r-count';
+      b.append(e, c);
+      b.addEventListener('click', () => toggleReaction(msg, emoji));
+    }
     b.className = 'reaction' + (r.me ? ' mine' : '');
-    b.dataset.emoji = emoji;
     b.setAttribute('aria-pressed', r.me ? 'true' : 'false');
     b.setAttribute('aria-label', `${emoji} ${r.count}${r.me ? ', including you' : ''}. ${r.me ? 'Remove your reaction' : 'React too'}`);
     b.disabled = !write;
-    const e = document.createElement('span');
-    e.className = 'r-emoji';
-    e.textContent = emoji;
-    const c = document.createElement('span');
-    c.className = 'r-count';
-    c.textContent = String(r.count);
-    b.append(e, c);
-    b.addEventListener('click', () => toggleReaction(msg, emoji));
-    el.append(b);
-  }
+    b.querySelector('.r-count').textContent = String(r.count);
+    return b;
+  });
+  const cur = el.children;
+  if (cur.length === want.length && want.every((b, i) => cur[i] === b)) return;
+  el.replaceChildren(...want);
 }
 
 // ---- Read markers and unread counts ----
@@ -4017,7 +4026,11 @@ function wireLife() {
   });
   $('search-more').addEventListener('click', () => runSearch(false));
   $('delete-form').addEventListener('submit', onDeleteSubmit);
-  $('delete-dialog').addEventListener('close', () => { deleteTarget = null; });
+  // The close event comes a task later: a dialog opened again meanwhile
+  // keeps its message.
+  $('delete-dialog').addEventListener('close', () => {
+    if (!$('delete-dialog').open) deleteTarget = null;
+  });
   ui.replyCancel.addEventListener('click', () => {
     setReply(null);
     ui.input.focus();
