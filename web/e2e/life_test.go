@@ -8,6 +8,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -455,4 +457,45 @@ func (u *user) awaitAck(what, done string) {
 	time.Sleep(time.Second) // the rate window (1 s) reopens
 	u.do(chromedp.Click(chromedp.CSS(`#messages li.failed .retry`)))
 	u.waitFor("the ack of "+what+" after a retry", acked)
+}
+
+// TestReactionsAllowed: every emoji of the page's reaction picker
+// (text.js REACTIONS) is on the chat role's allow-list
+// (modules/chat/emoji.go), or the picker would offer reactions the server
+// refuses with invalid_emoji.
+func TestReactionsAllowed(t *testing.T) {
+	root := repoRoot(t)
+	read := func(rel string) string {
+		b, err := os.ReadFile(filepath.Join(root, rel))
+		if err != nil {
+			t.Fatalf("read %s: %v", rel, err)
+		}
+		return string(b)
+	}
+	quoted := regexp.MustCompile(`['"]([^'"\s]+)['"]`)
+	list := func(src, start, end, what string) []string {
+		_, rest, ok := strings.Cut(src, start)
+		if !ok {
+			t.Fatalf("%s: %q not found", what, start)
+		}
+		body, _, ok := strings.Cut(rest, end)
+		if !ok {
+			t.Fatalf("%s: no %q after %q", what, end, start)
+		}
+		var out []string
+		for _, m := range quoted.FindAllStringSubmatch(body, -1) {
+			out = append(out, m[1])
+		}
+		return out
+	}
+	picker := list(read("web/static/text.js"), "export const REACTIONS = Object.freeze([", "]", "text.js")
+	allowed := list(read("modules/chat/emoji.go"), "var reactionEmoji = []string{", "}", "emoji.go")
+	if len(picker) < 6 || len(allowed) < len(picker) {
+		t.Fatalf("found %d picker emoji and %d allowed: the patterns no longer match the sources", len(picker), len(allowed))
+	}
+	for _, e := range picker {
+		if !slices.Contains(allowed, e) {
+			t.Errorf("the picker offers %q (%+q), which modules/chat/emoji.go does not allow", e, e)
+		}
+	}
 }
