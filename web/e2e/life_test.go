@@ -77,6 +77,19 @@ func TestBrowserMessageLife(t *testing.T) {
 	alice.waitFor("bob in the room", membersAre("alice", "bob"))
 	bob.waitFor("alice in the room", membersAre("alice", "bob"))
 
+	// Meanwhile two scripted users fill another room with more than a
+	// page of messages, the first the one alice will search for.
+	const old = "archive"
+	dave := dialChat(t, base, "dave", "dave's password")
+	erin := dialChat(t, base, "erin", "erin's password")
+	dave.join(old)
+	erin.join(old)
+	dave.send(old, "the vault code is 4242")
+	for i := range 55 {
+		c := []*chatClient{dave, erin}[i%2]
+		c.send(old, fmt.Sprintf("filler %02d", i))
+	}
+
 	// --- edit: ↑ on the empty composer, Enter saves, Esc cancels ---------------------
 	alice.sendPatiently("the meeting is at 10")
 	bob.waitFor("alice's message", countIs("the meeting is at 10", 1))
@@ -182,19 +195,7 @@ func TestBrowserMessageLife(t *testing.T) {
 	alice.do(chromedp.SendKeys(chromedp.ID("search-q"), "meeting\n"))
 	alice.waitFor("the search dialog", dialogOpen("search-dialog"))
 	result := `[...document.querySelectorAll('#search-results li')].find(li => li.querySelector('.result-text').textContent === "the meeting is at 11")`
-	// Search reads the store, which ingest fills from the stream a moment
-	// after the ack: ask again until the edited message is there.
-	for i := 0; ; i++ {
-		alice.waitFor("the search's answer", `(() => { const s = document.getElementById('search-status').textContent; return (s !== "" && s !== "Searching…") || document.getElementById('search-error').textContent !== ""; })()`)
-		if evaluate[bool](alice, result+` !== undefined`) {
-			break
-		}
-		if i == 40 {
-			alice.fail("the search never found the edited message: %s %s", evaluate[string](alice, `document.getElementById('search-status').textContent`), evaluate[string](alice, `document.getElementById('search-error').textContent`))
-		}
-		time.Sleep(250 * time.Millisecond)
-		alice.do(chromedp.Click(chromedp.ID("search-go")))
-	}
+	searchUntil(alice, result)
 	alice.check("the match marked, only the match", `(() => { const li = `+result+`; const marks = [...li.querySelectorAll('mark')].map(m => m.textContent); return JSON.stringify(marks) === '["meeting"]' && li.dataset.room === "`+room+`"; })()`)
 	alice.check("the old text not found", `![...document.querySelectorAll('#search-results .result-text')].some(e => e.textContent.includes("at 10"))`)
 	alice.screenshotTo(root, "search")
@@ -210,7 +211,22 @@ func TestBrowserMessageLife(t *testing.T) {
 	// One the server refuses (400) says why, in its words.
 	alice.do(chromedp.SendKeys(chromedp.ID("search-dialog-q"), "?!\n"))
 	alice.waitFor("a search without words refused", `document.getElementById('search-error').textContent.startsWith("The search was not understood: ") && document.getElementById('search-error').textContent.includes("no word") && document.querySelectorAll('#search-results li').length === 0`)
+	// A result older than the page of its room the page has: the jump loads
+	// older pages until it is there.
 	alice.do(chromedp.Click(chromedp.CSS(`#search-dialog [data-close]`)))
+	alice.do(chromedp.SendKeys(chromedp.ID("join-room"), old+"\n"))
+	alice.waitFor("the archive, its newest page", lifeCurrentRoom(old)+` && `+countIs("filler 54", 1)+` && `+countIs("the vault code is 4242", 0))
+	alice.switchTo("general")
+	alice.clear("search-q")
+	alice.do(chromedp.SendKeys(chromedp.ID("search-q"), "vault\n"))
+	alice.waitFor("the search dialog", dialogOpen("search-dialog"))
+	searchUntil(alice, `[...document.querySelectorAll('#search-results li')].find(li => li.querySelector('.result-text').textContent === "the vault code is 4242" && li.dataset.room === "`+old+`")`)
+	alice.do(chromedp.Click(chromedp.CSS(`#search-results li[data-room="` + old + `"] .result-btn`)))
+	alice.waitFor("the jump to a message not loaded before", `!`+dialogOpen("search-dialog")+` && `+lifeCurrentRoom(old)+` && (() => { const li = `+lifeMsg("the vault code is 4242")+`; if (!li) return false; const v = document.getElementById('scroller').getBoundingClientRect(); const r = li.getBoundingClientRect();
+		return li.classList.contains('flash') && r.top >= v.top && r.bottom <= v.bottom; })() && `+countIs("filler 00", 1)+` && `+textIs("history-status", "This is the beginning of #"+old+"."))
+	dave.close()
+	erin.close()
+	alice.switchTo(room)
 
 	// --- history carries it all --------------------------------------------------------------------
 	bob.do(chromedp.Reload())
@@ -497,5 +513,24 @@ func TestReactionsAllowed(t *testing.T) {
 		if !slices.Contains(allowed, e) {
 			t.Errorf("the picker offers %q (%+q), which modules/chat/emoji.go does not allow", e, e)
 		}
+	}
+}
+
+// searchUntil submits the open search dialog again until result (an
+// expression for the result's list item) is among the results. Search
+// reads the store, which ingest fills from the stream a moment after the
+// ack (and an edit reaches the index the same way).
+func searchUntil(u *user, result string) {
+	u.t.Helper()
+	for i := 0; ; i++ {
+		u.waitFor("the search's answer", `(() => { const s = document.getElementById('search-status').textContent; return (s !== "" && s !== "Searching…") || document.getElementById('search-error').textContent !== ""; })()`)
+		if evaluate[bool](u, result+` !== undefined`) {
+			return
+		}
+		if i == 40 {
+			u.fail("the search never found %s: %s %s", result, evaluate[string](u, `document.getElementById('search-status').textContent`), evaluate[string](u, `document.getElementById('search-error').textContent`))
+		}
+		time.Sleep(250 * time.Millisecond)
+		u.do(chromedp.Click(chromedp.ID("search-go")))
 	}
 }
