@@ -36,9 +36,13 @@ import (
 // marks the mention; bob mentions alice while both her tabs look at
 // another room: both show the unread and mention badges, and opening the
 // room in one tab clears them in the other too; alice searches, sees the
-// match marked and jumps to it from another room; bob reloads and history
-// carries the edit, the tombstone, the quotes and the reactions; last,
-// alice uploads an image with the file button and both see its preview.
+// match marked and jumps to it from another room, and to a message older
+// than the page loaded of its room (two scripted users filled it); bad
+// searches are refused in words; bob reloads and history carries the edit,
+// the tombstone, the quotes and the reactions; last, alice's uploads: a
+// page and a file over the size limit refused in words, then an image and
+// a text file by the file button, the image again by a drop and a paste,
+// in one message: both see the previews and the file's link.
 func TestBrowserMessageLife(t *testing.T) {
 	chromium := findChromium(t)
 	root := repoRoot(t)
