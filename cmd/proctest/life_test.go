@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -425,4 +426,47 @@ func anyStrings(v any) []string {
 		out = append(out, s)
 	}
 	return out
+}
+
+// TestRetentionProcess: `aurora rooms retention` next to a running ingest
+// process makes it delete the room's messages older than the retention
+// (and only those) at its next pass.
+func TestRetentionProcess(t *testing.T) {
+	url, rc := sharedRedis(t)
+	dataDir := filepath.Join(t.TempDir(), "data")
+	cfg := newNodeConfig(dataDir, url)
+	cfg.fastIngest()
+	// A pass every 100ms rather than every minute: the test waits for one.
+	cfg.set("ingest.retention_interval", "100ms")
+	cfgFile := cfg.writeMigrated(t)
+	ing := startNode(t, "ingest", cfgFile, "ingest")
+	f := &membershipFleet{t: t, cfgFile: cfgFile}
+
+	// Three messages of 1970 and one of now.
+	ctx := context.Background()
+	for i, id := range []string{"1000-0", "1000-1", "2000-0", "*"} {
+		e := bus.Entry{RoomID: "general", UserID: "507f1f77bcf86cd799439011", Username: "ann", Text: fmt.Sprintf("m%d", i), TS: 0}
+		cmd := rc.B().Xadd().Key(bus.Stream).Id(id).FieldValue()
+		fv := e.Fields()
+		for j := 0; j < len(fv); j += 2 {
+			cmd = cmd.FieldValue(fv[j], fv[j+1])
+		}
+		if err := rc.Do(ctx, cmd.Build()).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stored := func() int { return len(sqliteMessages(t, dataDir, []string{"general"})) }
+	waitUntil(t, "the four messages stored", func() bool { return stored() == 4 })
+	// Nothing expires by default (keep forever).
+	if out := f.aurora("rooms", "retention", "general", "--json"); !strings.Contains(out, `"effective": "forever"`) {
+		t.Errorf("general's retention before: %s", out)
+	}
+	if n := stored(); n != 4 {
+		t.Fatalf("%d stored before any retention", n)
+	}
+	f.aurora("rooms", "retention", "general", "1h")
+	waitUntil(t, "the old messages expired", func() bool { return stored() == 1 })
+	if got := ing.metric("aurora_ingest_expired_total"); got != 3 {
+		t.Errorf("aurora_ingest_expired_total %v, want 3", got)
+	}
 }
