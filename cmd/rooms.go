@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -168,6 +171,117 @@ func newRoomsCmd(o *options) *cobra.Command {
 			})
 		},
 	})
+	c.AddCommand(newRetentionCmd(o, &asJSON))
 	addModerationCmds(c, o, &asJSON)
 	return c
+}
+
+// retentionJSON is a room's retention as `aurora rooms retention` prints
+// it: the room's own setting ("default", "forever" or a duration) and what
+// applies with the server's default (ingest.retention).
+type retentionJSON struct {
+	Room      string `json:"room"`
+	Retention string `json:"retention"`
+	Effective string `json:"effective"`
+	// EffectiveSeconds is Effective in seconds; 0 keeps forever.
+	EffectiveSeconds int64 `json:"effectiveSeconds"`
+}
+
+func toRetentionJSON(name string, d, def time.Duration) retentionJSON {
+	out := retentionJSON{Room: name}
+	eff := d
+	switch d {
+	case store.RetainForever:
+		out.Retention, eff = "forever", 0
+	case 0:
+		out.Retention, eff = "default", max(def, 0)
+	default:
+		out.Retention = d.String()
+	}
+	out.Effective = "forever"
+	if eff > 0 {
+		out.Effective, out.EffectiveSeconds = eff.String(), int64(eff/time.Second)
+	}
+	return out
+}
+
+// parseRetention reads a retention value: forever, default, a Go duration
+// (720h) or a number of days (30d), positive.
+func parseRetention(s string) (time.Duration, error) {
+	switch s {
+	case "forever":
+		return store.RetainForever, nil
+	case "default":
+		return 0, nil
+	}
+	var d time.Duration
+	var err error
+	if days, ok := strings.CutSuffix(s, "d"); ok && days != "" && !strings.ContainsAny(days, "hmsµun.") {
+		var n int64
+		n, err = strconv.ParseInt(days, 10, 64)
+		if err == nil && (n < 1 || n > int64(math.MaxInt64/(24*time.Hour))) {
+			err = errors.New("out of range")
+		}
+		d = time.Duration(n) * 24 * time.Hour
+	} else {
+		d, err = time.ParseDuration(s)
+	}
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("retention %q: want a positive duration (720h, 30d), forever or default", s)
+	}
+	if d < time.Minute {
+		return 0, fmt.Errorf("retention %q: at least 1m", s)
+	}
+	return d, nil
+}
+
+func newRetentionCmd(o *options, asJSON *bool) *cobra.Command {
+	return &cobra.Command{
+		Use:   "retention ROOM [DURATION|forever|default]",
+		Short: "Show or set how long a room's messages are kept",
+		Long: "Messages (and their attachments) older than a room's retention are deleted by the ingest\n" +
+			"role in the background. A room keeps the server's default (ingest.retention, 0: forever)\n" +
+			"unless set here: a duration (720h, 30d), forever, or default to follow the server's again.",
+		Example: "  aurora rooms retention general\n  aurora rooms retention general 30d\n" +
+			"  aurora rooms retention announcements forever --json\n  aurora rooms retention general default",
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			if !bus.ValidRoom(name) {
+				return fmt.Errorf("room name %q: %s", name, bus.RoomRule)
+			}
+			var set *time.Duration
+			if len(args) == 2 {
+				d, err := parseRetention(args[1])
+				if err != nil {
+					return err
+				}
+				set = &d
+			}
+			return withAudit(cmd, o, func(ctx context.Context, cfg *config.Config, s store.Store, record func(audit.Entry)) error {
+				if set != nil {
+					err := s.SetRetention(ctx, name, *set)
+					if errors.Is(err, store.ErrNotFound) {
+						return fmt.Errorf("room %q does not exist", name)
+					}
+					if err != nil {
+						return fmt.Errorf("set the retention of room %q: %w", name, err)
+					}
+					record(audit.Entry{Event: audit.Event("room.retention"), Room: name, Note: args[1]})
+				}
+				r, err := s.Room(ctx, name)
+				if errors.Is(err, store.ErrNotFound) {
+					return fmt.Errorf("room %q does not exist", name)
+				}
+				if err != nil {
+					return fmt.Errorf("read room %q: %w", name, err)
+				}
+				out := toRetentionJSON(name, r.Retention, cfg.Ingest.Retention)
+				return output(o.stdout, *asJSON, out, func(tw *tabwriter.Writer) {
+					fmt.Fprintln(tw, "ROOM\tRETENTION\tEFFECTIVE")
+					fmt.Fprintf(tw, "%s\t%s\t%s\n", out.Room, out.Retention, out.Effective)
+				})
+			})
+		},
+	}
 }

@@ -288,6 +288,12 @@ type Ingest struct {
 	// KeepRecent is how many acknowledged entries the stream keeps for
 	// reconnect recovery before they are trimmed.
 	KeepRecent int `mapstructure:"keep_recent"`
+	// Retention is the server's default for how long messages are kept
+	// (0: forever); a room's own (aurora rooms retention) overrides it.
+	Retention time.Duration `mapstructure:"retention"`
+	// RetentionInterval is how often the ingest role deletes the messages
+	// past their room's retention.
+	RetentionInterval time.Duration `mapstructure:"retention_interval"`
 }
 
 // MinSecretLength is the shortest auth.jwt_secret accepted, in bytes,
@@ -359,6 +365,9 @@ func Default(roles ...string) Config {
 			ClaimIdle:     30 * time.Second,
 			MaxDeliveries: 5,
 			KeepRecent:    10000,
+
+			Retention:         0,
+			RetentionInterval: time.Minute,
 		},
 		Bus: Bus{Shards: 1},
 		Attachments: Attachments{
@@ -607,6 +616,8 @@ func (c *Config) Validate(roles []string) error {
 		"chat.dedupe_window":     c.Chat.DedupeWindow,
 		"ingest.flush_interval":  c.Ingest.FlushInterval,
 		"ingest.claim_idle":      c.Ingest.ClaimIdle,
+
+		"ingest.retention_interval": c.Ingest.RetentionInterval,
 	}
 	for k, d := range durations {
 		if d <= 0 {
@@ -639,6 +650,9 @@ func (c *Config) Validate(roles []string) error {
 	}
 	if c.Ingest.BatchSize < 1 || c.Ingest.BatchSize > 1000 {
 		bad("ingest.batch_size", "must be between 1 and 1000")
+	}
+	if c.Ingest.Retention < 0 {
+		bad("ingest.retention", "must not be negative (0: keep messages forever)")
 	}
 	if c.Bus.Shards < 1 || c.Bus.Shards > bus.MaxShards {
 		bad("bus.shards", "must be between 1 and %d", bus.MaxShards)

@@ -132,7 +132,8 @@ func newModule(_ context.Context, h *app.Host) (app.Module, error) {
 	h.Mux.Handle("GET /ws", g)
 	h.Mux.Handle("GET /api/rooms/{room}/messages", g.readable(hist.Handler(g.verifyBearer)))
 	h.Mux.HandleFunc("GET /api/rooms/{room}/presence", g.servePresence)
-	roomapi.Register(h.Mux, g.members, g.verifyBearer, log.With("part", "roomapi"))
+	h.Mux.Handle("GET /api/search", hist.SearchHandler(g.verifyBearer, history.SearchDeps{Users: h.Store, Rooms: h.Store, Access: g.access}))
+	roomapi.Register(h.Mux, g.members, &roomapi.Counts{Store: h.Store, Redis: h.Redis, Shards: g.shards}, g.verifyBearer, log.With("part", "roomapi"))
 	return g, nil
 }
 

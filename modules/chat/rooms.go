@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"strings"
 	"sync"
 
 	"github.com/redis/rueidis"
@@ -25,7 +26,7 @@ type presenceTracker interface {
 
 // historyReader is what a recovering join needs of history.Service.
 type historyReader interface {
-	Since(ctx context.Context, room string, since bus.ID, limit, maxBytes int) ([]history.Frame, bool, error)
+	Since(ctx context.Context, room string, since bus.ID, viewer string, direct bool, limit, maxBytes int) ([]history.Frame, bool, error)
 }
 
 // rooms is the one owner of this replica's room membership: the hub (which
@@ -132,7 +133,9 @@ func (r *rooms) join(ctx context.Context, m *member, room string, req joinReques
 	var frames []history.Frame
 	complete := false
 	if limit, maxBytes := m.q.replayRoom(); limit > 0 && maxBytes > 0 {
-		frames, complete, err = r.history.Since(ctx, room, since, limit, maxBytes)
+		// A direct room's read frames are its other member's too.
+		direct := strings.HasPrefix(room, membership.DirectPrefix)
+		frames, complete, err = r.history.Since(ctx, room, since, m.userID, direct, limit, maxBytes)
 		if err != nil {
 			m.log.Warn("read history for recovery", "room", room, "since", since.String(), "err", err)
 			frames, complete = nil, false

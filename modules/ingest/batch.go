@@ -137,11 +137,12 @@ func (w *Worker) process(entries []rueidis.XRangeSlice, final bool) int {
 	w.m.consumed.Add(float64(len(entries)))
 	w.m.batchSize.Observe(float64(len(entries)))
 	var (
-		ack    []string
-		msgs   []store.Message
-		from   []int // index in entries of each message
-		poison []poisonEntry
-		now    = time.Now().UTC()
+		ack     []string
+		msgs    []store.Message
+		from    []int // index in entries of each message
+		poison  []poisonEntry
+		removed []bus.Attachment
+		now     = time.Now().UTC()
 	)
 	for i, e := range entries {
 		if e.FieldValues == nil {
@@ -165,6 +166,7 @@ func (w *Worker) process(entries []rueidis.XRangeSlice, final bool) int {
 			w.left.Add(int64(len(entries)))
 			return 0
 		}
+		removed = res.Removed
 		for j, m := range msgs {
 			if reason, rejected := res.Rejected[j]; rejected {
 				poison = append(poison, poisonEntry{entry: entries[from[j]], msgID: m.ID.String(), reason: "rejected by the store: " + reason})
@@ -179,6 +181,8 @@ func (w *Worker) process(entries []rueidis.XRangeSlice, final bool) int {
 	if !w.ack(ack) {
 		return 0
 	}
+	// After the ack: deleting objects never holds the batch up.
+	w.deleteAttachments(removed)
 	return len(ack)
 }
 

@@ -35,6 +35,7 @@ import (
 	"os"
 
 	"github.com/auroradev/aurora/app"
+	"github.com/auroradev/aurora/app/attachment"
 	"github.com/auroradev/aurora/app/bus"
 )
 
@@ -51,14 +52,22 @@ func init() {
 }
 
 func newModule(_ context.Context, h *app.Host) (app.Module, error) {
+	// The attachments' storage, the chat role's: ingest deletes the
+	// objects of deleted and expired messages.
+	storage, _, err := attachment.FromConfig(h.Config)
+	if err != nil {
+		return nil, fmt.Errorf("attachment storage: %w", err)
+	}
 	s, err := NewShards(Options{
-		Redis:    h.Redis,
-		Store:    h.Store,
-		Log:      h.Log.With("module", "ingest"),
-		Config:   h.Config.Ingest,
-		Consumer: ConsumerName(),
-		Embedded: h.RedisEmbedded,
-		Metrics:  h.Metrics,
+		Redis:       h.Redis,
+		Store:       h.Store,
+		Log:         h.Log.With("module", "ingest"),
+		Config:      h.Config.Ingest,
+		Consumer:    ConsumerName(),
+		Embedded:    h.RedisEmbedded,
+		Metrics:     h.Metrics,
+		Attachments: attachment.Deleter{Storage: storage},
+		Rooms:       h.Store,
 	}, bus.Shards(h.Config.Bus.Shards))
 	if err != nil {
 		return nil, fmt.Errorf("ingest workers: %w", err)

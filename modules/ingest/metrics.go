@@ -8,20 +8,25 @@ import (
 
 // metrics are the aurora_ingest_* series.
 type metrics struct {
-	consumed      prometheus.Counter
-	inserted      prometheus.Counter
-	duplicates    prometheus.Counter
-	claimed       prometheus.Counter
-	deadLettered  prometheus.Counter
-	storeErrors   prometheus.Counter
-	lost          prometheus.Counter
-	groupLost     prometheus.Counter
-	trimmed       prometheus.Counter
-	batchSize     prometheus.Histogram
-	insertLatency prometheus.Histogram
-	pending       prometheus.Gauge
-	lag           prometheus.Gauge
-	length        prometheus.Gauge
+	consumed     prometheus.Counter
+	inserted     prometheus.Counter
+	duplicates   prometheus.Counter
+	claimed      prometheus.Counter
+	deadLettered prometheus.Counter
+	storeErrors  prometheus.Counter
+	lost         prometheus.Counter
+	groupLost    prometheus.Counter
+	trimmed      prometheus.Counter
+
+	expired            prometheus.Counter
+	retentionErrors    prometheus.Counter
+	attachmentsDeleted prometheus.Counter
+	attachmentErrors   prometheus.Counter
+	batchSize          prometheus.Histogram
+	insertLatency      prometheus.Histogram
+	pending            prometheus.Gauge
+	lag                prometheus.Gauge
+	length             prometheus.Gauge
 
 	// byStream holds each shard stream's gauge values; the gauges show
 	// their sums (the process's workers share one set of series).
@@ -54,15 +59,19 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		return prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "aurora", Subsystem: "ingest", Name: name, Help: help})
 	}
 	m := &metrics{
-		consumed:     counter("consumed_total", "Stream entries read by this worker (new, own pending and claimed)."),
-		inserted:     counter("inserted_total", "Messages inserted into the store."),
-		duplicates:   counter("duplicates_total", "Redelivered messages the store already held (acknowledged, not stored again)."),
-		claimed:      counter("claimed_total", "Entries taken over from idle consumers with XAUTOCLAIM."),
-		deadLettered: counter("dead_lettered_total", "Entries moved to the dead stream."),
-		storeErrors:  counter("store_errors_total", "Failed store writes (the batch stays pending and is retried)."),
-		lost:         counter("lost_total", "Pending entries found deleted from the stream before they were stored."),
-		trimmed:      counter("trimmed_total", "Acknowledged entries trimmed from the stream."),
-		groupLost:    counter("group_lost_total", "Times the consumer group was found gone (Redis lost the stream): acknowledged messages not yet stored may be lost."),
+		consumed:           counter("consumed_total", "Stream entries read by this worker (new, own pending and claimed)."),
+		inserted:           counter("inserted_total", "Messages inserted into the store."),
+		duplicates:         counter("duplicates_total", "Redelivered messages the store already held (acknowledged, not stored again)."),
+		claimed:            counter("claimed_total", "Entries taken over from idle consumers with XAUTOCLAIM."),
+		deadLettered:       counter("dead_lettered_total", "Entries moved to the dead stream."),
+		storeErrors:        counter("store_errors_total", "Failed store writes (the batch stays pending and is retried)."),
+		lost:               counter("lost_total", "Pending entries found deleted from the stream before they were stored."),
+		trimmed:            counter("trimmed_total", "Acknowledged entries trimmed from the stream."),
+		expired:            counter("expired_total", "Rows (messages, room events, life entries) deleted by retention."),
+		retentionErrors:    counter("retention_errors_total", "Retention passes that failed (retried at the next interval)."),
+		attachmentsDeleted: counter("attachments_deleted_total", "Attachment objects deleted after their message was deleted or expired."),
+		attachmentErrors:   counter("attachment_delete_errors_total", "Attachment objects that could not be deleted (left in storage)."),
+		groupLost:          counter("group_lost_total", "Times the consumer group was found gone (Redis lost the stream): acknowledged messages not yet stored may be lost."),
 		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "aurora", Subsystem: "ingest", Name: "batch_size",
 			Help:    "Entries per batch.",
@@ -81,7 +90,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.consumed, m.inserted, m.duplicates, m.claimed, m.deadLettered, m.storeErrors,
-			m.lost, m.groupLost, m.trimmed, m.batchSize, m.insertLatency, m.pending, m.lag, m.length)
+			m.lost, m.groupLost, m.trimmed, m.expired, m.retentionErrors, m.attachmentsDeleted, m.attachmentErrors, m.batchSize, m.insertLatency, m.pending, m.lag, m.length)
 	}
 	return m
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/auroradev/aurora/app"
 	"github.com/auroradev/aurora/app/bus"
 )
 
@@ -17,6 +18,8 @@ import (
 // stream. Every Worker shares the process's aurora_ingest_* series.
 type Shards struct {
 	workers []*Worker
+	// retention is the process's retention loop (nil without o.Rooms).
+	retention *retention
 }
 
 // NewShards makes a Worker for each stream of shards from o (o.Stream is
@@ -37,6 +40,11 @@ func NewShards(o Options, shards bus.Shards) (*Shards, error) {
 		}
 		s.workers = append(s.workers, w)
 	}
+	if o.Rooms != nil && o.Config.RetentionInterval > 0 && len(s.workers) > 0 {
+		w := s.workers[0]
+		s.retention = &retention{o: w.o, m: w.m, holder: w.o.Consumer + "-" + app.NewID()}
+		s.retention.o.Log = w.log.With("part", "retention")
+	}
 	return s, nil
 }
 
@@ -53,11 +61,17 @@ func (s *Shards) Start(ctx context.Context) error {
 			return err
 		}
 	}
+	if s.retention != nil {
+		s.retention.start()
+	}
 	return nil
 }
 
 // Stop stops every worker at once (each stores the batch in hand).
 func (s *Shards) Stop(ctx context.Context) error {
+	if s.retention != nil {
+		s.retention.stop()
+	}
 	errs := make([]error, len(s.workers))
 	var wg sync.WaitGroup
 	for i, w := range s.workers {

@@ -61,6 +61,12 @@ type Options struct {
 	Embedded bool
 	// Metrics registers the aurora_ingest_* series (nil: not registered).
 	Metrics prometheus.Registerer
+	// Attachments deletes the objects of the attachments that deletes and
+	// retention removed from the store (nil: none are deleted).
+	Attachments AttachmentDeleter
+	// Rooms lists the rooms and their retention for the retention loop
+	// (Shards runs it; nil: no retention).
+	Rooms RoomLister
 	// shared are series already made for another Worker of the same
 	// process (another shard), which this one adds to instead of
 	// registering its own.

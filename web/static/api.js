@@ -181,3 +181,73 @@ export function mute(token, name, userId, until) {
 export function setRole(token, name, userId, role) {
   return request('PUT', `${roomPath(name)}/members/${encodeURIComponent(userId)}`, { token, body: { role } });
 }
+
+// ---- Message life: search and attachments ---------------------------------
+
+// search returns {messages: [frame + highlights], hasMore}: messages of the
+// rooms the caller may read matching q (newest first); room, user (a
+// username), before and after (message ids) narrow it.
+export function search(token, { q, room = '', user = '', before = '', after = '', limit = 20 }) {
+  const p = new URLSearchParams({ q, limit: String(limit) });
+  if (room) p.set('room', room);
+  if (user) p.set('user', user);
+  if (before) p.set('before', before);
+  if (after) p.set('after', after);
+  return request('GET', `/api/search?${p}`, { token });
+}
+
+// upload sends file as the raw body of POST /api/rooms/{room}/attachments
+// (its name in ?filename=) with XMLHttpRequest, whose upload events give
+// the progress bar (fetch has none for request bodies); onProgress gets
+// (sent, total). It resolves to the {url, fileType, size, filename} the
+// server stored and rejects with an ApiError (413 too large, 415 a type not
+// allowed); abort() of the returned handle cancels it (an AbortError).
+export function upload(token, room, file, onProgress) {
+  const xhr = new XMLHttpRequest();
+  const done = new Promise((resolve, reject) => {
+    const q = new URLSearchParams({ filename: file.name || 'file' });
+    xhr.open('POST', `${roomPath(room)}/attachments?${q}`);
+    xhr.setRequestHeader('Authorization', 'Bearer ' + token);
+    xhr.setRequestHeader('Content-Type', file.type || 'application/octet-stream');
+    xhr.setRequestHeader('Accept', 'application/json');
+    xhr.responseType = 'text';
+    xhr.upload.onprogress = (ev) => {
+      if (onProgress) onProgress(ev.loaded, ev.lengthComputable ? ev.total : file.size);
+    };
+    xhr.onload = () => {
+      let data = null;
+      try {
+        data = xhr.responseText ? JSON.parse(xhr.responseText) : null;
+      } catch {
+        data = null;
+      }
+      if (xhr.status >= 200 && xhr.status < 300 && data && data.attachment && typeof data.attachment.url === 'string') {
+        resolve(data.attachment);
+        return;
+      }
+      const msg = data && typeof data.error === 'string' ? data.error : `HTTP ${xhr.status}`;
+      reject(new ApiError(xhr.status, msg));
+    };
+    xhr.onerror = () => reject(new ApiError(0, 'Cannot reach the server. Check your connection and try again.'));
+    xhr.onabort = () => reject(new DOMException('upload cancelled', 'AbortError'));
+    xhr.send(file);
+  });
+  return { done, abort: () => xhr.abort() };
+}
+
+// download fetches an attachment with the token (downloads need it, so a
+// plain link or <img src> cannot) and returns its Blob.
+export async function download(token, path) {
+  let res;
+  try {
+    res = await fetch(path, {
+      headers: { Authorization: 'Bearer ' + token },
+      cache: 'no-store',
+      credentials: 'omit',
+    });
+  } catch {
+    throw new ApiError(0, 'Cannot reach the server. Check your connection and try again.');
+  }
+  if (!res.ok) throw new ApiError(res.status, `HTTP ${res.status}`);
+  return res.blob();
+}

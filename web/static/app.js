@@ -1,7 +1,9 @@
 // Aurora's web client: log in, chat in rooms, see who is online and typing;
 // create, find and join rooms, invite people, talk in direct rooms, and
-// moderate. Vanilla JS modules, no build step; docs/web.md describes the
-// behaviour, rooms.js holds the rules of rooms and people.
+// moderate; edit, delete, reply to and react to messages, mention people,
+// keep unread counts in step with the other tabs, search, and attach files.
+// Vanilla JS modules, no build step; docs/web.md describes the behaviour,
+// rooms.js holds the rules of rooms and people.
 //
 // Rules this file keeps:
 //  - User text reaches the DOM only as text nodes (text.js renderText); no
@@ -16,8 +18,9 @@ import * as api from './api.js';
 import { ApiError } from './api.js';
 import { Connection, CloseCode } from './socket.js';
 import {
-  compareIds, formatFull, formatTime, hue, initial, MAX_TEXT, newClientId,
-  parseId, passwordProblem, renderText, ROOM_RE, textLength, USERNAME_RE,
+  attachmentPath, compareIds, formatFull, formatSize, formatTime, hue, initial, isPreviewable,
+  markedParts, MAX_TEXT, mentionAt, newClientId, parseId, passwordProblem, REACTIONS, renderText,
+  ROOM_RE, textLength, USERNAME_RE,
 } from './text.js';
 import {
   canDeleteRoom, canManageRoom, canSend, eventText, httpRefusal, inviteFrom, inviteRoom,
@@ -44,6 +47,13 @@ const PICKER_DEBOUNCE_MS = 250;
 const ROSTER_DEBOUNCE_MS = 300; // membership events come in bursts
 const SYNC_TIMEOUT_MS = 5000; // the room list before joining, at most this long
 const OFFLINE_SHOWN = 500; // larger rooms list only who is online
+const READ_EVERY_MS = 500; // read markers: at most one frame per this
+const JUMP_PAGES = 40; // a search result is looked for this many pages back
+const SEARCH_PAGE = 20;
+const MENTION_CHOICES = 8;
+const QUOTE_CHARS = 140;
+const PREVIEW_CACHE = 60; // image previews kept as data: URLs
+const BADGE_CAP = 1000; // the server counts unread messages up to this
 
 const LS_SESSION = 'aurora.session';
 const roomsKey = (uid) => `aurora.rooms.${uid}`;
@@ -106,6 +116,19 @@ const ui = {
   input: $('composer-input'),
   counter: $('counter'),
   send: $('send'),
+  main: $('main'),
+  dropZone: $('drop-zone'),
+  dropText: $('drop-text'),
+  mentionList: $('mention-list'),
+  replyBar: $('reply-bar'),
+  replyText: $('reply-text'),
+  replyCancel: $('reply-cancel'),
+  uploads: $('uploads'),
+  attachBtn: $('attach-btn'),
+  fileInput: $('file-input'),
+  searchForm: $('search-form'),
+  searchQ: $('search-q'),
+  reactPicker: $('react-picker'),
   scrim: $('scrim'),
   announcer: $('announcer'),
   toasts: $('toasts'),
@@ -132,6 +155,11 @@ function newRoom(name) {
     pending: [], // our messages without an id yet, in send order
     lastId: null, // newest id seen: "since" of the next join
     unread: 0,
+    mentions: 0, // unread messages that mention us
+    readSent: '', // the newest id we reported read here
+    readMarker: '', // our read marker as the server last said (any tab)
+    peerRead: '', // direct rooms: the other member's read marker ("seen")
+    lifeSeen: new Set(), // ids of life events applied, so a replay applies none twice
     members: new Map(), // userId -> username
     typing: new Map(), // userId -> {user, until}
     historyLoaded: false,
@@ -363,6 +391,14 @@ function enterChat() {
 
 function leaveChat() {
   stopTyping(false);
+  endEdit();
+  setReply(null);
+  clearUploads();
+  closeMentions();
+  closePicker();
+  lifeRequests.clear();
+  previews.clear();
+  lookingAt = '';
   if (conn) conn.stop();
   conn = null;
   welcomed = false;
@@ -448,6 +484,7 @@ function onClose(info) {
   greetSeq++;
   stopTyping(false); // the server forgot it with the connection
   joinRequests.clear(); // unanswered; the next welcome joins again
+  failLifeRequests();
   for (const room of rooms.values()) {
     room.typing.clear();
   }
@@ -490,6 +527,10 @@ function onFrame(f) {
     case 'room_event': return onRoomEvent(f);
     case 'removed': return onRemoved(f);
     case 'rooms_changed': return refreshPeople();
+    case 'edited': return onEdited(f);
+    case 'deleted': return onDeleted(f);
+    case 'reaction': return onReaction(f);
+    case 'read': return onReadFrame(f);
     case 'pong': return undefined;
     default: return undefined; // newer servers may send more
   }
@@ -527,6 +568,7 @@ async function onWelcome() {
     }
   }
   if (wasReconnect) announce('Reconnected.');
+  scheduleRead();
 }
 
 function sendJoin(name) {
@@ -586,14 +628,35 @@ function onMessage(f) {
 }
 
 function onAck(f) {
+  const req = lifeRequests.get(f.clientId);
+  if (req) {
+    lifeRequests.delete(f.clientId);
+    req.ack(f);
+    return;
+  }
   const msg = pending.get(f.clientId);
   if (!msg || typeof f.id !== 'string') return;
   confirm(msg, f.id, typeof f.ts === 'number' ? f.ts : msg.ts);
 }
 
 function onRateLimited(f) {
-  const msg = pending.get(f.clientId);
   const wait = Math.max(1, Number(f.retryAfterMs) || 1000);
+  const req = lifeRequests.get(f.clientId);
+  if (req) {
+    // A click or two too fast (they share the message limits): the same
+    // frame, same clientId, once the window reopens, as the protocol asks.
+    if (req.retries < AUTO_RETRIES) {
+      req.retries++;
+      setTimeout(() => {
+        if (lifeRequests.get(f.clientId) === req && welcomed && conn) conn.send(req.frame);
+      }, wait);
+      return;
+    }
+    lifeRequests.delete(f.clientId);
+    req.refused(`you are doing that too fast. Wait ${waitText(Math.ceil(wait / 1000))} and try again.`, 'rate_limited');
+    return;
+  }
+  const msg = pending.get(f.clientId);
   if (!msg) {
     toast(`You are sending too fast. Wait ${waitText(Math.ceil(wait / 1000))}.`, true);
     return;
@@ -614,6 +677,12 @@ const JOIN_REFUSALS = new Set(['invalid_room', 'too_many_rooms', 'not_found', 'b
 
 function onErrorFrame(f) {
   const text = sentence(f.message || f.code);
+  if (f.clientId && lifeRequests.has(f.clientId)) {
+    const req = lifeRequests.get(f.clientId);
+    lifeRequests.delete(f.clientId);
+    req.refused(lifeRefusal(f, req.room), f.code);
+    return;
+  }
   if (f.clientId && pending.has(f.clientId)) {
     const msg = pending.get(f.clientId);
     fail(msg, 'Not sent: ' + (refusalText(f.code, msg.room, f.message) || text));
@@ -695,7 +764,21 @@ function addMessage(room, f, { live }) {
     id = `${ts}-${900000000 + syntheticSeq++}`;
     synthetic = true;
   }
-  if (room.msgs.has(id)) return null;
+  if (room.msgs.has(id)) {
+    // Shown already; a history page carries the message's state now (its
+    // edits, deletion and reactions, perhaps missed while away).
+    const known = room.msgs.get(id);
+    if (!isEvent(f)) {
+      // Our own message confirmed by its ack learns whom it mentions from
+      // its echo.
+      if (!known.system && !known.mentions.length && Array.isArray(f.mentions) && f.mentions.length) {
+        known.mentions = idList(f.mentions);
+        messageChanged(room, known);
+      }
+      refreshState(room, known, f);
+    }
+    return null;
+  }
   if (isEvent(f)) {
     // A room event: a system line, in id order like any message.
     const ev = flattenEvent(f);
@@ -712,23 +795,92 @@ function addMessage(room, f, { live }) {
   const mine = own && f.clientId ? pending.get(f.clientId) : null;
   if (mine && mine.room === room.name) {
     // Our pending message, echoed before its ack.
+    mine.mentions = idList(f.mentions);
     confirm(mine, id, ts);
     return mine;
   }
   const msg = {
     id, synthetic, room: room.name, user: String(f.user || 'unknown'), userId: String(f.userId || ''),
     text: f.text, ts, clientId: f.clientId || '', state: 'sent', el: null,
+    ...lifeFields(f),
   };
   insertConfirmed(room, msg);
-  if (live) {
-    if (room.name === current) {
-      if (!own) announce(`${msg.user}: ${msg.text.slice(0, 200)}`);
-    } else if (!own) {
+  if (live && !own) {
+    if (room.name === current && pinned && canReadNow()) {
+      announce(`${msg.user}: ${msg.text.slice(0, 200)}`);
+    } else {
+      // Counted until read: another room, a hidden tab, or scrolled up.
       room.unread++;
+      if (msg.mentions.includes(me().id)) room.mentions++;
+      if (room.name === current) announce(`${msg.user}: ${msg.text.slice(0, 200)}`);
       renderRooms();
     }
   }
   return msg;
+}
+
+// lifeFields are a message frame's optional fields: what it answers, whom
+// it mentions, its files and, in history, its edits, deletion and
+// reactions.
+function lifeFields(f) {
+  return {
+    replyTo: typeof f.replyTo === 'string' && parseId(f.replyTo) ? f.replyTo : '',
+    mentions: idList(f.mentions),
+    attachments: attachmentList(f.attachments),
+    edited: typeof f.edited === 'number' ? f.edited : 0,
+    editId: '',
+    deleted: f.deleted === true,
+    reactions: reactionMap(f.reactions),
+    text: f.deleted === true ? '' : f.text,
+  };
+}
+
+function idList(v) {
+  return Array.isArray(v) ? v.filter((x) => typeof x === 'string') : [];
+}
+
+function attachmentList(v) {
+  if (!Array.isArray(v)) return [];
+  return v.filter((a) => a && typeof a.url === 'string').map((a) => ({
+    url: a.url,
+    fileType: String(a.fileType || ''),
+    size: Number(a.size) || 0,
+    filename: String(a.filename || 'file'),
+  }));
+}
+
+// reactionMap: emoji -> {count, me, users}; users holds whom we saw react
+// live, so a repeated frame does not count twice.
+function reactionMap(v) {
+  const m = new Map();
+  if (!Array.isArray(v)) return m;
+  for (const r of v) {
+    if (!r || typeof r.emoji !== 'string' || !(Number(r.count) > 0)) continue;
+    m.set(r.emoji, { count: Number(r.count), me: r.me === true, users: new Set() });
+  }
+  return m;
+}
+
+// refreshState takes a history frame's state of a message shown already.
+function refreshState(room, msg, f) {
+  if (msg.system || msg.state !== 'sent') return;
+  let changed = false;
+  if (f.deleted === true && !msg.deleted) {
+    msg.deleted = true;
+    msg.text = '';
+    msg.attachments = [];
+    changed = true;
+  }
+  if (!msg.deleted && typeof f.edited === 'number' && f.edited > msg.edited && typeof f.text === 'string') {
+    msg.edited = f.edited;
+    msg.text = f.text;
+    changed = true;
+  }
+  if (Array.isArray(f.reactions) && !msg.reactPending) {
+    msg.reactions = reactionMap(f.reactions);
+    changed = true;
+  }
+  if (changed) messageChanged(room, msg);
 }
 
 function noteId(room, id) {
@@ -746,6 +898,8 @@ function insertConfirmed(room, msg) {
   const stick = pinned || (msg.userId === me().id && msg.state === 'sent' && idx === room.order.length - 1);
   placeEl(room, msg, idx);
   afterInsert(stick, idx === room.order.length - 1);
+  if (!msg.system) updateQuotesOf(room, msg.id); // replies shown before their original
+  scheduleRead();
 }
 
 function sortedIndex(order, id) {
@@ -810,15 +964,120 @@ function buildMsgEl(msg) {
   const time = document.createElement('time');
   time.className = 'msg-time';
   head.append(author, time);
+  const quote = document.createElement('button');
+  quote.type = 'button';
+  quote.className = 'msg-quote';
+  quote.hidden = true;
+  quote.addEventListener('click', () => {
+    if (msg.replyTo) jumpTo(msg.room, msg.replyTo);
+  });
   const body = document.createElement('div');
   body.className = 'msg-body';
-  renderText(body, msg.text);
+  const atts = document.createElement('div');
+  atts.className = 'msg-atts';
+  const reacts = document.createElement('div');
+  reacts.className = 'msg-reacts';
   const status = document.createElement('div');
   status.className = 'msg-status';
-  li.append(av, head, body, status);
+  const actions = buildActions(msg);
+  li.append(av, head, quote, body, atts, reacts, status, actions);
   msg.el = li;
+  renderContent(msg);
   updateMsgEl(msg);
   return li;
+}
+
+// renderContent (re)draws what a message says: the quote of the message it
+// answers, its text (or the tombstone), files and reactions.
+function renderContent(msg) {
+  const li = msg.el;
+  if (!li || msg.system) return;
+  const room = rooms.get(msg.room);
+  renderQuote(room, msg);
+  const body = li.querySelector('.msg-body');
+  body.replaceChildren();
+  body.classList.toggle('deleted', msg.deleted);
+  li.classList.toggle('deleted', msg.deleted);
+  if (msg.deleted) {
+    body.textContent = 'message deleted';
+  } else {
+    renderText(body, msg.text, mentionNames(room, msg), me().username);
+  }
+  if (msg.edited && !msg.deleted) body.dataset.edited = msg.editPending ? 'saving' : 'yes';
+  else delete body.dataset.edited;
+  body.title = msg.edited && !msg.deleted ? `Edited ${formatFull(msg.edited)}` : '';
+  body.hidden = !msg.deleted && !msg.text && msg.attachments.length > 0;
+  li.classList.toggle('mentions-me', !msg.deleted && msg.mentions.includes(me().id));
+  renderAttachments(msg, li.querySelector('.msg-atts'));
+  renderReactions(msg, li.querySelector('.msg-reacts'));
+  updateActions(msg);
+}
+
+// mentionNames: the lower-case usernames of the members a message
+// mentions, as far as the page knows them (our own name always).
+function mentionNames(room, msg) {
+  if (!msg.mentions.length) return null;
+  const names = new Set();
+  for (const uid of msg.mentions) {
+    if (uid === me().id) names.add(me().username.toLowerCase());
+    const m = room && room.roster && room.roster.get(uid);
+    const name = (m && m.username) || (room && room.members.get(uid)) || '';
+    if (name) names.add(name.toLowerCase());
+  }
+  return names;
+}
+
+// renderQuote shows the message msg answers: its author and the start of
+// its text, "message deleted" once it is, or a link to look for it when it
+// is not loaded.
+function renderQuote(room, msg) {
+  const q = msg.el.querySelector('.msg-quote');
+  q.replaceChildren();
+  q.hidden = !msg.replyTo || msg.deleted;
+  if (q.hidden) return;
+  const orig = room && room.msgs.get(msg.replyTo);
+  const who = document.createElement('span');
+  who.className = 'quote-author';
+  const what = document.createElement('span');
+  what.className = 'quote-text';
+  q.classList.toggle('gone', !!(orig && orig.deleted));
+  if (!orig) {
+    who.textContent = '';
+    what.textContent = 'Replying to an earlier message (show it)';
+  } else if (orig.deleted) {
+    who.textContent = orig.user;
+    what.textContent = 'message deleted';
+  } else {
+    who.textContent = orig.user;
+    const text = orig.text || (orig.attachments.length ? orig.attachments.map((a) => a.filename).join(', ') : '');
+    const chars = Array.from(text);
+    what.textContent = chars.length > QUOTE_CHARS ? chars.slice(0, QUOTE_CHARS).join('') + '…' : text;
+  }
+  q.dataset.replyTo = msg.replyTo;
+  q.setAttribute('aria-label', orig ? `In reply to ${orig.user}: ${what.textContent}. Show the message.` : 'In reply to an earlier message. Show it.');
+  q.append(who, what);
+}
+
+// updateQuotesOf redraws the quotes of the replies to id (it was loaded,
+// edited or deleted).
+function updateQuotesOf(room, id) {
+  if (!room || room.name !== current) return;
+  for (const mid of room.order) {
+    const m = room.msgs.get(mid);
+    if (m && m.replyTo === id && m.el) renderQuote(room, m);
+  }
+  for (const m of room.pending) if (m.replyTo === id && m.el) renderQuote(room, m);
+}
+
+// messageChanged redraws a message whose state changed, and the replies
+// quoting it.
+function messageChanged(room, msg) {
+  if (msg.el) {
+    const stick = room.name === current && pinned;
+    renderContent(msg);
+    if (stick) scrollToBottom();
+  }
+  updateQuotesOf(room, msg.id);
 }
 
 function updateMsgEl(msg) {
@@ -831,6 +1090,7 @@ function updateMsgEl(msg) {
   li.classList.toggle('own', msg.userId === me().id);
   li.classList.toggle('pending', msg.state === 'pending');
   li.classList.toggle('failed', msg.state === 'failed');
+  if (!msg.system) updateActions(msg);
   const time = li.querySelector('.msg-time');
   time.dateTime = new Date(msg.ts).toISOString();
   time.textContent = formatTime(msg.ts);
@@ -864,12 +1124,13 @@ function refreshPendingStatus() {
   for (const msg of pending.values()) if (msg.state === 'pending') updateMsgEl(msg);
 }
 
-function sendMessage(text) {
+function sendMessage(text, { replyTo = '', attachments = [] } = {}) {
   const room = rooms.get(current);
   if (!room) return;
   const msg = {
     id: null, synthetic: false, room: room.name, user: me().username, userId: me().id, text,
     ts: Date.now(), clientId: newClientId(), state: 'pending', el: null, auto: false, autoRetries: 0, error: '',
+    ...lifeFields({ text, replyTo, attachments }),
   };
   room.pending.push(msg);
   pending.set(msg.clientId, msg);
@@ -885,7 +1146,10 @@ function transmit(msg) {
   msg.state = 'pending';
   msg.error = '';
   if (welcomed) {
-    conn.send({ type: 'message', room: msg.room, text: msg.text, clientId: msg.clientId });
+    const frame = { type: 'message', room: msg.room, text: msg.text, clientId: msg.clientId };
+    if (msg.replyTo) frame.replyTo = msg.replyTo;
+    if (msg.attachments.length) frame.attachments = msg.attachments;
+    conn.send(frame);
   }
   updateMsgEl(msg);
 }
@@ -916,6 +1180,7 @@ function confirm(msg, id, ts) {
   msg.state = 'sent';
   msg.auto = false;
   updateMsgEl(msg);
+  renderContent(msg); // its actions, and the mentions its echo named
   insertConfirmed(room, msg);
 }
 
@@ -929,6 +1194,1159 @@ function discardPending(msg) {
     if (next) regroup(next);
   }
   ui.input.focus();
+}
+
+// ---- A message's life: edit, delete, reply, react --------------------------------
+
+// lifeRequests: clientId -> {room, ack(frame), refused(text, code)} of our
+// edit, delete, react and read frames waiting for their ack.
+const lifeRequests = new Map();
+
+// sendLife sends a life frame; it reports false (and says why) when the
+// connection is down: unlike messages, these are not queued, since the
+// message they act on may change meanwhile.
+function sendLife(frame, { ack = () => {}, refused = () => {}, quiet = false } = {}) {
+  if (!welcomed || !conn) {
+    if (!quiet) toast('You are offline. Try again once the connection is back.', true);
+    return false;
+  }
+  const clientId = frame.type + '-' + newClientId();
+  const req = { room: frame.room, frame: { ...frame, clientId }, retries: 0, ack, refused };
+  lifeRequests.set(clientId, req);
+  if (!conn.send(req.frame)) {
+    lifeRequests.delete(clientId);
+    if (!quiet) toast('You are offline. Try again once the connection is back.', true);
+    return false;
+  }
+  return true;
+}
+
+// failLifeRequests: the connection closed before their acks. The server
+// may have taken them; the `since` replay of the next join says so.
+function failLifeRequests() {
+  const reqs = [...lifeRequests.values()];
+  lifeRequests.clear();
+  for (const r of reqs) r.refused('the connection was lost before the server answered.', 'disconnected');
+}
+
+// lifeRefusal words the error frame answering an edit, delete or react.
+function lifeRefusal(f, room) {
+  switch (f.code) {
+    case 'unknown_message': return 'that message no longer exists here.';
+    case 'message_deleted': return 'that message was deleted.';
+    case 'invalid_emoji': return 'that emoji is not one of the reactions the server allows.';
+    case 'forbidden':
+      if (/\bread\b.*\bnot write\b/i.test(f.message || '')) return `you can only read #${room}.`;
+      return f.message ? `${lowerFirst(sentence(f.message))}` : 'you are not allowed to do that.';
+    default: {
+      const r = refusalText(f.code, room, f.message);
+      return r ? lowerFirst(r) : lowerFirst(sentence(f.message || f.code));
+    }
+  }
+}
+
+// mayModerate: room admins, the owner and server administrators delete
+// anyone's message (not in direct rooms).
+function mayModerate(room) {
+  return !!room && canManageRoom(standing(room));
+}
+
+function buildActions(msg) {
+  const bar = document.createElement('div');
+  bar.className = 'msg-actions';
+  const mk = (cls, label, text, fn) => {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'act ' + cls;
+    b.title = label;
+    b.setAttribute('aria-label', label);
+    b.textContent = text;
+    b.addEventListener('click', (ev) => {
+      ev.stopPropagation();
+      fn(b);
+    });
+    bar.append(b);
+    return b;
+  };
+  mk('act-react', 'Add a reaction', '☺+', (b) => openPicker(msg, b));
+  mk('act-reply', 'Reply', '↩', () => setReply(msg));
+  mk('act-edit', 'Edit', '✎', () => startEdit(msg));
+  mk('act-delete', 'Delete', '🗑', () => openDeleteDialog(msg));
+  return bar;
+}
+
+// updateActions shows the actions a message offers us: none while it is
+// pending or once deleted; edit our own; delete our own, or any as a
+// moderator; react and reply where we may write.
+function updateActions(msg) {
+  const li = msg.el;
+  if (!li) return;
+  const bar = li.querySelector('.msg-actions');
+  if (!bar) return;
+  const room = rooms.get(msg.room);
+  const live = msg.state === 'sent' && !msg.synthetic && !!msg.id && !msg.deleted && !!room;
+  const own = msg.userId === me().id;
+  const write = !!room && canSend(standing(room));
+  bar.querySelector('.act-react').hidden = !(live && write);
+  bar.querySelector('.act-reply').hidden = !(live && write);
+  bar.querySelector('.act-edit').hidden = !(live && own && write);
+  bar.querySelector('.act-delete').hidden = !(live && (own || mayModerate(room)));
+  bar.hidden = !live;
+}
+
+// ---- Edit ----
+
+let editing = null; // {msg, area, hint}
+
+// lastOwnMessage: the newest message of ours in the open room we may edit.
+function lastOwnMessage() {
+  const room = rooms.get(current);
+  if (!room) return null;
+  for (let i = room.order.length - 1; i >= 0; i--) {
+    const m = room.msgs.get(room.order[i]);
+    if (m && !m.system && !m.synthetic && m.userId === me().id && !m.deleted && m.state === 'sent') return m;
+  }
+  return null;
+}
+
+function startEdit(msg) {
+  if (!msg || !msg.el || msg.deleted) return;
+  endEdit();
+  const body = msg.el.querySelector('.msg-body');
+  const area = document.createElement('textarea');
+  area.className = 'msg-editor';
+  area.value = msg.text;
+  area.rows = Math.min(8, msg.text.split('\n').length);
+  area.setAttribute('aria-label', 'Edit the message');
+  const hint = document.createElement('div');
+  hint.className = 'edit-hint';
+  hint.textContent = 'Enter saves · Esc cancels';
+  body.hidden = true;
+  body.after(area, hint);
+  msg.el.classList.add('editing');
+  editing = { msg, area, hint };
+  area.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Escape') {
+      ev.preventDefault();
+      ev.stopPropagation();
+      endEdit();
+      ui.input.focus();
+    } else if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing && ev.keyCode !== 229) {
+      ev.preventDefault();
+      saveEdit();
+    }
+  });
+  area.focus();
+  area.setSelectionRange(area.value.length, area.value.length);
+  if (current === msg.room && msg === lastOwnMessage() && pinned) scrollToBottom();
+}
+
+function endEdit() {
+  if (!editing) return;
+  const { msg, area, hint } = editing;
+  editing = null;
+  area.remove();
+  hint.remove();
+  if (msg.el) {
+    msg.el.classList.remove('editing');
+    renderContent(msg);
+  }
+}
+
+function saveEdit() {
+  if (!editing) return;
+  const { msg, area, hint } = editing;
+  const text = area.value.trim();
+  if (text === msg.text) {
+    endEdit();
+    ui.input.focus();
+    return;
+  }
+  if (!text) {
+    hint.textContent = 'A message cannot be empty: delete it instead. (Esc cancels)';
+    hint.classList.add('error');
+    return;
+  }
+  if (textLength(text) > MAX_TEXT) {
+    hint.textContent = `${textLength(text) - MAX_TEXT} characters over the limit of ${MAX_TEXT}. (Esc cancels)`;
+    hint.classList.add('error');
+    return;
+  }
+  const room = rooms.get(msg.room);
+  const before = { text: msg.text, edited: msg.edited, editId: msg.editId };
+  const sent = sendLife({ type: 'edit', room: msg.room, id: msg.id, text }, {
+    ack: (f) => {
+      msg.editPending = false;
+      if (typeof f.id === 'string' && parseId(f.id)) {
+        // The echo may have come first; a later edit (another tab) wins.
+        if (!msg.editId || compareIds(f.id, msg.editId) > 0) {
+          msg.editId = f.id;
+          msg.text = text;
+        }
+        room.lifeSeen.add(f.id);
+        noteId(room, f.id);
+      }
+      msg.edited = typeof f.ts === 'number' && f.ts > 0 ? f.ts : Date.now();
+      if (room) messageChanged(room, msg);
+    },
+    refused: (why) => {
+      msg.editPending = false;
+      if (msg.editId === before.editId) {
+        msg.text = before.text;
+        msg.edited = before.edited;
+      }
+      if (room) messageChanged(room, msg);
+      toast(`Not saved: ${why}`, true);
+    },
+  });
+  if (!sent) return;
+  msg.text = text;
+  msg.edited = msg.edited || Date.now();
+  msg.editPending = true;
+  endEdit(); // redraws with the new text, marked as saving
+  ui.input.focus();
+}
+
+// lifeTarget finds the room and message of a live life frame, and records
+// the frame's id (so the next join's `since` covers it); null when the
+// frame was applied already or its message is not loaded here.
+function lifeTarget(f) {
+  const room = rooms.get(f.room);
+  if (!room || typeof f.id !== 'string' || !parseId(f.id)) return null;
+  noteId(room, f.id);
+  if (room.lifeSeen.has(f.id)) return null;
+  room.lifeSeen.add(f.id);
+  const msg = typeof f.messageId === 'string' ? room.msgs.get(f.messageId) : null;
+  if (!msg || msg.system) return null;
+  return { room, msg };
+}
+
+function onEdited(f) {
+  const t = lifeTarget(f);
+  if (!t || typeof f.text !== 'string') return;
+  const { room, msg } = t;
+  // The last edit wins by id order; a deleted message stays deleted.
+  if (msg.deleted || (msg.editId && compareIds(f.id, msg.editId) <= 0)) return;
+  msg.editId = f.id;
+  msg.text = f.text;
+  msg.edited = typeof f.ts === 'number' ? f.ts : Date.now();
+  if (f.clientId && lifeRequests.has(f.clientId)) msg.editPending = false;
+  if (editing && editing.msg === msg) endEdit();
+  messageChanged(room, msg);
+}
+
+// ---- Delete ----
+
+let deleteTarget = null;
+
+function openDeleteDialog(msg) {
+  const dlg = $('delete-dialog');
+  openDialog(dlg, msg.room);
+  deleteTarget = msg;
+  const own = msg.userId === me().id;
+  $('delete-title').textContent = own ? 'Delete your message?' : `Delete ${msg.user}'s message?`;
+  const chars = Array.from(msg.text || msg.attachments.map((a) => a.filename).join(', '));
+  $('delete-preview').textContent = chars.length > 200 ? chars.slice(0, 200).join('') + '…' : chars.join('');
+  $('delete-confirm').disabled = false;
+  $('delete-confirm').focus();
+}
+
+function onDeleteSubmit(ev) {
+  ev.preventDefault();
+  const msg = deleteTarget;
+  const errEl = $('delete-error');
+  if (!msg) return;
+  errEl.textContent = '';
+  const room = rooms.get(msg.room);
+  const btn = $('delete-confirm');
+  btn.disabled = true;
+  const sent = sendLife({ type: 'delete', room: msg.room, id: msg.id }, {
+    quiet: true,
+    ack: (f) => {
+      if (room && typeof f.id === 'string' && parseId(f.id)) {
+        room.lifeSeen.add(f.id);
+        noteId(room, f.id);
+      }
+      tombstone(room, msg);
+      if (deleteTarget === msg) {
+        deleteTarget = null;
+        closeDialogs();
+      }
+      announce('Message deleted.');
+    },
+    refused: (why) => {
+      btn.disabled = false;
+      if (deleteTarget === msg) errEl.textContent = `Not deleted: ${why}`;
+      else toast(`Not deleted: ${why}`, true);
+    },
+  });
+  if (!sent) {
+    btn.disabled = false;
+    errEl.textContent = 'You are offline. Try again once the connection is back.';
+  }
+}
+
+function tombstone(room, msg) {
+  if (msg.deleted) return;
+  msg.deleted = true;
+  msg.text = '';
+  msg.attachments = [];
+  msg.reactions = new Map();
+  if (editing && editing.msg === msg) endEdit();
+  if (replyTarget && replyTarget.id === msg.id) setReply(null);
+  if (room) messageChanged(room, msg);
+}
+
+function onDeleted(f) {
+  const t = lifeTarget(f);
+  if (!t) return;
+  tombstone(t.room, t.msg);
+}
+
+// ---- Reply ----
+
+let replyTarget = null; // the message the composer answers
+
+function setReply(msg) {
+  replyTarget = msg && msg.id ? msg : null;
+  ui.replyBar.hidden = !replyTarget;
+  ui.replyText.replaceChildren();
+  if (!replyTarget) return;
+  const who = document.createElement('strong');
+  who.textContent = replyTarget.user;
+  const chars = Array.from(replyTarget.text || replyTarget.attachments.map((a) => a.filename).join(', '));
+  const text = chars.length > 80 ? chars.slice(0, 80).join('') + '…' : chars.join('');
+  ui.replyText.append('Replying to ', who, ': ', text);
+  ui.input.focus();
+}
+
+// ---- Reactions ----
+
+let pickerFor = null; // the message the reaction picker is open for
+
+function openPicker(msg, anchor) {
+  if (pickerFor === msg && !ui.reactPicker.hidden) {
+    closePicker();
+    return;
+  }
+  closePicker();
+  pickerFor = msg;
+  const p = ui.reactPicker;
+  p.replaceChildren();
+  for (const emoji of REACTIONS) {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'pick';
+    b.setAttribute('role', 'menuitem');
+    b.dataset.emoji = emoji;
+    b.setAttribute('aria-label', `React with ${emoji}`);
+    b.textContent = emoji;
+    const r = msg.reactions.get(emoji);
+    if (r && r.me) b.classList.add('mine');
+    b.addEventListener('click', (ev) => {
+      ev.stopPropagation();
+      closePicker();
+      toggleReaction(msg, emoji);
+    });
+    p.append(b);
+  }
+  // The picker lives in the message, so CSS places it without a style set
+  // from script.
+  msg.el.append(p);
+  p.hidden = false;
+  pickerAnchor = anchor;
+  p.querySelector('button').focus();
+}
+
+let pickerAnchor = null;
+
+function closePicker() {
+  const p = ui.reactPicker;
+  if (p.hidden) return;
+  p.hidden = true;
+  const hadFocus = p.contains(document.activeElement);
+  document.body.append(p);
+  pickerFor = null;
+  if (hadFocus && pickerAnchor && pickerAnchor.isConnected) pickerAnchor.focus();
+  pickerAnchor = null;
+}
+
+function toggleReaction(msg, emoji) {
+  if (msg.deleted || !msg.id) return;
+  const room = rooms.get(msg.room);
+  const r = msg.reactions.get(emoji);
+  const on = !(r && r.me);
+  const undo = () => applyReaction(msg, emoji, me().id, !on);
+  const sent = sendLife({ type: 'react', room: msg.room, id: msg.id, emoji, on }, {
+    ack: (f) => {
+      msg.reactPending = Math.max(0, (msg.reactPending || 0) - 1);
+      if (room && typeof f.id === 'string' && parseId(f.id)) {
+        room.lifeSeen.add(f.id);
+        noteId(room, f.id);
+      }
+    },
+    refused: (why) => {
+      msg.reactPending = Math.max(0, (msg.reactPending || 0) - 1);
+      undo();
+      if (room) messageChanged(room, msg);
+      toast(`Reaction not saved: ${why}`, true);
+    },
+  });
+  if (!sent) return;
+  msg.reactPending = (msg.reactPending || 0) + 1;
+  applyReaction(msg, emoji, me().id, on);
+  if (room) messageChanged(room, msg);
+}
+
+// applyReaction counts userId's reaction on or off, once: a user we saw
+// react already is not counted again, and our own flag is exact.
+function applyReaction(msg, emoji, userId, on) {
+  let r = msg.reactions.get(emoji);
+  const mine = userId === me().id;
+  if (on) {
+    if (!r) {
+      r = { count: 0, me: false, users: new Set() };
+      msg.reactions.set(emoji, r);
+    }
+    if (mine ? r.me : r.users.has(userId)) return false;
+    r.count++;
+    if (mine) r.me = true;
+    else r.users.add(userId);
+    return true;
+  }
+  if (!r) return false;
+  if (mine ? !r.me : false) return false;
+  if (mine) r.me = false;
+  else r.users.delete(userId);
+  r.count = Math.max(0, r.count - 1);
+  if (r.count === 0) msg.reactions.delete(emoji);
+  return true;
+}
+
+function onReaction(f) {
+  const t = lifeTarget(f);
+  if (!t || typeof f.emoji !== 'string' || typeof f.userId !== 'string') return;
+  const { room, msg } = t;
+  if (msg.deleted) return;
+  if (applyReaction(msg, f.emoji, f.userId, f.on !== false)) messageChanged(room, msg);
+}
+
+// renderReactions updates the reaction buttons in place, keyed by emoji:
+// rebuilt, a button would lose the keyboard focus (and a click in
+// progress) whenever anyone reacts.
+function renderReactions(msg, el) {
+  const list = msg.deleted ? [] : [...msg.reactions].filter(([, r]) => r.count > 0);
+  el.hidden = list.length === 0;
+  const room = rooms.get(msg.room);
+  const write = !!room && canSend(standing(room)) && msg.state === 'sent';
+  const old = new Map([...el.children].map((b) => [b.dataset.emoji, b]));
+  const want = list.map(([emoji, r]) => {
+    let b = old.get(emoji);
+    if (!b) {
+      b = document.createElement('button');
+      b.type = 'button';
+      b.dataset.emoji = emoji;
+      const e = document.createElement('span');
+      e.className = 'r-emoji';
+      e.textContent = emoji;
+      const c = document.createElement('span');
+      c.className = 'r-count';
+      b.append(e, c);
+      b.addEventListener('click', () => toggleReaction(msg, emoji));
+    }
+    b.className = 'reaction' + (r.me ? ' mine' : '');
+    b.setAttribute('aria-pressed', r.me ? 'true' : 'false');
+    b.setAttribute('aria-label', `${emoji} ${r.count}${r.me ? ', including you' : ''}. ${r.me ? 'Remove your reaction' : 'React too'}`);
+    b.disabled = !write;
+    b.querySelector('.r-count').textContent = String(r.count);
+    return b;
+  });
+  const cur = el.children;
+  if (cur.length === want.length && want.every((b, i) => cur[i] === b)) return;
+  el.replaceChildren(...want);
+}
+
+// ---- Read markers and unread counts ----
+
+let lookingAt = ''; // the room the user opened and has not looked away from since
+let readTimer = 0;
+let lastReadAt = 0;
+
+// canReadNow: the open room counts as read only while the tab is visible
+// and focused, or was just opened by the user.
+function canReadNow() {
+  if (!session || document.hidden) return false;
+  return document.hasFocus() || lookingAt === current;
+}
+
+function badgeText(n) {
+  return n >= BADGE_CAP ? `${BADGE_CAP - 1}+` : String(n);
+}
+
+// scheduleRead reports the newest message in view as read, at most once
+// every READ_EVERY_MS (scrolling through a busy room would otherwise send
+// a frame per scroll event).
+function scheduleRead() {
+  if (readTimer) return;
+  const wait = Math.max(0, lastReadAt + READ_EVERY_MS - Date.now());
+  readTimer = setTimeout(() => {
+    readTimer = 0;
+    doRead();
+  }, wait);
+}
+
+function doRead() {
+  const room = rooms.get(current);
+  if (!room || !canReadNow() || ui.chatView.hidden) return;
+  const id = newestVisibleId(room);
+  if (!id) return;
+  markReadUpTo(room, id);
+  if (room.readSent && compareIds(id, room.readSent) <= 0) return;
+  if (room.readMarker && compareIds(id, room.readMarker) <= 0) return;
+  // A refused read (an old server, a room we just left) is nothing to
+  // tell the user about.
+  if (!sendLife({ type: 'read', room: room.name, id }, { quiet: true })) return;
+  room.readSent = id;
+  lastReadAt = Date.now();
+}
+
+// newestVisibleId: the newest message (not a room event, not one of ours
+// still pending) whose top is in view; at the bottom, simply the newest.
+function newestVisibleId(room) {
+  const ids = room.order;
+  const isMsg = (m) => m && !m.system && !m.synthetic;
+  if (pinned) {
+    for (let i = ids.length - 1; i >= 0; i--) if (isMsg(room.msgs.get(ids[i]))) return ids[i];
+    return '';
+  }
+  const view = ui.scroller.getBoundingClientRect();
+  for (let i = ids.length - 1; i >= 0; i--) {
+    const m = room.msgs.get(ids[i]);
+    if (!isMsg(m) || !m.el || !m.el.isConnected) continue;
+    const top = m.el.getBoundingClientRect().top;
+    if (top < view.bottom - 8 && top >= view.top - m.el.offsetHeight) return ids[i];
+    if (top < view.top) break;
+  }
+  return '';
+}
+
+// markReadUpTo recounts a room's unread messages after id, as far as the
+// loaded ones tell (the newest loaded is the room's newest once its
+// history is here).
+function markReadUpTo(room, id) {
+  let unread = 0;
+  let mentions = 0;
+  for (let i = room.order.length - 1; i >= 0; i--) {
+    const mid = room.order[i];
+    if (compareIds(mid, id) <= 0) break;
+    const m = room.msgs.get(mid);
+    if (!m || m.system || m.synthetic || m.userId === me().id) continue;
+    unread++;
+    if (m.mentions.includes(me().id)) mentions++;
+  }
+  if (unread === room.unread && mentions === room.mentions) return;
+  room.unread = Math.min(room.unread, unread);
+  room.mentions = Math.min(room.mentions, mentions);
+  renderRooms();
+}
+
+// applyUnread takes GET /api/rooms' counts, unless the room is the one
+// being read (its read marker is on its way).
+function applyUnread(room, r) {
+  if (typeof r.unread !== 'number') return;
+  if (room.name === current && canReadNow()) {
+    scheduleRead();
+    return;
+  }
+  room.unread = Math.max(0, r.unread);
+  room.mentions = Math.max(0, typeof r.mentions === 'number' ? r.mentions : 0);
+}
+
+let unreadSync = 0;
+
+// onReadFrame: a read marker moved. Ours (another tab or device read the
+// room): what it covers is read here too. The other member's, in a direct
+// room: our messages up to it are seen.
+function onReadFrame(f) {
+  const room = rooms.get(f.room);
+  if (!room || typeof f.messageId !== 'string' || !parseId(f.messageId)) return;
+  if (typeof f.id === 'string' && parseId(f.id)) noteId(room, f.id);
+  if (f.userId !== me().id) {
+    if (!room.peerRead || compareIds(f.messageId, room.peerRead) > 0) {
+      room.peerRead = f.messageId;
+      renderSeen(room);
+    }
+    return;
+  }
+  if (room.readMarker && compareIds(f.messageId, room.readMarker) <= 0) return;
+  room.readMarker = f.messageId;
+  if (room.msgs.has(f.messageId) || (room.lastId && compareIds(f.messageId, room.lastId) >= 0) || room.historyLoaded) {
+    markReadUpTo(room, f.messageId);
+  } else {
+    // Not loaded here: the server counts.
+    clearTimeout(unreadSync);
+    unreadSync = setTimeout(syncRooms, 300);
+  }
+}
+
+// renderSeen marks, in a direct room, the newest of our messages the other
+// member has read.
+function renderSeen(room) {
+  if (room.name !== current) return;
+  for (const el of ui.messages.querySelectorAll('.msg.seen')) el.classList.remove('seen');
+  if (!room.peerRead) return;
+  for (let i = room.order.length - 1; i >= 0; i--) {
+    const m = room.msgs.get(room.order[i]);
+    if (!m || m.system || m.userId !== me().id || compareIds(m.id, room.peerRead) > 0) continue;
+    if (m.el) m.el.classList.add('seen');
+    return;
+  }
+}
+
+// ---- @-completion ----------------------------------------------------------------
+
+let mentionState = null; // {start, items: [username], index}
+
+// memberNames: everyone the page knows in the open room (its member list,
+// or who is online), without us.
+function memberNames(room) {
+  const names = new Set();
+  if (room.roster) for (const m of room.roster.values()) if (m.userId !== me().id && m.username) names.add(m.username);
+  for (const [uid, name] of room.members) if (uid !== me().id && name) names.add(name);
+  return [...names];
+}
+
+function updateMentions() {
+  const room = rooms.get(current);
+  const at = room && ui.input.selectionStart === ui.input.selectionEnd
+    ? mentionAt(ui.input.value, ui.input.selectionStart) : null;
+  if (!at) {
+    closeMentions();
+    return;
+  }
+  const q = at.query.toLowerCase();
+  const items = memberNames(room)
+    .filter((n) => n.toLowerCase().startsWith(q))
+    .sort((a, b) => a.length - b.length || a.localeCompare(b))
+    .slice(0, MENTION_CHOICES);
+  if (!items.length) {
+    closeMentions();
+    return;
+  }
+  const keep = mentionState && items.includes(mentionState.items[mentionState.index]);
+  const index = keep ? items.indexOf(mentionState.items[mentionState.index]) : 0;
+  mentionState = { start: at.start, items, index };
+  renderMentionList();
+}
+
+function renderMentionList() {
+  const st = mentionState;
+  ui.mentionList.replaceChildren();
+  st.items.forEach((name, i) => {
+    const li = document.createElement('li');
+    li.id = `mention-opt-${i}`;
+    li.className = 'mention-opt' + (i === st.index ? ' active' : '');
+    li.setAttribute('role', 'option');
+    li.setAttribute('aria-selected', i === st.index ? 'true' : 'false');
+    li.dataset.username = name;
+    const av = document.createElement('span');
+    av.className = 'avatar small ' + hue(name);
+    av.setAttribute('aria-hidden', 'true');
+    av.textContent = initial(name);
+    const n = document.createElement('span');
+    n.textContent = name;
+    li.append(av, n);
+    // mousedown, not click: the composer keeps the focus.
+    li.addEventListener('mousedown', (ev) => {
+      ev.preventDefault();
+      pickMention(i);
+    });
+    ui.mentionList.append(li);
+  });
+  ui.mentionList.hidden = false;
+  ui.input.setAttribute('aria-expanded', 'true');
+  ui.input.setAttribute('aria-activedescendant', `mention-opt-${st.index}`);
+}
+
+function closeMentions() {
+  mentionState = null;
+  ui.mentionList.hidden = true;
+  ui.mentionList.replaceChildren();
+  ui.input.setAttribute('aria-expanded', 'false');
+  ui.input.removeAttribute('aria-activedescendant');
+}
+
+function pickMention(i) {
+  const st = mentionState;
+  if (!st) return;
+  const name = st.items[i];
+  const v = ui.input.value;
+  const caret = ui.input.selectionStart;
+  const insert = `@${name} `;
+  ui.input.value = v.slice(0, st.start) + insert + v.slice(caret);
+  const pos = st.start + insert.length;
+  ui.input.setSelectionRange(pos, pos);
+  closeMentions();
+  onInput();
+}
+
+// mentionKey handles the keys of the open completion list; it reports
+// whether it took the key.
+function mentionKey(ev) {
+  const st = mentionState;
+  if (!st || ui.mentionList.hidden) return false;
+  switch (ev.key) {
+    case 'ArrowDown':
+    case 'ArrowUp':
+      st.index = (st.index + (ev.key === 'ArrowDown' ? 1 : -1) + st.items.length) % st.items.length;
+      renderMentionList();
+      return true;
+    case 'Enter':
+    case 'Tab':
+      if (ev.shiftKey) return false;
+      pickMention(st.index);
+      return true;
+    case 'Escape':
+      closeMentions();
+      return true;
+    default:
+      return false;
+  }
+}
+
+// ---- Search ----------------------------------------------------------------------
+
+let searchGen = 0;
+let searchArgs = null; // {q, room} of the results shown
+let searchBefore = ''; // the cursor of the next page
+
+function openSearch(q) {
+  const dlg = $('search-dialog');
+  if (!dlg.open) openDialog(dlg);
+  $('search-dialog-q').value = q;
+  const room = rooms.get(current);
+  $('search-scope').options[1].textContent = room ? `#${roomLabel(room.info, room.name)} only` : 'This room';
+  if (q.trim()) runSearch(true);
+  else {
+    $('search-results').replaceChildren();
+    $('search-status').textContent = '';
+  }
+  $('search-dialog-q').focus();
+}
+
+async function runSearch(reset) {
+  const list = $('search-results');
+  const status = $('search-status');
+  const errEl = $('search-error');
+  const more = $('search-more');
+  if (reset) {
+    const q = $('search-dialog-q').value.trim();
+    if (!q) {
+      errEl.textContent = 'Type what to look for.';
+      return;
+    }
+    searchArgs = { q, room: $('search-scope').value === 'room' ? current : '' };
+    searchBefore = '';
+    list.replaceChildren();
+  }
+  if (!searchArgs) return;
+  const gen = ++searchGen;
+  const args = searchArgs;
+  errEl.textContent = '';
+  status.textContent = 'Searching…';
+  more.hidden = true;
+  try {
+    const res = await authed((t) => api.search(t, { q: args.q, room: args.room, before: searchBefore, limit: SEARCH_PAGE }));
+    if (gen !== searchGen) return;
+    const found = ((res && res.messages) || []).filter((m) => m && typeof m.id === 'string' && typeof m.room === 'string');
+    for (const m of found) list.append(searchResultEl(m));
+    if (found.length) searchBefore = found[found.length - 1].id;
+    more.hidden = !(res && res.hasMore && found.length);
+    const n = list.children.length;
+    status.textContent = n === 0 ? `Nothing matches “${args.q}”${args.room ? ` in #${args.room}` : ''}.`
+      : `${n}${more.hidden ? '' : '+'} message${n === 1 ? '' : 's'} match${n === 1 ? 'es' : ''} “${args.q}”.`;
+  } catch (err) {
+    if (gen !== searchGen) return;
+    status.textContent = '';
+    if (err instanceof ApiError && err.status === 400) errEl.textContent = `The search was not understood: ${lowerFirst(sentence(err.message))}`;
+    else errEl.textContent = `Could not search: ${lowerFirst(refusal(err))}`;
+  }
+}
+
+function searchResultEl(m) {
+  const li = document.createElement('li');
+  li.className = 'search-result';
+  li.dataset.id = m.id;
+  li.dataset.room = m.room;
+  const b = document.createElement('button');
+  b.type = 'button';
+  b.className = 'result-btn';
+  const head = document.createElement('span');
+  head.className = 'result-head';
+  const where = document.createElement('span');
+  where.className = 'result-room';
+  const r = rooms.get(m.room);
+  where.textContent = r && r.info.type === 'direct' ? `@${roomLabel(r.info, m.room)}` : `#${r ? roomLabel(r.info, m.room) : m.room}`;
+  const who = document.createElement('span');
+  who.className = 'result-user';
+  who.textContent = String(m.user || '');
+  const when = document.createElement('time');
+  when.className = 'msg-time';
+  if (typeof m.ts === 'number') {
+    when.dateTime = new Date(m.ts).toISOString();
+    when.textContent = formatTime(m.ts);
+    when.title = formatFull(m.ts);
+  }
+  head.append(where, who, when);
+  const text = document.createElement('span');
+  text.className = 'result-text';
+  for (const part of markedParts(String(m.text || ''), m.highlights)) {
+    if (part.mark) {
+      const mark = document.createElement('mark');
+      mark.textContent = part.text;
+      text.append(mark);
+    } else {
+      text.append(document.createTextNode(part.text));
+    }
+  }
+  b.append(head, text);
+  b.addEventListener('click', () => {
+    closeDialogs();
+    jumpTo(m.room, m.id);
+  });
+  li.append(b);
+  return li;
+}
+
+let jumpGen = 0;
+
+// jumpTo opens a room at a message: loaded already, or found by loading
+// older pages (at most JUMP_PAGES), then scrolled to and flashed.
+async function jumpTo(roomName, id) {
+  if (!rooms.has(roomName)) {
+    if (!ROOM_RE.test(roomName)) return;
+    addRoom(roomName, null, '', { open: false });
+  }
+  if (current !== roomName) switchRoom(roomName);
+  const gen = ++jumpGen;
+  const room = rooms.get(roomName);
+  for (let i = 0; i < JUMP_PAGES + 20; i++) {
+    if (gen !== jumpGen || rooms.get(roomName) !== room || current !== roomName) return;
+    if (room.msgs.has(id)) {
+      reveal(room.msgs.get(id));
+      return;
+    }
+    if (room.loading) {
+      await new Promise((r) => setTimeout(r, 100));
+      continue;
+    }
+    if (!room.historyLoaded) {
+      await loadLatest(room);
+      continue;
+    }
+    const oldest = room.order.find((x) => !room.msgs.get(x).synthetic);
+    if (!room.hasMore || !oldest || compareIds(id, oldest) > 0) break;
+    await loadOlder(room);
+  }
+  if (gen === jumpGen) toast('That message is not in this room any more.', true);
+}
+
+function reveal(msg) {
+  if (!msg.el || !msg.el.isConnected) return;
+  msg.el.scrollIntoView({ block: 'center' });
+  lastScrollTop = ui.scroller.scrollTop;
+  pinned = atBottom();
+  noteReading();
+  msg.el.classList.remove('flash');
+  // Restart the animation on a second jump to the same message.
+  void msg.el.offsetWidth;
+  msg.el.classList.add('flash');
+  const q = msg.el.querySelector('.msg-body');
+  announce(`${msg.user}: ${q ? q.textContent.slice(0, 200) : ''}`);
+}
+
+// ---- Attachments ----------------------------------------------------------------
+
+// uploads of the composer, in order: {file, room, state ("uploading",
+// "done", "failed"), sent, att, handle, el, error}
+let uploads = [];
+
+function stageFiles(files) {
+  const room = rooms.get(current);
+  if (!room || !files || !files.length) return;
+  if (!canSend(standing(room))) {
+    toast(`You can only read #${room.name}: you cannot send files there.`, true);
+    return;
+  }
+  for (const file of files) {
+    const up = { file, room: room.name, state: 'uploading', sent: 0, att: null, handle: null, el: null, error: '' };
+    uploads.push(up);
+    startUpload(up);
+  }
+  renderUploads();
+}
+
+function startUpload(up) {
+  up.state = 'uploading';
+  up.sent = 0;
+  up.error = '';
+  up.handle = api.upload(session.token, up.room, up.file, (sent, total) => {
+    up.sent = sent;
+    up.total = total;
+    updateUploadEl(up);
+  });
+  up.handle.done.then((att) => {
+    up.state = 'done';
+    up.att = att;
+    updateUploadEl(up);
+    updateSendState();
+  }, (err) => {
+    if (err && err.name === 'AbortError') return;
+    up.state = 'failed';
+    up.error = uploadRefusal(up.file, err);
+    if (err instanceof ApiError && err.status === 401) endSession('Your session has ended. Log in again.');
+    updateUploadEl(up);
+    updateSendState();
+  });
+  updateSendState();
+}
+
+function uploadRefusal(file, err) {
+  if (!(err instanceof ApiError)) return 'Not uploaded: something went wrong.';
+  switch (err.status) {
+    case 413: return `Too large to upload${err.message && !/^HTTP/.test(err.message) ? `: ${lowerFirst(sentence(err.message))}` : '.'}`;
+    case 415: return `Files of this type (${file.type || 'unknown'}) are not allowed here.`;
+    case 404: case 405: return 'Not uploaded: the room is not found, or this server takes no attachments.';
+    default: return 'Not uploaded: ' + lowerFirst(refusal(err));
+  }
+}
+
+function renderUploads() {
+  ui.uploads.replaceChildren();
+  for (const up of uploads) {
+    if (!up.el) up.el = buildUploadEl(up);
+    ui.uploads.append(up.el);
+    updateUploadEl(up);
+  }
+  ui.uploads.hidden = uploads.length === 0;
+  updateSendState();
+}
+
+function buildUploadEl(up) {
+  const li = document.createElement('li');
+  li.className = 'upload';
+  const name = document.createElement('span');
+  name.className = 'up-name';
+  name.textContent = up.file.name || 'file';
+  name.title = up.file.name || '';
+  const size = document.createElement('span');
+  size.className = 'up-size';
+  size.textContent = formatSize(up.file.size);
+  const bar = document.createElement('progress');
+  bar.className = 'up-progress';
+  bar.max = 100;
+  bar.setAttribute('aria-label', `Uploading ${up.file.name}`);
+  const status = document.createElement('span');
+  status.className = 'up-status';
+  const retry = document.createElement('button');
+  retry.type = 'button';
+  retry.className = 'btn subtle up-retry';
+  retry.textContent = 'Retry';
+  retry.addEventListener('click', () => startUpload(up));
+  const remove = document.createElement('button');
+  remove.type = 'button';
+  remove.className = 'icon-btn small up-remove';
+  remove.setAttribute('aria-label', `Remove ${up.file.name}`);
+  remove.title = 'Remove';
+  remove.textContent = '×';
+  remove.addEventListener('click', () => removeUpload(up));
+  li.append(name, size, bar, status, retry, remove);
+  return li;
+}
+
+function updateUploadEl(up) {
+  const li = up.el;
+  if (!li) return;
+  li.dataset.state = up.state;
+  const bar = li.querySelector('.up-progress');
+  const total = up.total || up.file.size || 1;
+  bar.value = up.state === 'done' ? 100 : Math.min(100, Math.round((up.sent / total) * 100));
+  bar.hidden = up.state !== 'uploading';
+  const status = li.querySelector('.up-status');
+  status.textContent = up.state === 'uploading' ? `${bar.value}%` : up.state === 'done' ? 'Ready to send' : up.error;
+  status.classList.toggle('error', up.state === 'failed');
+  li.querySelector('.up-retry').hidden = up.state !== 'failed';
+}
+
+function removeUpload(up) {
+  if (up.state === 'uploading' && up.handle) up.handle.abort();
+  uploads = uploads.filter((u) => u !== up);
+  renderUploads();
+  ui.input.focus();
+}
+
+function clearUploads() {
+  for (const up of uploads) if (up.state === 'uploading' && up.handle) up.handle.abort();
+  uploads = [];
+  renderUploads();
+}
+
+function uploadsBusy() {
+  return uploads.some((u) => u.state === 'uploading');
+}
+
+function readyAttachments() {
+  return uploads.filter((u) => u.state === 'done' && u.room === current).map((u) => u.att);
+}
+
+function updateSendState() {
+  const over = textLength(ui.input.value) > MAX_TEXT;
+  ui.send.disabled = over || uploadsBusy();
+  ui.send.title = uploadsBusy() ? 'Wait for the uploads to finish' : '';
+}
+
+// Files of a message: images as previews, the rest as download links; both
+// fetched with the token (the download route needs it) and never from a
+// URL other than this origin's attachment route.
+const previews = new Map(); // path -> Promise of a data: URL
+
+function renderAttachments(msg, el) {
+  el.replaceChildren();
+  el.hidden = msg.deleted || msg.attachments.length === 0;
+  if (el.hidden) return;
+  for (const a of msg.attachments) {
+    const path = attachmentPath(a.url);
+    if (path && isPreviewable(a.fileType)) {
+      const fig = document.createElement('figure');
+      fig.className = 'att-image loading';
+      const img = document.createElement('img');
+      img.alt = a.filename;
+      img.decoding = 'async';
+      const cap = document.createElement('figcaption');
+      const link = fileLink(a, path);
+      cap.append(link);
+      fig.append(img, cap);
+      loadPreview(path).then((src) => {
+        // A preview grows the list: one read at its bottom stays there.
+        const stick = msg.room === current && el.isConnected && (pinned || atBottom());
+        img.src = src;
+        fig.classList.remove('loading');
+        if (stick) img.decode().catch(() => {}).then(() => { if (msg.room === current) scrollToBottom(); });
+      }, () => {
+        fig.classList.remove('loading');
+        fig.classList.add('broken');
+        img.remove();
+      });
+      el.append(fig);
+    } else {
+      el.append(fileLink(a, path));
+    }
+  }
+}
+
+function fileLink(a, path) {
+  const link = document.createElement('a');
+  link.className = 'att-file';
+  link.href = '#';
+  link.textContent = `${a.filename} (${formatSize(a.size)})`;
+  link.title = `Download ${a.filename}`;
+  if (!path) {
+    link.removeAttribute('href');
+    link.classList.add('unavailable');
+    return link;
+  }
+  link.addEventListener('click', (ev) => {
+    ev.preventDefault();
+    downloadAttachment(a, path);
+  });
+  return link;
+}
+
+// loadPreview turns an image into a data: URL, which the page's
+// Content-Security-Policy (img-src 'self' data:) lets an <img> show.
+function loadPreview(path) {
+  let p = previews.get(path);
+  if (p) return p;
+  p = authed((t) => api.download(t, path)).then((blob) => new Promise((resolve, reject) => {
+    if (!isPreviewable(blob.type)) {
+      reject(new Error('not an image'));
+      return;
+    }
+    const r = new FileReader();
+    r.onload = () => resolve(String(r.result));
+    r.onerror = () => reject(r.error);
+    r.readAsDataURL(blob);
+  }));
+  p.catch(() => previews.delete(path)); // a failure may pass; try again next time
+  previews.set(path, p);
+  while (previews.size > PREVIEW_CACHE) previews.delete(previews.keys().next().value);
+  return p;
+}
+
+async function downloadAttachment(a, path) {
+  try {
+    const blob = await authed((t) => api.download(t, path));
+    const url = URL.createObjectURL(blob);
+    const link = document.createElement('a');
+    link.href = url;
+    link.download = a.filename || 'file';
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+  } catch (err) {
+    toast(`Could not download ${a.filename}: ${lowerFirst(refusal(err))}`, true);
+  }
+}
+
+// Drops on the conversation and pastes into the composer upload files.
+let dragDepth = 0;
+
+function hasFiles(ev) {
+  return !!ev.dataTransfer && [...ev.dataTransfer.types].includes('Files');
+}
+
+function wireFiles() {
+  ui.attachBtn.addEventListener('click', () => ui.fileInput.click());
+  ui.fileInput.addEventListener('change', () => {
+    stageFiles([...ui.fileInput.files]);
+    ui.fileInput.value = '';
+    ui.input.focus();
+  });
+  ui.main.addEventListener('dragenter', (ev) => {
+    if (!hasFiles(ev)) return;
+    ev.preventDefault();
+    dragDepth++;
+    const room = rooms.get(current);
+    ui.dropText.textContent = room ? `Drop files to send to ${room.info.type === 'direct' ? '@' : '#'}${roomLabel(room.info, room.name)}` : 'Drop files to upload';
+    ui.dropZone.hidden = false;
+  });
+  ui.main.addEventListener('dragover', (ev) => {
+    if (!hasFiles(ev)) return;
+    ev.preventDefault();
+    ev.dataTransfer.dropEffect = 'copy';
+  });
+  ui.main.addEventListener('dragleave', (ev) => {
+    if (!hasFiles(ev)) return;
+    dragDepth = Math.max(0, dragDepth - 1);
+    if (dragDepth === 0) ui.dropZone.hidden = true;
+  });
+  ui.main.addEventListener('drop', (ev) => {
+    if (!hasFiles(ev)) return;
+    ev.preventDefault();
+    dragDepth = 0;
+    ui.dropZone.hidden = true;
+    stageFiles([...ev.dataTransfer.files]);
+  });
+  // A file dropped beside the drop area must not replace the page.
+  window.addEventListener('dragover', (ev) => { if (hasFiles(ev)) ev.preventDefault(); });
+  window.addEventListener('drop', (ev) => { if (hasFiles(ev)) ev.preventDefault(); });
+  ui.input.addEventListener('paste', (ev) => {
+    const files = ev.clipboardData ? [...ev.clipboardData.files] : [];
+    if (!files.length) return;
+    ev.preventDefault();
+    stageFiles(files);
+  });
 }
 
 // ---- History -------------------------------------------------------------------
@@ -1053,11 +2471,21 @@ function errText(err) {
 function switchRoom(name, { focus = false } = {}) {
   if (!rooms.has(name)) return;
   const changed = name !== current;
-  if (changed) stopTyping(true);
+  if (changed) {
+    stopTyping(true);
+    endEdit();
+    setReply(null);
+    clearUploads();
+    closeMentions();
+    jumpGen++;
+  }
+  closePicker();
   current = name;
   localStorage.setItem(currentKey(me().id), name);
   const room = rooms.get(name);
-  room.unread = 0;
+  // Opening a room is looking at it: what it shows counts as read (the
+  // read marker goes out once its newest message is on screen).
+  lookingAt = name;
   renderRoomHead();
   renderRooms();
   renderMessages();
@@ -1071,6 +2499,7 @@ function switchRoom(name, { focus = false } = {}) {
   setupPresencePoll();
   closeDrawers();
   if (focus) ui.input.focus();
+  scheduleRead();
 }
 
 // addRoom adds a room to the list and joins it; info is the server's room
@@ -1149,6 +2578,7 @@ function renderRooms() {
   }
   ui.unreadBadge.hidden = total === 0;
   ui.unreadBadge.textContent = total > 99 ? '99+' : String(total);
+  ui.unreadBadge.classList.toggle('mention', [...rooms.values()].some((r) => r.mentions > 0));
   const cur = rooms.get(current);
   document.title = (total ? `(${total}) ` : '') + `${cur && cur.info.type === 'direct' ? '@' : '#'}${cur ? roomLabel(cur.info, current) : current} · Aurora`;
 }
@@ -1167,9 +2597,14 @@ function updateRoomEl(room, r) {
   if (r.label.textContent !== label) r.label.textContent = label;
   r.btn.title = info.topic || (info.type === 'direct' ? `Direct messages with ${label}` : `#${name}`);
   r.unread.hidden = room.unread === 0;
-  r.unread.textContent = room.unread > 99 ? '99+' : String(room.unread);
+  r.unread.textContent = badgeText(room.unread);
+  r.mention.hidden = room.mentions === 0;
+  r.mention.textContent = '@' + badgeText(room.mentions);
+  r.li.classList.toggle('mentioned', room.mentions > 0);
   const kind = info.type === 'direct' ? `direct messages with ${label}` : `${info.type === 'private' ? 'private room ' : ''}#${label}`;
-  r.btn.setAttribute('aria-label', room.unread ? `${kind}, ${room.unread} unread` : kind);
+  const counts = (room.unread ? `, ${badgeText(room.unread)} unread` : '')
+    + (room.mentions ? `, ${badgeText(room.mentions)} mentioning you` : '');
+  r.btn.setAttribute('aria-label', kind + counts);
   // One click leaves a public room; a private one is left from its
   // settings (coming back needs an invitation), a direct one is not left.
   r.leave.hidden = name === GENERAL || info.type !== 'public';
@@ -1187,10 +2622,14 @@ function buildRoomEl(name) {
   icon.setAttribute('aria-hidden', 'true');
   const label = document.createElement('span');
   label.className = 'room-name';
+  const mention = document.createElement('span');
+  mention.className = 'room-mention';
+  mention.setAttribute('aria-hidden', 'true');
+  mention.hidden = true;
   const unread = document.createElement('span');
   unread.className = 'room-unread';
   unread.setAttribute('aria-hidden', 'true');
-  btn.append(icon, label, unread);
+  btn.append(icon, label, mention, unread);
   btn.addEventListener('click', () => switchRoom(name, { focus: true }));
   const leave = document.createElement('button');
   leave.type = 'button';
@@ -1200,7 +2639,7 @@ function buildRoomEl(name) {
   leave.textContent = '×';
   leave.addEventListener('click', () => leaveRoom(name));
   li.append(btn, leave);
-  return { li, btn, icon, label, unread, leave };
+  return { li, btn, icon, label, unread, mention, leave };
 }
 
 function onJoinSubmit(ev) {
@@ -1235,6 +2674,7 @@ function renderMessages() {
   ui.messages.append(frag);
   for (const li of ui.messages.children) regroup(li);
   renderHistoryStatus();
+  renderSeen(room);
 }
 
 function renderHistoryStatus() {
@@ -1424,6 +2864,7 @@ function onScroll() {
   if (atBottom()) ui.pill.hidden = true;
   const room = rooms.get(current);
   if (room && sc.scrollTop < LOAD_OLDER_PX) loadOlder(room);
+  scheduleRead();
 }
 
 // noteReading remembers, for an unpinned list, the first message that
@@ -1490,6 +2931,7 @@ let typingIdle = 0;
 function onInput() {
   autosize();
   updateCounter();
+  updateMentions();
   const text = ui.input.value;
   if (!text.trim()) {
     stopTyping(true);
@@ -1532,25 +2974,55 @@ function updateCounter() {
   }
   ui.counter.classList.toggle('warn', n >= COUNTER_FROM && !over);
   ui.counter.classList.toggle('over', over);
-  ui.send.disabled = over;
+  updateSendState();
 }
 
 function onComposerSubmit(ev) {
   ev.preventDefault();
   // Surrounding blank lines and spaces carry nothing.
   const text = ui.input.value.trim();
-  if (!text || textLength(text) > MAX_TEXT) return;
+  if (textLength(text) > MAX_TEXT) return;
+  if (uploadsBusy()) {
+    toast('Wait for the uploads to finish, then send.', true);
+    return;
+  }
+  const attachments = readyAttachments();
+  if (!text && !attachments.length) return;
   stopTyping(true);
+  closeMentions();
   ui.input.value = '';
   autosize();
+  const replyTo = replyTarget && replyTarget.room === current ? replyTarget.id : '';
+  setReply(null);
+  uploads = uploads.filter((u) => u.state !== 'done');
+  renderUploads();
   updateCounter();
-  sendMessage(text);
+  sendMessage(text, { replyTo, attachments });
 }
 
 function onComposerKey(ev) {
+  if (mentionKey(ev)) {
+    ev.preventDefault();
+    return;
+  }
   if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing && ev.keyCode !== 229) {
     ev.preventDefault();
     ui.composer.requestSubmit();
+    return;
+  }
+  if (ev.key === 'ArrowUp' && !ui.input.value && !ev.shiftKey && !ev.altKey && !ev.ctrlKey && !ev.metaKey) {
+    // Up on an empty composer edits our last message, as in most chats.
+    const msg = lastOwnMessage();
+    if (msg) {
+      ev.preventDefault();
+      startEdit(msg);
+    }
+    return;
+  }
+  if (ev.key === 'Escape' && replyTarget) {
+    ev.preventDefault();
+    ev.stopPropagation();
+    setReply(null);
   }
 }
 
@@ -1667,6 +3139,7 @@ async function doSyncRooms() {
       sendJoin(r.name);
     }
     applyRoomInfo(rooms.get(r.name), r);
+    applyUnread(rooms.get(r.name), r);
   }
   for (const name of [...roomOrder]) {
     // A join on its way may not be listed yet.
@@ -2535,14 +4008,64 @@ function wirePeople() {
     if (session && inviteToken(location.hash)) acceptInviteFromURL();
   });
   document.addEventListener('visibilitychange', () => {
+    if (document.hidden) lookingAt = '';
     if (!document.hidden && session && welcomed) refreshPeople();
+    if (!document.hidden) scheduleRead();
   });
+}
+
+function wireLife() {
+  wireFiles();
+  ui.searchForm.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    openSearch(ui.searchQ.value.trim());
+  });
+  $('search-dialog-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    runSearch(true);
+  });
+  $('search-more').addEventListener('click', () => runSearch(false));
+  $('delete-form').addEventListener('submit', onDeleteSubmit);
+  // The close event comes a task later: a dialog opened again meanwhile
+  // keeps its message.
+  $('delete-dialog').addEventListener('close', () => {
+    if (!$('delete-dialog').open) deleteTarget = null;
+  });
+  ui.replyCancel.addEventListener('click', () => {
+    setReply(null);
+    ui.input.focus();
+  });
+  ui.input.addEventListener('click', updateMentions);
+  ui.input.addEventListener('blur', () => setTimeout(() => {
+    if (document.activeElement !== ui.input) closeMentions();
+  }, 0));
+  document.addEventListener('click', (ev) => {
+    if (!ui.reactPicker.hidden && !ui.reactPicker.contains(ev.target)) closePicker();
+  });
+  ui.reactPicker.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Escape') {
+      ev.preventDefault();
+      ev.stopPropagation();
+      closePicker();
+    } else if (ev.key === 'ArrowRight' || ev.key === 'ArrowLeft') {
+      const items = [...ui.reactPicker.querySelectorAll('button')];
+      const i = items.indexOf(document.activeElement);
+      const j = (i + (ev.key === 'ArrowRight' ? 1 : -1) + items.length) % items.length;
+      items[j].focus();
+      ev.preventDefault();
+    }
+  });
+  // Reading follows where the user looks: a blurred window reads nothing
+  // until it is focused again.
+  window.addEventListener('blur', () => { lookingAt = ''; });
+  window.addEventListener('focus', () => scheduleRead());
 }
 
 // ---- Start -----------------------------------------------------------------------
 
 function wire() {
   wirePeople();
+  wireLife();
   ui.authForm.addEventListener('submit', onAuthSubmit);
   ui.authSwitch.addEventListener('click', () => {
     setAuthMode(authMode === 'login' ? 'register' : 'login');

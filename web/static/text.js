@@ -50,8 +50,10 @@ export function safeHref(raw) {
   return u.protocol === 'http:' || u.protocol === 'https:' ? u.href : '';
 }
 
-// renderText appends text to parent as text nodes and safe links.
-export function renderText(parent, text) {
+// renderText appends text to parent as text nodes and safe links; with
+// mentions (a Set of lower-case usernames the message mentions), their
+// @name tokens become <span class="mention"> (also "me" for meName).
+export function renderText(parent, text, mentions = null, meName = '') {
   let last = 0;
   for (const m of text.matchAll(URL_RE)) {
     let url = m[0];
@@ -59,7 +61,7 @@ export function renderText(parent, text) {
     if (trail) url = url.slice(0, url.length - trail[0].length);
     const href = safeHref(url);
     if (!href) continue;
-    if (m.index > last) parent.append(document.createTextNode(text.slice(last, m.index)));
+    if (m.index > last) renderMentions(parent, text.slice(last, m.index), mentions, meName);
     const a = document.createElement('a');
     a.href = href;
     a.textContent = url;
@@ -68,7 +70,93 @@ export function renderText(parent, text) {
     parent.append(a);
     last = m.index + url.length;
   }
+  if (last < text.length) renderMentions(parent, text.slice(last), mentions, meName);
+}
+
+// MENTION_RE finds @username tokens as the server resolves them: the @ at
+// the start or after a character that is not part of a name.
+const MENTION_RE = /(^|[^A-Za-z0-9_.@-])@([A-Za-z0-9_.-]{3,32})/g;
+
+function renderMentions(parent, text, mentions, meName) {
+  if (!mentions || !mentions.size || !text.includes('@')) {
+    parent.append(document.createTextNode(text));
+    return;
+  }
+  let last = 0;
+  for (const m of text.matchAll(MENTION_RE)) {
+    const name = m[2].replace(/[.-]+$/, ''); // "@bob." ends a sentence
+    if (!mentions.has(name.toLowerCase())) continue;
+    const at = m.index + m[1].length;
+    if (at > last) parent.append(document.createTextNode(text.slice(last, at)));
+    const span = document.createElement('span');
+    span.className = 'mention' + (meName && name.toLowerCase() === meName.toLowerCase() ? ' mention-me' : '');
+    span.textContent = '@' + name;
+    parent.append(span);
+    last = at + 1 + name.length;
+  }
   if (last < text.length) parent.append(document.createTextNode(text.slice(last)));
+}
+
+// mentionAt finds the @prefix being typed at caret in value: {start, query}
+// (start: the index of the @), or null when the caret is not in one.
+export function mentionAt(value, caret) {
+  const before = value.slice(0, caret);
+  const m = /(^|[^A-Za-z0-9_.@-])@([A-Za-z0-9_.-]{0,32})$/.exec(before);
+  if (!m) return null;
+  return { start: caret - m[2].length - 1, query: m[2] };
+}
+
+// markedParts splits text at the search highlights ([{start, end}], UTF-16
+// offsets, as JavaScript strings count) into [{text, mark}] runs, so the
+// page builds text nodes and <mark> elements. Bad, overlapping or
+// out-of-range spans are clamped and merged, never trusted.
+export function markedParts(text, highlights) {
+  const spans = (Array.isArray(highlights) ? highlights : [])
+    .map((h) => [Number(h && h.start), Number(h && h.end)])
+    .filter(([a, b]) => Number.isInteger(a) && Number.isInteger(b) && b > a)
+    .map(([a, b]) => [Math.max(0, a), Math.min(text.length, b)])
+    .filter(([a, b]) => b > a)
+    .sort((x, y) => x[0] - y[0]);
+  const parts = [];
+  let pos = 0;
+  for (const [a, b] of spans) {
+    if (b <= pos) continue;
+    const from = Math.max(a, pos);
+    if (from > pos) parts.push({ text: text.slice(pos, from), mark: false });
+    parts.push({ text: text.slice(from, b), mark: true });
+    pos = b;
+  }
+  if (pos < text.length) parts.push({ text: text.slice(pos), mark: false });
+  return parts;
+}
+
+// REACTIONS is the page's reaction picker: common emoji, each in the
+// server's allow-list (modules/chat/emoji.go).
+export const REACTIONS = Object.freeze(['👍', '❤️', '😂', '🎉', '😮', '😢', '👀', '🙏']);
+
+// IMAGE_TYPES are the types the server serves inline (docs/protocol.md,
+// attachments): only they are previewed.
+const IMAGE_TYPES = new Set(['image/png', 'image/jpeg', 'image/gif', 'image/webp']);
+
+export function isPreviewable(fileType) {
+  return IMAGE_TYPES.has(String(fileType || '').toLowerCase().split(';')[0].trim());
+}
+
+// attachmentPath accepts an attachment URL only as a path of this
+// origin's attachment route: the page sends its token with the download,
+// and must never send it anywhere else.
+export function attachmentPath(url) {
+  // The server's shape (app/attachment URL): a room name and a hex id.
+  if (typeof url !== 'string' || !/^\/api\/rooms\/[a-z0-9_-]{1,64}\/attachments\/[0-9a-f]{8,128}$/.test(url)) return '';
+  return url;
+}
+
+// formatSize: 1 KB is 1024 bytes, as file managers count.
+export function formatSize(n) {
+  const b = Number(n) || 0;
+  if (b < 1024) return `${b} B`;
+  if (b < 1024 * 1024) return `${(b / 1024).toFixed(b < 10240 ? 1 : 0)} KB`;
+  return `${(b / 1024 / 1024).toFixed(b < 10 * 1024 * 1024 ? 1 : 0)} MB`;
 }
 
 // hue picks one of eight avatar colour classes for a user id.

@@ -135,7 +135,7 @@ func TestRoomEventsInHistory(t *testing.T) {
 				got, _ = e.rawPage("?before=" + id(8).String() + "&limit=3")
 				checkItems(t, "before an event", got, []bus.Entry{items[6], items[5], items[4]})
 
-				frames, complete, err := e.svc.Since(context.Background(), room, id(5), history.MaxSince, 1<<20)
+				frames, complete, err := e.svc.Since(context.Background(), room, id(5), "u1", false, history.MaxSince, 1<<20)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -33,13 +33,17 @@ type response struct {
 //	?after=<id>    messages newer than id, oldest first
 //	neither        the newest messages, newest first
 //
-// Both bounds are exclusive. The answer is 200 {"messages": [...],
+// Both bounds are exclusive. Items are message frames (in their current
+// state: edited, deleted, reactions with "me" for the caller) and
+// room_event frames; edits, deletes, reactions and reads are never items.
+// The answer is 200 {"messages": [...],
 // "hasMore": bool}; a bad parameter, or a room outside s.Rooms, is 400
 // naming it, a missing or bad token 401, an unreachable store or Redis 503.
 func (s *Service) Handler(verify func(*http.Request) (token.Claims, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		log := app.Logger(r.Context(), s.log)
-		if _, err := verify(r); err != nil {
+		claims, err := verify(r)
+		if err != nil {
 			tokenauth.Unauthorized(w, err)
 			return
 		}
@@ -54,7 +58,7 @@ func (s *Service) Handler(verify func(*http.Request) (token.Claims, error)) http
 			ctx, cancel = context.WithTimeout(ctx, s.Timeout)
 			defer cancel()
 		}
-		p, err := s.page(ctx, q.room, q.before, q.after, q.limit)
+		p, err := s.page(ctx, q.room, claims.UserID, q.before, q.after, q.limit)
 		if err != nil {
 			log.Error("read room history", "room", q.room, "err", err)
 			app.WriteError(w, http.StatusServiceUnavailable, "service unavailable")

@@ -84,13 +84,19 @@ type page struct {
 // id: nothing further can make it into this page. When the stream read hits
 // its cap (ingest far behind), the page stops where the read stopped, so it
 // never skips a message, and hasMore is true.
-func (s *Service) page(ctx context.Context, room string, before, after *bus.ID, limit int) (page, error) {
+//
+// Life entries (edits, deletes, reactions, read markers) are never items of
+// a page: the store applies them to their messages, and those still in the
+// stream tail are applied here (pending), so a sender reads its own edit,
+// delete or reaction before ingest stored it. viewer is the reader (whose
+// reactions the messages' Reaction.Me shows).
+func (s *Service) page(ctx context.Context, room, viewer string, before, after *bus.ID, limit int) (page, error) {
 	asc := after != nil
 	ti, err := bus.ReadBacklog(ctx, s.redis, s.Shards.StreamOf(room)) // before the store: see its doc
 	if err != nil {
 		return page{}, err
 	}
-	msgs, more, err := s.store.Messages(ctx, room, store.Page{Before: before, After: after, Limit: limit})
+	msgs, more, err := s.store.Messages(ctx, room, store.Page{Before: before, After: after, Limit: limit, Viewer: viewer})
 	if err != nil {
 		return page{}, fmt.Errorf("read messages of room %s from the store: %w", room, err)
 	}
@@ -113,13 +119,20 @@ func (s *Service) page(ctx context.Context, room string, before, after *bus.ID, 
 	}
 	var sc scan
 	if ok {
-		sc, err = s.scanRoom(ctx, room, lo, hi, asc, limit+1)
+		sc, err = s.scanRoom(ctx, room, lo, hi, asc, limit+1, notLife)
 		if err != nil {
 			return page{}, err
 		}
 	}
 
 	all := merge(msgs, sc.entries)
+	if len(all) > 0 && ti.HasOldest {
+		life, err := s.pendingLife(ctx, room, ti.From)
+		if err != nil {
+			return page{}, err
+		}
+		applyLife(all, life, viewer)
+	}
 	if !asc {
 		slices.Reverse(all)
 	}
@@ -152,7 +165,8 @@ type Frame struct {
 	JSON []byte
 }
 
-// Since returns the frames of room (messages and room events, in id order)
+// Since returns the frames of room (messages, room events and the life
+// frames of edits, deletes, reactions and read markers, in id order)
 // with an id after since, oldest
 // first, at most limit of them (at most MaxSince) and at most maxBytes of
 // encoded frames, for a client that reconnects and saw everything up to
@@ -164,6 +178,11 @@ type Frame struct {
 // reads nothing), the stream read hit its cap, or coverage cannot be
 // vouched for.
 //
+// viewer is the reader: its reactions are Reaction.Me of the replayed
+// messages, and read frames of other users are left out (a read marker is
+// delivered live only to its user's connections) unless direct says the
+// room is a direct room, whose other member sees it ("seen").
+//
 // Coverage: the replay is complete when the store and the stream together
 // hold every message after since. The store holds everything ingested and
 // the stream everything not yet acknowledged, and the ingest role trims only
@@ -174,7 +193,7 @@ type Frame struct {
 // itself still holds everything after since), or when the store holds a
 // message of the room at or before since (the store reaches back to since,
 // so what the stream lost before its oldest entry is in the store).
-func (s *Service) Since(ctx context.Context, room string, since bus.ID, limit, maxBytes int) (frames []Frame, complete bool, err error) {
+func (s *Service) Since(ctx context.Context, room string, since bus.ID, viewer string, direct bool, limit, maxBytes int) (frames []Frame, complete bool, err error) {
 	limit = min(limit, MaxSince)
 	if limit < 1 || maxBytes < 1 {
 		return nil, false, nil
@@ -183,15 +202,38 @@ func (s *Service) Since(ctx context.Context, room string, since bus.ID, limit, m
 	if err != nil {
 		return nil, false, err
 	}
+	shown := func(e bus.Entry) bool { return direct || e.Type != bus.TypeRead || e.UserID == viewer }
 	var msgs []store.Message
 	storeMore := false
+	// Other users' read entries are read and dropped; read is bounded
+	// like a stream scan, so a room of mostly read markers costs a
+	// bounded number of rows (the replay is then not complete).
+	read, readCap := 0, scanCap(limit+1)
+	var lastRead *bus.ID // the newest store row read, kept or not
 	for after := since; len(msgs) <= limit; {
+		if read >= readCap {
+			storeMore = true
+			break
+		}
 		// One more than limit tells whether more lie beyond.
-		page, more, err := s.store.Messages(ctx, room, store.Page{After: &after, Limit: min(storePage, limit+1-len(msgs))})
+		// Once rows were dropped, more may be: read whole pages.
+		size := min(storePage, limit+1-len(msgs))
+		if read > len(msgs) {
+			size = storePage
+		}
+		page, more, err := s.store.Messages(ctx, room, store.Page{After: &after, Limit: size, Life: true, Viewer: viewer})
 		if err != nil {
 			return nil, false, fmt.Errorf("read messages of room %s after %s from the store: %w", room, after, err)
 		}
-		msgs = append(msgs, page...)
+		read += len(page)
+		if len(page) > 0 {
+			lastRead = &page[len(page)-1].ID
+		}
+		for _, m := range page {
+			if shown(bus.Entry{Type: m.Type, UserID: m.UserID}) {
+				msgs = append(msgs, m)
+			}
+		}
 		storeMore = more
 		if !more || len(page) == 0 {
 			break
@@ -201,14 +243,15 @@ func (s *Service) Since(ctx context.Context, room string, since bus.ID, limit, m
 
 	lo, hi, ok := ti.From, bus.MaxID(), ti.HasOldest
 	ok = raise(&lo, since) && ok
-	if storeMore && len(msgs) > 0 {
+	if storeMore && lastRead != nil {
 		// As in page: nothing beyond the store's last can be among the
-		// first limit.
-		ok = lower(&hi, msgs[len(msgs)-1].ID) && ok
+		// first limit (nor be replayed without a gap, when the read
+		// stopped at its cap).
+		ok = lower(&hi, *lastRead) && ok
 	}
 	var sc scan
 	if ok {
-		sc, err = s.scanRoom(ctx, room, lo, hi, true, limit+1)
+		sc, err = s.scanRoom(ctx, room, lo, hi, true, limit+1, shown)
 		if err != nil {
 			return nil, false, err
 		}
@@ -249,7 +292,7 @@ func (s *Service) Since(ctx context.Context, room string, since bus.ID, limit, m
 // before id.
 func (s *Service) storeReaches(ctx context.Context, room string, id bus.ID) (bool, error) {
 	b, _ := id.Next() // the largest id itself when it has no next
-	msgs, _, err := s.store.Messages(ctx, room, store.Page{Before: &b, Limit: 1})
+	msgs, _, err := s.store.Messages(ctx, room, store.Page{Before: &b, Limit: 1, Life: true})
 	if err != nil {
 		return false, fmt.Errorf("read the message of room %s at or before %s: %w", room, id, err)
 	}

@@ -712,7 +712,7 @@ func TestUnavailable(t *testing.T) {
 			t.Fatal(err)
 		}
 		checkUnavailable(t, e.url)
-		if _, _, err := e.svc.Since(context.Background(), room, bus.ID{}, history.MaxSince, 1<<30); err == nil {
+		if _, _, err := e.svc.Since(context.Background(), room, bus.ID{}, "u1", false, history.MaxSince, 1<<30); err == nil {
 			t.Error("Since with a closed store: no error")
 		}
 	})
@@ -729,7 +729,7 @@ func TestUnavailable(t *testing.T) {
 		checkUnavailable(t, url)
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		if _, _, err := svc.Since(ctx, room, bus.ID{}, history.MaxSince, 1<<30); err == nil {
+		if _, _, err := svc.Since(ctx, room, bus.ID{}, "u1", false, history.MaxSince, 1<<30); err == nil {
 			t.Error("Since without Redis: no error")
 		}
 	})
@@ -754,7 +754,7 @@ func (e *env) since(from bus.ID) ([]bus.MessageFrame, bool) {
 // checking each frame's id is the one Since gives with it.
 func (e *env) sinceN(from bus.ID, limit, maxBytes int) ([]bus.MessageFrame, bool) {
 	e.t.Helper()
-	raw, complete, err := e.svc.Since(context.Background(), room, from, limit, maxBytes)
+	raw, complete, err := e.svc.Since(context.Background(), room, from, "u1", false, limit, maxBytes)
 	if err != nil {
 		e.t.Fatalf("Since(%s, %d, %d): %v", from, limit, maxBytes, err)
 	}
@@ -800,7 +800,7 @@ func TestSince(t *testing.T) {
 		t.Error("since the newest: not complete")
 	}
 	// Byte-exact live frames.
-	raw, _, err := e.svc.Since(context.Background(), room, id(499), history.MaxSince, 1<<30)
+	raw, _, err := e.svc.Since(context.Background(), room, id(499), "u1", false, history.MaxSince, 1<<30)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,7 +38,7 @@ func TestShardsReadTheRoomsStream(t *testing.T) {
 	if more {
 		t.Error("hasMore true")
 	}
-	got, complete, err := e.svc.Since(context.Background(), room, id(25), 100, 1<<20)
+	got, complete, err := e.svc.Since(context.Background(), room, id(25), "u1", false, 100, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}

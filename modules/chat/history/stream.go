@@ -2,6 +2,7 @@ package history
 
 import (
 	"context"
+	"slices"
 
 	"github.com/auroradev/aurora/app/bus"
 )
@@ -28,10 +29,11 @@ type scan struct {
 }
 
 // scanRoom reads the room's stream (its shard's) between lo and hi (both inclusive), oldest
-// first when asc, else newest first, keeping the entries of room, until it
-// has want of them, the range ends, or it scanned scanCap(want) entries.
-// Entries that do not decode (foreign or damaged) are skipped.
-func (s *Service) scanRoom(ctx context.Context, room string, lo, hi bus.ID, asc bool, want int) (scan, error) {
+// first when asc, else newest first, keeping the entries of room that keep
+// accepts, until it has want of them, the range ends, or it scanned
+// scanCap(want) entries. Entries that do not decode (foreign or damaged)
+// are skipped.
+func (s *Service) scanRoom(ctx context.Context, room string, lo, hi bus.ID, asc bool, want int, keep func(bus.Entry) bool) (scan, error) {
 	var out scan
 	limit := scanCap(want)
 	for scanned := 0; lo.Compare(hi) <= 0; {
@@ -59,6 +61,9 @@ func (s *Service) scanRoom(ctx context.Context, room string, lo, hi bus.ID, asc 
 				s.log.Debug("skip undecodable stream entry", "id", x.ID, "err", err)
 				continue
 			}
+			if !keep(e) {
+				continue
+			}
 			out.entries = append(out.entries, e)
 			if len(out.entries) == want {
 				return out, nil
@@ -78,4 +83,96 @@ func (s *Service) scanRoom(ctx context.Context, room string, lo, hi bus.ID, asc 
 		}
 	}
 	return out, nil
+}
+
+// notLife keeps messages and room events: a history page's items.
+func notLife(e bus.Entry) bool { return !bus.IsLife(e.Type) }
+
+// pendingLife returns the edits, deletes and reactions of room in the
+// stream from from (the oldest entry the ingest role has not
+// acknowledged) on, oldest first: the newest MaxLimit of them, read
+// newest first scanning at most scanCap(MaxLimit) entries, so a far-behind
+// ingest costs a bounded read. The newest are what a sender just did, and
+// what they leave out is older: an edit or delete is overridden by a later
+// one anyway, and applyLife applies a reaction by the state it sets. The
+// read does not depend on the page's size: the entries acting on a page's
+// messages may lie anywhere in the tail.
+func (s *Service) pendingLife(ctx context.Context, room string, from bus.ID) ([]bus.Entry, error) {
+	sc, err := s.scanRoom(ctx, room, from, bus.MaxID(), false, MaxLimit, func(e bus.Entry) bool {
+		return bus.IsLife(e.Type) && e.Type != bus.TypeRead
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.Reverse(sc.entries)
+	return sc.entries, nil
+}
+
+// applyLife applies life entries (oldest first) to the messages of a page
+// as the store does once it ingests them, so a page reads the same before
+// and after: an edit sets the text and edited time, a delete the
+// tombstone; later entries win, and nothing changes a deleted message.
+// Entries already ingested are in the stream tail too (the tail starts at
+// the oldest unacknowledged entry); applying an edit or delete again
+// changes nothing. A reaction's count cannot tell whether the store has
+// it, so only viewer's reactions are applied, by Reaction.Me, which does
+// tell: a sender sees their own reaction at once, others' arrive live.
+func applyLife(page []merged, life []bus.Entry, viewer string) {
+	if len(life) == 0 {
+		return
+	}
+	at := make(map[bus.ID]int, len(page))
+	for i, f := range page {
+		if f.entry.Type == "" {
+			at[f.id] = i
+		}
+	}
+	for _, l := range life {
+		i, ok := at[l.MessageID]
+		if !ok {
+			continue
+		}
+		m := &page[i].entry
+		if m.Deleted {
+			continue
+		}
+		switch l.Type {
+		case bus.TypeEdit:
+			// The store keeps the edit's creation time, the id's.
+			m.Text, m.Edited = l.Text, int64(l.ID.Ms)
+		case bus.TypeDelete:
+			m.Deleted, m.Text, m.Attachments, m.Mentions, m.Reactions = true, "", nil, nil, nil
+		case bus.TypeReact:
+			if l.UserID == viewer {
+				m.Reactions = react(m.Reactions, l.Emoji, l.On)
+			}
+		}
+	}
+}
+
+// react returns rs with the reader's reaction emoji set on or off.
+func react(rs []bus.Reaction, emoji string, on bool) []bus.Reaction {
+	for i, r := range rs {
+		if r.Emoji != emoji {
+			continue
+		}
+		if r.Me == on {
+			return rs
+		}
+		out := slices.Clone(rs)
+		if on {
+			out[i].Count++
+		} else {
+			out[i].Count--
+		}
+		out[i].Me = on
+		if out[i].Count <= 0 {
+			out = slices.Delete(out, i, i+1)
+		}
+		return out
+	}
+	if !on {
+		return rs
+	}
+	return append(slices.Clone(rs), bus.Reaction{Emoji: emoji, Count: 1, Me: true})
 }

@@ -43,13 +43,15 @@ type Verifier func(*http.Request) (token.Claims, error)
 
 type api struct {
 	svc    *membership.Service
+	counts *Counts
 	verify Verifier
 	log    *slog.Logger
 }
 
-// Register adds the routes to mux.
-func Register(mux *http.ServeMux, svc *membership.Service, verify Verifier, log *slog.Logger) {
-	a := &api{svc: svc, verify: verify, log: log}
+// Register adds the routes to mux. counts, when not nil, gives GET
+// /api/rooms its unread and mention counts (nil: they read 0).
+func Register(mux *http.ServeMux, svc *membership.Service, counts *Counts, verify Verifier, log *slog.Logger) {
+	a := &api{svc: svc, counts: counts, verify: verify, log: log}
 	routes := []struct {
 		pattern string
 		h       func(context.Context, membership.Actor, *http.Request) (int, any, error)
@@ -180,6 +182,10 @@ type Room struct {
 	CreatedAt string  `json:"createdAt"`
 	Role      string  `json:"role,omitempty"`
 	Peer      *Person `json:"peer,omitempty"`
+	// Unread and Mentions are the caller's unread state (GET /api/rooms
+	// only; each at most MaxUnread).
+	Unread   *int `json:"unread,omitempty"`
+	Mentions *int `json:"mentions,omitempty"`
 }
 
 // Person is a user as other users see them.
@@ -239,9 +245,19 @@ func (a *api) myRooms(ctx context.Context, actor membership.Actor, _ *http.Reque
 	if err != nil {
 		return 0, nil, err
 	}
+	names := make([]string, len(views))
+	for i, v := range views {
+		names[i] = v.Room.Name
+	}
+	counts, err := a.counts.read(ctx, a.log, actor.UserID, names)
+	if err != nil {
+		return 0, nil, err
+	}
 	out := make([]Room, 0, len(views))
-	for _, v := range views {
-		out = append(out, viewOut(v))
+	for i, v := range views {
+		r := viewOut(v)
+		r.Unread, r.Mentions = &counts[i].Unread, &counts[i].Mentions
+		out = append(out, r)
 	}
 	return http.StatusOK, map[string]any{"rooms": out}, nil
 }
