@@ -73,9 +73,16 @@ const (
 	Update                  // change title and topic
 	Delete                  // delete the room
 	LeaveRoom               // stop being a member
+	// A message's life. Deleting one's own message needs only Read (a
+	// muted or readonly member may still take back what they wrote);
+	// whether the message is the user's is the caller's to check.
+	Edit      // edit one's own message: the Send rules
+	React     // add or remove a reaction: the Send rules
+	DeleteAny // delete others' messages: room admins and the owner, server admins (not in direct rooms)
 )
 
-var actionNames = [...]string{"view", "join", "read", "send", "typing", "invite", "moderate", "set role", "transfer", "update", "delete", "leave"}
+var actionNames = [...]string{"view", "join", "read", "send", "typing", "invite", "moderate", "set role", "transfer", "update", "delete", "leave",
+	"edit", "react", "delete any message"}
 
 func (a Action) String() string {
 	if int(a) < len(actionNames) {
@@ -184,7 +191,7 @@ func Decide(a Access, act Action, now time.Time) error {
 			return nil
 		}
 		return refuse(ErrForbidden, "join %s first", name)
-	case Send, Typing:
+	case Send, Typing, Edit, React:
 		if a.Member == nil {
 			if a.ServerAdmin && a.Room.Type != store.RoomDirect {
 				return nil
@@ -203,6 +210,11 @@ func Decide(a Access, act Action, now time.Time) error {
 			return nil
 		}
 		return refuse(ErrForbidden, "only admins of %s may do that", name)
+	case DeleteAny:
+		if a.moderator() {
+			return nil
+		}
+		return refuse(ErrForbidden, "only admins of %s may delete others' messages", name)
 	case Transfer, Delete:
 		if a.Room.Type != store.RoomDirect && (a.ServerAdmin || role == store.RoleOwner) {
 			return nil

@@ -28,6 +28,7 @@ var actions = []membership.Action{
 	membership.View, membership.Join, membership.Read, membership.Send, membership.Typing,
 	membership.Invite, membership.Moderate, membership.SetRole, membership.Transfer,
 	membership.Update, membership.Delete, membership.LeaveRoom,
+	membership.Edit, membership.React, membership.DeleteAny,
 }
 
 // outcome is the letter of a rule's answer.
@@ -121,63 +122,64 @@ func TestDecide(t *testing.T) {
 		room *store.Room
 		who  who
 		// want: view join read send typing invite moderate setrole
-		// transfer update delete leave.
+		// transfer update delete leave, then a message's life: edit
+		// react deleteany.
 		want string
 	}{
-		{public, owner, ".........." + ".C"},
-		{public, admin, "........F.F."},
-		{public, member, ".....FFFFFF."},
-		{public, readonly, "...FFFFFFFF."},
-		{public, mutedMember, "...MMFFFFFF."},
-		{public, mutedReadonly, "...FFFFFFFF."}, // readonly first: it says more than "muted"
-		{public, mutedAdmin, "...MM...F.F."},    // a muted admin still moderates
-		{public, expiredMute, ".....FFFFFF."},
-		{public, nonMember, "..FFFFFFFFFF"},
-		{public, bannedUser, ".BBBBBBBBBBB"},
-		{public, bannedTimed, ".BBBBBBBBBBB"},
-		{public, expiredBan, "..FFFFFFFFFF"},
-		{public, bannedMember, ".BBBBBBBBBBB"},
-		{public, serverAdmin, "...........F"},
-		{public, serverAdminMem, "............"},
-		{public, serverAdminBan, "...........F"},
+		{public, owner, "...........C..."},
+		{public, admin, "........F.F...."},
+		{public, member, ".....FFFFFF...F"},
+		{public, readonly, "...FFFFFFFF.FFF"},
+		{public, mutedMember, "...MMFFFFFF.MMF"},
+		{public, mutedReadonly, "...FFFFFFFF.FFF"}, // readonly first: it says more than "muted"
+		{public, mutedAdmin, "...MM...F.F.MM."},    // a muted admin still moderates
+		{public, expiredMute, ".....FFFFFF...F"},
+		{public, nonMember, "..FFFFFFFFFFFFF"},
+		{public, bannedUser, ".BBBBBBBBBBBBBB"},
+		{public, bannedTimed, ".BBBBBBBBBBBBBB"},
+		{public, expiredBan, "..FFFFFFFFFFFFF"},
+		{public, bannedMember, ".BBBBBBBBBBBBBB"},
+		{public, serverAdmin, "...........F..."},
+		{public, serverAdminMem, "..............."},
+		{public, serverAdminBan, "...........F..."},
 
-		{private, owner, "...........C"},
-		{private, admin, "........F.F."},
-		{private, member, ".....FFFFFF."},
-		{private, readonly, "...FFFFFFFF."},
-		{private, mutedMember, "...MMFFFFFF."},
-		{private, expiredMute, ".....FFFFFF."},
-		{private, nonMember, "NNNNNNNNNNNN"},
+		{private, owner, "...........C..."},
+		{private, admin, "........F.F...."},
+		{private, member, ".....FFFFFF...F"},
+		{private, readonly, "...FFFFFFFF.FFF"},
+		{private, mutedMember, "...MMFFFFFF.MMF"},
+		{private, expiredMute, ".....FFFFFF...F"},
+		{private, nonMember, "NNNNNNNNNNNNNNN"},
 		// A ban removed the membership: the room is not there for them.
-		{private, bannedUser, "NNNNNNNNNNNN"},
-		{private, bannedTimed, "NNNNNNNNNNNN"},
-		{private, expiredBan, "NNNNNNNNNNNN"},
-		{private, bannedMember, ".BBBBBBBBBBB"},
-		{private, serverAdmin, "...........F"},
-		{private, serverAdminMem, "............"},
-		{private, serverAdminBan, "...........F"},
+		{private, bannedUser, "NNNNNNNNNNNNNNN"},
+		{private, bannedTimed, "NNNNNNNNNNNNNNN"},
+		{private, expiredBan, "NNNNNNNNNNNNNNN"},
+		{private, bannedMember, ".BBBBBBBBBBBBBB"},
+		{private, serverAdmin, "...........F..."},
+		{private, serverAdminMem, "..............."},
+		{private, serverAdminBan, "...........F..."},
 
 		// Direct rooms: two members, no moderation, no owner, no leaving
 		// (the two are what the room is); nobody else sees them, not
 		// even a server administrator.
-		{direct, member, ".....FFFFFFF"},
-		{direct, nonMember, "NNNNNNNNNNNN"},
-		{direct, bannedUser, "NNNNNNNNNNNN"},
-		{direct, expiredBan, "NNNNNNNNNNNN"},
-		{direct, serverAdmin, "NNNNNNNNNNNN"},
-		{direct, serverAdminBan, "NNNNNNNNNNNN"},
-		{direct, serverAdminMem, ".....FFFFFFF"},
+		{direct, member, ".....FFFFFFF..F"},
+		{direct, nonMember, "NNNNNNNNNNNNNNN"},
+		{direct, bannedUser, "NNNNNNNNNNNNNNN"},
+		{direct, expiredBan, "NNNNNNNNNNNNNNN"},
+		{direct, serverAdmin, "NNNNNNNNNNNNNNN"},
+		{direct, serverAdminBan, "NNNNNNNNNNNNNNN"},
+		{direct, serverAdminMem, ".....FFFFFFF..F"},
 
 		// general: everyone is a member (Load gives a member row), nobody
 		// owns it, server administrators moderate it.
-		{general, member, ".....FFFFFF."},
-		{general, bannedUser, ".BBBBBBBBBBB"},
-		{general, serverAdminMem, "............"},
+		{general, member, ".....FFFFFF...F"},
+		{general, bannedUser, ".BBBBBBBBBBBBBB"},
+		{general, serverAdminMem, "..............."},
 
 		// No room at all: not found for everyone, server admins too.
-		{nil, owner, "NNNNNNNNNNNN"},
-		{nil, nonMember, "NNNNNNNNNNNN"},
-		{nil, serverAdmin, "NNNNNNNNNNNN"},
+		{nil, owner, "NNNNNNNNNNNNNNN"},
+		{nil, nonMember, "NNNNNNNNNNNNNNN"},
+		{nil, serverAdmin, "NNNNNNNNNNNNNNN"},
 	}
 	for _, tc := range cases {
 		typ := "none"

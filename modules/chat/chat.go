@@ -44,17 +44,22 @@ type gateway struct {
 	// sender is the hot path of a message.
 	*sender
 
-	cfg       config.Chat
-	shards    bus.Shards // bus.shards
-	origins   []string
-	allowed   allowedRooms // chat.rooms_allowed
-	log       *slog.Logger
-	redis     rueidis.Client
-	tokens    *token.Issuer
-	presence  presenceTracker
-	history   historyReader
-	metrics   *metrics
-	replicaID string
+	cfg      config.Chat
+	shards   bus.Shards // bus.shards
+	origins  []string
+	allowed  allowedRooms // chat.rooms_allowed
+	log      *slog.Logger
+	redis    rueidis.Client
+	tokens   *token.Issuer
+	presence presenceTracker
+	history  historyReader
+	// lookup finds the message a life event acts on (history.Lookup);
+	// attachments vouches for a message's attachments: nil refuses them.
+	lookup      messageLookup
+	attachments attachmentChecker
+	markers     readMarkers // the store's read markers
+	metrics     *metrics
+	replicaID   string
 
 	slots *slots
 	// deps is what every connection is given of the gateway.
@@ -114,10 +119,13 @@ func newModule(_ context.Context, h *app.Host) (app.Module, error) {
 			return g.access.Fresh(ctx, room, userID)
 		}}
 	attachapi.Register(h.Mux, att)
+	g.attachments = att
 	hist := history.New(h.Store, h.Redis, log.With("part", "history"))
 	hist.Rooms = cfg.RoomsAllowed
 	hist.Shards = g.shards
 	g.history = hist
+	g.lookup = hist
+	g.markers = h.Store
 	g.store = h.Store
 	g.init()
 
@@ -158,6 +166,11 @@ func (g *gateway) init() {
 		allowed: g.allowed,
 		access:  g.access,
 		members: g.members,
+
+		lookup:      g.lookup,
+		users:       g.store,
+		attachments: g.attachments,
+		markers:     g.markers,
 	}
 }
 

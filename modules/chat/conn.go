@@ -13,6 +13,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/auroradev/aurora/app/membership"
+	"github.com/auroradev/aurora/app/store"
 	"github.com/auroradev/aurora/app/token"
 	"github.com/auroradev/aurora/config"
 )
@@ -105,6 +106,15 @@ type connDeps struct {
 	// cache; members runs the joins that change membership.
 	access  *membership.Cache
 	members *membership.Service
+	// A message's life (life.go): lookup finds the message an event acts
+	// on, users resolves mentions, attachments vouches for a message's
+	// attachments (nil: refused).
+	lookup      messageLookup
+	users       store.Users
+	attachments attachmentChecker
+	// markers are the store's read markers, the floor of one whose
+	// Redis key expired.
+	markers readMarkers
 }
 
 func newConn(d *connDeps, ws *websocket.Conn, sock *corkConn, id, slot string, claims token.Claims) *conn {
@@ -402,10 +412,11 @@ func (c *conn) failFrame(f errorFrame) {
 	c.d.metrics.errorFrame(code)
 	c.reply(f)
 	switch code {
-	case codeUnavailable, codeMuted, codeForbidden, codeBanned:
+	case codeUnavailable, codeMuted, codeForbidden, codeBanned, codeMessageDeleted:
 		// Not garbage: a well-formed frame the rules refused (a muted
 		// or readonly member typing away), answered from the replica's
-		// cache at the cost of a lookup.
+		// cache at the cost of a lookup; or an event that lost a race
+		// with a delete.
 		return
 	}
 	c.abuse(&c.garbage, garbageWindow, garbageLimit, "invalid frames")

@@ -30,8 +30,10 @@
 //  5. gateway, the module: chat.go (registration, Start/Stop/Check, the
 //     presence API), upgrade.go (admission and the WebSocket upgrade).
 //  4. connection: conn.go (a connection's lifecycle, writer, abuse limits),
-//     handle.go (client frames), access.go (the membership rules asked
-//     for a join, a message, typing). A conn gets a connDeps, not the
+//     handle.go (client frames), life.go (a message's life: edit,
+//     delete, react, read, and a message's replyTo, attachments and
+//     mentions), access.go (the membership rules asked for a join, a
+//     message, typing). A conn gets a connDeps, not the
 //     gateway, and joins or leaves a room with one call to rooms.
 //  3. membership: rooms.go (rooms, the one owner of membership: join and
 //     leave), fanout.go (delivery of what Pub/Sub brings, gap recovery),
@@ -40,14 +42,15 @@
 //     removal.go (a membership change announced by any replica: removed
 //     connections, disabled users).
 //  2. Redis operations of a message or a connection: hotpath.go (the send
-//     script), slots.go (the per-user connection cap), typing.go.
+//     script, also of edits, deletes and reactions), read.go (the read
+//     marker script), slots.go (the per-user connection cap), typing.go.
 //  1. send queue: queue.go (the bounded queue), queue_slow.go (the
 //     slow-consumer timer), queue_recovery.go (the replay budget and the
 //     per-room buffers of a recovering join).
 //  0. wire and basics: frames.go (frames, error and close codes, protocol
-//     limits), metrics.go, policy.go (the Redis timeout, rooms_allowed),
+//     limits), emoji.go (the reactions' allow-list), metrics.go, policy.go (the Redis timeout, rooms_allowed),
 //     cork.go (batched socket writes).
 //
 // The Lua scripts are in *.lua beside the file that runs them (send.lua:
-// hotpath.go, admit.lua: slots.go), embedded and built once.
+// hotpath.go, read.lua: read.go, admit.lua: slots.go), embedded and built once.
 package chat

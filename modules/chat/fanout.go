@@ -3,9 +3,11 @@ package chat
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"time"
 
 	"github.com/auroradev/aurora/app/bus"
+	"github.com/auroradev/aurora/app/membership"
 )
 
 // noteDelivered remembers the highest message id of room's stream shard
@@ -45,6 +47,16 @@ func (r *rooms) deliver(channel, payload string) {
 		}
 		it := item{frame: frame, id: id, ts: ts, message: true}
 		r.noteDelivered(room, id)
+		if reader, ok := bus.PeekRead(frame); ok {
+			// A read marker is the reader's: for their other devices,
+			// and in a direct room the other member's "seen".
+			for _, c := range r.hub.inRoom(room) {
+				if readFor(c.userID, reader, room) {
+					c.deliver(room, it)
+				}
+			}
+			return
+		}
 		for _, c := range r.hub.inRoom(room) {
 			c.deliver(room, it)
 		}
@@ -87,6 +99,17 @@ func (r *rooms) deliver(channel, payload string) {
 			}
 		}
 	}
+}
+
+// readFor reports whether the read frame of reader in room goes to a
+// connection of userID: the reader's own, and in a direct room the other
+// member's. A direct room is named by membership.DirectName of its two
+// members, a name no other room may take (membership refuses the prefix),
+// so the name says whether userID is the other member without a lookup
+// on the Pub/Sub goroutine.
+func readFor(userID, reader, room string) bool {
+	return userID == reader ||
+		strings.HasPrefix(room, membership.DirectPrefix) && room == membership.DirectName(reader, userID)
 }
 
 // gapScan bounds how many stream entries recoverGap reads; a longer gap

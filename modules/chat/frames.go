@@ -23,6 +23,12 @@ const (
 	codeTooManyRooms   = "too_many_rooms"
 	codeUnavailable    = "unavailable"
 	codeRateLimited    = "rate_limited"
+	// A message's life (life.go): the target of an edit, delete,
+	// reaction, reply or read is not a message of the room; it was
+	// deleted; the emoji is not on the allow-list (emoji.go).
+	codeUnknownMessage = "unknown_message"
+	codeMessageDeleted = "message_deleted"
+	codeInvalidEmoji   = "invalid_emoji"
 	// The membership rules' refusals (membership.Decide).
 	codeNotFound  = "not_found"
 	codeForbidden = "forbidden"
@@ -85,6 +91,9 @@ type ackFrame struct {
 	ID       string `json:"id"`
 	Room     string `json:"room"`
 	TS       int64  `json:"ts"`
+	// Moved is a read's: whether the marker moved (ID is then the read
+	// event's id) or stayed (ID is the marker, TS 0).
+	Moved *bool `json:"moved,omitempty"`
 }
 
 type rateLimitedFrame struct {

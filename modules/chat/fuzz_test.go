@@ -3,6 +3,7 @@ package chat
 import (
 	"bytes"
 	"encoding/json"
+	"reflect"
 	"runtime"
 	"slices"
 	"strings"
@@ -16,7 +17,7 @@ import (
 // decodeCodes are the codes decodeFrame answers with; textCodes those of
 // checkText (docs/protocol.md).
 var (
-	decodeCodes = []string{codeInvalidJSON, codeInvalidMessage, codeUnknownType, codeInvalidRoom}
+	decodeCodes = []string{codeInvalidJSON, codeInvalidMessage, codeUnknownType, codeInvalidRoom, codeInvalidEmoji}
 	textCodes   = []string{codeEmptyText, codeTextTooLong}
 )
 
@@ -31,6 +32,15 @@ var frameSeeds = []string{
 	`{"type":"leave","room":"dev"}`,
 	`{"type":"typing","room":"general","isTyping":true}`,
 	`{"type":"ping"}`,
+	`{"type":"edit","room":"general","id":"1732670000000-0","text":"fixed","clientId":"e1"}`,
+	`{"type":"delete","room":"general","id":"1732670000000-0"}`,
+	`{"type":"react","room":"general","id":"1732670000000-0","emoji":"👍","on":true}`,
+	`{"type":"react","room":"general","id":"1732670000000-0","emoji":["👍"],"on":"yes"}`,
+	`{"type":"read","room":"general","id":"0-0"}`,
+	`{"type":"read","room":"general","id":1732670000000}`,
+	`{"type":"message","room":"general","text":"re","replyTo":"1732670000000-0","attachments":[{"url":"/a/b"}]}`,
+	`{"type":"message","room":"general","text":"re","replyTo":7,"attachments":{"url":"/a/b"}}`,
+	`{"type":"message","room":"general","text":"","attachments":[null,{"url":5}]}`,
 	`{"type":"message","room":"general","text":5}`,
 	`{"type":"message","room":["general"],"text":"x"}`,
 	`{"type":"message","room":{"$ne":""},"text":"x"}`,
@@ -148,7 +158,7 @@ func checkDecoded(t *testing.T, data []byte, rules frameRules, fr clientFrame, f
 	if !needsRoom && fr.room != "" {
 		t.Fatalf("%q: %s frame decoded a room %q", data, fr.typ, fr.room)
 	}
-	if fr.typ == typeMessage && ref["text"] != fr.text {
+	if (fr.typ == typeMessage || fr.typ == typeEdit) && ref["text"] != fr.text {
 		t.Fatalf("%q: text %q, JSON has %v", data, fr.text, ref["text"])
 	}
 	if fr.typ == typeJoin {
@@ -199,6 +209,22 @@ func encodeFrame(f clientFrame) []byte {
 	switch f.typ {
 	case typeMessage:
 		m["text"] = f.text
+		if f.replyTo != nil {
+			m["replyTo"] = f.replyTo.String()
+		}
+		if len(f.attachments) > 0 {
+			var atts []map[string]string
+			for _, a := range f.attachments {
+				atts = append(atts, map[string]string{"url": a.URL})
+			}
+			m["attachments"] = atts
+		}
+	case typeEdit:
+		m["id"], m["text"] = f.target.String(), f.text
+	case typeDelete, typeRead:
+		m["id"] = f.target.String()
+	case typeReact:
+		m["id"], m["emoji"], m["on"] = f.target.String(), f.emoji, f.on
 	case typeTyping:
 		m["isTyping"] = f.isTyping
 	case typeJoin:
@@ -217,11 +243,8 @@ func encodeFrame(f clientFrame) []byte {
 }
 
 func sameFrame(a, b clientFrame) bool {
-	if (a.since == nil) != (b.since == nil) || a.since != nil && *a.since != *b.since {
-		return false
-	}
-	a.since, b.since = nil, nil
-	return a == b
+	// Pointers (since, replyTo) compare by what they point at.
+	return reflect.DeepEqual(a, b)
 }
 
 // TestDecodeFrameAnswers: the answers of decodeFrame and checkText to

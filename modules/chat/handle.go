@@ -38,6 +38,11 @@ const (
 	typeLeave   = "leave"
 	typeTyping  = "typing"
 	typePing    = "ping"
+	// A message's life (life.go).
+	typeEdit   = "edit"
+	typeDelete = "delete"
+	typeReact  = "react"
+	typeRead   = "read"
 )
 
 // frameError is a client frame refused: the code and message of the error
@@ -58,13 +63,24 @@ type frameRules struct {
 // read and known, so a refused frame is answered with its clientId and a
 // refused join still draws on the join bucket.
 type clientFrame struct {
-	typ      string // typeMessage, typeJoin, typeLeave, typeTyping, typePing; "" before it is known
+	typ      string // typeMessage, typeJoin, … typeRead; "" before it is known
 	legacy   bool   // AuroraChat's {"text": "..."}: a message to the first joined room
 	clientID string
-	room     string  // typed message, join, leave, typing
-	text     string  // message; checkText checks its content
+	room     string  // typed message, join, leave, typing, edit, delete, react, read
+	text     string  // message, edit; checkText checks its content
 	since    *bus.ID // join
 	isTyping bool    // typing
+
+	// A message's life: target is the "id" of an edit, delete, react or
+	// read; emoji and on a reaction's (the allow-list is checked after
+	// membership, as a message's text); replyTo and attachments a typed
+	// message's options (attachments carry only the client's url: the
+	// rest comes from storage).
+	target      bus.ID
+	emoji       string
+	on          bool
+	replyTo     *bus.ID
+	attachments []bus.Attachment
 }
 
 // decodeFrame turns a client's text frame into a clientFrame, or the error
@@ -111,6 +127,15 @@ func decodeFrame(data []byte, rules frameRules) (clientFrame, *frameError) {
 		if f.room, ferr = decodeRoom(in, rules.allowed); ferr == nil {
 			f.text, ferr = decodeText(in)
 		}
+		if ferr == nil {
+			f.replyTo, ferr = decodeReplyTo(in)
+		}
+		if ferr == nil {
+			f.attachments, ferr = decodeAttachments(in)
+		}
+	case typ == typeEdit, typ == typeDelete, typ == typeReact, typ == typeRead:
+		f.typ = typ
+		ferr = decodeLife(in, &f, rules)
 	case typ == typeJoin:
 		f.typ = typ
 		if f.room, ferr = decodeRoom(in, rules.allowed); ferr == nil {
@@ -223,6 +248,14 @@ func (c *conn) handle(data []byte) {
 		c.onTyping(f)
 	case typePing:
 		c.q.push("", item{frame: pongFrame})
+	case typeEdit:
+		c.onEdit(f)
+	case typeDelete:
+		c.onDelete(f)
+	case typeReact:
+		c.onReact(f)
+	case typeRead:
+		c.onRead(f)
 	}
 }
 
@@ -250,46 +283,30 @@ func (c *conn) onMessage(f clientFrame) {
 		c.fail(code, msg, clientID)
 		return
 	}
-	if ferr := checkText(f.text, c.d.cfg.MaxTextLength); ferr != nil {
+	if ferr := checkMessageText(f, c.d.cfg.MaxTextLength); ferr != nil {
 		c.fail(ferr.code, ferr.msg, clientID)
 		return
 	}
-	if until, ok := c.limitedUntil[room]; ok {
-		// The window that refused the last message here is still closed:
-		// Redis would refuse this one too. A client that waited the
-		// retryAfterMs it was given arrives after until.
-		if wait := time.Until(until); wait > 0 {
-			c.rateLimited(room, clientID, wait)
+	if c.windowClosed(room, clientID) {
+		return
+	}
+	ctx, cancel := c.sendCtx()
+	defer cancel()
+	m := outgoing{Room: room, UserID: c.userID, Username: c.username, Text: f.text, ClientID: clientID}
+	// AuroraChat's form carries no options, but its @names are mentions
+	// too.
+	f.room = room
+	if code, msg := c.messageOptions(ctx, f, &m); code != "" {
+		if code == codeMessageDeleted {
+			// Unless it is the resend of a reply acked before the delete.
+			c.deletedAnswer(ctx, room, "", clientID)
 			return
 		}
-		delete(c.limitedUntil, room)
-	}
-	// WAIT's own timeout (chat.ack_timeout) ends a wait for replicas; the
-	// context only bounds Redis not answering at all.
-	ctx, cancel := context.WithTimeout(context.Background(), redisTimeout+c.d.cfg.AckTimeout)
-	defer cancel()
-	res, err := c.d.sender.send(ctx, outgoing{Room: room, UserID: c.userID, Username: c.username, Text: f.text, ClientID: clientID})
-	if err != nil {
-		c.log.Warn("send failed", "room", room, "err", err)
-		c.fail(codeUnavailable, "message not sent: service unavailable, retry later", clientID)
+		c.fail(code, msg, clientID)
 		return
 	}
-	if res.Unreplicated {
-		c.unreplicated(room, clientID, res)
-		return
-	}
-	if res.RetryAfterMs > 0 {
-		// Timed from the answer: the window opened no later than that
-		// (Redis measured its wait before answering).
-		wait := time.Duration(res.RetryAfterMs) * time.Millisecond
-		if c.limitedUntil == nil {
-			c.limitedUntil = map[string]time.Time{}
-		}
-		c.limitedUntil[room] = time.Now().Add(wait)
-		c.rateLimited(room, clientID, wait)
-		return
-	}
-	c.reply(ackFrame{Type: "ack", ClientID: clientID, ID: res.ID.String(), Room: room, TS: int64(res.ID.Ms)})
+	res, err := c.d.sender.send(ctx, m)
+	c.answerSend(room, clientID, "message", res, err)
 }
 
 // unreplicated answers a message that is in the stream (it will be stored

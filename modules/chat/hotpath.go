@@ -93,7 +93,12 @@ const rateWindowMs = 1000
 // publish command (bus.PubSub.ScriptPublish), then the
 // entry's other field-value pairs (bus.Entry.Fields: the stream layout is
 // app/bus's).
-// Returns {0, id} accepted, {1, id} duplicate, {2, retryAfterMs} limited.
+// Then the tombstone mode (tombNone, tombCheck: refuse when KEYS[6]
+// exists, tombSet: refuse when it exists, else set it with the given
+// PX once the entry is appended) and its PX in ms, before the fields;
+// KEYS[6] is the tombstone key (tombKey) unless the mode is tombNone.
+// Returns {0, id} accepted, {1, id} duplicate, {2, retryAfterMs} limited,
+// {3, ""} the target is deleted.
 var sendScript = rueidis.NewLuaScript(sendLua)
 
 //go:embed send.lua
@@ -109,13 +114,82 @@ type sendResult struct {
 	// chat.ack_timeout: it must not be acked. Replicas is how many did.
 	Unreplicated bool
 	Replicas     int64
+	// Deleted: the message the event acts on was deleted (its tombstone
+	// key is set); nothing was stored.
+	Deleted bool
 	// WaitErr is why WAIT gave no count, when it failed (Unreplicated).
 	WaitErr error
 }
 
-// outgoing is a validated message to send.
+// outgoing is a validated message, or edit, delete or reaction, to send.
 type outgoing struct {
 	Room, UserID, Username, Text, ClientID string
+
+	// Type is "" for a message, else bus.TypeEdit, bus.TypeDelete or
+	// bus.TypeReact: a life event of the message MessageID, whose entry
+	// and live frame are the bus.Entry's of that type. Emoji and On are a
+	// reaction's; ReplyTo, Mentions and Attachments a message's.
+	Type        string
+	MessageID   bus.ID
+	Emoji       string
+	On          bool
+	ReplyTo     string
+	Mentions    []string
+	Attachments []bus.Attachment
+}
+
+// entry is the stream entry of m (its id and ts are Redis').
+func (m outgoing) entry() bus.Entry {
+	return bus.Entry{RoomID: m.Room, UserID: m.UserID, Username: m.Username, Text: m.Text, ClientID: m.ClientID,
+		Type: m.Type, MessageID: m.MessageID, Emoji: m.Emoji, On: m.On,
+		ReplyTo: m.ReplyTo, Mentions: m.Mentions, Attachments: m.Attachments}
+}
+
+// tombstone is what the send script does with the tombstone key of the
+// message m acts on (tombKey): a delete refuses a message deleted already
+// and marks it deleted; an edit, a reaction and a reply refuse a message
+// deleted; a plain message has none.
+func (m outgoing) tombstone() (mode string, target bus.ID) {
+	switch {
+	case m.Type == bus.TypeDelete:
+		return tombSet, m.MessageID
+	case m.Type != "":
+		return tombCheck, m.MessageID
+	case m.ReplyTo != "":
+		if id, err := bus.ParseID(m.ReplyTo); err == nil {
+			return tombCheck, id
+		}
+	}
+	return tombNone, bus.ID{}
+}
+
+// The send script's tombstone modes (ARGV[14]).
+const (
+	tombNone  = "0"
+	tombCheck = "1"
+	tombSet   = "2"
+)
+
+// tombTTL is how long a deleted message's tombstone key outlives the
+// delete: long after ingest stored the delete, when the store's copy says
+// it is deleted.
+const tombTTL = bus.ReadMarkerTTL
+
+// tombKey marks the message id of room deleted, from the delete's send
+// until long after the store knows (tombTTL): a message still in the
+// stream tail reads as sent (history.Lookup does not apply the life events
+// after it), so the send script refuses an edit, reaction or reply of a
+// deleted message by this key, in the same call that would append it.
+func tombKey(tag, room string, id bus.ID) string {
+	return "chat:deleted:" + tag + ":" + room + ":" + id.String()
+}
+
+// lifeDedupeKey is dedupeKey for a life event of type typ: a clientId
+// names one frame of each type, so an edit's clientId never answers a
+// message's or a reaction's resend. Its prefix cannot begin a message's
+// key (a tag begins with '{').
+func lifeDedupeKey(tag, typ, userID, room, clientID string) string {
+	return "chat:dedupe:" + typ + ":" + tag + ":" + userID + ":" + room + ":" + clientID
 }
 
 // sender runs the hot path: it is all a connection needs to send a message.
@@ -146,10 +220,13 @@ func (s *sender) warnUnreplicated() bool {
 
 // sendSHA is the send script's SHA-1, for EVALSHA in the same pipeline as
 // WAIT (rueidis.Lua.Exec runs one command and cannot be pipelined).
-var sendSHA = func() string {
-	sum := sha1.Sum([]byte(sendLua)) //nolint:gosec // the script's name in Redis' script cache, not a security use
+var sendSHA = scriptSHA(sendLua)
+
+// scriptSHA is the SHA-1 naming src in Redis' script cache.
+func scriptSHA(src string) string {
+	sum := sha1.Sum([]byte(src)) //nolint:gosec // the script's name in Redis' script cache, not a security use
 	return hex.EncodeToString(sum[:])
-}()
+}
 
 // send runs the hot-path script for m; with chat.ack_replicas, also WAIT.
 func (s *sender) send(ctx context.Context, m outgoing) (sendResult, error) {
@@ -199,14 +276,35 @@ func (s *sender) scriptArgs(m outgoing) (keys, args []string) {
 	// The channel and the publish command are the Pub/Sub mode's of the
 	// client (sharded on a cluster).
 	ps := bus.PubSubOf(s.redis).WithShards(s.shards)
-	prefix, middle, suffix := bus.Entry{RoomID: m.Room, UserID: m.UserID, Username: m.Username, Text: m.Text, ClientID: m.ClientID}.FrameParts()
+	e := m.entry()
+	var prefix, middle, suffix string
+	if m.Type == "" {
+		prefix, middle, suffix = e.FrameParts()
+	} else {
+		var err error
+		if prefix, middle, suffix, err = e.LifeFrameParts(); err != nil {
+			// The handlers send only edits, deletes and reactions here.
+			panic(fmt.Sprintf("send script for an entry of type %q: %v", m.Type, err))
+		}
+	}
 	tag := keyTag(s.shards, m.Room)
-	keys = []string{dedupeKey(tag, m.UserID, m.Room, m.ClientID), roomRateKey(tag, m.UserID, m.Room), userRateKey(tag, m.UserID),
-		s.shards.StreamOf(m.Room), legacyDedupeKey(tag, m.UserID, m.ClientID)}
+	dedupe, legacy := dedupeKey(tag, m.UserID, m.Room, m.ClientID), legacyDedupeKey(tag, m.UserID, m.ClientID)
+	if m.Type != "" {
+		// No legacy key for a life event: old replicas sent none. The
+		// dedupe key stands in (the script reads it once already).
+		dedupe = lifeDedupeKey(tag, m.Type, m.UserID, m.Room, m.ClientID)
+		legacy = dedupe
+	}
+	keys = []string{dedupe, roomRateKey(tag, m.UserID, m.Room), userRateKey(tag, m.UserID), s.shards.StreamOf(m.Room), legacy}
+	mode, target := m.tombstone()
+	if mode != tombNone {
+		keys = append(keys, tombKey(tag, m.Room, target))
+	}
 	args = append([]string{
 		strconv.Itoa(s.cfg.RoomRate), strconv.Itoa(s.cfg.UserRate), strconv.Itoa(rateWindowMs), dedupeMs,
 		ps.Channel(m.Room), prefix, middle, suffix, bus.FieldTS, bus.FieldRoomID, m.Room, touch, ps.ScriptPublish(),
-	}, bus.Entry{RoomID: m.Room, UserID: m.UserID, Username: m.Username, Text: m.Text, ClientID: m.ClientID}.Fields()...)
+		mode, strconv.FormatInt(tombTTL.Milliseconds(), 10),
+	}, e.Fields()...)
 	return keys, args
 }
 
@@ -236,21 +334,27 @@ func retryable(scriptErr, waitErr error) bool {
 // keyless WAIT goes with the script to the primary of its slot. One round
 // trip, as without WAIT, plus the replication time.
 func (s *sender) exec(ctx context.Context, keys, args []string) ([]rueidis.RedisMessage, waited, error) {
+	return s.execScript(ctx, sendScript, sendLua, sendSHA, keys, args)
+}
+
+// execScript is exec for any script of the hot path (send.lua, read.lua):
+// script is src, whose SHA-1 is sha.
+func (s *sender) execScript(ctx context.Context, script *rueidis.Lua, src, sha string, keys, args []string) ([]rueidis.RedisMessage, waited, error) {
 	s.scriptCalls.Add(1)
 	if s.cfg.AckReplicas == 0 {
-		res, err := sendScript.Exec(ctx, s.redis, keys, args).ToArray()
+		res, err := script.Exec(ctx, s.redis, keys, args).ToArray()
 		return res, waited{}, err
 	}
 	wait := func() rueidis.Completed {
 		return s.redis.B().Wait().Numreplicas(int64(s.cfg.AckReplicas)).Timeout(s.cfg.AckTimeout.Milliseconds()).Build()
 	}
 	rs := s.redis.DoMulti(ctx,
-		s.redis.B().Evalsha().Sha1(sendSHA).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build(), wait())
+		s.redis.B().Evalsha().Sha1(sha).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build(), wait())
 	if e, ok := rueidis.IsRedisErr(rs[0].Error()); ok && e.IsNoScript() {
 		// Redis restarted or flushed its scripts: send the script itself
 		// (the WAIT of the failed pipeline waited for nothing new).
 		rs = s.redis.DoMulti(ctx,
-			s.redis.B().Eval().Script(sendLua).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build(), wait())
+			s.redis.B().Eval().Script(src).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build(), wait())
 	}
 	res, err := rs[0].ToArray()
 	if err != nil {
@@ -283,6 +387,8 @@ func decodeSend(res []rueidis.RedisMessage) (sendResult, error) {
 			return sendResult{}, err
 		}
 		return sendResult{ID: id, Duplicate: status == 1}, nil
+	case 3:
+		return sendResult{Deleted: true}, nil
 	case 2:
 		wait, err := res[1].AsInt64()
 		if err != nil {

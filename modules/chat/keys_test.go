@@ -62,19 +62,35 @@ func TestSendScriptKeysShareASlot(t *testing.T) {
 				dedupeKey(tag, "507f1f77bcf86cd799439011", room, "c-1"),
 				dedupeKey(tag, "u", room, "{weird}client"),
 				legacyDedupeKey(tag, "507f1f77bcf86cd799439011", "c-1"),
+				lifeDedupeKey(tag, bus.TypeEdit, "u", room, "c-1"),
+				tombKey(tag, room, bus.ID{Ms: 1732670000000, Seq: 3}),
+				bus.ReadMarkerKey(shards, room, "u"),
+				readRateKey(tag, "u"),
 			} {
 				if got := slot(k); got != want {
 					t.Errorf("shards %d: key %s is in slot %d, the stream %s in %d", shards, k, got, stream, want)
 				}
 			}
 			s := &sender{redis: c, shards: shards}
-			keys, _ := s.scriptArgs(outgoing{Room: room, UserID: "u", Text: "x", ClientID: "c"})
-			if keys[3] != stream {
-				t.Errorf("shards %d: room %s's script key is %s, its stream %s", shards, room, keys[3], stream)
-			}
-			for _, k := range keys {
-				if got := slot(k); got != want {
-					t.Errorf("shards %d: script key %s is in slot %d, the stream %s in %d", shards, k, got, stream, want)
+			target := bus.ID{Ms: 1732670000000}
+			for _, m := range []outgoing{
+				{Room: room, UserID: "u", Text: "x", ClientID: "c"},
+				{Room: room, UserID: "u", Text: "x", ClientID: "c", ReplyTo: target.String()},
+				{Room: room, UserID: "u", Text: "x", ClientID: "c", Type: bus.TypeEdit, MessageID: target},
+				{Room: room, UserID: "u", ClientID: "c", Type: bus.TypeDelete, MessageID: target},
+				{Room: room, UserID: "u", ClientID: "c", Type: bus.TypeReact, MessageID: target, Emoji: "👍", On: true},
+			} {
+				keys, _ := s.scriptArgs(m)
+				if keys[3] != stream {
+					t.Errorf("shards %d: room %s's script key is %s, its stream %s", shards, room, keys[3], stream)
+				}
+				if m.Type != "" && keys[0] == dedupeKey(tag, "u", room, "c") {
+					t.Errorf("a %s shares a message's dedupe key %s", m.Type, keys[0])
+				}
+				for _, k := range keys {
+					if got := slot(k); got != want {
+						t.Errorf("shards %d: script key %s is in slot %d, the stream %s in %d", shards, k, got, stream, want)
+					}
 				}
 			}
 		}

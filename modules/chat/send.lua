@@ -20,6 +20,8 @@ if dedupe then
     end
   end
 end
+local tomb = ARGV[14]
+if tomb ~= '0' and redis.call('EXISTS', KEYS[6]) == 1 then return {3, ''} end
 local function over(key, limit)
   local n = tonumber(redis.call('GET', key) or '0')
   if n < tonumber(limit) then return nil end
@@ -36,7 +38,7 @@ if redis.call('INCR', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[3])
 if redis.call('INCR', KEYS[3]) == 1 then redis.call('PEXPIRE', KEYS[3], ARGV[3]) end
 local t = redis.call('TIME')
 local ms = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
-local fields = {unpack(ARGV, 14)}
+local fields = {unpack(ARGV, 16)}
 fields[#fields + 1] = ARGV[9]
 fields[#fields + 1] = ms
 local id = redis.pcall('XADD', KEYS[4], ms .. '-*', unpack(fields))
@@ -44,6 +46,7 @@ if type(id) == 'table' and id.err then
   id = redis.call('XADD', KEYS[4], '*', unpack(fields))
 end
 if dedupe then redis.call('SET', KEYS[1], id, 'PX', ARGV[4]) end
+if tomb == '2' then redis.call('SET', KEYS[6], id, 'PX', ARGV[15]) end
 local ts = string.match(id, '^(%d+)-')
 redis.call(ARGV[13], ARGV[5], ARGV[6] .. id .. ARGV[7] .. ts .. ARGV[8])
 return {0, id}

@@ -314,7 +314,7 @@ func (s *Store) Search(ctx context.Context, q store.SearchQuery) ([]store.Messag
 	for i, r := range q.Rooms {
 		rooms[i] = r
 	}
-	conds := bson.A{bson.D{{Key: "roomId", Value: bson.D{{Key: "$in", Value: rooms}}}}, chatOnly()}
+	conds := bson.A{chatOnly()}
 	for _, t := range q.Terms {
 		conds = append(conds, bson.D{{Key: "text", Value: bson.D{{Key: "$regex", Value: regexp.QuoteMeta(t)}, {Key: "$options", Value: "i"}}}})
 	}
@@ -329,7 +329,11 @@ func (s *Store) Search(ctx context.Context, q store.SearchQuery) ([]store.Messag
 	if q.After != nil {
 		conds = append(conds, bound("$gt", *q.After))
 	}
-	msgs, err := s.findMessages(ctx, bson.D{{Key: "$and", Value: conds}}, options.Find().
+	var roomCond any = bson.D{{Key: "$in", Value: rooms}}
+	if len(q.Rooms) == 1 {
+		roomCond = q.Rooms[0]
+	}
+	msgs, err := s.findMessages(ctx, bson.D{{Key: "roomId", Value: roomCond}, {Key: "$and", Value: conds}}, options.Find().
 		SetSort(bson.D{{Key: "createdAt", Value: -1}, {Key: "msgSeq", Value: -1}}).
 		SetLimit(int64(size)+1))
 	if err != nil {
@@ -385,11 +389,14 @@ func (s *Store) Unread(ctx context.Context, userID, room string, marker bus.ID, 
 	if limit <= 0 {
 		return c, nil
 	}
-	base := bson.A{bson.D{{Key: "roomId", Value: room}}, bound("$gt", marker), chatOnly(),
+	base := bson.A{bound("$gt", marker), chatOnly(),
 		bson.D{{Key: "userId", Value: bson.D{{Key: "$ne", Value: userIDValue(userID)}}}}}
 	count := func(conds bson.A) (int, error) {
-		cur, err := s.messages.Find(ctx, bson.D{{Key: "$and", Value: conds}}, options.Find().
-			SetSort(bson.D{{Key: "createdAt", Value: 1}, {Key: "msgSeq", Value: 1}}).
+		// roomId at the top level, not in $and: FerretDB v1 pushes only
+		// top-level equalities down to its backend.
+		// Unsorted: a capped count needs any limit matches, not the
+		// first, and FerretDB v1 sorts a whole collection in memory.
+		cur, err := s.messages.Find(ctx, bson.D{{Key: "roomId", Value: room}, {Key: "$and", Value: conds}}, options.Find().
 			SetProjection(bson.D{{Key: "_id", Value: 1}}).
 			SetLimit(int64(limit)))
 		if err != nil {

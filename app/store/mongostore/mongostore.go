@@ -616,7 +616,9 @@ func bound(op string, id bus.ID) bson.D {
 // the roomId_1_createdAt_-1_msgSeq_-1 index serves in both directions,
 // fetching one more than the page to learn whether more lie beyond it.
 func (s *Store) Messages(ctx context.Context, room string, p store.Page) ([]store.Message, bool, error) {
-	conds := bson.A{bson.D{{Key: "roomId", Value: room}}}
+	// roomId at the top level, not in $and: FerretDB v1 pushes only
+	// top-level equalities down to its backend.
+	conds := bson.A{bson.D{}}
 	if !p.Life {
 		// History: no life entries (they alone have a messageId).
 		conds = append(conds, bson.D{missing("messageId")})
@@ -637,7 +639,7 @@ func (s *Store) Messages(ctx context.Context, room string, p store.Page) ([]stor
 	opts := options.Find().
 		SetSort(bson.D{{Key: "createdAt", Value: dir}, {Key: "msgSeq", Value: dir}}).
 		SetLimit(int64(size) + 1)
-	msgs, err := s.findMessages(ctx, bson.D{{Key: "$and", Value: conds}}, opts)
+	msgs, err := s.findMessages(ctx, bson.D{{Key: "roomId", Value: room}, {Key: "$and", Value: conds}}, opts)
 	if err != nil {
 		return nil, false, fmt.Errorf("messages of room %q: %w", room, err)
 	}

@@ -364,7 +364,7 @@ func applyLife(ctx context.Context, tx *sql.Tx, e store.Message) ([]bus.Attachme
 		// delete, or expiry, names the objects again.
 		for _, q := range []string{
 			`UPDATE messages SET deleted = 1, text = '', mentions = '[]', updatedAt = ? WHERE roomId = ? AND msgId = ?`,
-			`UPDATE messages SET text = '', updatedAt = ? WHERE roomId = ? AND messageId = ? AND type = 'edit'`,
+			`UPDATE messages SET text = '', updatedAt = ? WHERE roomId = ? AND messageId = ? AND messageId != '' AND type = 'edit'`, // != '': lets the partial index messages_roomId_messageId serve it
 		} {
 			if _, err := tx.ExecContext(ctx, q, formatTime(now()), room, id.String()); err != nil {
 				return nil, fmt.Errorf("delete: %w", err)
