@@ -267,7 +267,7 @@ func newRetentionCmd(o *options, asJSON *bool) *cobra.Command {
 					if err != nil {
 						return fmt.Errorf("set the retention of room %q: %w", name, err)
 					}
-					record(audit.Entry{Event: audit.Event("room.retention"), Room: name, Note: args[1]})
+					record(audit.Entry{Event: audit.RoomRetention, Room: name, Note: args[1]})
 				}
 				r, err := s.Room(ctx, name)
 				if errors.Is(err, store.ErrNotFound) {

@@ -42,6 +42,7 @@ const (
 	UserDemote        Event = "user.demote"         // aurora users demote
 	RoomCreate        Event = "room.create"         // aurora rooms create, POST /api/rooms
 	RoomDelete        Event = "room.delete"         // aurora rooms delete, DELETE /api/rooms/{room}
+	RoomRetention     Event = "room.retention"      // aurora rooms retention (Note: the new retention)
 	// Moderation: Actor/ActorID is the moderator, UserID the target, Note
 	// the moderator's reason.
 	RoomKick     Event = "room.kick"
