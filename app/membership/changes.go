@@ -48,6 +48,24 @@ type Publisher interface {
 	Publish(ctx context.Context, c Change) error
 }
 
+// LocalFirst applies a change to this replica's cache, then announces it
+// through Next. The replica that made a change must not decide from an
+// entry the announcement has yet to drop: without it, a message sent
+// right after the join that created its room could be refused not_found
+// from the entry the join's own access check cached, until the
+// announcement came back over Redis. (The Watcher applies it again when it
+// arrives: dropping entries twice is harmless.)
+type LocalFirst struct {
+	Cache *Cache
+	Next  Publisher
+}
+
+// Publish applies c to the cache and announces it.
+func (p LocalFirst) Publish(ctx context.Context, c Change) error {
+	p.Cache.Apply(c)
+	return p.Next.Publish(ctx, c)
+}
+
 // RedisPublisher publishes changes on Channel: PUBLISH, or on a Redis
 // Cluster SPUBLISH (bus.PubSub), which goes to the one node owning the
 // channel's slot rather than to whichever node a keyless command would

@@ -150,7 +150,7 @@ func (g *gateway) init() {
 	g.members = &membership.Service{
 		Store:        g.store,
 		Events:       membership.StreamEvents{Client: g.redis, Shards: g.shards},
-		Changes:      membership.RedisPublisher{Client: g.redis},
+		Changes:      membership.LocalFirst{Cache: g.access, Next: membership.RedisPublisher{Client: g.redis}},
 		Users:        g.users,
 		Log:          g.log,
 		CreateOnJoin: g.cfg.CreateOnJoin,
