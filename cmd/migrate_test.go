@@ -43,8 +43,8 @@ func (m migrationsOut) states() string {
 func TestMigrateCommands(t *testing.T) {
 	clearConfigEnv(t)
 	names := map[string][]string{
-		"sqlite":  {"initial schema", "rooms-and-people schema", "rooms-from-messages"},
-		"mongodb": {"initial schema", "aurorachat-users", "aurorachat-messages", "rooms-and-people schema", "rooms-from-messages"},
+		"sqlite":  {"initial schema", "rooms-and-people schema", "rooms-from-messages", "message-life schema"},
+		"mongodb": {"initial schema", "aurorachat-users", "aurorachat-messages", "rooms-and-people schema", "rooms-from-messages", "message-life schema"},
 	}
 	for kind, base := range operatorBackends(t) {
 		t.Run(kind, func(t *testing.T) {
@@ -168,7 +168,7 @@ func TestMigrateAuroraChatDatabase(t *testing.T) {
 
 	var up migrationsOut
 	runJSON(t, &up, append([]string{"migrate", "up"}, dataDir...)...)
-	if up.Store != "mongodb" || up.Pending != 0 || up.Applied == nil || len(*up.Applied) != 5 {
+	if up.Store != "mongodb" || up.Pending != 0 || up.Applied == nil || len(*up.Applied) != 6 {
 		t.Fatalf("migrate up on AuroraChat's database: %+v", up)
 	}
 	var doc bson.M
