@@ -147,11 +147,15 @@ func TestReplicasShareRooms(t *testing.T) {
 	// The counter moves right after each write: wait for it to count what
 	// the clients read. It may count a frame or two more (an increment of
 	// the previous fence landing late, a presence batch after the fence),
-	// but not the traffic of x: that would be n frames per member.
+	// or a few fewer (a frame written after the first fence was read but
+	// before deliveredB was taken, read by the second fence: under load
+	// that happens), but not the traffic of x: that would be n frames per
+	// member.
+	const early = 5
 	var gotB float64
 	waitUntil(t, "B's delivered counter to count the fence", func() bool {
 		gotB = b.metric("aurora_chat_messages_delivered_total")
-		return gotB >= deliveredB+float64(seenOnB)
+		return gotB+early >= deliveredB+float64(seenOnB)
 	})
 	if gotB-deliveredB >= n {
 		t.Fatalf("replica B delivered %v frames while %d messages went to x and its clients read %d frames, none of x",
