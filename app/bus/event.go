@@ -329,14 +329,7 @@ func (e Entry) EventFrameJSON() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	id := e.ID.String()
-	ts := strconv.FormatInt(e.TS, 10)
-	b := make([]byte, 0, len(prefix)+len(id)+len(middle)+len(ts)+len(suffix))
-	b = append(b, prefix...)
-	b = append(b, id...)
-	b = append(b, middle...)
-	b = append(b, ts...)
-	return append(b, suffix...), nil
+	return e.assemble(prefix, middle, suffix), nil
 }
 
 // FrameJSON is the client frame of any entry: the room_event frame of a

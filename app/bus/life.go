@@ -329,6 +329,13 @@ func (e Entry) lifeJSON() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return e.assemble(prefix, middle, suffix), nil
+}
+
+// assemble is a frame of e from the parts its encoder gave, with e's id
+// and ts where the send and event scripts put Redis' (the frame is
+// prefix + id + middle + ts + suffix).
+func (e Entry) assemble(prefix, middle, suffix string) []byte {
 	id := e.ID.String()
 	ts := strconv.FormatInt(e.TS, 10)
 	b := make([]byte, 0, len(prefix)+len(id)+len(middle)+len(ts)+len(suffix))
@@ -336,5 +343,5 @@ func (e Entry) lifeJSON() ([]byte, error) {
 	b = append(b, id...)
 	b = append(b, middle...)
 	b = append(b, ts...)
-	return append(b, suffix...), nil
+	return append(b, suffix...)
 }
