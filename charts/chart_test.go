@@ -312,6 +312,31 @@ func checkExternal(t *testing.T, objs []object) {
 			}
 		}
 	}
+	// The S3 keys of attachments: in the Secret, and from it in the
+	// environment of every Aurora container (ingest deletes objects too).
+	for _, o := range objs {
+		switch v := o.obj.(type) {
+		case *corev1.Secret:
+			if v.StringData["s3-access-key"] != "AKIAAURORAFILES" || v.StringData["s3-secret-key"] == "" {
+				t.Errorf("Secret %s: s3-access-key %q, s3-secret-key set %v", v.Name, v.StringData["s3-access-key"], v.StringData["s3-secret-key"] != "")
+			}
+		case *appsv1.Deployment:
+			for _, c := range v.Spec.Template.Spec.Containers {
+				if c.Name != "aurora" {
+					continue
+				}
+				found := map[string]bool{}
+				for _, e := range c.Env {
+					if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+						found[e.Name+"="+e.ValueFrom.SecretKeyRef.Key] = true
+					}
+				}
+				if !found["AURORA_ATTACHMENTS_S3_ACCESS_KEY=s3-access-key"] || !found["AURORA_ATTACHMENTS_S3_SECRET_KEY=s3-secret-key"] {
+					t.Errorf("Deployment %s: the S3 keys are not taken from the Secret: %v", v.Name, found)
+				}
+			}
+		}
+	}
 	for kind, n := range map[string]int{"HorizontalPodAutoscaler": 2, "PodDisruptionBudget": 3, "Ingress": 1, "ServiceMonitor": 1, "Service": 3} {
 		if kinds[kind] != n {
 			t.Errorf("want %d %s, got %d", n, kind, kinds[kind])

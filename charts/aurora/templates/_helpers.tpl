@@ -69,6 +69,12 @@ app.kubernetes.io/component: {{ .role }}
 - name: AURORA_MONGO_URL
   valueFrom:
     secretKeyRef: {name: {{ include "aurora.secretName" . }}, key: mongo-url, optional: true}
+- name: AURORA_ATTACHMENTS_S3_ACCESS_KEY
+  valueFrom:
+    secretKeyRef: {name: {{ include "aurora.secretName" . }}, key: s3-access-key, optional: true}
+- name: AURORA_ATTACHMENTS_S3_SECRET_KEY
+  valueFrom:
+    secretKeyRef: {name: {{ include "aurora.secretName" . }}, key: s3-secret-key, optional: true}
 {{- end -}}
 
 {{/* Container spec shared by the per-role Deployments and allInOne:
