@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -52,6 +51,24 @@ type corkConn struct {
 	// closeSent: coder/websocket wrote a close frame; no data frame may
 	// follow it.
 	closeSent bool
+	// pending is what the client sent after its request that net/http
+	// had read already (the start of its first frame): Read returns it
+	// before reading the socket. Only coder/websocket's reader goroutine
+	// reads, so it needs no lock.
+	pending []byte
+}
+
+// Read returns the bytes net/http had buffered first, then the socket's.
+func (c *corkConn) Read(p []byte) (int, error) {
+	if len(c.pending) > 0 {
+		n := copy(p, c.pending)
+		c.pending = c.pending[n:]
+		if len(c.pending) == 0 {
+			c.pending = nil
+		}
+		return n, nil
+	}
+	return c.Conn.Read(p)
 }
 
 func (c *corkConn) Write(p []byte) (int, error) {
@@ -201,15 +218,20 @@ func (w *corkingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, fmt.Errorf("hijack for websocket: %w", err)
 	}
 	w.conn = &corkConn{Conn: nc}
-	// What the client sent after its request (the start of a frame, at
-	// most) is still in net/http's reader: it is read first.
-	var rd io.Reader = nc
+	// What the client sent after its request (the start of its first
+	// frame, at most) is still in net/http's reader: the connection
+	// itself hands it out first. Not a reader in front of the connection:
+	// coder/websocket's Accept resets the reader it is given onto the
+	// connection (keeping only what that reader has buffered, here
+	// nothing), so such a reader's bytes would be dropped and the first
+	// frame read from its middle (a client sending right after the 101
+	// was refused with "unexpected rsv bits").
 	if n := brw.Reader.Buffered(); n > 0 {
 		pending, _ := brw.Peek(n)
-		rd = io.MultiReader(bytes.NewReader(bytes.Clone(pending)), nc)
+		w.conn.pending = bytes.Clone(pending)
 	}
 	// net/http flushed the response at Hijack, so its writer is empty.
-	return w.conn, bufio.NewReadWriter(bufio.NewReaderSize(rd, wsReadBuf), bufio.NewWriterSize(w.conn, wsWriteBuf)), nil
+	return w.conn, bufio.NewReadWriter(bufio.NewReaderSize(w.conn, wsReadBuf), bufio.NewWriterSize(w.conn, wsWriteBuf)), nil
 }
 
 func (w *corkingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -1,0 +1,100 @@
+package chat
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+)
+
+// maskedText is a client's text frame of p (masked, as RFC 6455 requires
+// of a client), short enough for the 7-bit length.
+func maskedText(p []byte) []byte {
+	key := [4]byte{0x37, 0xfa, 0x21, 0x3d}
+	f := []byte{wsFinText, 0x80 | byte(len(p))}
+	f = append(f, key[:]...)
+	for i, b := range p {
+		f = append(f, b^key[i%4])
+	}
+	return f
+}
+
+// TestFirstFrameWithTheRequest: a client that sends its first frame in
+// the same packet as its upgrade request (or right behind it, before the
+// server hijacked the connection) has that frame read whole. net/http
+// holds those bytes in its reader when the connection is hijacked;
+// coder/websocket resets the reader the gateway hands it onto the
+// connection, so the connection itself must return them first. Before it
+// did, the frame was read from its middle and the connection failed with
+// a protocol error ("unexpected rsv bits").
+func TestFirstFrameWithTheRequest(t *testing.T) {
+	s := startChat(t, chatConfig(t))
+	u, err := url.Parse(s.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.DialTimeout("tcp", u.Host, waitFor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(waitFor))
+	req := "GET /ws?token=" + url.QueryEscape(s.token("u1", "alice")) + " HTTP/1.1\r\n" +
+		"Host: " + u.Host + "\r\n" +
+		"Upgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+	// One write: the request and a ping frame behind it.
+	if _, err := conn.Write(append([]byte(req), maskedText([]byte(`{"type":"ping"}`))...)); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A 101 has no body: the frames follow in br, which stays ours.
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade answered %s", resp.Status)
+	}
+	// Server frames are unmasked: read them until the pong.
+	var seen []string
+	for {
+		var hdr [2]byte
+		if _, err := io.ReadFull(br, hdr[:]); err != nil {
+			t.Fatalf("no pong: the connection ended (%v) after %q", err, seen)
+		}
+		n := int(hdr[1] & 0x7f)
+		switch n {
+		case 126:
+			var l [2]byte
+			if _, err := io.ReadFull(br, l[:]); err != nil {
+				t.Fatal(err)
+			}
+			n = int(binary.BigEndian.Uint16(l[:]))
+		case 127:
+			var l [8]byte
+			if _, err := io.ReadFull(br, l[:]); err != nil {
+				t.Fatal(err)
+			}
+			n = int(binary.BigEndian.Uint64(l[:]))
+		}
+		payload := make([]byte, n)
+		if _, err := io.ReadFull(br, payload); err != nil {
+			t.Fatal(err)
+		}
+		if hdr[0]&0x0f == wsOpClose {
+			t.Fatalf("the server closed the connection (%q) after %q: the ping was not read whole", payload, seen)
+		}
+		if bytes.Equal(payload, pongFrame) {
+			return
+		}
+		seen = append(seen, strings.TrimSpace(string(payload)))
+	}
+}
