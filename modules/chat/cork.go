@@ -81,9 +81,36 @@ func (c *corkConn) Write(p []byte) (int, error) {
 		c.closeSent = true
 	}
 	if !c.corked {
-		return c.Conn.Write(p)
+		if len(c.buf) == 0 {
+			return c.Conn.Write(p)
+		}
+		// The held upgrade response goes first, in the same write.
+		err := c.appendLocked(p)
+		if err == nil {
+			err = c.flushLocked()
+		}
+		c.putBuf()
+		return len(p), err
 	}
 	return len(p), c.appendLocked(p)
+}
+
+// switchingProtocols is the status line of the upgrade response.
+const switchingProtocols = "HTTP/1.1 101 Switching Protocols\r\n"
+
+// holdResponse puts the upgrade response (the 101 and h, coder/websocket's
+// Upgrade, Connection, Sec-WebSocket-Accept and Sec-WebSocket-Protocol)
+// into the write buffer: the first write sends it ahead of its frames.
+// http.Header.Write serializes h as net/http would, newlines in values
+// made spaces.
+func (c *corkConn) holdResponse(h http.Header) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.takeBuf()
+	b := bytes.NewBuffer(append(c.buf, switchingProtocols...))
+	_ = h.Write(b) // a bytes.Buffer's writes do not fail
+	b.WriteString("\r\n")
+	c.buf = b.Bytes()
 }
 
 // WebSocket framing of the frames the server writes itself (RFC 6455 5.2).
@@ -210,6 +237,23 @@ func (c *corkConn) flushLocked() error {
 type corkingWriter struct {
 	http.ResponseWriter
 	conn *corkConn
+	// switching: the 101 was held back (WriteHeader) for Hijack to put
+	// into the connection's write buffer.
+	switching bool
+}
+
+// WriteHeader holds a 101 back instead of handing it to net/http, which
+// would flush it on its own at Hijack: Hijack puts it into the
+// connection's write buffer, where the first frames (the welcome, or a
+// close) join it, so the upgrade response and the welcome leave in one
+// write syscall instead of two. A client cannot send before it has the
+// 101, so holding it until the welcome is ready costs no round trip.
+func (w *corkingWriter) WriteHeader(code int) {
+	if code == http.StatusSwitchingProtocols {
+		w.switching = true
+		return
+	}
+	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *corkingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -218,6 +262,9 @@ func (w *corkingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, fmt.Errorf("hijack for websocket: %w", err)
 	}
 	w.conn = &corkConn{Conn: nc}
+	if w.switching {
+		w.conn.holdResponse(w.Header())
+	}
 	// What the client sent after its request (the start of its first
 	// frame, at most) is still in net/http's reader: the connection
 	// itself hands it out first. Not a reader in front of the connection:
@@ -230,7 +277,7 @@ func (w *corkingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		pending, _ := brw.Peek(n)
 		w.conn.pending = bytes.Clone(pending)
 	}
-	// net/http flushed the response at Hijack, so its writer is empty.
+	// net/http wrote nothing (the 101 is held), so its writer is empty.
 	return w.conn, bufio.NewReadWriter(bufio.NewReaderSize(w.conn, wsReadBuf), bufio.NewWriterSize(w.conn, wsWriteBuf)), nil
 }
 

@@ -66,35 +66,97 @@ func TestFirstFrameWithTheRequest(t *testing.T) {
 	// Server frames are unmasked: read them until the pong.
 	var seen []string
 	for {
-		var hdr [2]byte
-		if _, err := io.ReadFull(br, hdr[:]); err != nil {
+		op, payload, err := readServerFrame(br)
+		if err != nil {
 			t.Fatalf("no pong: the connection ended (%v) after %q", err, seen)
 		}
-		n := int(hdr[1] & 0x7f)
-		switch n {
-		case 126:
-			var l [2]byte
-			if _, err := io.ReadFull(br, l[:]); err != nil {
-				t.Fatal(err)
-			}
-			n = int(binary.BigEndian.Uint16(l[:]))
-		case 127:
-			var l [8]byte
-			if _, err := io.ReadFull(br, l[:]); err != nil {
-				t.Fatal(err)
-			}
-			n = int(binary.BigEndian.Uint64(l[:]))
-		}
-		payload := make([]byte, n)
-		if _, err := io.ReadFull(br, payload); err != nil {
-			t.Fatal(err)
-		}
-		if hdr[0]&0x0f == wsOpClose {
+		if op == wsOpClose {
 			t.Fatalf("the server closed the connection (%q) after %q: the ping was not read whole", payload, seen)
 		}
 		if bytes.Equal(payload, pongFrame) {
 			return
 		}
 		seen = append(seen, strings.TrimSpace(string(payload)))
+	}
+}
+
+// readServerFrame reads one unmasked server frame from br: its opcode and
+// payload.
+func readServerFrame(br *bufio.Reader) (byte, []byte, error) {
+	var hdr [2]byte
+	if _, err := io.ReadFull(br, hdr[:]); err != nil {
+		return 0, nil, err
+	}
+	n := int(hdr[1] & 0x7f)
+	switch n {
+	case 126:
+		var l [2]byte
+		if _, err := io.ReadFull(br, l[:]); err != nil {
+			return 0, nil, err
+		}
+		n = int(binary.BigEndian.Uint16(l[:]))
+	case 127:
+		var l [8]byte
+		if _, err := io.ReadFull(br, l[:]); err != nil {
+			return 0, nil, err
+		}
+		n = int(binary.BigEndian.Uint64(l[:]))
+	}
+	payload := make([]byte, n)
+	if _, err := io.ReadFull(br, payload); err != nil {
+		return 0, nil, err
+	}
+	return hdr[0] & 0x0f, payload, nil
+}
+
+// TestUpgradeResponseWithWelcome: the gateway writes the 101 itself, in
+// the same write as the welcome (one syscall per connect instead of two).
+// The response is the one RFC 6455 asks for, and the welcome is already
+// there when the response has been read: both came in one segment.
+func TestUpgradeResponseWithWelcome(t *testing.T) {
+	s := startChat(t, chatConfig(t))
+	u, err := url.Parse(s.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.DialTimeout("tcp", u.Host, waitFor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(waitFor))
+	req := "GET /ws?token=" + url.QueryEscape(s.token("u1", "alice")) + " HTTP/1.1\r\n" +
+		"Host: " + u.Host + "\r\n" +
+		"Upgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Protocol: aurora.v1\r\n" +
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+	if _, err := conn.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusSwitchingProtocols || resp.Proto != "HTTP/1.1" {
+		t.Fatalf("upgrade answered %s %s", resp.Proto, resp.Status)
+	}
+	for k, want := range map[string]string{
+		"Upgrade":                "websocket",
+		"Connection":             "Upgrade",
+		"Sec-Websocket-Accept":   "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", // RFC 6455 1.3's example key
+		"Sec-Websocket-Protocol": "aurora.v1",
+	} {
+		if got := resp.Header.Get(k); got != want {
+			t.Errorf("%s: %q, want %q", k, got, want)
+		}
+	}
+	if br.Buffered() == 0 {
+		t.Error("the welcome did not come in the write of the 101")
+	}
+	op, payload, err := readServerFrame(br)
+	if err != nil || op != 0x1 || !strings.Contains(string(payload), `"type":"welcome"`) {
+		t.Fatalf("first frame: op %d %q %v, want the welcome", op, payload, err)
 	}
 }
