@@ -250,14 +250,18 @@ type Auth struct {
 
 // Chat configures the WebSocket gateway.
 type Chat struct {
-	MaxTextLength      int           `mapstructure:"max_text_length"`
-	RoomRate           int           `mapstructure:"room_rate"` // messages per second per user per room
-	UserRate           int           `mapstructure:"user_rate"` // messages per second per user, all rooms
-	MaxConnsPerUser    int           `mapstructure:"max_conns_per_user"`
-	MaxRoomsPerConn    int           `mapstructure:"max_rooms_per_conn"`
-	PingInterval       time.Duration `mapstructure:"ping_interval"`
-	SendQueue          int           `mapstructure:"send_queue"` // frames queued per connection
-	SlowTimeout        time.Duration `mapstructure:"slow_timeout"`
+	MaxTextLength   int           `mapstructure:"max_text_length"`
+	RoomRate        int           `mapstructure:"room_rate"` // messages per second per user per room
+	UserRate        int           `mapstructure:"user_rate"` // messages per second per user, all rooms
+	MaxConnsPerUser int           `mapstructure:"max_conns_per_user"`
+	MaxRoomsPerConn int           `mapstructure:"max_rooms_per_conn"`
+	PingInterval    time.Duration `mapstructure:"ping_interval"`
+	SendQueue       int           `mapstructure:"send_queue"` // frames queued per connection
+	SlowTimeout     time.Duration `mapstructure:"slow_timeout"`
+	// WriteDelay: how long a room's frame may wait for others to the same
+	// connection before the writer starts, so they leave in one write
+	// (0: at once). Replies and closes never wait.
+	WriteDelay         time.Duration `mapstructure:"write_delay"`
 	PresenceInterval   time.Duration `mapstructure:"presence_interval"`
 	PresenceMaxMembers int           `mapstructure:"presence_max_members"`
 	DedupeWindow       time.Duration `mapstructure:"dedupe_window"`
@@ -352,6 +356,7 @@ func Default(roles ...string) Config {
 			PingInterval:       30 * time.Second,
 			SendQueue:          256,
 			SlowTimeout:        5 * time.Second,
+			WriteDelay:         10 * time.Millisecond,
 			PresenceInterval:   250 * time.Millisecond,
 			PresenceMaxMembers: 1000,
 			DedupeWindow:       15 * time.Minute,
@@ -618,6 +623,9 @@ func (c *Config) Validate(roles []string) error {
 		"ingest.claim_idle":      c.Ingest.ClaimIdle,
 
 		"ingest.retention_interval": c.Ingest.RetentionInterval,
+	}
+	if c.Chat.WriteDelay < 0 || c.Chat.WriteDelay > time.Second {
+		bad("chat.write_delay", "must be between 0 and 1s")
 	}
 	for k, d := range durations {
 		if d <= 0 {

@@ -172,6 +172,9 @@ func (g *gateway) init() {
 		attachments: g.attachments,
 		markers:     g.markers,
 	}
+	if g.cfg.WriteDelay > 0 {
+		g.deps.flusher = newFlusher(g.cfg.WriteDelay)
+	}
 }
 
 // Start subscribes, starts the presence loop and the slot refresher.

@@ -115,6 +115,9 @@ type connDeps struct {
 	// markers are the store's read markers, the floor of one whose
 	// Redis key expired.
 	markers readMarkers
+	// flusher coalesces the writes of room frames over chat.write_delay;
+	// nil when the delay is 0 (every push starts the writer).
+	flusher *flusher
 }
 
 func newConn(d *connDeps, ws *websocket.Conn, sock *corkConn, id, slot string, claims token.Claims) *conn {
@@ -136,6 +139,9 @@ func newConn(d *connDeps, ws *websocket.Conn, sock *corkConn, id, slot string, c
 		ep:       c,
 	}
 	c.q.startWriter = func() { go c.writeLoop() }
+	if d.flusher != nil {
+		c.q.schedule = d.flusher.schedule
+	}
 	ws.SetReadLimit(maxFrameBytes)
 	return c
 }

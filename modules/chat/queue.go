@@ -53,6 +53,11 @@ type sendQueue struct {
 	startWriter func()
 	// writing: a writer runs, or was started, and will call next again.
 	writing bool
+	// schedule, when set (chat.write_delay), defers the start of the
+	// writer for a room's frame to the flusher's next window (flusher.go);
+	// scheduled: the queue is in that window and no writer runs yet.
+	schedule  func(*sendQueue)
+	scheduled bool
 	// closing: the connection is to be closed; next says so once.
 	closing bool
 	// replayFrames and replayBytes count the replayed frames queued or
@@ -87,7 +92,30 @@ func (q *sendQueue) needWriterLocked() bool {
 		return false
 	}
 	q.writing = true
+	q.scheduled = false
 	return true
+}
+
+// needScheduleLocked reports whether the caller, having queued a room's
+// frame, must schedule the writer's start with the flusher (it then counts
+// as scheduled); called with mu held.
+func (q *sendQueue) needScheduleLocked() bool {
+	if q.startWriter == nil || q.writing || q.scheduled {
+		return false
+	}
+	q.scheduled = true
+	return true
+}
+
+// release is the flusher's end of the window: it starts the writer of a
+// queue still scheduled (not one that a reply or a close started since).
+func (q *sendQueue) release() {
+	q.mu.Lock()
+	start := q.scheduled && q.needWriterLocked()
+	q.mu.Unlock()
+	if start {
+		q.startWriter()
+	}
 }
 
 // requestClose tells the writer to write what is queued and close,
@@ -147,6 +175,16 @@ func (q *sendQueue) push(room string, it item) bool {
 		return false
 	}
 	q.items = append(q.items, it)
+	// A room's frame may wait for the flusher's window; a reply (room "")
+	// starts the writer now.
+	if room != "" && q.schedule != nil {
+		sched := q.needScheduleLocked()
+		q.mu.Unlock()
+		if sched {
+			q.schedule(q)
+		}
+		return true
+	}
 	start := q.needWriterLocked()
 	q.mu.Unlock()
 	if start {
