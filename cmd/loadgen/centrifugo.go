@@ -90,7 +90,11 @@ func (c *client) onCentrifugoFrame(f []byte, now time.Time) {
 		}
 		switch {
 		case bytes.Equal(line, centrifugoPing):
-			_ = c.ws.Write(context.Background(), websocket.MessageText, centrifugoPing)
+			if c.lean != nil {
+				_ = c.lean.writeText(centrifugoPing)
+			} else {
+				_ = c.ws.Write(context.Background(), websocket.MessageText, centrifugoPing)
+			}
 		case bytes.HasPrefix(line, centrifugoPush):
 			c.onMessageOr(line, now, bytes.Contains(line, centrifugoPub))
 		case bytes.HasPrefix(line, centrifugoIDReply) && c.role == roleSender:

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/gobwas/ws"
 
 	"github.com/auroradev/aurora/app/token"
 )
@@ -52,6 +53,7 @@ const (
 type client struct {
 	w      *worker
 	ws     *websocket.Conn
+	lean   *leanConn // instead of ws: an idle connection (lean.go)
 	role   role
 	sender int // run-wide sender number (senders only)
 	shard  *shard
@@ -64,7 +66,9 @@ type worker struct {
 	job     Job
 	issuer  *token.Issuer
 	clients []*http.Client // one per source address
-	runTag  []byte         // "bench <runid> ": the start of this run's texts
+	// leanDialers open the idle connections (lean.go), one per source address.
+	leanDialers []ws.Dialer
+	runTag      []byte // "bench <runid> ": the start of this run's texts
 
 	conns   []*client
 	shards  [nShards]shard
@@ -117,6 +121,7 @@ func newWorker(job Job) (*worker, error) {
 			Proxy:       nil, // loopback benchmarks never go through a proxy
 			DialContext: d.DialContext,
 		}})
+		w.leanDialers = append(w.leanDialers, ws.Dialer{NetDial: d.DialContext, ReadBufferSize: leanReadBuf, Timeout: job.DialTimeout})
 	}
 	return w, nil
 }
@@ -127,6 +132,9 @@ func UserID(runID string, i int) string { return fmt.Sprintf("%s%016x", runID, i
 // dial opens connection i (worker-local index), reads its welcome and joins
 // the room.
 func (w *worker) dial(ctx context.Context, i int, r role, tok string) (*client, error) {
+	if r == roleIdle {
+		return w.leanDial(ctx, i, tok, r)
+	}
 	ctx, cancel := context.WithTimeout(ctx, w.job.DialTimeout)
 	defer cancel()
 	ws, resp, err := websocket.Dial(ctx, w.job.WSURL, &websocket.DialOptions{
@@ -264,7 +272,11 @@ func (w *worker) prepare(ctx context.Context, stop <-chan struct{}) Ready {
 					c.sender = w.job.SenderBase + (i - w.job.Receivers)
 				}
 				slots[i] = c
-				go c.readLoop()
+				if c.lean != nil {
+					go c.leanReadLoop()
+				} else {
+					go c.readLoop()
+				}
 			}
 		}()
 	}
@@ -682,7 +694,11 @@ func (w *worker) finish(expected int64, cpu time.Duration) *Partial {
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			c.ws.Close(websocket.StatusNormalClosure, "")
+			if c.lean != nil {
+				c.lean.close()
+			} else {
+				c.ws.Close(websocket.StatusNormalClosure, "")
+			}
 			<-c.done
 		}()
 	}
