@@ -356,7 +356,7 @@ func Default(roles ...string) Config {
 			PingInterval:       30 * time.Second,
 			SendQueue:          256,
 			SlowTimeout:        5 * time.Second,
-			WriteDelay:         10 * time.Millisecond,
+			WriteDelay:         5 * time.Millisecond,
 			PresenceInterval:   250 * time.Millisecond,
 			PresenceMaxMembers: 1000,
 			DedupeWindow:       15 * time.Minute,
