@@ -35,29 +35,8 @@ func maskedText(p []byte) []byte {
 // a protocol error ("unexpected rsv bits").
 func TestFirstFrameWithTheRequest(t *testing.T) {
 	s := startChat(t, chatConfig(t))
-	u, err := url.Parse(s.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := net.DialTimeout("tcp", u.Host, waitFor)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(waitFor))
-	req := "GET /ws?token=" + url.QueryEscape(s.token("u1", "alice")) + " HTTP/1.1\r\n" +
-		"Host: " + u.Host + "\r\n" +
-		"Upgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
 	// One write: the request and a ping frame behind it.
-	if _, err := conn.Write(append([]byte(req), maskedText([]byte(`{"type":"ping"}`))...)); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp, br := rawUpgrade(t, s, "", maskedText([]byte(`{"type":"ping"}`)))
 	// A 101 has no body: the frames follow in br, which stays ours.
 	_ = resp.Body.Close()
 	if resp.StatusCode != http.StatusSwitchingProtocols {
@@ -115,29 +94,7 @@ func readServerFrame(br *bufio.Reader) (byte, []byte, error) {
 // there when the response has been read: both came in one segment.
 func TestUpgradeResponseWithWelcome(t *testing.T) {
 	s := startChat(t, chatConfig(t))
-	u, err := url.Parse(s.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := net.DialTimeout("tcp", u.Host, waitFor)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(waitFor))
-	req := "GET /ws?token=" + url.QueryEscape(s.token("u1", "alice")) + " HTTP/1.1\r\n" +
-		"Host: " + u.Host + "\r\n" +
-		"Upgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Protocol: aurora.v1\r\n" +
-		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-	if _, err := conn.Write([]byte(req)); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp, br := rawUpgrade(t, s, "Sec-WebSocket-Protocol: aurora.v1\r\n", nil)
 	_ = resp.Body.Close()
 	if resp.StatusCode != http.StatusSwitchingProtocols || resp.Proto != "HTTP/1.1" {
 		t.Fatalf("upgrade answered %s %s", resp.Proto, resp.Status)
@@ -159,4 +116,34 @@ func TestUpgradeResponseWithWelcome(t *testing.T) {
 	if err != nil || op != 0x1 || !strings.Contains(string(payload), `"type":"welcome"`) {
 		t.Fatalf("first frame: op %d %q %v, want the welcome", op, payload, err)
 	}
+}
+
+// rawUpgrade sends a WebSocket upgrade request for u1 on a plain TCP
+// connection, with the header lines extra, and then after (in the same
+// write), and returns the response and the reader the frames follow in.
+func rawUpgrade(t *testing.T, s *server, extra string, after []byte) (*http.Response, *bufio.Reader) {
+	t.Helper()
+	u, err := url.Parse(s.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.DialTimeout("tcp", u.Host, waitFor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(waitFor))
+	req := "GET /ws?token=" + url.QueryEscape(s.token("u1", "alice")) + " HTTP/1.1\r\n" +
+		"Host: " + u.Host + "\r\n" +
+		"Upgrade: websocket\r\nConnection: Upgrade\r\n" + extra +
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+	if _, err := conn.Write(append([]byte(req), after...)); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, br
 }
