@@ -66,6 +66,29 @@ func DialWS(t testing.TB, wait time.Duration, url string, opts *websocket.DialOp
 	return &WS{Conn: ws, t: t, wait: wait}
 }
 
+// TryDialChat is DialChat for a server that may still refuse: it returns
+// nil and the refusal's HTTP status (0 when the dial failed without one)
+// instead of failing the test.
+func TryDialChat(t testing.TB, wait time.Duration, url string, opts *websocket.DialOptions) (*WS, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	ws, resp, err := websocket.Dial(ctx, url, opts) //nolint:bodyclose // coder/websocket: the handshake response body needs no closing
+	if err != nil {
+		if resp != nil {
+			return nil, resp.StatusCode
+		}
+		return nil, 0
+	}
+	ws.SetReadLimit(-1)
+	t.Cleanup(func() { ws.CloseNow() })
+	c := &WS{Conn: ws, t: t, wait: wait}
+	if f := c.Read(); f["type"] != "welcome" {
+		t.Fatalf("first frame = %v, want welcome", f)
+	}
+	return c, 0
+}
+
 // DialChat is DialWS for a client that must be let in: the first frame has
 // to be the welcome, which it consumes.
 func DialChat(t testing.TB, wait time.Duration, url string, opts *websocket.DialOptions) *WS {

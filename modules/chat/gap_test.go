@@ -1,7 +1,7 @@
 package chat
 
 import (
-	"net/url"
+	"net/http"
 	"testing"
 
 	"github.com/coder/websocket"
@@ -41,12 +41,21 @@ func TestPubSubGapMakesMembersRecover(t *testing.T) {
 	// Reconnect as a client does, retrying while the replica's own Redis
 	// connections are still coming back (a first command may fail with EOF
 	// and the upgrade answer 503).
-	path := "/ws?token=" + url.QueryEscape(a.token("u2", "bob"))
+	// Each of the replica's Redis connections may fail its first command
+	// once, so a dial can be refused again after one that got in: the
+	// connection that gets in is the one kept.
+	wsURL := apptest.WSURL(a.URL, "/ws", a.token("u2", "bob"))
 	eventually(t, "replica a to accept bob again", func() bool {
-		status, _ := a.dialStatus(path, nil)
-		return status == 0
+		c, status := apptest.TryDialChat(t, waitFor, wsURL, nil)
+		if c == nil {
+			if status != http.StatusServiceUnavailable {
+				t.Fatalf("reconnect refused with %d, want 503 while Redis comes back", status)
+			}
+			return false
+		}
+		bob = &client{WS: c, ws: c.Conn, t: t}
+		return true
 	})
-	bob = a.dial("u2", "bob")
 	bob.send(map[string]any{"type": "join", "room": "general", "since": before["id"]})
 	for {
 		f := bob.next("message", "presence", "joined")
