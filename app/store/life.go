@@ -84,3 +84,32 @@ func CutoffMillis(t time.Time) int64 {
 	}
 	return ms
 }
+
+// EachRoom calls fill once per room among msgs with that room's messages
+// (in their order in msgs) and writes what fill left in them back in
+// place: a search page spans rooms, but a backend completes a message's
+// state (reactions, "me") one room at a time.
+func EachRoom(msgs []Message, fill func(room string, part []Message) error) error {
+	byRoom := map[string][]int{}
+	var rooms []string
+	for i, m := range msgs {
+		if _, ok := byRoom[m.RoomID]; !ok {
+			rooms = append(rooms, m.RoomID)
+		}
+		byRoom[m.RoomID] = append(byRoom[m.RoomID], i)
+	}
+	for _, room := range rooms {
+		idx := byRoom[room]
+		part := make([]Message, len(idx))
+		for j, i := range idx {
+			part[j] = msgs[i]
+		}
+		if err := fill(room, part); err != nil {
+			return err
+		}
+		for j, i := range idx {
+			msgs[i] = part[j]
+		}
+	}
+	return nil
+}

@@ -1,7 +1,9 @@
 package store
 
 import (
+	"errors"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -56,5 +58,34 @@ func TestAggregateReactions(t *testing.T) {
 	}
 	if got := AggregateReactions(rows, ""); got["m1"][0].Me {
 		t.Error("no viewer: Me must be false")
+	}
+}
+
+func TestEachRoom(t *testing.T) {
+	msgs := []Message{{ID: bus.ID{Ms: 1}, RoomID: "a"}, {ID: bus.ID{Ms: 2}, RoomID: "b"}, {ID: bus.ID{Ms: 3}, RoomID: "a"}}
+	var calls []string
+	err := EachRoom(msgs, func(room string, part []Message) error {
+		var ids []string
+		for i := range part {
+			ids = append(ids, part[i].ID.String())
+			part[i].Text = room + part[i].ID.String()
+		}
+		calls = append(calls, room+":"+strings.Join(ids, ","))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"a:1-0,3-0", "b:2-0"}; !reflect.DeepEqual(calls, want) {
+		t.Errorf("calls = %v, want %v (rooms in first-seen order, messages in page order)", calls, want)
+	}
+	for _, m := range msgs {
+		if m.Text != m.RoomID+m.ID.String() {
+			t.Errorf("message %s: text %q, want what fill wrote back in place", m.ID, m.Text)
+		}
+	}
+	boom := errors.New("boom")
+	if err := EachRoom(msgs, func(string, []Message) error { return boom }); !errors.Is(err, boom) {
+		t.Errorf("EachRoom's error = %v, want fill's", err)
 	}
 }

@@ -343,22 +343,11 @@ func (s *Store) Search(ctx context.Context, q store.SearchQuery) ([]store.Messag
 	if more {
 		msgs = msgs[:size]
 	}
-	// withState reads one room's reactions: group by room.
-	byRoom := map[string][]int{}
-	for i, m := range msgs {
-		byRoom[m.RoomID] = append(byRoom[m.RoomID], i)
-	}
-	for room, idx := range byRoom {
-		part := make([]store.Message, len(idx))
-		for j, i := range idx {
-			part[j] = msgs[i]
-		}
-		if err := s.withState(ctx, room, part, q.Viewer); err != nil {
-			return nil, false, fmt.Errorf("search %q: %w", q.Terms, err)
-		}
-		for j, i := range idx {
-			msgs[i] = part[j]
-		}
+	err = store.EachRoom(msgs, func(room string, part []store.Message) error {
+		return s.withState(ctx, room, part, q.Viewer)
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("search %q: %w", q.Terms, err)
 	}
 	return msgs, more, nil
 }
