@@ -1,7 +1,6 @@
 package history
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -52,12 +51,8 @@ func (s *Service) Handler(verify func(*http.Request) (token.Claims, error)) http
 			app.WriteError(w, http.StatusBadRequest, err.Error())
 			return
 		}
-		ctx := r.Context()
-		if s.Timeout > 0 {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, s.Timeout)
-			defer cancel()
-		}
+		ctx, cancel := s.bound(r.Context())
+		defer cancel()
 		p, err := s.page(ctx, q.room, claims.UserID, q.before, q.after, q.limit)
 		if err != nil {
 			log.Error("read room history", "room", q.room, "err", err)

@@ -65,6 +65,15 @@ func New(s store.MessageReader, r rueidis.Client, log *slog.Logger) *Service {
 	return &Service{Timeout: DefaultTimeout, store: s, redis: r, log: log}
 }
 
+// bound is ctx under s.Timeout, the one bound of a history request's store
+// and Redis work (none when Timeout is zero).
+func (s *Service) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if s.Timeout <= 0 {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, s.Timeout)
+}
+
 // page is one page of the history API: frames (encoded, see merged) in the
 // order asked for.
 type page struct {

@@ -22,11 +22,8 @@ import (
 // deadline, since the Redis client retries reads while Redis is
 // unreachable.
 func (s *Service) Lookup(ctx context.Context, room string, id bus.ID) (bus.Entry, error) {
-	if s.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, s.Timeout)
-		defer cancel()
-	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	got, err := bus.ReadRange(ctx, s.redis, s.Shards.StreamOf(room), id, id, true, 1)
 	if err != nil {
 		return bus.Entry{}, fmt.Errorf("look up message %s of room %s in the stream: %w", id, room, err)

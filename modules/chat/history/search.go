@@ -85,12 +85,8 @@ func (s *Service) SearchHandler(verify func(*http.Request) (token.Claims, error)
 			app.WriteError(w, http.StatusBadRequest, err.Error())
 			return
 		}
-		ctx := r.Context()
-		if s.Timeout > 0 {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, s.Timeout)
-			defer cancel()
-		}
+		ctx, cancel := s.bound(r.Context())
+		defer cancel()
 		q.Viewer = claims.UserID
 		if q.user != "" {
 			u, err := d.Users.UserByName(ctx, q.user)
