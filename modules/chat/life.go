@@ -27,15 +27,16 @@ type messageLookup interface {
 	Lookup(ctx context.Context, room string, id bus.ID) (bus.Entry, error)
 }
 
-// attachmentChecker vouches for the attachments of a message to room: each
-// names an attachment uploaded to that room, and the answer carries the
-// stored fileType, size and filename (never the client's). An error
+// attachmentChecker vouches for the attachments of userID's message to
+// room: each names an attachment userID uploaded to that room, and the
+// answer carries the stored fileType, size and filename (never the
+// client's). An error
 // wrapping membership.ErrInvalid or store.ErrNotFound refuses the message
 // (invalid_message, with the error's text); any other is the storage
 // failing (unavailable). The gateway's is nil until attachments are wired
 // in: then a message with attachments is refused.
 type attachmentChecker interface {
-	Check(ctx context.Context, room string, in []bus.Attachment) ([]bus.Attachment, error)
+	Check(ctx context.Context, room, userID string, in []bus.Attachment) ([]bus.Attachment, error)
 }
 
 // maxAttachmentURL bounds an attachment url of a client frame.
@@ -508,7 +509,7 @@ func (c *conn) messageOptions(ctx context.Context, f clientFrame, m *outgoing) (
 		if c.d.attachments == nil {
 			return codeInvalidMessage, "attachments are not enabled"
 		}
-		atts, err := c.d.attachments.Check(ctx, f.room, f.attachments)
+		atts, err := c.d.attachments.Check(ctx, f.room, c.userID, f.attachments)
 		switch {
 		case errors.Is(err, membership.ErrInvalid), errors.Is(err, store.ErrNotFound):
 			return codeInvalidMessage, err.Error()

@@ -739,7 +739,7 @@ func testReadMarkerStoreFloor(t *testing.T, e *lifeEnv) {
 // fails on anything else.
 type fakeAttachments struct{}
 
-func (fakeAttachments) Check(_ context.Context, room string, in []bus.Attachment) ([]bus.Attachment, error) {
+func (fakeAttachments) Check(_ context.Context, room, _ string, in []bus.Attachment) ([]bus.Attachment, error) {
 	out := make([]bus.Attachment, len(in))
 	for i, a := range in {
 		switch {

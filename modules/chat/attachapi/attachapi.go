@@ -379,11 +379,14 @@ func (r *refusal) Unwrap() []error { return []error{ErrInvalid, membership.ErrIn
 
 func invalid(format string, args ...any) error { return &refusal{fmt.Sprintf(format, args...)} }
 
-// Check verifies the attachments a message to room carries: at most
-// bus.MaxAttachments, each url the download route of an object uploaded
-// to room (no duplicates), and returns them as storage has them: fileType,
-// size and filename are storage's, never the client's.
-func (s *Service) Check(ctx context.Context, room string, in []bus.Attachment) ([]bus.Attachment, error) {
+// Check verifies the attachments a message of userID to room carries: at
+// most bus.MaxAttachments, each url the download route of an object
+// userID uploaded to room (no duplicates), and returns them as storage has
+// them: fileType, size and filename are storage's, never the client's.
+// Another member's upload is refused like an unknown one: deleting the
+// message deletes its objects, so a message must never carry a file that
+// lives on in someone else's message.
+func (s *Service) Check(ctx context.Context, room, userID string, in []bus.Attachment) ([]bus.Attachment, error) {
 	if len(in) == 0 {
 		return nil, nil
 	}
@@ -410,6 +413,9 @@ func (s *Service) Check(ctx context.Context, room string, in []bus.Attachment) (
 		}
 		if o.Room != room {
 			return nil, invalid("%q is not an attachment of %s", a.URL, room)
+		}
+		if o.Uploader != userID {
+			return nil, invalid("%q was not uploaded by you (upload the file again to send it)", a.URL)
 		}
 		out = append(out, wire(room, o))
 	}

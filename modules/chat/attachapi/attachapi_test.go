@@ -27,7 +27,9 @@ import (
 	"github.com/auroradev/aurora/app/bus"
 	"github.com/auroradev/aurora/app/membership"
 	"github.com/auroradev/aurora/app/store"
+	"github.com/auroradev/aurora/app/store/mongostore"
 	"github.com/auroradev/aurora/app/store/sqlitestore"
+	"github.com/auroradev/aurora/app/store/storetest"
 	"github.com/auroradev/aurora/app/token"
 	"github.com/auroradev/aurora/app/tokenauth"
 	"github.com/auroradev/aurora/modules/chat/attachapi"
@@ -42,11 +44,12 @@ var (
 	exeFile  = []byte("MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff\x00\x00\xb8\x00\x00\x00\x00\x00\x00\x00@\x00")
 )
 
-// env is the API over a real SQLite store (membership), a real token
-// issuer and one storage, served over real HTTP.
+// env is the API over a real store (membership: SQLite or MongoDB, the
+// in-test FerretDB), a real token issuer and one storage, served over
+// real HTTP.
 type env struct {
 	t      *testing.T
-	st     *sqlitestore.Store
+	st     store.Store
 	url    string
 	svc    *attachapi.Service
 	tokens map[string]string // username -> bearer token
@@ -120,19 +123,47 @@ func storages() []storageKind {
 	}
 }
 
+// storeKind opens a fresh, migrated membership store of one backend.
+type storeKind struct {
+	name string
+	open func(t *testing.T) store.Store
+}
+
+func storeKinds() []storeKind {
+	return []storeKind{
+		{"sqlite", func(t *testing.T) store.Store {
+			st, err := sqlitestore.Open(context.Background(), filepath.Join(t.TempDir(), "aurora.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return migrated(t, st)
+		}},
+		{"mongodb", func(t *testing.T) store.Store {
+			uri := storetest.MongoURL(t)
+			st, err := mongostore.Open(context.Background(), uri, storetest.DatabaseName(t, uri))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return migrated(t, st)
+		}},
+	}
+}
+
+func migrated(t *testing.T, st store.Store) store.Store {
+	t.Helper()
+	t.Cleanup(func() { _ = st.Close(context.Background()) })
+	if err := st.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
 // Rooms of the env: team and other private (alice owns both, carol is
 // readonly in team), lobby public (alice owns it); bob is in none.
-func newEnv(t *testing.T, kind storageKind) *env {
+func newEnv(t *testing.T, sk storeKind, kind storageKind) *env {
 	t.Helper()
 	ctx := context.Background()
-	st, err := sqlitestore.Open(ctx, filepath.Join(t.TempDir(), "aurora.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close(context.Background()) })
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	st := sk.open(t)
 	issuer := token.NewIssuer([]byte(strings.Repeat("k", 32)), time.Hour)
 	e := &env{t: t, st: st, tokens: map[string]string{}, ids: map[string]string{}}
 	for _, name := range []string{"alice", "bob", "carol"} {
@@ -283,9 +314,13 @@ func (e *env) download(user, path string) reply {
 	return e.do(user, req)
 }
 
+// forEachStorage runs f on every storage over every membership store: the
+// routes decide on both backends alike.
 func forEachStorage(t *testing.T, f func(t *testing.T, e *env)) {
-	for _, k := range storages() {
-		t.Run(k.name, func(t *testing.T) { f(t, newEnv(t, k)) })
+	for _, sk := range storeKinds() {
+		for _, k := range storages() {
+			t.Run(sk.name+"/"+k.name, func(t *testing.T) { f(t, newEnv(t, sk, k)) })
+		}
 	}
 }
 
@@ -545,7 +580,7 @@ func TestCheckAndDelete(t *testing.T) {
 
 		// The client's fileType, size and filename are replaced by
 		// storage's.
-		got, err := e.svc.Check(ctx, "team", []bus.Attachment{
+		got, err := e.svc.Check(ctx, "team", e.ids["alice"], []bus.Attachment{
 			{URL: a.URL, FileType: "text/html", Size: 1, Filename: "evil.html"},
 			{URL: b.URL},
 		})
@@ -568,12 +603,17 @@ func TestCheckAndDelete(t *testing.T) {
 			"empty":                      {{}},
 			"more than MaxAttachments+1": make([]bus.Attachment, bus.MaxAttachments+1),
 		} {
-			_, err := e.svc.Check(ctx, "team", in)
+			_, err := e.svc.Check(ctx, "team", e.ids["alice"], in)
 			if !errors.Is(err, attachapi.ErrInvalid) || !errors.Is(err, membership.ErrInvalid) {
 				t.Errorf("%s: %v, want ErrInvalid and membership.ErrInvalid", name, err)
 			}
 		}
-		if got, err := e.svc.Check(ctx, "team", nil); err != nil || got != nil {
+		// Another member may not send alice's upload: deleting their
+		// message would delete the object under alice's message too.
+		if _, err := e.svc.Check(ctx, "team", e.ids["carol"], []bus.Attachment{{URL: a.URL}}); !errors.Is(err, attachapi.ErrInvalid) || !strings.Contains(err.Error(), "not uploaded by you") {
+			t.Errorf("carol sends alice's upload: %v, want a refusal naming the uploader", err)
+		}
+		if got, err := e.svc.Check(ctx, "team", e.ids["alice"], nil); err != nil || got != nil {
 			t.Fatalf("no attachments: %v, %v", got, err)
 		}
 
@@ -603,7 +643,7 @@ func TestCheckAndDelete(t *testing.T) {
 		if r := e.download("alice", o.URL); r.status != http.StatusOK {
 			t.Fatalf("the other room's object: %d", r.status)
 		}
-		if _, err := e.svc.Check(ctx, "team", []bus.Attachment{{URL: a.URL}}); !errors.Is(err, attachapi.ErrInvalid) {
+		if _, err := e.svc.Check(ctx, "team", e.ids["alice"], []bus.Attachment{{URL: a.URL}}); !errors.Is(err, attachapi.ErrInvalid) {
 			t.Fatalf("check a deleted attachment: %v", err)
 		}
 	})
