@@ -35,14 +35,71 @@ import (
 // case-insensitively: FerretDB v1 has no text index, so terms match as
 // substrings (docs/protocol.md#search).
 
-// Collections of a message's life.
+// Collections of a message's life. Waiting holds {_id: room/eventId,
+// room, messageId, eventId}: a life entry stored before the message it
+// acts on (ingest workers commit out of stream order when two share a
+// group, or a killed worker's batch is claimed after later ones); the
+// message's insert applies it and removes the document, so the
+// collection is empty but for those moments.
 const (
 	Reactions = "reactions"
 	Reads     = "reads"
+	Waiting   = "lifeWaiting"
 )
 
 func (s *Store) reactions() *mongo.Collection { return s.db.Collection(Reactions) }
 func (s *Store) reads() *mongo.Collection     { return s.db.Collection(Reads) }
+func (s *Store) waiting() *mongo.Collection   { return s.db.Collection(Waiting) }
+
+// waitingDoc is a document of Waiting.
+type waitingDoc struct {
+	ID        string `bson:"_id"`
+	Room      string `bson:"room"`
+	MessageID string `bson:"messageId"`
+	EventID   string `bson:"eventId"`
+}
+
+// wait records that life entry e found no message to act on.
+func (s *Store) wait(ctx context.Context, e store.Message) error {
+	_, err := s.waiting().InsertOne(ctx, waitingDoc{ID: e.RoomID + "/" + e.ID.String(), Room: e.RoomID,
+		MessageID: e.MessageID.String(), EventID: e.ID.String()})
+	if err != nil && !mongo.IsDuplicateKeyError(err) {
+		return fmt.Errorf("record %s %s waiting for message %s: %w", e.Type, e.ID, e.MessageID, err)
+	}
+	return nil
+}
+
+// waitingFor returns the life entries waiting for msgs (chat messages just
+// inserted, or inserted again) and the Waiting documents that named them,
+// to be removed once they are applied. Waiting is all but empty, so
+// matching the ids by $in costs nothing even where FerretDB scans.
+func (s *Store) waitingFor(ctx context.Context, msgs []store.Message) ([]store.Message, []string, error) {
+	ids := make(bson.A, 0, len(msgs))
+	inBatch := make(map[string]bool, len(msgs))
+	for _, m := range msgs {
+		ids = append(ids, m.ID.String())
+		inBatch[m.RoomID+"/"+m.ID.String()] = true
+	}
+	docs, err := findAll(ctx, s.waiting(), bson.D{{Key: "messageId", Value: bson.D{{Key: "$in", Value: ids}}}}, nil,
+		func(d waitingDoc) (waitingDoc, error) { return d, nil })
+	if err != nil {
+		return nil, nil, fmt.Errorf("read life entries waiting for their message: %w", err)
+	}
+	var out []store.Message
+	var done []string
+	for _, d := range docs {
+		if !inBatch[d.Room+"/"+d.MessageID] {
+			continue // the same id in another room
+		}
+		got, err := s.findMessages(ctx, bson.D{{Key: "roomId", Value: d.Room}, {Key: "msgId", Value: d.EventID}}, nil)
+		if err != nil {
+			return nil, nil, fmt.Errorf("read life entry %s waiting for message %s: %w", d.EventID, d.MessageID, err)
+		}
+		out = append(out, got...)
+		done = append(done, d.ID)
+	}
+	return out, done, nil
+}
 
 // lifeSchema is migration 6: the indexes of the reactions and reads
 // collections, of life entries by target (a delete clears its edits) and
@@ -126,7 +183,8 @@ func (s *Store) applyLife(ctx context.Context, e store.Message) ([]bus.Attachmen
 	err := s.messages.FindOne(ctx, bson.D{{Key: "roomId", Value: room}, {Key: "msgId", Value: id.String()}},
 		options.FindOne().SetProjection(bson.D{{Key: "type", Value: 1}, {Key: "deleted", Value: 1}, {Key: "attachments", Value: 1}})).Decode(&t)
 	if errors.Is(err, mongo.ErrNoDocuments) {
-		return nil, nil
+		// Not stored yet (or never: the chat role checked it was sent).
+		return nil, s.wait(ctx, e)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("find message %s: %w", id, err)
@@ -165,7 +223,9 @@ func (s *Store) applyLife(ctx context.Context, e store.Message) ([]bus.Attachmen
 		removed := attachmentsOf(t.Attachments)
 		if _, err := s.messages.UpdateOne(ctx, target, bson.D{
 			{Key: "$set", Value: bson.D{{Key: "deleted", Value: true}, {Key: "text", Value: ""}, {Key: "updatedAt", Value: now()}}},
-			{Key: "$unset", Value: bson.D{{Key: "mentions", Value: ""}}},
+			// edited goes with the text: a tombstone is the same whether an
+			// edit was applied before the delete or, out of order, not.
+			{Key: "$unset", Value: bson.D{{Key: "mentions", Value: ""}, {Key: "edited", Value: ""}}},
 		}); err != nil {
 			return nil, fmt.Errorf("delete: %w", err)
 		}

@@ -32,6 +32,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -500,16 +501,48 @@ func (s *Store) InsertMessages(ctx context.Context, msgs []store.Message) (store
 		}
 		res.Inserted = len(docs) - failed
 	}
+	// Every message of the batch is stored now; its life entries, and
+	// those stored earlier that waited for one of its messages, apply in
+	// id order (the stream's), whatever order they were delivered in. A
+	// duplicate message is asked too: a crash may have come between its
+	// insert and this.
+	var life, chat []store.Message
 	for _, i := range batchIndex {
 		m := msgs[i]
-		if _, rejected := res.Rejected[i]; rejected || !bus.IsLife(m.Type) {
+		if _, rejected := res.Rejected[i]; rejected {
 			continue
 		}
+		switch {
+		case bus.IsLife(m.Type):
+			life = append(life, m)
+		case m.Type == "":
+			chat = append(chat, m)
+		}
+	}
+	var applied []string
+	if len(chat) > 0 {
+		early, done, err := s.waitingFor(ctx, chat)
+		if err != nil {
+			return store.InsertResult{}, fmt.Errorf("insert batch of %d: %w", len(docs), err)
+		}
+		life, applied = append(life, early...), done
+	}
+	slices.SortStableFunc(life, func(a, b store.Message) int { return a.ID.Compare(b.ID) })
+	for _, m := range life {
 		removed, err := s.applyLife(ctx, m)
 		if err != nil {
 			return store.InsertResult{}, fmt.Errorf("insert batch of %d: apply %s %s of room %q: %w", len(docs), m.Type, m.ID, m.RoomID, err)
 		}
 		res.Removed = append(res.Removed, removed...)
+	}
+	if len(applied) > 0 {
+		ids := make(bson.A, len(applied))
+		for i, id := range applied {
+			ids[i] = id
+		}
+		if _, err := s.waiting().DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}); err != nil {
+			return store.InsertResult{}, fmt.Errorf("insert batch of %d: remove applied waiting entries: %w", len(docs), err)
+		}
 	}
 	return res, nil
 }

@@ -549,3 +549,60 @@ func TestConcurrentUpgrade(t *testing.T) {
 		}
 	}
 }
+
+// TestLifeWaiting: a life entry stored before its message waits in
+// lifeWaiting until the message's insert applies it, and no longer.
+func TestLifeWaiting(t *testing.T) {
+	ctx := context.Background()
+	uri := storetest.MongoURL(t)
+	s := open(t, uri)
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waiting := storetest.MongoDatabase(t, uri).Collection(mongostore.Waiting)
+	count := func() int64 {
+		t.Helper()
+		n, err := waiting.CountDocuments(ctx, bson.D{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	const user = "0123456789abcdef0123aaaa"
+	msg := store.Message{ID: bus.ID{Ms: 1_700_000_000_001}, RoomID: "r", UserID: user, Username: "a", Text: "first"}
+	ed := store.Message{ID: bus.ID{Ms: 1_700_000_000_002}, RoomID: "r", UserID: user, Username: "a", Text: "second",
+		Type: bus.TypeEdit, MessageID: msg.ID}
+	for range 2 { // a redelivered edit waits once
+		if _, err := s.InsertMessages(ctx, []store.Message{ed}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("%d waiting after the edit alone, want 1", n)
+	}
+	// The same id in another room is another message: the edit still waits.
+	other := msg
+	other.RoomID = "elsewhere"
+	if _, err := s.InsertMessages(ctx, []store.Message{other}); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("%d waiting after another room's message, want 1", n)
+	}
+	if _, err := s.InsertMessages(ctx, []store.Message{msg}); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 0 {
+		t.Fatalf("%d waiting after the message, want 0", n)
+	}
+	got, err := s.Message(ctx, "r", msg.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Text != "second" || got.Edited.IsZero() {
+		t.Fatalf("message = %+v, want the waiting edit applied", got)
+	}
+	if o, err := s.Message(ctx, "elsewhere", msg.ID); err != nil || o.Text != "first" {
+		t.Fatalf("the other room's message = %+v, %v: untouched", o, err)
+	}
+}

@@ -213,8 +213,13 @@ func fromJSONList[T any](s string, v *[]T) error {
 
 // addMessage records what a newly stored chat message brings: its
 // mentions (not the sender's own: they count towards nobody's unread) and
-// its search entry.
-func addMessage(ctx context.Context, tx *sql.Tx, m store.Message) error {
+// its search entry; then it applies, in id order, the life entries
+// already stored for it, and returns the attachments a delete among them
+// removed. Those exist when ingest workers commit out of stream order
+// (two workers of one group, or a killed worker's batch claimed after
+// later ones were stored): applyLife found no message then, and the
+// message must still end as its whole life says.
+func addMessage(ctx context.Context, tx *sql.Tx, m store.Message) ([]bus.Attachment, error) {
 	for _, u := range m.Mentions {
 		if u == "" || u == m.UserID {
 			continue
@@ -222,10 +227,28 @@ func addMessage(ctx context.Context, tx *sql.Tx, m store.Message) error {
 		if _, err := tx.ExecContext(ctx,
 			`INSERT OR IGNORE INTO mentions (room, userId, msgId, msgMs, msgSeq) VALUES (?, ?, ?, ?, ?)`,
 			m.RoomID, u, m.ID.String(), int64(m.ID.Ms), int64(m.ID.Seq)); err != nil {
-			return fmt.Errorf("record mention of %s: %w", u, err)
+			return nil, fmt.Errorf("record mention of %s: %w", u, err)
 		}
 	}
-	return index(ctx, tx, m.RoomID, m.ID, m.Text)
+	if err := index(ctx, tx, m.RoomID, m.ID, m.Text); err != nil {
+		return nil, err
+	}
+	early, err := queryAll(ctx, tx, scanMessage,
+		`SELECT `+messageColumns+` FROM messages WHERE roomId = ? AND messageId = ? AND messageId != '' AND type IN ('edit', 'delete', 'react')
+		 ORDER BY msgMs, msgSeq`, // != '': lets the partial index messages_roomId_messageId serve it
+		m.RoomID, m.ID.String())
+	if err != nil {
+		return nil, fmt.Errorf("read life entries stored before message %s: %w", m.ID, err)
+	}
+	var removed []bus.Attachment
+	for _, e := range early {
+		r, err := applyLife(ctx, tx, e)
+		if err != nil {
+			return nil, fmt.Errorf("apply %s %s stored before message %s: %w", e.Type, e.ID, m.ID, err)
+		}
+		removed = append(removed, r...)
+	}
+	return removed, nil
 }
 
 // index sets the search entry of a message to text (none for "").
@@ -363,7 +386,9 @@ func applyLife(ctx context.Context, tx *sql.Tx, e store.Message) ([]bus.Attachme
 		// The attachments column is kept (reads hide it) so a redelivered
 		// delete, or expiry, names the objects again.
 		for _, q := range []string{
-			`UPDATE messages SET deleted = 1, text = '', mentions = '[]', updatedAt = ? WHERE roomId = ? AND msgId = ?`,
+			// edited goes with the text: a tombstone is the same whether an
+			// edit was applied before the delete or, out of order, not.
+			`UPDATE messages SET deleted = 1, text = '', mentions = '[]', edited = '', updatedAt = ? WHERE roomId = ? AND msgId = ?`,
 			`UPDATE messages SET text = '', updatedAt = ? WHERE roomId = ? AND messageId = ? AND messageId != '' AND type = 'edit'`, // != '': lets the partial index messages_roomId_messageId serve it
 		} {
 			if _, err := tx.ExecContext(ctx, q, formatTime(now()), room, id.String()); err != nil {

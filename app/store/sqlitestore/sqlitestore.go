@@ -394,8 +394,14 @@ const userColumns = `_id, username, passwordHash, disabled, admin, validAfter, c
 
 type scanner interface{ Scan(dest ...any) error }
 
+// querier is what queryAll reads with: the database, or a transaction
+// that must see its own writes.
+type querier interface {
+	QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error)
+}
+
 // queryAll runs q and scans every row it returns with scan.
-func queryAll[T any](ctx context.Context, db *sql.DB, scan func(scanner) (T, error), q string, args ...any) ([]T, error) {
+func queryAll[T any](ctx context.Context, db querier, scan func(scanner) (T, error), q string, args ...any) ([]T, error) {
 	rows, err := db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
@@ -547,9 +553,11 @@ func (s *Store) InsertMessages(ctx context.Context, msgs []store.Message) (store
 		// duplicate message had them already; a life entry is applied
 		// again either way (applying one twice changes nothing).
 		if m.Type == "" && n > 0 {
-			if err := addMessage(ctx, tx, m); err != nil {
+			removed, err := addMessage(ctx, tx, m)
+			if err != nil {
 				return store.InsertResult{}, fmt.Errorf("insert batch of %d: message %s of room %q: %w", len(msgs), m.ID, m.RoomID, err)
 			}
+			res.Removed = append(res.Removed, removed...)
 		}
 		if bus.IsLife(m.Type) {
 			removed, err := applyLife(ctx, tx, m)

@@ -22,6 +22,7 @@ func runLife(t *testing.T, migrated func(t *testing.T) Store) {
 	t.Run("LifeDelete", func(t *testing.T) { testLifeDelete(t, migrated(t)) })
 	t.Run("LifeReactions", func(t *testing.T) { testLifeReactions(t, migrated(t)) })
 	t.Run("LifeRedelivery", func(t *testing.T) { testLifeRedelivery(t, migrated(t)) })
+	t.Run("LifeOutOfOrder", func(t *testing.T) { testLifeOutOfOrder(t, migrated) })
 	t.Run("LifeHistoryPaging", func(t *testing.T) { testLifeHistoryPaging(t, migrated(t)) })
 	t.Run("LifeOptions", func(t *testing.T) { testLifeOptions(t, migrated(t)) })
 	t.Run("ReadMarkers", func(t *testing.T) { testReadMarkers(t, migrated(t)) })
@@ -298,6 +299,72 @@ func state(t *testing.T, s Store, room string) string {
 	}
 	fmt.Fprintf(&b, "markers %v unread %+v search %v", markers, c, nums(found))
 	return b.String()
+}
+
+// lifeBatch is a room's life in stream order: three messages (1 with a
+// mention and an attachment), an edit, reactions, a delete of 1 and an
+// edit after it, reads.
+func lifeBatch() []store.Message {
+	m1 := chat("r", 1, uA, "text one")
+	m1.Mentions = []string{uB}
+	m1.Attachments = []bus.Attachment{{URL: "/api/rooms/r/attachments/x", FileType: "image/png", Size: 1, Filename: "x.png"}}
+	m3 := chat("r", 3, uA, "text three")
+	m3.Mentions = []string{uB}
+	return []store.Message{
+		m1, chat("r", 2, uA, "text two"), m3,
+		edit("r", 4, uA, 2, "text two edited"),
+		react("r", 5, uB, 2, "👍", true),
+		del("r", 6, uA, 1),
+		edit("r", 7, uA, 1, "text one again"),
+		react("r", 8, uC, 1, "👍", true),
+		read("r", 9, uB, 2),
+		read("r", 10, uB, 1),
+	}
+}
+
+// testLifeOutOfOrder: ingest workers may commit a room's entries out of
+// stream order (two workers of one group, or a killed worker's batch
+// claimed after later ones were stored), so a life entry can be stored
+// before the message it acts on. Whatever the order, the room ends as the
+// in-order store has it, and the delete's attachments are named once the
+// message is there to be deleted.
+func testLifeOutOfOrder(t *testing.T, migrated func(t *testing.T) Store) {
+	batch := lifeBatch()
+	inOrder := migrated(t)
+	insert(t, inOrder, batch...)
+	want := state(t, inOrder, "r")
+	reversed := make([]store.Message, len(batch))
+	for i, m := range batch {
+		reversed[len(batch)-1-i] = m
+	}
+	for name, deliveries := range map[string][][]store.Message{
+		"life first":      {batch[3:], batch[:3]},
+		"reversed in one": {reversed},
+		"reversed one by one": func() (out [][]store.Message) {
+			for _, m := range reversed {
+				out = append(out, []store.Message{m})
+			}
+			return
+		}(),
+		"targets last, redone": {batch[3:], batch[3:], batch[:3], batch},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := migrated(t)
+			var removed []bus.Attachment
+			for _, d := range deliveries {
+				removed = append(removed, insert(t, s, d...).Removed...)
+			}
+			if got := state(t, s, "r"); got != want {
+				t.Errorf("state:\n%s\nwant (in order):\n%s", got, want)
+			}
+			if len(removed) == 0 || removed[0].URL != "/api/rooms/r/attachments/x" {
+				t.Errorf("removed attachments %+v, want message 1's, named when it was stored and deleted", removed)
+			}
+			if m := message(t, s, "r", 1); !m.Deleted || m.Text != "" {
+				t.Errorf("message 1 = %+v, want deleted with its text gone", m)
+			}
+		})
+	}
 }
 
 func testLifeRedelivery(t *testing.T, s Store) {
