@@ -1488,13 +1488,31 @@ function onDeleteSubmit(ev) {
 
 function tombstone(room, msg) {
   if (msg.deleted) return;
+  // The server leaves deleted messages out of unread counts: one counted
+  // here stops counting too.
+  const counted = room && countsUnread(room, msg);
   msg.deleted = true;
+  if (counted && room.unread > 0) {
+    room.unread--;
+    if (msg.mentions.includes(me().id) && room.mentions > 0) room.mentions--;
+    renderRooms();
+  }
   msg.text = '';
   msg.attachments = [];
   msg.reactions = new Map();
   if (editing && editing.msg === msg) endEdit();
   if (replyTarget && replyTarget.id === msg.id) setReply(null);
   if (room) messageChanged(room, msg);
+}
+
+// countsUnread: msg is one of the room's unread messages: another user's,
+// newer than the read marker and than the last read we sent.
+function countsUnread(room, msg) {
+  if (msg.deleted || msg.system || msg.synthetic || msg.userId === me().id) return false;
+  for (const upTo of [room.readMarker, room.readSent]) {
+    if (upTo && compareIds(msg.id, upTo) <= 0) return false;
+  }
+  return true;
 }
 
 function onDeleted(f) {
@@ -1704,8 +1722,13 @@ function doRead() {
   if (room.readSent && compareIds(id, room.readSent) <= 0) return;
   if (room.readMarker && compareIds(id, room.readMarker) <= 0) return;
   // A refused read (an old server, a room we just left) is nothing to
-  // tell the user about.
-  if (!sendLife({ type: 'read', room: room.name, id }, { quiet: true })) return;
+  // tell the user about; a lost one (refused, or the connection closed
+  // before its ack) is sent again on the next read of the room.
+  const sent = sendLife({ type: 'read', room: room.name, id }, {
+    quiet: true,
+    refused: () => { if (room.readSent === id) room.readSent = ''; },
+  });
+  if (!sent) return;
   room.readSent = id;
   lastReadAt = Date.now();
 }
@@ -2211,6 +2234,12 @@ function updateSendState() {
 const previews = new Map(); // path -> Promise of a data: URL
 
 function renderAttachments(msg, el) {
+  // A message's files never change but by its deletion: an edit or a
+  // reaction re-renders the message, and must not rebuild (and flicker)
+  // its previews.
+  const key = msg.deleted ? '' : msg.attachments.map((a) => a.url).join('\n');
+  if (el.dataset.files === key) return;
+  el.dataset.files = key;
   el.replaceChildren();
   el.hidden = msg.deleted || msg.attachments.length === 0;
   if (el.hidden) return;
