@@ -63,6 +63,7 @@ func TestSendScriptKeysShareASlot(t *testing.T) {
 				dedupeKey(tag, "u", room, "{weird}client"),
 				legacyDedupeKey(tag, "507f1f77bcf86cd799439011", "c-1"),
 				lifeDedupeKey(tag, bus.TypeEdit, "u", room, "c-1"),
+				lifeDedupeKey(tag, bus.TypeRead, "u", room, "c-1"),
 				tombKey(tag, room, bus.ID{Ms: 1732670000000, Seq: 3}),
 				bus.ReadMarkerKey(shards, room, "u"),
 				readRateKey(tag, "u"),

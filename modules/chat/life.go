@@ -375,7 +375,7 @@ func (c *conn) onRead(f clientFrame) {
 	case res.Duplicate:
 		moved := false
 		c.reply(ackFrame{Type: "ack", ClientID: f.clientID, ID: res.ID.String(), Room: f.room, TS: 0, Moved: &moved})
-	default:
+	default: // moved, or (res.Resent) a resend of one that moved: its original ack
 		moved := true
 		c.reply(ackFrame{Type: "ack", ClientID: f.clientID, ID: res.ID.String(), Room: f.room, TS: int64(res.ID.Ms), Moved: &moved})
 	}

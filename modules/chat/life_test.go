@@ -412,8 +412,8 @@ func TestLifePermissions(t *testing.T) {
 }
 
 // TestReadMarkers: a read is acked with its event's id when the marker
-// moves, and with the marker (moved false, nothing stored) when the id is
-// not newer, resends included; the read frame reaches the reader's other
+// moves (a resend: the same ack), and with the marker (moved false,
+// nothing stored) when the id is not newer; the read frame reaches the reader's other
 // connection and, in a public room, nobody else; in a direct room the
 // other member too.
 func TestReadMarkers(t *testing.T) {
@@ -447,8 +447,14 @@ func TestReadMarkers(t *testing.T) {
 	}
 	onceStored(t, e.server, bus.TypeRead, "r1", readID)
 
-	// Not newer: the resend, and an older id.
-	for _, f := range []map[string]any{read, {"type": "read", "room": e.room, "id": e.msgA, "clientId": "r2"}} {
+	// The resend is acked like a message's: the original event's id and
+	// ts, moved, nothing stored or delivered again.
+	if again := lifeReq(a1, read); again["type"] != "ack" || again["id"] != readID || again["moved"] != true || again["ts"] != ack["ts"] {
+		t.Errorf("resent read: %v, want the original ack %v", again, ack)
+	}
+	onceStored(t, e.server, bus.TypeRead, "r1", readID)
+	// Not newer: an older id, and the same id under another clientId.
+	for _, f := range []map[string]any{{"type": "read", "room": e.room, "id": e.msgA, "clientId": "r2"}, {"type": "read", "room": e.room, "id": m2, "clientId": "r2b"}} {
 		ack := lifeReq(a1, f)
 		if ack["type"] != "ack" || ack["moved"] != false || ack["id"] != m2 {
 			t.Errorf("read of %s after %s: %v, want ack moved false id %s", f["id"], m2, ack, m2)

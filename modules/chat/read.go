@@ -22,6 +22,9 @@ const readRate = 10
 func readRateKey(tag, userID string) string { return "chat:rlr:" + tag + ":" + userID }
 
 // readScript moves a read marker forward, in ONE round trip:
+//  0. a resend (the clientId's dedupe key, KEYS[4], is set: ARGV[13] is
+//     chat.dedupe_window in ms, "0" without a clientId) answers {5, the
+//     original event's id}, like a message's resend;
 //  1. when the marker (KEYS[1], bus.ReadMarkerKey) is at or past the id
 //     already, answers {1, marker}, appending nothing (so a resend is
 //     never stored twice, and an older id never moves it back);
@@ -29,8 +32,8 @@ func readRateKey(tag, userID string) string { return "chat:rlr:" + tag + ":" + u
 //     window opens};
 //  3. XADDs the read entry to the room's stream (KEYS[3]) with Redis'
 //     clock as ts, as the send script does, sets the marker with PX
-//     bus.ReadMarkerTTL and publishes the read frame assembled around the
-//     id and ts: {0, eventId}.
+//     bus.ReadMarkerTTL (and the dedupe key with PX ARGV[13]) and
+//     publishes the read frame assembled around the id and ts: {0, eventId}.
 //
 // The marker key expires (bus.ReadMarkerTTL after its last move) while the
 // store keeps the marker for good: without the key the script answers
@@ -41,8 +44,8 @@ func readRateKey(tag, userID string) string { return "chat:rlr:" + tag + ":" + u
 // ARGV: the id read, readRate, windowMs, the marker's PX, channel, prefix,
 // middle, suffix, the ts field's name, the publish command, "1" to rewrite
 // the marker a not-moved answer comes from (chat.ack_replicas: see
-// scriptArgs) else "0", the floor ("" unknown: ask), then the entry's
-// field-value pairs.
+// scriptArgs) else "0", the floor ("" unknown: ask), the dedupe window,
+// then the entry's field-value pairs.
 var readScript = rueidis.NewLuaScript(readLua)
 
 //go:embed read.lua
@@ -51,8 +54,12 @@ var readLua string
 var readSHA = scriptSHA(readLua)
 
 // readResult is a read script's outcome: ID is the read event's id when the
-// marker moved, else (Duplicate) the marker it stays at.
-type readResult struct{ sendResult }
+// marker moved or (Resent) when it is a resend of one that did, else
+// (Duplicate) the marker it stays at.
+type readResult struct {
+	sendResult
+	Resent bool
+}
 
 // read runs the read script for m (a read entry); with chat.ack_replicas,
 // also WAIT. floor reads the store's marker of the room (the zero id for
@@ -69,10 +76,15 @@ func (s *sender) read(ctx context.Context, m outgoing, floor func(ctx context.Co
 	if s.cfg.AckReplicas > 0 {
 		touch = "1"
 	}
-	keys := []string{bus.ReadMarkerKey(s.shards, m.Room, m.UserID), readRateKey(tag, m.UserID), s.shards.StreamOf(m.Room)}
+	dedupeMs := "0"
+	if m.ClientID != "" {
+		dedupeMs = strconv.FormatInt(s.cfg.DedupeWindow.Milliseconds(), 10)
+	}
+	keys := []string{bus.ReadMarkerKey(s.shards, m.Room, m.UserID), readRateKey(tag, m.UserID), s.shards.StreamOf(m.Room),
+		lifeDedupeKey(tag, bus.TypeRead, m.UserID, m.Room, m.ClientID)}
 	args := append([]string{
 		m.MessageID.String(), strconv.Itoa(readRate), strconv.Itoa(rateWindowMs), strconv.FormatInt(bus.ReadMarkerTTL.Milliseconds(), 10),
-		ps.Channel(m.Room), prefix, middle, suffix, bus.FieldTS, ps.ScriptPublish(), touch, "",
+		ps.Channel(m.Room), prefix, middle, suffix, bus.FieldTS, ps.ScriptPublish(), touch, "", dedupeMs,
 	}, e.Fields()...)
 	const floorArg = 11 // ARGV[12]
 	run := func() ([]rueidis.RedisMessage, waited, error) {
@@ -99,7 +111,7 @@ func (s *sender) read(ctx context.Context, m outgoing, floor func(ctx context.Co
 	if err != nil {
 		return readResult{}, fmt.Errorf("move read marker of room %s: %w", m.Room, err)
 	}
-	out, err := decodeSend(res)
+	out, resent, err := decodeRead(res)
 	if err != nil {
 		return readResult{}, fmt.Errorf("move read marker of room %s: %w", m.Room, err)
 	}
@@ -108,5 +120,25 @@ func (s *sender) read(ctx context.Context, m outgoing, floor func(ctx context.Co
 		out.WaitErr = w.err
 		out.Unreplicated = w.err != nil || w.replicas < int64(s.cfg.AckReplicas)
 	}
-	return readResult{out}, nil
+	return readResult{sendResult: out, Resent: resent}, nil
+}
+
+// decodeRead reads the read script's answer: a resend's {5, id} (resent
+// true), else the answers it shares with the send script (decodeSend).
+func decodeRead(res []rueidis.RedisMessage) (out sendResult, resent bool, err error) {
+	if len(res) == 2 {
+		if status, _ := res[0].AsInt64(); status == 5 {
+			s, err := res[1].ToString()
+			if err != nil {
+				return sendResult{}, false, fmt.Errorf("bad id: %w", err)
+			}
+			id, err := bus.ParseID(s)
+			if err != nil {
+				return sendResult{}, false, err
+			}
+			return sendResult{ID: id}, true, nil
+		}
+	}
+	out, err = decodeSend(res)
+	return out, false, err
 }
