@@ -178,11 +178,15 @@ func (w *Worker) process(entries []rueidis.XRangeSlice, final bool) int {
 	if len(poison) > 0 {
 		ack = append(ack, w.deadLetter(poison, final)...)
 	}
+	// Before the ack: a crash between the two only deletes them again on
+	// redelivery (the store names a deleted message's objects each time),
+	// where after it the objects would be left for good, downloadable by
+	// anyone holding the URL. A failed delete is logged and counted, and
+	// deleteTimeout bounds them all: the batch is never held up for long.
+	w.deleteAttachments(removed)
 	if !w.ack(ack) {
 		return 0
 	}
-	// After the ack: deleting objects never holds the batch up.
-	w.deleteAttachments(removed)
 	return len(ack)
 }
 
