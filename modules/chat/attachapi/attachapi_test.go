@@ -421,6 +421,32 @@ func TestRefusedTypes(t *testing.T) {
 	})
 }
 
+// TestHTMLDisguisedAsImage: HTML behind a real PNG signature sniffs as a
+// PNG, so it is accepted as one, and is served inert: as image/png, never
+// sniffed (nosniff), in a sandbox that runs nothing (CSP), under the
+// sanitised name; a browser shows a broken image, never the page. A
+// disguise the server cannot see through the sniffer (HTML named or
+// declared .png) is refused in TestRefusedTypes.
+func TestHTMLDisguisedAsImage(t *testing.T) {
+	disguised := append(append([]byte{}, pngFile[:16]...), htmlFile...)
+	forEachStorage(t, func(t *testing.T, e *env) {
+		for _, name := range []string{"cat.png", "cat.html"} {
+			a := e.uploadRaw("alice", "team", name, "", bytes.NewReader(disguised)).attachment(t)
+			if a.FileType != "image/png" {
+				t.Fatalf("%s: stored as %q, want image/png (the sniffer's answer)", name, a.FileType)
+			}
+			r := e.download("alice", a.URL)
+			wantInertHeaders(t, r, "image/png", "inline; filename=\""+a.Filename+"\"")
+			if !bytes.Equal(r.body, disguised) {
+				t.Fatalf("%s: served %d bytes, want the upload's %d", name, len(r.body), len(disguised))
+			}
+			if strings.HasSuffix(a.Filename, ".html") {
+				t.Errorf("%s: filename %q ends in .html: a saved copy would open as a page", name, a.Filename)
+			}
+		}
+	})
+}
+
 // unsized hides a reader's length, so the client sends it chunked
 // (no Content-Length).
 type unsized struct{ r io.Reader }
