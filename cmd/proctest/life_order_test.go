@@ -1,8 +1,11 @@
 package proctest_test
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
+	"encoding/json"
+	"io"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -23,7 +26,8 @@ import (
 // may claim the dead one's batch (ingest.claim_idle). Every acked event
 // ends stored once and applied: the edit and reaction that reached the
 // store before their message are not lost, and the killed batch's delete,
-// edit and reaction are applied on redelivery.
+// edit and reaction are applied on redelivery; the deleted message's
+// uploaded file is then gone from the data dir and from its route.
 func TestLifeIngestKilledMidBatch(t *testing.T) {
 	url, rc := sharedRedis(t)
 	dataDir := filepath.Join(t.TempDir(), "data")
@@ -57,7 +61,13 @@ func TestLifeIngestKilledMidBatch(t *testing.T) {
 		}
 	}
 	m1 := act(map[string]any{"type": "message", "room": room, "text": "one", "clientId": "m1"})
-	m2 := act(map[string]any{"type": "message", "room": room, "text": "two", "clientId": "m2"})
+	// m2 carries a file (the default storage: <data_dir>/attachments); its
+	// delete is in the killed batch, and the file must go on redelivery.
+	att := upload(t, a, alice, room, "two.png", tinyPNG)
+	m2 := act(map[string]any{"type": "message", "room": room, "text": "two", "attachments": []any{map[string]any{"url": att}}, "clientId": "m2"})
+	if code := download(t, a, alice, att); code != http.StatusOK {
+		t.Fatalf("download %s before the delete: %d", att, code)
+	}
 	drained("m1 and m2 stored")
 	if err := ing.stopWith(syscall.SIGTERM); err != nil {
 		t.Fatalf("graceful stop of ingest-1: %v", err)
@@ -145,6 +155,13 @@ func TestLifeIngestKilledMidBatch(t *testing.T) {
 			t.Errorf("%s stored as text %q edited %v deleted %v reactions %+v; want %+v", id, m.Text, m.Edited, m.Deleted, m.Reactions, w)
 		}
 	}
+	// The deleted message's file is gone from storage and from the route.
+	if code := download(t, a, alice, att); code != http.StatusNotFound {
+		t.Errorf("download %s after its message was deleted: %d, want 404", att, code)
+	}
+	if files, _ := filepath.Glob(filepath.Join(dataDir, "attachments", "*")); len(files) != 0 {
+		t.Errorf("files left in the attachments directory: %v", files)
+	}
 	// Search agrees: the deleted text is gone from the index, the edits
 	// are in it.
 	for q, wantIDs := range map[string][]string{"two": nil, "edited": {m3, m1}} {
@@ -160,4 +177,46 @@ func TestLifeIngestKilledMidBatch(t *testing.T) {
 			t.Errorf("search %q = %v, want %v", q, ids, wantIDs)
 		}
 	}
+}
+
+// tinyPNG is a valid 1x1 PNG.
+var tinyPNG = []byte("\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89\x00\x00\x00\rIDATx\x9cc\xf8\x0f\x00\x00\x01\x01\x00\x05\x18\xd8N\x00\x00\x00\x00IEND\xaeB`\x82")
+
+// upload posts content to room's attachments as m and returns its url.
+func upload(t *testing.T, n *node, m member, room, filename string, content []byte) string {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, n.base+"/api/rooms/"+room+"/attachments?filename="+filename, bytes.NewReader(content))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+m.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Attachment bus.Attachment `json:"attachment"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusCreated || out.Attachment.URL == "" {
+		t.Fatalf("upload %s: %d %+v %v", filename, resp.StatusCode, out, err)
+	}
+	return out.Attachment.URL
+}
+
+// download fetches an attachment url as m and returns the status.
+func download(t *testing.T, n *node, m member, url string) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, n.base+url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+m.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	return resp.StatusCode
 }
