@@ -329,43 +329,96 @@ func testLifeUnknownTarget(t *testing.T, e *lifeEnv) {
 	}
 }
 
-// TestLifePermissions: who may edit, delete and react, for every role in
-// a public and a direct room. Each actor acts on a message of their own
-// and one of the target member's, appended for the occasion whatever
-// their role now (a readonly or muted member wrote it before).
+// TestLifePermissions: who may edit, delete, react and read, for every
+// role in a public, a private and a direct room, on both stores: a
+// stranger, a banned user, and members kicked or muted after they joined;
+// own and others' messages, and a deleted one. Each actor acts on
+// messages appended for the occasion whatever their role now (a readonly
+// or muted member wrote theirs before); the deleted one is the target
+// member's, deleted by them.
 func TestLifePermissions(t *testing.T) {
-	e := startRoomsEnv(t, backends[0], nil)
-	owner, admin, member, readonly, muted, target, stranger :=
-		e.user(t, "owner"), e.user(t, "admin"), e.user(t, "member"), e.user(t, "readonly"), e.user(t, "muted"), e.user(t, "target"), e.user(t, "stranger")
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) { testLifePermissions(t, b) })
+	}
+}
+
+func testLifePermissions(t *testing.T, b backend) {
+	e := startRoomsEnv(t, b, nil)
+	owner, admin, member, readonly, muted, target, stranger, banned, kicked, mutedLate :=
+		e.user(t, "owner"), e.user(t, "admin"), e.user(t, "member"), e.user(t, "readonly"), e.user(t, "muted"),
+		e.user(t, "target"), e.user(t, "stranger"), e.user(t, "banned"), e.user(t, "kicked"), e.user(t, "mutedlate")
 	sadmin := e.serverAdmin(t)
 	public := e.room(t, store.RoomPublic, owner)
-	e.member(t, public, admin, store.RoleAdmin, time.Time{})
-	e.member(t, public, member, store.RoleMember, time.Time{})
-	e.member(t, public, readonly, store.RoleReadonly, time.Time{})
-	e.member(t, public, muted, store.RoleMember, time.Now().Add(time.Hour))
-	e.member(t, public, target, store.RoleMember, time.Time{})
+	private := e.room(t, store.RoomPrivate, owner)
+	for _, room := range []string{public, private} {
+		e.member(t, room, admin, store.RoleAdmin, time.Time{})
+		e.member(t, room, member, store.RoleMember, time.Time{})
+		e.member(t, room, readonly, store.RoleReadonly, time.Time{})
+		e.member(t, room, muted, store.RoleMember, time.Now().Add(time.Hour))
+		e.member(t, room, target, store.RoleMember, time.Time{})
+		e.member(t, room, kicked, store.RoleMember, time.Time{})
+		e.member(t, room, mutedLate, store.RoleMember, time.Time{})
+	}
+	e.ban(t, public, banned, owner)
 	direct := e.direct(t, member, target)
+	// The target's deleted message of each room.
+	deleted := map[string]string{}
+	tc := e.dialAs(t, target)
+	for _, room := range []string{public, private, direct} {
+		if code, msg := wsJoin(tc, room, "j-"+room); code != "" {
+			t.Fatalf("target joins %s: %s %s", room, code, msg)
+		}
+		deleted[room] = inject(t, e.server, room, target, "deleted before")
+		mustAck(t, lifeReq(tc, map[string]any{"type": "delete", "room": room, "id": deleted[room], "clientId": "del-" + room}))
+	}
+	kick := func(t *testing.T, room string, c *client) {
+		t.Helper()
+		if code, body := e.call(t, http.MethodPost, "/api/rooms/"+room+"/kick", owner.token, map[string]any{"userId": kicked.id}); code != http.StatusOK {
+			t.Fatalf("kick: %d %v", code, body)
+		}
+		for f := c.read(); f["type"] != "removed"; f = c.read() {
+		}
+	}
+	mute := func(t *testing.T, room string, _ *client) {
+		t.Helper()
+		until := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+		if code, body := e.call(t, http.MethodPost, "/api/rooms/"+room+"/mutes", owner.token, map[string]any{"userId": mutedLate.id, "until": until}); code != http.StatusOK {
+			t.Fatalf("mute: %d %v", code, body)
+		}
+	}
 
-	// want: edit own, edit other's, delete own, delete other's, react,
-	// read; "." allowed, else the error code's letter (F forbidden, M
-	// muted, J not_member).
+	// want, one letter per frame: edit own, edit other's, delete own,
+	// delete other's, react, read, react own, delete the deleted, react
+	// to the deleted, read the deleted. "." allowed, else the error code's
+	// letter (F forbidden, M muted, J not_member, D message_deleted).
 	cases := []struct {
 		room  string
 		actor person
 		join  bool
+		then  func(t *testing.T, room string, c *client) // after the join
 		want  string
 	}{
-		{public, owner, true, ".F...."},
-		{public, admin, true, ".F...."},
-		{public, member, true, ".F.F.."},
-		{public, readonly, true, "FF.FF."},
-		{public, muted, true, "MM.FM."},
-		{public, stranger, false, "JJJJJJ"},
-		{public, sadmin, true, ".F...."}, // not a member: a server admin reads and moderates
-		{direct, member, true, ".F.F.."},
-		{direct, stranger, false, "JJJJJJ"},
+		{public, owner, true, nil, ".F.....DD."},
+		{public, admin, true, nil, ".F.....DD."},
+		{public, member, true, nil, ".F.F...FD."},
+		{public, readonly, true, nil, "FF.FF.FFF."},
+		{public, muted, true, nil, "MM.FM.MFM."},
+		{public, stranger, false, nil, "JJJJJJJJJJ"},
+		{public, banned, false, nil, "JJJJJJJJJJ"},
+		{public, kicked, true, kick, "JJJJJJJJJJ"},
+		{public, mutedLate, true, mute, "MM.FM.MFM."},
+		{public, sadmin, true, nil, ".F.....DD."}, // not a member: a server admin reads and moderates
+		{private, owner, true, nil, ".F.....DD."},
+		{private, admin, true, nil, ".F.....DD."},
+		{private, member, true, nil, ".F.F...FD."},
+		{private, readonly, true, nil, "FF.FF.FFF."},
+		{private, stranger, false, nil, "JJJJJJJJJJ"},
+		{private, kicked, true, kick, "JJJJJJJJJJ"},
+		{private, sadmin, true, nil, ".F.....DD."},
+		{direct, member, true, nil, ".F.F...FD."},
+		{direct, stranger, false, nil, "JJJJJJJJJJ"},
 	}
-	letter := map[string]byte{"": '.', codeForbidden: 'F', codeMuted: 'M', codeNotMember: 'J', codeNotFound: 'N'}
+	letter := map[string]byte{"": '.', codeForbidden: 'F', codeMuted: 'M', codeNotMember: 'J', codeNotFound: 'N', codeMessageDeleted: 'D'}
 	for i, tc := range cases {
 		t.Run(fmt.Sprintf("%s/%s", tc.room, tc.actor.name), func(t *testing.T) {
 			c := e.dialAs(t, tc.actor)
@@ -374,8 +427,12 @@ func TestLifePermissions(t *testing.T) {
 					t.Fatalf("join: %s %s", code, msg)
 				}
 			}
+			if tc.then != nil {
+				tc.then(t, tc.room, c)
+			}
 			fresh := func(p person) string { return inject(t, e.server, tc.room, p, "written earlier") }
 			cid := func(k string) string { return fmt.Sprintf("%s-%d", k, i) }
+			gone := deleted[tc.room]
 			frames := []map[string]any{
 				{"type": "edit", "room": tc.room, "id": fresh(tc.actor), "text": "edited", "clientId": cid("eo")},
 				{"type": "edit", "room": tc.room, "id": fresh(target), "text": "edited", "clientId": cid("et")},
@@ -383,6 +440,10 @@ func TestLifePermissions(t *testing.T) {
 				{"type": "delete", "room": tc.room, "id": fresh(target), "clientId": cid("dt")},
 				{"type": "react", "room": tc.room, "id": fresh(target), "emoji": "👀", "on": true, "clientId": cid("r")},
 				{"type": "read", "room": tc.room, "id": fresh(target), "clientId": cid("rd")},
+				{"type": "react", "room": tc.room, "id": fresh(tc.actor), "emoji": "👀", "on": true, "clientId": cid("ro")},
+				{"type": "delete", "room": tc.room, "id": gone, "clientId": cid("dd")},
+				{"type": "react", "room": tc.room, "id": gone, "emoji": "👀", "on": true, "clientId": cid("rdd")},
+				{"type": "read", "room": tc.room, "id": gone, "clientId": cid("rdg")},
 			}
 			got := make([]byte, len(frames))
 			for j, f := range frames {
@@ -395,17 +456,19 @@ func TestLifePermissions(t *testing.T) {
 				got[j] = l
 				typ := map[string]string{"edit": bus.TypeEdit, "delete": bus.TypeDelete, "react": bus.TypeReact, "read": bus.TypeRead}[f["type"].(string)]
 				stored := len(entriesOf(t, e.server, typ, f["clientId"].(string)))
-				if want := 0; code == "" {
+				// A read behind the marker is acked and stores nothing:
+				// the deleted message is older than the read before it.
+				if want := 0; code == "" && f["clientId"] != cid("rdg") {
 					want = 1
 					if stored != want {
 						t.Errorf("%s acked, %d entries stored", f["type"], stored)
 					}
 				} else if stored != want {
-					t.Errorf("%s refused %s, %d entries stored", f["type"], code, stored)
+					t.Errorf("%s answered %q, %d entries stored", f["type"], code, stored)
 				}
 			}
 			if string(got) != tc.want {
-				t.Errorf("got %s, want %s (edit own, edit other's, delete own, delete other's, react, read)", got, tc.want)
+				t.Errorf("got %s, want %s (edit own, edit other's, delete own, delete other's, react, read, react own, delete the deleted, react to the deleted, read the deleted)", got, tc.want)
 			}
 		})
 	}
