@@ -104,6 +104,27 @@ func TestLifeIngestKilledMidBatch(t *testing.T) {
 	// and stores them at once, seconds before it may claim batch A.
 	e3 := act(map[string]any{"type": "edit", "room": room, "id": m3, "text": "three edited", "clientId": "e3"})
 	r3 := act(map[string]any{"type": "react", "room": room, "id": m3, "emoji": "🎉", "on": true, "clientId": "r3"})
+	// A since recovery now, with no ingest alive and the store holding
+	// only m1 and m2: the stream's tail carries the rest, in order.
+	replay := func(what string) {
+		t.Helper()
+		ws := dialWS(t, a.wsURL(alice.token))
+		if j := ws.Join(room, m1); j["recovered"] != true {
+			t.Fatalf("%s: since %s joined %v, want recovered", what, m1, j)
+		}
+		want := acked[slices.Index(acked, m1)+1:]
+		var got []string
+		for len(got) < len(want) {
+			fr := ws.Read()
+			if id, ok := fr["id"].(string); ok && fr["room"] == room && fr["type"] != "room_event" {
+				got = append(got, id)
+			}
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("since replay %s:\n got %v\nwant %v", what, got, want)
+		}
+	}
+	replay("while batches A and B are not stored")
 	if err := lock.Rollback(); err != nil {
 		t.Fatal(err)
 	}
@@ -113,6 +134,7 @@ func TestLifeIngestKilledMidBatch(t *testing.T) {
 		return p == int64(len(batchA)) && lag == 0
 	})
 	drained("batch A claimed and stored")
+	replay("once everything is stored")
 	if err := ing.stopWith(syscall.SIGTERM); err != nil {
 		t.Errorf("graceful stop of ingest-3: %v", err)
 	}
