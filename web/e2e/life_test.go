@@ -17,6 +17,7 @@ import (
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/input"
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
@@ -269,6 +270,22 @@ func TestBrowserMessageLife(t *testing.T) {
 	alice.do(chromedp.Click(chromedp.CSS(`#uploads li[data-state="failed"] .up-remove`)))
 	alice.waitFor("the refused file removed", `document.getElementById('uploads').hidden`)
 
+	// --- an upload's progress, on a link slowed to 1 MiB/s up -----------------------------------
+	slow := filepath.Join(t.TempDir(), "slow.png")
+	if err := os.WriteFile(slow, append([]byte("\x89PNG\r\n\x1a\n"), make([]byte, 3<<20)...), 0o644); err != nil {
+		t.Fatalf("write %s: %v", slow, err)
+	}
+	throttle(alice, 1<<20)
+	alice.do(chromedp.SetUploadFiles(chromedp.ID("file-input"), []string{slow}))
+	alice.waitFor("the upload's progress bar part-way", `(() => { const li = [...document.querySelectorAll('#uploads li')].find(li => li.querySelector('.up-name').textContent === "slow.png");
+		if (!li || li.dataset.state !== "uploading") return false;
+		const bar = li.querySelector('.up-progress'), pct = li.querySelector('.up-status').textContent;
+		return !bar.hidden && bar.value > 0 && bar.value < 100 && pct === bar.value + "%" && document.getElementById('send').disabled; })()`)
+	throttle(alice, -1)
+	alice.waitFor("slow.png uploaded", `[...document.querySelectorAll('#uploads li')].some(li => li.querySelector('.up-name').textContent === "slow.png" && li.dataset.state === "done" && li.querySelector('.up-progress').hidden && li.querySelector('.up-status').textContent === "Ready to send")`)
+	alice.do(chromedp.Click(chromedp.CSS(`#uploads li[data-state="done"] .up-remove`)))
+	alice.waitFor("the upload removed", `document.getElementById('uploads').hidden`)
+
 	// --- an image (a preview) and a text file (a link), uploaded with the file button ------------
 	upload(alice, testdata("sunset.png"), "sunset.png", "done")
 	upload(alice, testdata("minutes.txt"), "minutes.txt", "done")
@@ -304,6 +321,22 @@ func TestBrowserMessageLife(t *testing.T) {
 
 	for _, u := range []*user{alice, alice2, bob} {
 		u.assertClean()
+	}
+}
+
+// throttle limits u's upload throughput to bytesPerSec (-1: no limit), as
+// DevTools' network throttling does.
+func throttle(u *user, bytesPerSec float64) {
+	u.t.Helper()
+	ctx, cancel := context.WithTimeout(u.ctx, stepTimeout)
+	defer cancel()
+	if _, err := chromedp.Call(ctx, network.Enable, network.EnableParams{}); err != nil {
+		u.fail("enable the network domain: %v", err)
+	}
+	if _, err := chromedp.Call(ctx, network.EmulateNetworkConditionsByRule, network.EmulateNetworkConditionsByRuleParams{
+		MatchedNetworkConditions: []*network.Conditions{{DownloadThroughput: -1, UploadThroughput: bytesPerSec}},
+	}); err != nil {
+		u.fail("throttle uploads to %v B/s: %v", bytesPerSec, err)
 	}
 }
 
