@@ -22,7 +22,7 @@ import (
 // TestMessageLife is issue 13's Done-when over real processes: two chat
 // replicas (A, B) and two ingest processes on one Redis and one SQLite
 // data dir. alice is connected twice (alice1 on A, alice2 on B), bob once
-// (on B). Every event type (message with replyTo and a mention, edit,
+// (on B). Every event type (message with replyTo, a mention or a file, edit,
 // delete, react, read) is acked and delivered live on both replicas (read
 // frames only to the reader's connections); an ingest process is killed
 // with SIGKILL while the stream is full; every acked event is stored
@@ -98,6 +98,18 @@ func TestMessageLife(t *testing.T) {
 	}
 	ev(alice1, map[string]any{"type": "react", "room": room, "id": m2, "emoji": "🎉", "on": true, "clientId": "r2"}, "reaction", everyone...)
 	ev(alice1, map[string]any{"type": "react", "room": room, "id": m2, "emoji": "🎉", "on": false, "clientId": "r3"}, "reaction", everyone...)
+	// A file uploaded through B, sent through A, downloaded through
+	// either: the replicas share the attachment storage.
+	att := upload(t, b, alice, room, "pic.png", tinyPNG)
+	mf := ev(alice1, map[string]any{"type": "message", "room": room, "text": "a picture", "attachments": []any{map[string]any{"url": att}}, "clientId": "mf"}, "message", everyone...)
+	if got, _ := bobc.frame(mf)["attachments"].([]any); len(got) != 1 || got[0].(map[string]any)["url"] != att || got[0].(map[string]any)["fileType"] != "image/png" {
+		t.Errorf("the attachment bob got on B: %v", bobc.frame(mf)["attachments"])
+	}
+	for _, n := range []*node{a, b} {
+		if code := download(t, n, bob, att); code != http.StatusOK {
+			t.Errorf("bob downloads %s through %s: %d", att, n.name, code)
+		}
+	}
 	m4 := ev(bobc, map[string]any{"type": "message", "room": room, "text": "@" + alice.name + " look", "clientId": "m4"}, "message", everyone...)
 	m5 := ev(bobc, map[string]any{"type": "message", "room": room, "text": "and this", "clientId": "m5"}, "message", everyone...)
 	// alice reads up to m2 on B: her connection on A is told, bob is not
@@ -252,6 +264,9 @@ func TestMessageLife(t *testing.T) {
 	}
 	if m := state[m3]; !m.Deleted || m.Text != "" {
 		t.Errorf("m3 stored as %+v", m)
+	}
+	if m := state[mf]; len(m.Attachments) != 1 || m.Attachments[0].URL != att {
+		t.Errorf("the message with a file stored as %+v", m)
 	}
 	if m := state[m4]; !slices.Equal(m.Mentions, []string{alice.id}) {
 		t.Errorf("m4 stored as %+v", m)
