@@ -365,10 +365,7 @@ func (g *gateway) onChange(ch membership.Change) {
 // users view no longer accepts (the user was disabled, or their tokens
 // revoked).
 func (g *gateway) revokeStale(userID string) {
-	for _, m := range g.hub.members() {
-		if m.userID != userID {
-			continue
-		}
+	for _, m := range g.hub.ofUser(userID) {
 		if err := g.users.Allowed(userID, m.issuedAt); err != nil {
 			m.ep.closeWith(closeRevoked, err.Error())
 		}

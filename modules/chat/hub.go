@@ -128,9 +128,13 @@ func (m *member) reply(v any) {
 // (the send script stores a message before it publishes it), and a
 // recovering join's buffer drops a live frame that the replay holds.
 type hub struct {
-	mu       sync.RWMutex
-	rooms    map[string]*roomMembers
-	conns    map[*member]struct{}
+	mu    sync.RWMutex
+	rooms map[string]*roomMembers
+	conns map[*member]struct{}
+	// byUser is conns by user id: a change to one user (a revocation, a
+	// rooms_changed notice) reaches their connections, joined to rooms or
+	// not, without a walk over every connection.
+	byUser   map[string][]*member
 	draining bool
 }
 
@@ -161,7 +165,7 @@ func (rm *roomMembers) compact() {
 }
 
 func newHub() *hub {
-	return &hub{rooms: map[string]*roomMembers{}, conns: map[*member]struct{}{}}
+	return &hub{rooms: map[string]*roomMembers{}, conns: map[*member]struct{}{}, byUser: map[string][]*member{}}
 }
 
 // register adds a connection unless the gateway is draining; it counts the
@@ -174,14 +178,39 @@ func (h *hub) register(c *member, wg *sync.WaitGroup) bool {
 		return false
 	}
 	h.conns[c] = struct{}{}
+	h.byUser[c.userID] = append(h.byUser[c.userID], c)
 	wg.Add(1)
 	return true
 }
 
 func (h *hub) unregister(c *member) {
 	h.mu.Lock()
-	delete(h.conns, c)
+	if _, ok := h.conns[c]; ok {
+		delete(h.conns, c)
+		// A new slice, not an in-place delete: ofUser's callers may be
+		// reading the old one.
+		list := h.byUser[c.userID]
+		rest := make([]*member, 0, len(list)-1)
+		for _, m := range list {
+			if m != c {
+				rest = append(rest, m)
+			}
+		}
+		if len(rest) == 0 {
+			delete(h.byUser, c.userID)
+		} else {
+			h.byUser[c.userID] = rest
+		}
+	}
 	h.mu.Unlock()
+}
+
+// ofUser returns the registered connections of userID, in a room or not.
+// The slice is never modified: read it after the lock is released.
+func (h *hub) ofUser(userID string) []*member {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.byUser[userID]
 }
 
 // drain marks the hub draining (no more registrations) and returns the

@@ -312,3 +312,38 @@ func (e *roomsEnv) isMember(t testing.TB, room string, p person) (store.Member, 
 // answers that differ only by echoing the caller's own input compare
 // equal.
 func normalize(s, room string) string { return strings.ReplaceAll(s, room, "ROOM") }
+
+// TestUserChangesReachConnectionsInNoRoom: a connection that joined no
+// room yet is still its user's: an invitation tells it rooms_changed, and
+// disabling the user closes it (4003) like their joined ones.
+func TestUserChangesReachConnectionsInNoRoom(t *testing.T) {
+	e := startRoomsEnv(t, backends[0], nil)
+	owner, guest := e.user(t, "owner"), e.user(t, "guest")
+	sadmin := e.serverAdmin(t)
+	room := e.room(t, store.RoomPrivate, owner)
+	idle, joined := e.dialAs(t, guest), e.dialAs(t, guest)
+	// A connection starts in general (as AuroraChat's did): leaving it
+	// leaves idle in no room.
+	for _, c := range []*client{idle, joined} {
+		c.send(map[string]any{"type": "leave", "room": membership.General})
+		c.next("left", "message", "room_event")
+	}
+	joined.join(membership.General)
+
+	if code, body := e.call(t, http.MethodPost, "/api/rooms/"+room+"/invites", owner.token, map[string]any{"username": guest.name}); code != http.StatusCreated {
+		t.Fatalf("invite: %d %v", code, body)
+	}
+	for _, c := range []*client{idle, joined} {
+		if f := c.next("rooms_changed", "room_event", "message"); f["room"] != room {
+			t.Errorf("rooms_changed %v, want room %s", f, room)
+		}
+	}
+	if code, body := e.call(t, http.MethodPost, "/api/users/"+guest.id+"/disable", sadmin.token, nil); code != http.StatusOK {
+		t.Fatalf("disable: %d %v", code, body)
+	}
+	for name, c := range map[string]*client{"in no room": idle, "in general": joined} {
+		if got := c.closeStatus(); got != closeRevoked {
+			t.Errorf("the connection %s closed with %v, want %v", name, got, closeRevoked)
+		}
+	}
+}

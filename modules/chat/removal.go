@@ -81,18 +81,14 @@ func (r *rooms) applyChange(ch membership.Change) {
 
 // notify tells every local connection of userID that their rooms changed.
 func (r *rooms) notify(userID, room string) {
-	for _, m := range r.hub.members() {
-		if m.userID == userID {
-			m.reply(roomsChangedFrame{Type: "rooms_changed", Room: room})
-		}
+	for _, m := range r.hub.ofUser(userID) {
+		m.reply(roomsChangedFrame{Type: "rooms_changed", Room: room})
 	}
 }
 
-// revoke closes every local connection of userID.
+// revoke closes every local connection of userID, joined to a room or not.
 func (r *rooms) revoke(userID, why string) {
-	for _, m := range r.hub.members() {
-		if m.userID == userID {
-			m.ep.closeWith(closeRevoked, why)
-		}
+	for _, m := range r.hub.ofUser(userID) {
+		m.ep.closeWith(closeRevoked, why)
 	}
 }
