@@ -48,6 +48,21 @@ func userID(ctx context.Context, s store.Users, name string) (store.User, error)
 	return u, nil
 }
 
+// onMember is the RunE of a subcommand acting on one member (ROOM
+// USERNAME [more]): the username resolved, then act with the membership
+// service; rest is what follows the username on the command line.
+func onMember(o *options, act func(ctx context.Context, svc *membership.Service, room string, u store.User, rest []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		return withMembership(cmd, o, func(ctx context.Context, svc *membership.Service, s store.Store) error {
+			u, err := userID(ctx, s, args[1])
+			if err != nil {
+				return err
+			}
+			return act(ctx, svc, args[0], u, args[2:])
+		})
+	}
+}
+
 type memberJSON struct {
 	UserID     string     `json:"userId"`
 	Username   string     `json:"username"`
@@ -118,18 +133,12 @@ func addModerationCmds(c *cobra.Command, o *options, asJSON *bool) {
 		Short:   "Make a user a member of a room without an invitation (private rooms included)",
 		Example: "  aurora rooms add ops alice\n  aurora rooms add ops bob --role admin",
 		Args:    cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return withMembership(cmd, o, func(ctx context.Context, svc *membership.Service, s store.Store) error {
-				u, err := userID(ctx, s, args[1])
-				if err != nil {
-					return err
-				}
-				if err := svc.AddMember(ctx, membership.Operator, args[0], u.ID, addRole); err != nil {
-					return err
-				}
-				return done("added "+u.Username+" to "+args[0]+" as "+addRole, map[string]any{"added": u.ID, "room": args[0], "role": addRole})
-			})
-		},
+		RunE: onMember(o, func(ctx context.Context, svc *membership.Service, room string, u store.User, _ []string) error {
+			if err := svc.AddMember(ctx, membership.Operator, room, u.ID, addRole); err != nil {
+				return err
+			}
+			return done("added "+u.Username+" to "+room+" as "+addRole, map[string]any{"added": u.ID, "room": room, "role": addRole})
+		}),
 	}
 	add.Flags().StringVar(&addRole, "role", store.RoleMember, "admin, member or readonly (make an owner with: rooms role ROOM USERNAME owner)")
 
@@ -139,18 +148,12 @@ func addModerationCmds(c *cobra.Command, o *options, asJSON *bool) {
 		Short:   "Remove a member from a room (they may rejoin a public room; ban to keep them out)",
 		Example: `  aurora rooms kick dev mallory --reason "spam"`,
 		Args:    cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return withMembership(cmd, o, func(ctx context.Context, svc *membership.Service, s store.Store) error {
-				u, err := userID(ctx, s, args[1])
-				if err != nil {
-					return err
-				}
-				if err := svc.Kick(ctx, membership.Operator, args[0], u.ID, reason); err != nil {
-					return err
-				}
-				return done("kicked "+u.Username+" from "+args[0], map[string]any{"kicked": u.ID, "room": args[0]})
-			})
-		},
+		RunE: onMember(o, func(ctx context.Context, svc *membership.Service, room string, u store.User, _ []string) error {
+			if err := svc.Kick(ctx, membership.Operator, room, u.ID, reason); err != nil {
+				return err
+			}
+			return done("kicked "+u.Username+" from "+room, map[string]any{"kicked": u.ID, "room": room})
+		}),
 	}
 	kick.Flags().StringVar(&reason, "reason", "", "why (shown to the member and in the audit log)")
 
@@ -161,22 +164,16 @@ func addModerationCmds(c *cobra.Command, o *options, asJSON *bool) {
 		Short:   "Ban a user from a room: removed, and cannot rejoin or be invited until unbanned or the ban ends",
 		Example: `  aurora rooms ban dev mallory --reason "spam" --for 24h`,
 		Args:    cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return withMembership(cmd, o, func(ctx context.Context, svc *membership.Service, s store.Store) error {
-				u, err := userID(ctx, s, args[1])
-				if err != nil {
-					return err
-				}
-				var until time.Time
-				if banFor > 0 {
-					until = time.Now().Add(banFor)
-				}
-				if err := svc.Ban(ctx, membership.Operator, args[0], u.ID, banReason, until); err != nil {
-					return err
-				}
-				return done("banned "+u.Username+" from "+args[0], map[string]any{"banned": u.ID, "room": args[0], "expiresAt": optTime(until)})
-			})
-		},
+		RunE: onMember(o, func(ctx context.Context, svc *membership.Service, room string, u store.User, _ []string) error {
+			var until time.Time
+			if banFor > 0 {
+				until = time.Now().Add(banFor)
+			}
+			if err := svc.Ban(ctx, membership.Operator, room, u.ID, banReason, until); err != nil {
+				return err
+			}
+			return done("banned "+u.Username+" from "+room, map[string]any{"banned": u.ID, "room": room, "expiresAt": optTime(until)})
+		}),
 	}
 	ban.Flags().StringVar(&banReason, "reason", "", "why")
 	ban.Flags().DurationVar(&banFor, "for", 0, "how long (0: until unbanned)")
@@ -186,18 +183,12 @@ func addModerationCmds(c *cobra.Command, o *options, asJSON *bool) {
 		Short:   "Lift a ban",
 		Example: "  aurora rooms unban dev mallory",
 		Args:    cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return withMembership(cmd, o, func(ctx context.Context, svc *membership.Service, s store.Store) error {
-				u, err := userID(ctx, s, args[1])
-				if err != nil {
-					return err
-				}
-				if err := svc.Unban(ctx, membership.Operator, args[0], u.ID); err != nil {
-					return err
-				}
-				return done("unbanned "+u.Username+" from "+args[0], map[string]any{"unbanned": u.ID, "room": args[0]})
-			})
-		},
+		RunE: onMember(o, func(ctx context.Context, svc *membership.Service, room string, u store.User, _ []string) error {
+			if err := svc.Unban(ctx, membership.Operator, room, u.ID); err != nil {
+				return err
+			}
+			return done("unbanned "+u.Username+" from "+room, map[string]any{"unbanned": u.ID, "room": room})
+		}),
 	}
 
 	bans := &cobra.Command{
@@ -238,22 +229,16 @@ func addModerationCmds(c *cobra.Command, o *options, asJSON *bool) {
 		Short:   "Stop a member sending to a room for a while (--for 0 unmutes)",
 		Example: "  aurora rooms mute dev mallory --for 1h\n  aurora rooms mute dev mallory --for 0",
 		Args:    cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return withMembership(cmd, o, func(ctx context.Context, svc *membership.Service, s store.Store) error {
-				u, err := userID(ctx, s, args[1])
-				if err != nil {
-					return err
-				}
-				var until time.Time
-				if muteFor > 0 {
-					until = time.Now().Add(muteFor)
-				}
-				if err := svc.Mute(ctx, membership.Operator, args[0], u.ID, until); err != nil {
-					return err
-				}
-				return done("muted "+u.Username+" in "+args[0], map[string]any{"muted": u.ID, "room": args[0], "until": optTime(until)})
-			})
-		},
+		RunE: onMember(o, func(ctx context.Context, svc *membership.Service, room string, u store.User, _ []string) error {
+			var until time.Time
+			if muteFor > 0 {
+				until = time.Now().Add(muteFor)
+			}
+			if err := svc.Mute(ctx, membership.Operator, room, u.ID, until); err != nil {
+				return err
+			}
+			return done("muted "+u.Username+" in "+room, map[string]any{"muted": u.ID, "room": room, "until": optTime(until)})
+		}),
 	}
 	mute.Flags().DurationVar(&muteFor, "for", time.Hour, "how long")
 
@@ -262,18 +247,12 @@ func addModerationCmds(c *cobra.Command, o *options, asJSON *bool) {
 		Short:   "Set a member's role: admin, member or readonly; owner transfers ownership",
 		Example: "  aurora rooms role dev alice admin\n  aurora rooms role dev bob owner",
 		Args:    cobra.ExactArgs(3),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return withMembership(cmd, o, func(ctx context.Context, svc *membership.Service, s store.Store) error {
-				u, err := userID(ctx, s, args[1])
-				if err != nil {
-					return err
-				}
-				if err := svc.SetRole(ctx, membership.Operator, args[0], u.ID, args[2]); err != nil {
-					return err
-				}
-				return done(u.Username+" is "+args[2]+" of "+args[0], map[string]any{"userId": u.ID, "room": args[0], "role": args[2]})
-			})
-		},
+		RunE: onMember(o, func(ctx context.Context, svc *membership.Service, room string, u store.User, rest []string) error {
+			if err := svc.SetRole(ctx, membership.Operator, room, u.ID, rest[0]); err != nil {
+				return err
+			}
+			return done(u.Username+" is "+rest[0]+" of "+room, map[string]any{"userId": u.ID, "room": room, "role": rest[0]})
+		}),
 	}
 	c.AddCommand(add, kick, ban, unban, bans, mute, role)
 }
