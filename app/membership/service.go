@@ -571,12 +571,9 @@ func (s *Service) AddMember(ctx context.Context, actor Actor, room, targetID, ro
 	if a.Room.Type == store.RoomDirect {
 		return refuse(ErrForbidden, "a direct room has exactly its two users")
 	}
-	u, err := s.Store.UserByID(ctx, targetID)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return refuse(ErrNotFound, "no user %s", targetID)
-	case err != nil:
-		return fmt.Errorf("read user %s: %w", targetID, err)
+	u, err := s.userNamed(ctx, targetID)
+	if err != nil {
+		return err
 	}
 	ta, err := Load(ctx, s.Store, room, targetID, s.now())
 	if err != nil {
@@ -619,11 +616,9 @@ func (s *Service) target(ctx context.Context, a Access, actor Actor, room, targe
 	switch {
 	case errors.Is(err, store.ErrNotFound) && room == General:
 		// Everyone is in general; a row is written for a role or a mute.
-		u, err := s.Store.UserByID(ctx, targetID)
-		if errors.Is(err, store.ErrNotFound) {
-			return m, refuse(ErrNotFound, "no user %s", targetID)
-		} else if err != nil {
-			return m, fmt.Errorf("read user %s: %w", targetID, err)
+		u, err := s.userNamed(ctx, targetID)
+		if err != nil {
+			return m, err
 		}
 		m = store.Member{Room: General, UserID: targetID, Username: u.Username, Role: store.RoleMember, JoinedAt: u.CreatedAt}
 	case errors.Is(err, store.ErrNotFound):
@@ -671,12 +666,9 @@ func (s *Service) Ban(ctx context.Context, actor Actor, room, targetID, reason s
 	if err != nil {
 		return err
 	}
-	u, err := s.Store.UserByID(ctx, targetID)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return refuse(ErrNotFound, "no user %s", targetID)
-	case err != nil:
-		return fmt.Errorf("read user %s: %w", targetID, err)
+	u, err := s.userNamed(ctx, targetID)
+	if err != nil {
+		return err
 	}
 	role := ""
 	if m, err := s.Store.Member(ctx, room, targetID); err == nil {
@@ -889,12 +881,9 @@ func (s *Service) DisableUser(ctx context.Context, actor Actor, targetID string)
 	if targetID == actor.UserID {
 		return refuse(ErrForbidden, "you cannot do that to yourself")
 	}
-	u, err := s.Store.UserByID(ctx, targetID)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return refuse(ErrNotFound, "no user %s", targetID)
-	case err != nil:
-		return fmt.Errorf("read user %s: %w", targetID, err)
+	u, err := s.userNamed(ctx, targetID)
+	if err != nil {
+		return err
 	}
 	u.Disabled, u.ValidAfter = true, s.now()
 	if err := s.Store.UpdateUser(ctx, u); err != nil {
@@ -921,4 +910,17 @@ func (s *Service) SearchUsers(ctx context.Context, q string, limit int) ([]store
 		return nil, fmt.Errorf("search users: %w", err)
 	}
 	return users, nil
+}
+
+// userNamed reads the user an action names: a refusal (ErrNotFound) when
+// there is none.
+func (s *Service) userNamed(ctx context.Context, userID string) (store.User, error) {
+	u, err := s.Store.UserByID(ctx, userID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return u, refuse(ErrNotFound, "no user %s", userID)
+	case err != nil:
+		return u, fmt.Errorf("read user %s: %w", userID, err)
+	}
+	return u, nil
 }
