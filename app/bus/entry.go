@@ -126,15 +126,22 @@ func DecodeEntry(id string, fields map[string]string) (Entry, error) {
 // TS sit at the top level as AuroraChat sends them, so AuroraChat's clients
 // and chat-service read Aurora's messages.
 type MessageFrame struct {
-	Type     string `json:"type"` // "message"
-	ID       string `json:"id"`
-	Room     string `json:"room"`
-	User     string `json:"user"`
-	UserID   string `json:"userId"`
-	Text     string `json:"text"`
-	TS       int64  `json:"ts"`
-	ClientID string `json:"clientId,omitempty"`
-	// A message's options (life.go), and in history its state.
+	Type   string `json:"type"` // "message"
+	ID     string `json:"id"`
+	Room   string `json:"room"`
+	User   string `json:"user"`
+	UserID string `json:"userId"`
+	Text   string `json:"text"`
+	TS     int64  `json:"ts"`
+	MessageTail
+}
+
+// MessageTail is what a message frame carries after ts, inline in its
+// JSON: the client's id, a message's options (life.go), and in history its
+// state. FrameParts encodes it on its own, after the id and ts Redis
+// writes.
+type MessageTail struct {
+	ClientID    string       `json:"clientId,omitempty"`
 	ReplyTo     string       `json:"replyTo,omitempty"`
 	Mentions    []string     `json:"mentions,omitempty"`
 	Attachments []Attachment `json:"attachments,omitempty"`
@@ -143,24 +150,23 @@ type MessageFrame struct {
 	Reactions   []Reaction   `json:"reactions,omitempty"`
 }
 
+// tail is e's MessageTail.
+func (e Entry) tail() MessageTail {
+	return MessageTail{ClientID: e.ClientID, ReplyTo: e.ReplyTo, Mentions: e.Mentions, Attachments: e.Attachments,
+		Edited: e.Edited, Deleted: e.Deleted, Reactions: e.Reactions}
+}
+
 // Frame returns the message frame of a stream entry.
 func (e Entry) Frame() MessageFrame {
 	return MessageFrame{
-		Type:     "message",
-		ID:       e.ID.String(),
-		Room:     e.RoomID,
-		User:     e.Username,
-		UserID:   e.UserID,
-		Text:     e.Text,
-		TS:       e.TS,
-		ClientID: e.ClientID,
-
-		ReplyTo:     e.ReplyTo,
-		Mentions:    e.Mentions,
-		Attachments: e.Attachments,
-		Edited:      e.Edited,
-		Deleted:     e.Deleted,
-		Reactions:   e.Reactions,
+		Type:        "message",
+		ID:          e.ID.String(),
+		Room:        e.RoomID,
+		User:        e.Username,
+		UserID:      e.UserID,
+		Text:        e.Text,
+		TS:          e.TS,
+		MessageTail: e.tail(),
 	}
 }
 
@@ -183,8 +189,7 @@ func (e Entry) FrameParts() (prefix, middle, suffix string) {
 	writeJSONString(&b, e.Text)
 	b.WriteString(`,"ts":`)
 	middle = b.String()
-	suffix = tailSuffix(messageTail{ClientID: e.ClientID, ReplyTo: e.ReplyTo, Mentions: e.Mentions, Attachments: e.Attachments,
-		Edited: e.Edited, Deleted: e.Deleted, Reactions: e.Reactions})
+	suffix = tailSuffix(e.tail())
 	return `{"type":"message","id":"`, middle, suffix
 }
 

@@ -311,18 +311,6 @@ func decodeLife(e *Entry, fields map[string]string) error {
 	return nil
 }
 
-// messageTail is what a message frame carries after ts: the fields of
-// MessageFrame from ClientID on, in its order.
-type messageTail struct {
-	ClientID    string       `json:"clientId,omitempty"`
-	ReplyTo     string       `json:"replyTo,omitempty"`
-	Mentions    []string     `json:"mentions,omitempty"`
-	Attachments []Attachment `json:"attachments,omitempty"`
-	Edited      int64        `json:"edited,omitempty"`
-	Deleted     bool         `json:"deleted,omitempty"`
-	Reactions   []Reaction   `json:"reactions,omitempty"`
-}
-
 // lifeJSON is the frame of a life entry with its id and ts.
 func (e Entry) lifeJSON() ([]byte, error) {
 	prefix, middle, suffix, err := e.LifeFrameParts()
