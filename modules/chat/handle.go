@@ -128,7 +128,7 @@ func decodeFrame(data []byte, rules frameRules) (clientFrame, *frameError) {
 			f.text, ferr = decodeText(in)
 		}
 		if ferr == nil {
-			f.replyTo, ferr = decodeReplyTo(in)
+			f.replyTo, ferr = decodeOptionalID(in, "replyTo", false)
 		}
 		if ferr == nil {
 			f.attachments, ferr = decodeAttachments(in)
@@ -139,7 +139,7 @@ func decodeFrame(data []byte, rules frameRules) (clientFrame, *frameError) {
 	case typ == typeJoin:
 		f.typ = typ
 		if f.room, ferr = decodeRoom(in, rules.allowed); ferr == nil {
-			f.since, ferr = decodeSince(in)
+			f.since, ferr = decodeOptionalID(in, "since", true)
 		}
 	case typ == typeLeave:
 		f.typ = typ
@@ -187,18 +187,20 @@ func decodeText(in inbound) (string, *frameError) {
 	return text, nil
 }
 
-// decodeSince reads the optional "since" of a join.
-func decodeSince(in inbound) (*bus.ID, *frameError) {
-	s, present, ok := in.str("since")
+// decodeOptionalID reads the optional message id field of a frame: a
+// join's "since" (0-0 allowed: from the start), a message's "replyTo"
+// (zeroOK false: no message has the id 0-0). nil when absent.
+func decodeOptionalID(in inbound, field string, zeroOK bool) (*bus.ID, *frameError) {
+	s, present, ok := in.str(field)
 	if !ok {
-		return nil, frameErr(codeInvalidMessage, "since must be a message id string")
+		return nil, frameErr(codeInvalidMessage, field+" must be a message id string")
 	}
 	if !present {
 		return nil, nil
 	}
 	id, err := bus.ParseID(s)
-	if err != nil {
-		return nil, frameErr(codeInvalidMessage, "since must be a message id like 1732670000000-0")
+	if err != nil || (!zeroOK && id.IsZero()) {
+		return nil, frameErr(codeInvalidMessage, field+" must be a message id like 1732670000000-0")
 	}
 	return &id, nil
 }

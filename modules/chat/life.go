@@ -84,22 +84,6 @@ func decodeLife(in inbound, f *clientFrame, rules frameRules) *frameError {
 	return ferr
 }
 
-// decodeReplyTo reads a message's optional "replyTo".
-func decodeReplyTo(in inbound) (*bus.ID, *frameError) {
-	s, present, ok := in.str("replyTo")
-	if !ok {
-		return nil, frameErr(codeInvalidMessage, "replyTo must be a message id string")
-	}
-	if !present {
-		return nil, nil
-	}
-	id, err := bus.ParseID(s)
-	if err != nil || id.IsZero() {
-		return nil, frameErr(codeInvalidMessage, "replyTo must be a message id like 1732670000000-0")
-	}
-	return &id, nil
-}
-
 // decodeAttachments reads a message's optional "attachments": an array of
 // at most bus.MaxAttachments objects with a url (what else they carry the
 // server takes from storage). An empty array is none.
