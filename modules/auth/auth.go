@@ -19,6 +19,7 @@ import (
 
 	"github.com/auroradev/aurora/app"
 	"github.com/auroradev/aurora/app/store"
+	"github.com/auroradev/aurora/app/throttle"
 	"github.com/auroradev/aurora/app/token"
 )
 
@@ -44,11 +45,11 @@ type module struct {
 	log      *slog.Logger
 	store    store.Users
 	tokens   *token.Issuer
-	throttle *throttle
+	throttle *throttle.Throttle
 	// registerIP and loginIP count attempts per client address; trusted
 	// are the proxies whose X-Forwarded-For names that address.
-	registerIP *throttle
-	loginIP    *throttle
+	registerIP *throttle.Throttle
+	loginIP    *throttle.Throttle
 	trusted    []netip.Prefix
 	// slots bounds the bcrypt work running at once.
 	slots *hashSlots
@@ -79,9 +80,9 @@ func newModule(_ context.Context, h *app.Host) (app.Module, error) {
 		log:        h.Log.With("module", "auth"),
 		store:      h.Store,
 		tokens:     h.Tokens,
-		throttle:   newThrottle(h.Redis, cfg.LoginMaxFailures, cfg.LoginWindow),
-		registerIP: newThrottle(h.Redis, cfg.RegisterPerIP, cfg.IPWindow),
-		loginIP:    newThrottle(h.Redis, cfg.LoginPerIP, cfg.IPWindow),
+		throttle:   throttle.New(h.Redis, cfg.LoginMaxFailures, cfg.LoginWindow),
+		registerIP: throttle.New(h.Redis, cfg.RegisterPerIP, cfg.IPWindow),
+		loginIP:    throttle.New(h.Redis, cfg.LoginPerIP, cfg.IPWindow),
 		trusted:    h.Config.TrustedProxyPrefixes(),
 		slots:      newHashSlots(cfg.BcryptConcurrency, cfg.BcryptWait),
 		cost:       cfg.BcryptCost,

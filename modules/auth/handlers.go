@@ -14,6 +14,7 @@ import (
 	"github.com/auroradev/aurora/app"
 	"github.com/auroradev/aurora/app/audit"
 	"github.com/auroradev/aurora/app/store"
+	"github.com/auroradev/aurora/app/throttle"
 	"github.com/auroradev/aurora/app/tokenauth"
 )
 
@@ -109,7 +110,7 @@ func (m *module) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := FailKey(c.Username)
-	ok, wait, err := m.throttle.reserve(r.Context(), key)
+	ok, wait, err := m.throttle.Reserve(r.Context(), key)
 	if err != nil {
 		log.Error("login throttle unavailable", "err", err)
 		app.WriteError(w, http.StatusServiceUnavailable, msgUnavailable)
@@ -119,7 +120,7 @@ func (m *module) login(w http.ResponseWriter, r *http.Request) {
 		m.logins.WithLabelValues(resultThrottled).Inc()
 		log.Warn("login throttled", "username_key", app.UserInput(store.UsernameKey(c.Username)), "retry_after", wait)
 		m.auditFailure(r, log, c.Username, nil, audit.Throttled)
-		w.Header().Set("Retry-After", strconv.FormatInt(retryAfterSeconds(wait), 10))
+		w.Header().Set("Retry-After", strconv.FormatInt(throttle.RetryAfterSeconds(wait), 10))
 		app.WriteError(w, http.StatusTooManyRequests, msgThrottled)
 		return
 	}
@@ -165,7 +166,7 @@ func (m *module) login(w http.ResponseWriter, r *http.Request) {
 		app.WriteError(w, http.StatusServiceUnavailable, msgUnavailable)
 		return
 	}
-	if err := m.throttle.reset(r.Context(), key); err != nil {
+	if err := m.throttle.Reset(r.Context(), key); err != nil {
 		// The credentials were right; the stale count expires with its window.
 		log.Warn("could not reset failed logins", "user_id", u.ID, "err", err)
 	}
@@ -181,7 +182,7 @@ func (m *module) login(w http.ResponseWriter, r *http.Request) {
 // takeBack returns a login attempt reserve counted, when it failed for a
 // reason of ours.
 func (m *module) takeBack(r *http.Request, log *slog.Logger, key string) {
-	if err := m.throttle.release(r.Context(), key); err != nil {
+	if err := m.throttle.Release(r.Context(), key); err != nil {
 		log.Warn("could not take back a login attempt", "err", err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/auroradev/aurora/app"
+	"github.com/auroradev/aurora/app/throttle"
 )
 
 // ipKeyPrefix starts the Redis keys counting one client address's
@@ -30,12 +31,12 @@ func IPKey(action string, ip netip.Addr) string {
 // not answer, failOpen lets the request on (registration: the bcrypt bound
 // still holds) with a WARN, otherwise it is answered 503 (login, whose
 // throttle needs Redis anyway).
-func (m *module) allowIP(w http.ResponseWriter, r *http.Request, t *throttle, action string, failOpen bool) (allowed, limited bool) {
+func (m *module) allowIP(w http.ResponseWriter, r *http.Request, t *throttle.Throttle, action string, failOpen bool) (allowed, limited bool) {
 	ip := app.ClientIP(r, m.trusted)
 	if !ip.IsValid() {
 		return true, false // not a TCP peer (never for the HTTP listener)
 	}
-	ok, wait, err := t.reserve(r.Context(), IPKey(action, ip))
+	ok, wait, err := t.Reserve(r.Context(), IPKey(action, ip))
 	if err != nil && failOpen {
 		app.Logger(r.Context(), m.log).Warn("per-address limit unavailable; letting the request through", "action", action, "err", err)
 		return true, false
@@ -48,7 +49,7 @@ func (m *module) allowIP(w http.ResponseWriter, r *http.Request, t *throttle, ac
 	if !ok {
 		m.ipLimited.WithLabelValues(action).Inc()
 		app.Logger(r.Context(), m.log).Warn("too many attempts from one address", "action", action, "ip", ip.String(), "retry_after", wait)
-		w.Header().Set("Retry-After", strconv.FormatInt(retryAfterSeconds(wait), 10))
+		w.Header().Set("Retry-After", strconv.FormatInt(throttle.RetryAfterSeconds(wait), 10))
 		app.WriteError(w, http.StatusTooManyRequests, msgIPLimited)
 		return false, true
 	}
@@ -113,6 +114,6 @@ func (s *hashSlots) stats() (busy, peak int) {
 func (m *module) busy(w http.ResponseWriter, r *http.Request, err error) {
 	app.Logger(r.Context(), m.log).Warn("no bcrypt slot in time", "wait", m.slots.wait, "err", err)
 	m.bcryptBusy.Inc()
-	w.Header().Set("Retry-After", strconv.FormatInt(retryAfterSeconds(m.slots.wait), 10))
+	w.Header().Set("Retry-After", strconv.FormatInt(throttle.RetryAfterSeconds(m.slots.wait), 10))
 	app.WriteError(w, http.StatusServiceUnavailable, msgBusy)
 }

@@ -1,6 +1,6 @@
--- Counts a login attempt against the limit before the password is checked
+-- Counts an attempt against the limit before the guarded work runs
 -- (see reserveScript in throttle.go).
--- KEYS[1] counter; ARGV[1] max failures; ARGV[2] window in ms.
+-- KEYS[1] counter; ARGV[1] max attempts; ARGV[2] window in ms.
 -- Returns {0, ms until the limit lifts} or {1, count}.
 local max = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
