@@ -10,7 +10,7 @@ import (
 func TestAttachmentsDefaults(t *testing.T) {
 	c := mustLoad(t, "", nil, env())
 	a := c.Attachments
-	if a.MaxBytes != 10<<20 || a.Dir != "" || a.S3URL != "" {
+	if a.MaxBytes != 10<<20 || a.Dir != "" || a.S3URL != "" || a.UploadsPerMinute != 30 {
 		t.Fatalf("defaults %+v", a)
 	}
 	want := []string{"image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf", "text/plain", "application/zip"}
@@ -33,10 +33,11 @@ func TestAttachmentsEnv(t *testing.T) {
 		"AURORA_ATTACHMENTS_S3_URL", "s3://files?endpoint=minio:9000&secure=false",
 		"AURORA_ATTACHMENTS_S3_ACCESS_KEY", "ak",
 		"AURORA_ATTACHMENTS_S3_SECRET_KEY", "sk",
+		"AURORA_ATTACHMENTS_UPLOADS_PER_MINUTE", "0",
 	))
 	a := c.Attachments
 	if a.MaxBytes != 1<<20 || !reflect.DeepEqual(a.Types, []string{"image/png", "application/pdf"}) ||
-		a.S3URL != "s3://files?endpoint=minio:9000&secure=false" || a.S3AccessKey != "ak" || a.S3SecretKey != "sk" {
+		a.S3URL != "s3://files?endpoint=minio:9000&secure=false" || a.S3AccessKey != "ak" || a.S3SecretKey != "sk" || a.UploadsPerMinute != 0 {
 		t.Fatalf("from env: %+v", a)
 	}
 	if m := c.Masked(); m.Attachments.S3SecretKey == "sk" {
@@ -52,6 +53,8 @@ func TestAttachmentsInvalid(t *testing.T) {
 		{[]string{"AURORA_ATTACHMENTS_MAX_BYTES", "0"}, "attachments.max_bytes"},
 		{[]string{"AURORA_ATTACHMENTS_MAX_BYTES", "2147483648"}, "attachments.max_bytes"},
 		{[]string{"AURORA_ATTACHMENTS_MAX_BYTES", "big"}, "attachments.max_bytes"},
+		{[]string{"AURORA_ATTACHMENTS_UPLOADS_PER_MINUTE", "-1"}, "attachments.uploads_per_minute"},
+		{[]string{"AURORA_ATTACHMENTS_UPLOADS_PER_MINUTE", "100001"}, "attachments.uploads_per_minute"},
 		{[]string{"AURORA_ATTACHMENTS_TYPES", "image/png,text/html"}, "attachments.types"},
 		{[]string{"AURORA_ATTACHMENTS_TYPES", "image/svg+xml"}, "attachments.types"},
 		{[]string{"AURORA_ATTACHMENTS_TYPES", "Image/PNG"}, "attachments.types"},

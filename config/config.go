@@ -63,7 +63,13 @@ type Attachments struct {
 	MaxBytes int64 `mapstructure:"max_bytes"`
 	// Types are the media types accepted, as sniffed from the content.
 	Types []string `mapstructure:"types"`
+	// UploadsPerMinute bounds one user's uploads (every attempt a member
+	// makes, refused ones too) per minute across replicas; 0: no limit.
+	UploadsPerMinute int `mapstructure:"uploads_per_minute"`
 }
+
+// MaxUploadsPerMinute bounds attachments.uploads_per_minute.
+const MaxUploadsPerMinute = 100_000
 
 // AttachmentsDir is where local attachments are kept.
 func (c *Config) AttachmentsDir() string {
@@ -90,6 +96,9 @@ func (c *Config) validateAttachments(bad func(key string, format string, a ...an
 	}
 	if len(a.Types) == 0 {
 		bad("attachments.types", "must list at least one media type")
+	}
+	if a.UploadsPerMinute < 0 || a.UploadsPerMinute > MaxUploadsPerMinute {
+		bad("attachments.uploads_per_minute", "must be between 0 (no limit) and %d", MaxUploadsPerMinute)
 	}
 	for _, t := range a.Types {
 		switch {
@@ -376,8 +385,9 @@ func Default(roles ...string) Config {
 		},
 		Bus: Bus{Shards: 1},
 		Attachments: Attachments{
-			MaxBytes: 10 << 20,
-			Types:    []string{"image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf", "text/plain", "application/zip"},
+			MaxBytes:         10 << 20,
+			Types:            []string{"image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf", "text/plain", "application/zip"},
+			UploadsPerMinute: 30,
 		},
 	}
 }

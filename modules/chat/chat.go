@@ -18,6 +18,7 @@ import (
 	"github.com/auroradev/aurora/app/attachment"
 	"github.com/auroradev/aurora/app/bus"
 	"github.com/auroradev/aurora/app/membership"
+	"github.com/auroradev/aurora/app/throttle"
 	"github.com/auroradev/aurora/app/token"
 	"github.com/auroradev/aurora/app/tokenauth"
 	"github.com/auroradev/aurora/config"
@@ -118,6 +119,9 @@ func newModule(_ context.Context, h *app.Host) (app.Module, error) {
 		Access: func(ctx context.Context, room, userID string) (membership.Access, error) {
 			return g.access.Fresh(ctx, room, userID)
 		}}
+	if n := h.Config.Attachments.UploadsPerMinute; n > 0 {
+		att.Uploads = throttle.New(h.Redis, n, time.Minute)
+	}
 	attachapi.Register(h.Mux, att)
 	g.attachments = att
 	hist := history.New(h.Store, h.Redis, log.With("part", "history"))

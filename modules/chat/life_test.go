@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -910,4 +911,32 @@ func TestMessageWithAttachment(t *testing.T) {
 	if code := answerCode(t, ack); code != codeInvalidMessage {
 		t.Errorf("another room's attachment: %v, want %s", ack, codeInvalidMessage)
 	}
+}
+
+// TestUploadLimitDefault: at the default attachments.uploads_per_minute
+// (30), a member's 31st upload within the minute is refused 429 with a
+// Retry-After of at most a minute; another member's uploads are counted
+// apart.
+func TestUploadLimitDefault(t *testing.T) {
+	e := startLife(t)
+	for range 30 {
+		e.upload(t, e.room, e.alice)
+	}
+	req, err := http.NewRequestWithContext(ctxT(t), http.MethodPost, e.URL+"/api/rooms/"+e.room+"/attachments?filename=cat.png", bytes.NewReader(tinyPNG))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+e.alice.token)
+	resp, err := e.Client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct{ Error string }
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	ra, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
+	if resp.StatusCode != http.StatusTooManyRequests || body.Error == "" || ra < 1 || ra > 60 {
+		t.Fatalf("the 31st upload: %d %q, Retry-After %q; want 429, an error, 1..60 s", resp.StatusCode, body.Error, resp.Header.Get("Retry-After"))
+	}
+	e.upload(t, e.room, e.bob)
 }

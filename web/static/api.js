@@ -201,7 +201,8 @@ export function search(token, { q, room = '', user = '', before = '', after = ''
 // the progress bar (fetch has none for request bodies); onProgress gets
 // (sent, total). It resolves to the {url, fileType, size, filename} the
 // server stored and rejects with an ApiError (413 too large, 415 a type not
-// allowed); abort() of the returned handle cancels it (an AbortError).
+// allowed, 429 too many uploads with its Retry-After); abort() of the
+// returned handle cancels it (an AbortError).
 export function upload(token, room, file, onProgress) {
   const xhr = new XMLHttpRequest();
   const done = new Promise((resolve, reject) => {
@@ -226,7 +227,7 @@ export function upload(token, room, file, onProgress) {
         return;
       }
       const msg = data && typeof data.error === 'string' ? data.error : `HTTP ${xhr.status}`;
-      reject(new ApiError(xhr.status, msg));
+      reject(new ApiError(xhr.status, msg, Number(xhr.getResponseHeader('Retry-After')) || 0));
     };
     xhr.onerror = () => reject(new ApiError(0, 'Cannot reach the server. Check your connection and try again.'));
     xhr.onabort = () => reject(new DOMException('upload cancelled', 'AbortError'));

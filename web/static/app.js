@@ -2139,6 +2139,7 @@ function uploadRefusal(file, err) {
   switch (err.status) {
     case 413: return `Too large to upload${err.message && !/^HTTP/.test(err.message) ? `: ${lowerFirst(sentence(err.message))}` : '.'}`;
     case 415: return `Files of this type (${file.type || 'unknown'}) are not allowed here.`;
+    case 429: return `Too many uploads at once: retry in ${err.retryAfter || 60} s.`;
     case 404: case 405: return 'Not uploaded: the room is not found, or this server takes no attachments.';
     default: return 'Not uploaded: ' + lowerFirst(refusal(err));
   }

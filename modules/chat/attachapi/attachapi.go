@@ -27,6 +27,7 @@ import (
 	"github.com/auroradev/aurora/app/attachment"
 	"github.com/auroradev/aurora/app/bus"
 	"github.com/auroradev/aurora/app/membership"
+	"github.com/auroradev/aurora/app/throttle"
 	"github.com/auroradev/aurora/app/token"
 	"github.com/auroradev/aurora/app/tokenauth"
 	"github.com/auroradev/aurora/modules/chat/roomapi"
@@ -58,8 +59,14 @@ type Service struct {
 	// Rooms, when not empty, confines uploads and downloads to these rooms
 	// (chat.rooms_allowed): another room is refused 400 as on every route.
 	Rooms []string
-	Log   *slog.Logger
+	// Uploads, when set, counts each member's upload attempts
+	// (attachments.uploads_per_minute, per UploadKey): over it, 429.
+	Uploads *throttle.Throttle
+	Log     *slog.Logger
 }
+
+// UploadKey is the Redis key counting userID's uploads.
+func UploadKey(userID string) string { return "chat:uploads:" + userID }
 
 // Register adds the upload and download routes to mux.
 func Register(mux *http.ServeMux, s *Service) {
@@ -145,6 +152,9 @@ func (s *Service) tooLarge(w http.ResponseWriter) {
 func (s *Service) upload(w http.ResponseWriter, r *http.Request) {
 	claims, room, ok := s.decide(w, r, membership.Send)
 	if !ok {
+		return
+	}
+	if !s.allowUpload(w, r, claims.UserID) {
 		return
 	}
 	ct := r.Header.Get("Content-Type")
@@ -378,6 +388,28 @@ func (r *refusal) Error() string   { return "invalid attachment: " + r.msg }
 func (r *refusal) Unwrap() []error { return []error{ErrInvalid, membership.ErrInvalid} }
 
 func invalid(format string, args ...any) error { return &refusal{fmt.Sprintf(format, args...)} }
+
+// allowUpload counts an upload of userID against s.Uploads and answers
+// 429 (with Retry-After) over it, or 503 when Redis cannot count it: an
+// upload nobody counted would make the limit a suggestion.
+func (s *Service) allowUpload(w http.ResponseWriter, r *http.Request, userID string) bool {
+	if s.Uploads == nil {
+		return true
+	}
+	ok, wait, err := s.Uploads.Reserve(r.Context(), UploadKey(userID))
+	switch {
+	case err != nil:
+		app.Logger(r.Context(), s.Log).Warn("count an upload", "err", err)
+		app.WriteError(w, http.StatusServiceUnavailable, "uploads cannot be counted: service unavailable, retry later")
+		return false
+	case !ok:
+		secs := throttle.RetryAfterSeconds(wait)
+		w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+		app.WriteError(w, http.StatusTooManyRequests, fmt.Sprintf("too many uploads: retry in %d s", secs))
+		return false
+	}
+	return true
+}
 
 // Check verifies the attachments a message of userID to room carries: at
 // most bus.MaxAttachments, each url the download route of an object

@@ -23,13 +23,16 @@ import (
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
+	"github.com/auroradev/aurora/app/apptest"
 	"github.com/auroradev/aurora/app/attachment"
 	"github.com/auroradev/aurora/app/bus"
+	"github.com/auroradev/aurora/app/embeddedredis"
 	"github.com/auroradev/aurora/app/membership"
 	"github.com/auroradev/aurora/app/store"
 	"github.com/auroradev/aurora/app/store/mongostore"
 	"github.com/auroradev/aurora/app/store/sqlitestore"
 	"github.com/auroradev/aurora/app/store/storetest"
+	"github.com/auroradev/aurora/app/throttle"
 	"github.com/auroradev/aurora/app/token"
 	"github.com/auroradev/aurora/app/tokenauth"
 	"github.com/auroradev/aurora/modules/chat/attachapi"
@@ -703,4 +706,41 @@ func TestParseURL(t *testing.T) {
 			t.Errorf("%q parsed", bad)
 		}
 	}
+}
+
+// TestUploadLimit: a member's upload attempts, refused ones too, count
+// against Uploads; over it, 429 with Retry-After and nothing read or
+// stored; once the window has passed (real time: a 500 ms window here, as
+// the minute of attachments.uploads_per_minute would make the test wait a
+// minute), uploads are let in again. Requests refused before the count (a
+// stranger's) do not count. Redis unreachable: 503.
+func TestUploadLimit(t *testing.T) {
+	e := newEnv(t, storeKinds()[0], storages()[0])
+	c := apptest.RedisClient(t, apptest.RedisURL(t))
+	const window = 500 * time.Millisecond
+	e.svc.Uploads = throttle.New(c, 2, window)
+	e.uploadRaw("bob", "team", "cat.png", "image/png", bytes.NewReader(pngFile)).wantError(t, http.StatusNotFound)
+	e.uploadRaw("alice", "team", "cat.png", "image/png", bytes.NewReader(pngFile)).attachment(t)
+	e.uploadRaw("alice", "team", "page.html", "text/html", bytes.NewReader(htmlFile)).wantError(t, http.StatusUnsupportedMediaType)
+	over := e.uploadRaw("alice", "team", "cat.png", "image/png", bytes.NewReader(pngFile))
+	over.wantError(t, http.StatusTooManyRequests)
+	if ra := over.header.Get("Retry-After"); ra != "1" {
+		t.Errorf("Retry-After %q, want 1 (the window's rest, rounded up)", ra)
+	}
+	if n := e.count(); n != 1 {
+		t.Fatalf("%d objects stored, want the one upload let in", n)
+	}
+	// Another member is counted apart (lobby is public: carol joins it).
+	if err := e.st.PutMember(context.Background(), store.Member{Room: "lobby", UserID: e.ids["carol"], Username: "carol", Role: store.RoleMember}); err != nil {
+		t.Fatal(err)
+	}
+	e.uploadRaw("carol", "lobby", "cat.png", "image/png", bytes.NewReader(pngFile)).attachment(t)
+	time.Sleep(window + 100*time.Millisecond)
+	e.uploadRaw("alice", "team", "cat.png", "image/png", bytes.NewReader(pngFile)).attachment(t)
+
+	down := apptest.EmbeddedRedis(t, embeddedredis.Options{})
+	dc := apptest.RedisClient(t, down.URL())
+	e.svc.Uploads = throttle.New(dc, 2, window)
+	down.Close()
+	e.uploadRaw("alice", "team", "cat.png", "image/png", bytes.NewReader(pngFile)).wantError(t, http.StatusServiceUnavailable)
 }
