@@ -66,7 +66,8 @@ type searchQuery struct {
 //	?q=words        required; store.ParseSearch's rules
 //	?room=<room>    one room (404 not visible, 403 not readable)
 //	?user=<name>    messages of that user only (400 when unknown)
-//	?before=<id>    older than id; ?after=<id> newer than id
+//	?before=<id>    older than id; ?after=<id> newer than id (both: between,
+//	                before later than after)
 //	?limit=N        1..100, default 20 (larger values are clamped)
 //
 // The answer is 200 {"messages": [frame + "highlights": [{start,end}]],
@@ -210,6 +211,10 @@ func parseSearch(r *http.Request, allowed []string) (searchQuery, error) {
 			return q, errors.New(b.name + " must be a message id <ms>-<seq>")
 		}
 		*b.dst = &id
+	}
+	if q.Before != nil && q.After != nil && q.Before.Compare(*q.After) <= 0 {
+		// No id lies between: say so rather than answer an empty page.
+		return q, errors.New("before must be a later id than after")
 	}
 	return q, nil
 }

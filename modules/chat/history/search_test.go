@@ -230,6 +230,8 @@ func TestSearch(t *testing.T) {
 					{"alice", url.Values{"q": {"hello"}, "limit": {"0"}}, 400, "limit"},
 					{"alice", url.Values{"q": {"hello"}, "before": {"x"}}, 400, "before"},
 					{"alice", url.Values{"q": {"hello"}, "after": {"1-2-3"}}, 400, "after"},
+					{"alice", url.Values{"q": {"hello"}, "before": {"5-0"}, "after": {"5-0"}}, 400, "before must be a later id than after"},
+					{"alice", url.Values{"q": {"hello"}, "before": {"4-0"}, "after": {"5-0"}}, 400, "before must be a later id than after"},
 					{"alice", url.Values{"q": {"hello"}, "room": {"Bad Room"}}, 400, "room"},
 					{"alice", url.Values{"q": {"hello"}, "user": {"nobody"}}, 400, "nobody"},
 					{"alice", url.Values{"q": {"hello"}, "room": {"secret"}}, 404, "no such room"},
