@@ -50,3 +50,19 @@ func BenchmarkUnread(b *testing.B) {
 	const n = 100_000
 	b.Run(label(n), func(b *testing.B) { storetest.BenchUnread(b, seeded(b, n), n) })
 }
+
+// BenchmarkInsert is ingest's write: batches of 500 chat messages (as
+// storetest.Seed makes them) into a store already holding 100k, reported
+// as messages per second. It is what the per-message work of
+// InsertMessages (the FTS5 entry, the mentions, the look-up of life
+// entries stored before the message) costs ingest.
+func BenchmarkInsert(b *testing.B) {
+	s := seeded(b, 100_000)
+	b.ResetTimer()
+	n := 0
+	for b.Loop() {
+		storetest.SeedFrom(b, s, 100_000+n, 500)
+		n += 500
+	}
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "msgs/s")
+}

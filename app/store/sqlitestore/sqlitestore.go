@@ -394,18 +394,17 @@ const userColumns = `_id, username, passwordHash, disabled, admin, validAfter, c
 
 type scanner interface{ Scan(dest ...any) error }
 
-// querier is what queryAll reads with: the database, or a transaction
-// that must see its own writes.
-type querier interface {
-	QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error)
-}
-
 // queryAll runs q and scans every row it returns with scan.
-func queryAll[T any](ctx context.Context, db querier, scan func(scanner) (T, error), q string, args ...any) ([]T, error) {
+func queryAll[T any](ctx context.Context, db *sql.DB, scan func(scanner) (T, error), q string, args ...any) ([]T, error) {
 	rows, err := db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
+	return scanAll(rows, scan)
+}
+
+// scanAll scans every row of rows with scan and closes them.
+func scanAll[T any](rows *sql.Rows, scan func(scanner) (T, error)) ([]T, error) {
 	defer rows.Close()
 	var out []T
 	for rows.Next() {
@@ -517,6 +516,7 @@ func (s *Store) InsertMessages(ctx context.Context, msgs []store.Message) (store
 	}
 	defer stmt.Close()
 	updated := formatTime(now())
+	var fresh []store.Message // chat messages inserted now
 	for i, m := range msgs {
 		if reason := store.CheckMessage(m); reason != "" {
 			if res.Rejected == nil {
@@ -553,11 +553,10 @@ func (s *Store) InsertMessages(ctx context.Context, msgs []store.Message) (store
 		// duplicate message had them already; a life entry is applied
 		// again either way (applying one twice changes nothing).
 		if m.Type == "" && n > 0 {
-			removed, err := addMessage(ctx, tx, m)
-			if err != nil {
+			if err := addMessage(ctx, tx, m); err != nil {
 				return store.InsertResult{}, fmt.Errorf("insert batch of %d: message %s of room %q: %w", len(msgs), m.ID, m.RoomID, err)
 			}
-			res.Removed = append(res.Removed, removed...)
+			fresh = append(fresh, m)
 		}
 		if bus.IsLife(m.Type) {
 			removed, err := applyLife(ctx, tx, m)
@@ -567,6 +566,11 @@ func (s *Store) InsertMessages(ctx context.Context, msgs []store.Message) (store
 			res.Removed = append(res.Removed, removed...)
 		}
 	}
+	removed, err := applyEarly(ctx, tx, fresh)
+	if err != nil {
+		return store.InsertResult{}, fmt.Errorf("insert batch of %d: %w", len(msgs), err)
+	}
+	res.Removed = append(res.Removed, removed...)
 	if err := tx.Commit(); err != nil {
 		return store.InsertResult{}, fmt.Errorf("insert batch of %d: commit: %w", len(msgs), err)
 	}

@@ -399,3 +399,42 @@ func TestMigrateFromVersion1(t *testing.T) {
 		t.Errorf("running the steps again changed the file:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
 }
+
+// TestEarlyLifeUsesItsIndex: the look-up ingest runs for every batch it
+// stores (the life entries stored before its messages) searches the
+// partial index messages_roomId_messageId for each (room, id) pair, never
+// a walk of a room (a plan that walked the room's (roomId, msgMs, msgSeq)
+// index once made seeding 100k messages take many minutes).
+func TestEarlyLifeUsesItsIndex(t *testing.T) {
+	ctx := context.Background()
+	s, err := sqlitestore.Open(ctx, filepath.Join(t.TempDir(), "aurora.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := s.DB().QueryContext(ctx, "EXPLAIN QUERY PLAN "+sqlitestore.EarlyLife(2), "room", "1-0", "room", "2-0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	if len(plan) == 0 || !strings.Contains(plan[0], "SEARCH messages USING INDEX messages_roomId_messageId (roomId=? AND messageId=?)") {
+		t.Fatalf("plan %q, want a search of messages_roomId_messageId per pair", plan)
+	}
+	for _, p := range plan {
+		if strings.HasPrefix(p, "SCAN messages") {
+			t.Fatalf("plan %q scans messages", plan)
+		}
+	}
+}

@@ -37,10 +37,18 @@ build test ship merge fix issue change branch release update server client room 
 // how long the seeding took.
 func Seed(tb testing.TB, s store.MessageWriter, n int) {
 	tb.Helper()
+	start := time.Now()
+	SeedFrom(tb, s, 0, n)
+	tb.Logf("seeded %d messages in %v (%.0f/s)", n, time.Since(start).Round(time.Millisecond), float64(n)/time.Since(start).Seconds())
+}
+
+// SeedFrom is Seed of the messages from, from+1, ... from+n-1 of the same
+// sequence (a benchmark adds to a seeded store with it).
+func SeedFrom(tb testing.TB, s store.MessageWriter, from, n int) {
+	tb.Helper()
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(1, 2))
 	users := []string{"0123456789abcdef01230001", "0123456789abcdef01230002", "0123456789abcdef01230003", "0123456789abcdef01230004"}
-	start := time.Now()
 	batch := make([]store.Message, 0, 500)
 	flush := func() {
 		res, err := s.InsertMessages(ctx, batch)
@@ -50,7 +58,7 @@ func Seed(tb testing.TB, s store.MessageWriter, n int) {
 		batch = batch[:0]
 	}
 	var words [9]string
-	for i := range n {
+	for i := from; i < from+n; i++ {
 		for w := range 8 {
 			words[w] = benchWords[rng.IntN(len(benchWords))]
 		}
@@ -79,7 +87,6 @@ func Seed(tb testing.TB, s store.MessageWriter, n int) {
 	if len(batch) > 0 {
 		flush()
 	}
-	tb.Logf("seeded %d messages in %v (%.0f/s)", n, time.Since(start).Round(time.Millisecond), float64(n)/time.Since(start).Seconds())
 }
 
 // BenchSearch measures Search over every seeded room (a page of 20, as
