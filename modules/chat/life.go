@@ -30,10 +30,9 @@ type messageLookup interface {
 // attachmentChecker vouches for the attachments of userID's message to
 // room: each names an attachment userID uploaded to that room, and the
 // answer carries the stored fileType, size and filename (never the
-// client's). An error
-// wrapping membership.ErrInvalid or store.ErrNotFound refuses the message
-// (invalid_message, with the error's text); any other is the storage
-// failing (unavailable). The gateway's is nil until attachments are wired
+// client's). An error wrapping membership.ErrInvalid or store.ErrNotFound
+// refuses the message (invalid_message, with the error's text); any other
+// is the storage failing (unavailable). The gateway's is nil until attachments are wired
 // in: then a message with attachments is refused.
 type attachmentChecker interface {
 	Check(ctx context.Context, room, userID string, in []bus.Attachment) ([]bus.Attachment, error)
@@ -359,7 +358,7 @@ func (c *conn) onRead(f clientFrame) {
 	case res.Duplicate:
 		moved := false
 		c.reply(ackFrame{Type: "ack", ClientID: f.clientID, ID: res.ID.String(), Room: f.room, TS: 0, Moved: &moved})
-	default: // moved, or (res.Resent) a resend of one that moved: its original ack
+	default: // moved, or a resend of a read that moved it: the original ack
 		moved := true
 		c.reply(ackFrame{Type: "ack", ClientID: f.clientID, ID: res.ID.String(), Room: f.room, TS: int64(res.ID.Ms), Moved: &moved})
 	}

@@ -54,12 +54,9 @@ var readLua string
 var readSHA = scriptSHA(readLua)
 
 // readResult is a read script's outcome: ID is the read event's id when the
-// marker moved or (Resent) when it is a resend of one that did, else
-// (Duplicate) the marker it stays at.
-type readResult struct {
-	sendResult
-	Resent bool
-}
+// marker moved (or a resend of a read that moved it: the same answer),
+// else (Duplicate) the marker it stays at.
+type readResult struct{ sendResult }
 
 // read runs the read script for m (a read entry); with chat.ack_replicas,
 // also WAIT. floor reads the store's marker of the room (the zero id for
@@ -111,7 +108,7 @@ func (s *sender) read(ctx context.Context, m outgoing, floor func(ctx context.Co
 	if err != nil {
 		return readResult{}, fmt.Errorf("move read marker of room %s: %w", m.Room, err)
 	}
-	out, resent, err := decodeRead(res)
+	out, err := decodeRead(res)
 	if err != nil {
 		return readResult{}, fmt.Errorf("move read marker of room %s: %w", m.Room, err)
 	}
@@ -120,25 +117,24 @@ func (s *sender) read(ctx context.Context, m outgoing, floor func(ctx context.Co
 		out.WaitErr = w.err
 		out.Unreplicated = w.err != nil || w.replicas < int64(s.cfg.AckReplicas)
 	}
-	return readResult{sendResult: out, Resent: resent}, nil
+	return readResult{out}, nil
 }
 
-// decodeRead reads the read script's answer: a resend's {5, id} (resent
-// true), else the answers it shares with the send script (decodeSend).
-func decodeRead(res []rueidis.RedisMessage) (out sendResult, resent bool, err error) {
+// decodeRead reads the read script's answer: a resend's {5, id} is the
+// original's {0, id}; the rest are the send script's (decodeSend).
+func decodeRead(res []rueidis.RedisMessage) (sendResult, error) {
 	if len(res) == 2 {
 		if status, _ := res[0].AsInt64(); status == 5 {
 			s, err := res[1].ToString()
 			if err != nil {
-				return sendResult{}, false, fmt.Errorf("bad id: %w", err)
+				return sendResult{}, fmt.Errorf("bad id: %w", err)
 			}
 			id, err := bus.ParseID(s)
 			if err != nil {
-				return sendResult{}, false, err
+				return sendResult{}, err
 			}
-			return sendResult{ID: id}, true, nil
+			return sendResult{ID: id}, nil
 		}
 	}
-	out, err = decodeSend(res)
-	return out, false, err
+	return decodeSend(res)
 }
