@@ -32,8 +32,8 @@ type messageLookup interface {
 // answer carries the stored fileType, size and filename (never the
 // client's). An error wrapping membership.ErrInvalid or store.ErrNotFound
 // refuses the message (invalid_message, with the error's text); any other
-// is the storage failing (unavailable). The gateway's is nil until attachments are wired
-// in: then a message with attachments is refused.
+// is the storage failing (unavailable). The gateway's is nil until
+// attachments are wired in: then a message with attachments is refused.
 type attachmentChecker interface {
 	Check(ctx context.Context, room, userID string, in []bus.Attachment) ([]bus.Attachment, error)
 }
